@@ -1,0 +1,119 @@
+//! Folded stacks, one per line: `root;caller;leaf 42`, as written by
+//! Brendan Gregg's `stackcollapse-*` scripts and inferno's collapsers.
+//!
+//! Reading: the count is the last whitespace-separated field; frames are
+//! separated by `;`; blank lines and lines starting with `#` are skipped.
+//! Each line becomes one sample of type `samples/count` (the unit folded
+//! files carry implicitly). Writing: see [`Profile::fold`].
+
+use std::io::Write;
+
+use rustc_hash::FxHashMap;
+
+use crate::ops::FoldOptions;
+use crate::{Error, FrameId, LabelSetId, Profile, Result, SampleType};
+
+/// The sample type a folded file is read as.
+pub fn folded_sample_type() -> SampleType {
+    SampleType::new("samples", "count")
+}
+
+/// Parses folded stacks. Invalid UTF-8 in names is replaced with U+FFFD.
+pub fn read(bytes: &[u8]) -> Result<Profile> {
+    let mut profile = Profile::new(vec![folded_sample_type()]);
+    let mut frame_ids: FxHashMap<&[u8], FrameId> = FxHashMap::default();
+    let mut stack: Vec<FrameId> = Vec::new();
+    for (index, raw_line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = trim_ascii(raw_line);
+        if line.is_empty() || line[0] == b'#' {
+            continue;
+        }
+        let (frames, count) = split_count(line).map_err(|problem| Error::Parse {
+            format: "folded",
+            line: index + 1,
+            problem,
+        })?;
+        stack.clear();
+        for name in frames.split(|&b| b == b';') {
+            let id = match frame_ids.get(name) {
+                Some(&id) => id,
+                None => {
+                    let id = profile.frame_named(&String::from_utf8_lossy(name));
+                    frame_ids.insert(name, id);
+                    id
+                }
+            };
+            stack.push(id);
+        }
+        let stack_id = profile.intern_stack(&stack);
+        profile.push_sample(stack_id, LabelSetId::EMPTY, &[count]);
+    }
+    Ok(profile)
+}
+
+fn trim_ascii(mut line: &[u8]) -> &[u8] {
+    while let [rest @ .., last] = line {
+        if last.is_ascii_whitespace() {
+            line = rest;
+        } else {
+            break;
+        }
+    }
+    line
+}
+
+/// Splits `a;b;c 42` into (`a;b;c`, 42).
+fn split_count(line: &[u8]) -> std::result::Result<(&[u8], i64), String> {
+    let Some(space) = line.iter().rposition(|&b| b == b' ' || b == b'\t') else {
+        return Err("missing count: expected `frame;frame;... COUNT`".into());
+    };
+    let (frames, count) = (trim_ascii(&line[..space]), &line[space + 1..]);
+    let count = std::str::from_utf8(count)
+        .ok()
+        .and_then(|c| c.parse::<i64>().ok())
+        .ok_or_else(|| {
+            format!(
+                "count field {:?} is not an integer: expected `frame;frame;... COUNT`",
+                String::from_utf8_lossy(count)
+            )
+        })?;
+    if frames.is_empty() {
+        return Err("empty stack before the count".into());
+    }
+    Ok((frames, count))
+}
+
+/// Writes folded stacks for the chosen sample type, sorted by stack.
+pub fn write(profile: &Profile, options: &FoldOptions, out: &mut dyn Write) -> Result<()> {
+    let mut text = String::new();
+    for (stack, value) in profile.fold(options) {
+        text.push_str(&stack);
+        text.push(' ');
+        text.push_str(&value.to_string());
+        text.push('\n');
+    }
+    out.write_all(text.as_bytes()).map_err(Error::io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_counts_after_the_last_space_and_keeps_spaces_in_names() {
+        let p = read(b"main;do work;f 3\n\n# comment\nmain;g 4\r\n").unwrap();
+        assert_eq!(p.total(0), 7);
+        let folded = p.fold(&FoldOptions::default());
+        assert_eq!(folded.get("main;do work;f"), Some(&3));
+        assert_eq!(folded.get("main;g"), Some(&4));
+    }
+
+    #[test]
+    fn a_line_without_count_names_its_line_number() {
+        let err = read(b"a;b 1\na;b;c x\n").unwrap_err().to_string();
+        assert!(err.contains("folded line 2"), "{err}");
+        assert!(err.contains("not an integer"), "{err}");
+        let err = read(b"a;b 1\nabc\n").unwrap_err().to_string();
+        assert!(err.contains("line 2: missing count"), "{err}");
+    }
+}

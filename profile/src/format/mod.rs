@@ -1,0 +1,195 @@
+//! Reading and writing profiles: pprof, folded stacks, `perf script`
+//! (read), speedscope (write). The input format is detected from the
+//! content, so a misnamed file still reads.
+
+pub mod folded;
+pub mod perf_script;
+pub mod pprof;
+pub mod speedscope;
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use flate2::read::MultiGzDecoder;
+
+use crate::ops::FoldOptions;
+use crate::{Error, Profile, Result};
+
+/// The default cap on decompressed input: 512 MiB.
+pub const DEFAULT_MAX_DECOMPRESSED: u64 = 512 * 1024 * 1024;
+
+/// A profile file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// pprof `profile.proto`, gzipped on write.
+    Pprof,
+    /// Folded stacks (`a;b;c 42`).
+    Folded,
+    /// `perf script` text (read only).
+    PerfScript,
+    /// speedscope JSON (write only).
+    Speedscope,
+}
+
+impl Format {
+    /// The format a file name suggests: `.pb.gz`/`.pprof`/`.pb` → pprof,
+    /// `.folded`/`.txt`/`.collapsed` → folded, `.speedscope.json`/`.json`
+    /// → speedscope, `.perf`/`.script` → perf script.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        let ends = |suffixes: &[&str]| suffixes.iter().any(|s| name.ends_with(s));
+        if ends(&[".pb.gz", ".pprof", ".pb", ".prof", ".proto"]) {
+            Some(Format::Pprof)
+        } else if ends(&[".folded", ".collapsed", ".txt", ".stacks"]) {
+            Some(Format::Folded)
+        } else if ends(&[".json"]) {
+            Some(Format::Speedscope)
+        } else if ends(&[".perf", ".script", ".perf-script"]) {
+            Some(Format::PerfScript)
+        } else {
+            None
+        }
+    }
+
+    /// Parses a `--format` value.
+    pub fn from_name(name: &str) -> Option<Format> {
+        match name {
+            "pprof" => Some(Format::Pprof),
+            "folded" | "collapsed" => Some(Format::Folded),
+            "perf" | "perf-script" => Some(Format::PerfScript),
+            "speedscope" => Some(Format::Speedscope),
+            _ => None,
+        }
+    }
+}
+
+/// Options for reading.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// Cap on the decompressed size of gzipped input, in bytes.
+    pub max_decompressed: u64,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            max_decompressed: DEFAULT_MAX_DECOMPRESSED,
+        }
+    }
+}
+
+pub(crate) fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0x1f, 0x8b])
+}
+
+/// Gunzips `bytes`, failing with [`Error::TooLarge`] past `limit` bytes.
+pub fn gunzip(bytes: &[u8], limit: u64) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    MultiGzDecoder::new(bytes)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(Error::Gzip)?;
+    if out.len() as u64 > limit {
+        return Err(Error::TooLarge { limit });
+    }
+    Ok(out)
+}
+
+/// Guesses the format of (already decompressed) `bytes` from their content.
+pub fn detect(bytes: &[u8]) -> Result<Format> {
+    let head = &bytes[..bytes.len().min(64 * 1024)];
+    let text = head.iter().all(|&b| b >= 0x20 || b == b'\n' || b == b'\r' || b == b'\t');
+    if !text {
+        return Ok(Format::Pprof);
+    }
+    let first = head.iter().copied().find(|b| !b.is_ascii_whitespace());
+    if first == Some(b'{') || first == Some(b'[') {
+        return Ok(Format::Speedscope);
+    }
+    if looks_like_perf_script(head) {
+        return Ok(Format::PerfScript);
+    }
+    Ok(Format::Folded)
+}
+
+/// perf script: an unindented header followed by an indented hex address.
+fn looks_like_perf_script(head: &[u8]) -> bool {
+    let mut lines = head
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty() && l[0] != b'#');
+    while let Some(line) = lines.next() {
+        if line[0] == b' ' || line[0] == b'\t' {
+            continue;
+        }
+        if let Some(next) = lines.next() {
+            if next[0] == b' ' || next[0] == b'\t' {
+                let token = next.split(|b| b.is_ascii_whitespace()).find(|t| !t.is_empty());
+                return token.is_some_and(|t| t.iter().all(u8::is_ascii_hexdigit));
+            }
+        }
+        // A lone header line with `event:` and a frame also counts.
+        return line.windows(2).any(|w| w == b": ") && line.contains(&b'/');
+    }
+    false
+}
+
+/// Reads a profile from bytes in any readable format, gunzipping first.
+pub fn read_bytes(bytes: &[u8], options: &ReadOptions) -> Result<Profile> {
+    let raw;
+    let bytes = if is_gzip(bytes) {
+        raw = gunzip(bytes, options.max_decompressed)?;
+        &raw[..]
+    } else {
+        bytes
+    };
+    match detect(bytes)? {
+        Format::Pprof => pprof::read(bytes, options.max_decompressed),
+        Format::Folded => folded::read(bytes),
+        Format::PerfScript => perf_script::read(bytes),
+        Format::Speedscope => Err(Error::UnknownFormat(
+            "JSON input (speedscope is a write-only format here; use pprof or folded)".into(),
+        )),
+    }
+}
+
+/// Reads a profile file in any readable format (`-` for standard input).
+pub fn read_path(path: &Path, options: &ReadOptions) -> Result<Profile> {
+    let bytes = if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf).map_err(Error::io)?;
+        buf
+    } else {
+        std::fs::read(path).map_err(|e| Error::io_at(path, e))?
+    };
+    read_bytes(&bytes, options)
+}
+
+/// Options for writing.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// For single-valued formats (folded), which sample type to write;
+    /// `None` for the profile's default.
+    pub value_index: Option<usize>,
+    /// A name for formats that carry one (speedscope).
+    pub name: Option<String>,
+}
+
+/// Writes `profile` in `format`.
+pub fn write(profile: &Profile, format: Format, options: &WriteOptions, out: &mut dyn Write) -> Result<()> {
+    let value_index = options.value_index.unwrap_or_else(|| profile.default_value_index());
+    match format {
+        Format::Pprof => pprof::write(profile, out),
+        Format::Folded => folded::write(
+            profile,
+            &FoldOptions {
+                value_index,
+                root_label: None,
+            },
+            out,
+        ),
+        Format::Speedscope => speedscope::write(profile, options.name.as_deref().unwrap_or("flameshift"), out),
+        Format::PerfScript => Err(Error::UnknownFormat(
+            "perf script is a read-only format; write pprof, folded or speedscope".into(),
+        )),
+    }
+}

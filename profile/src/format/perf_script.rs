@@ -1,0 +1,394 @@
+//! `perf script` text (from `perf record -g`), read-only.
+//!
+//! Each event is a header line (`comm pid/tid [cpu] time: period event:`)
+//! followed by stack lines (`\taddr symbol+0xoff (module)`, leaf first) and
+//! a blank line. Names are cleaned the way `stackcollapse-perf` and
+//! inferno's perf collapser clean them: symbol offsets are dropped,
+//! argument lists are cut (Go methods and C++ anonymous namespaces are
+//! kept), `;` becomes `:`, and an `[unknown]` symbol in a known module is
+//! named `[module]`. Unlike those tools, the process name is not made a
+//! frame: it becomes the `thread` label, next to numeric `pid` and `tid`.
+//!
+//! Weights: when headers carry a period, each sample weighs its period in
+//! the event's unit (nanoseconds for `cpu-clock`/`task-clock`, instructions,
+//! cycles, ...) and a second sample type counts samples; otherwise each
+//! sample counts 1. Only the first event type seen is kept, because
+//! merging `cycles` with `instructions` would mix units; the number of
+//! skipped samples is recorded in a comment.
+
+use std::borrow::Cow;
+
+use rustc_hash::FxHashMap;
+
+use crate::{Error, Frame, FrameId, LabelSetId, Period, Profile, Result, SampleType};
+
+/// The unit of a perf event's period.
+pub fn event_unit(event: &str) -> &'static str {
+    let base = event.split(':').next().unwrap_or(event);
+    match base {
+        "cpu-clock" | "task-clock" => "nanoseconds",
+        "instructions" | "inst_retired.any" => "instructions",
+        "cycles" | "cpu-cycles" | "ref-cycles" => "cycles",
+        _ => "count",
+    }
+}
+
+/// Parses `perf script` output.
+pub fn read(bytes: &[u8]) -> Result<Profile> {
+    let mut reader = Reader::default();
+    let mut lines = bytes.split(|&b| b == b'\n').enumerate().peekable();
+    while let Some((index, raw)) = lines.next() {
+        let line = trim_end(raw);
+        if line.is_empty() || line[0] == b'#' {
+            continue;
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            return Err(Error::Parse {
+                format: "perf script",
+                line: index + 1,
+                problem: "stack line outside an event (expected `comm pid/tid ... event:` first)".into(),
+            });
+        }
+        let header = parse_header(line).ok_or_else(|| Error::Parse {
+            format: "perf script",
+            line: index + 1,
+            problem: "event header without a pid/tid field".into(),
+        })?;
+        let mut stack: Vec<&[u8]> = Vec::new();
+        if let Some(inline) = header.inline_frame {
+            stack.push(inline);
+        }
+        while let Some((_, raw)) = lines.peek() {
+            let line = trim_end(raw);
+            if line.is_empty() {
+                break;
+            }
+            if line[0] == b'#' {
+                lines.next();
+                continue;
+            }
+            if line[0] != b' ' && line[0] != b'\t' {
+                break; // the next header: perf sometimes omits the blank line
+            }
+            stack.push(line);
+            lines.next();
+        }
+        reader.add_event(&header, &stack);
+    }
+    Ok(reader.finish())
+}
+
+fn trim_end(mut line: &[u8]) -> &[u8] {
+    while let [rest @ .., last] = line {
+        if last.is_ascii_whitespace() {
+            line = rest;
+        } else {
+            break;
+        }
+    }
+    line
+}
+
+struct Header<'a> {
+    comm: &'a [u8],
+    pid: Option<i64>,
+    tid: i64,
+    event: &'a [u8],
+    period: Option<i64>,
+    inline_frame: Option<&'a [u8]>,
+}
+
+/// Parses `comm [pid/]tid [cpu] time: [period] event: [inline frame]`.
+/// The comm may contain spaces; the pid/tid is the first all-digit word.
+fn parse_header(line: &[u8]) -> Option<Header<'_>> {
+    let mut start = 0;
+    let (comm_end, id_word, rest_start) = loop {
+        let end = memchr::memchr(b' ', &line[start..]).map_or(line.len(), |i| start + i);
+        let word = &line[start..end];
+        if start > 0 && !word.is_empty() && word.iter().all(|b| b.is_ascii_digit() || *b == b'/') {
+            if word[0] != b'/' && word[word.len() - 1] != b'/' {
+                break (start, word, end);
+            }
+        }
+        if end >= line.len() {
+            return None;
+        }
+        start = end + 1;
+    };
+    let comm = trim_end(&line[..comm_end]);
+    let (pid, tid) = match memchr::memchr(b'/', id_word) {
+        Some(slash) => (Some(parse_i64(&id_word[..slash])?), parse_i64(&id_word[slash + 1..])?),
+        None => (None, parse_i64(id_word)?),
+    };
+    // After the ids: optional [cpu], the time ending in ':', then
+    // `[period] event:` and possibly a one-frame stack.
+    let rest = &line[rest_start..];
+    let time_colon = memchr::memchr(b':', rest)?;
+    let after_time = &rest[time_colon + 1..];
+    let event_colon = memchr::memchr(b':', after_time)?;
+    let period_and_event = trim_start(&after_time[..event_colon]);
+    let (period, event) = match memchr::memrchr(b' ', period_and_event) {
+        Some(space) => (
+            parse_i64(trim_end(&period_and_event[..space])),
+            &period_and_event[space + 1..],
+        ),
+        None => (None, period_and_event),
+    };
+    // Modifiers such as `cycles:u:` or `cycles:ppp:` continue up to a space.
+    let mut tail = &after_time[event_colon + 1..];
+    let tail_start = tail.iter().position(|&b| b == b' ' || b == b'\t').unwrap_or(tail.len());
+    tail = trim_start(&tail[tail_start..]);
+    Some(Header {
+        comm,
+        pid,
+        tid,
+        event,
+        period,
+        inline_frame: (!tail.is_empty()).then_some(tail),
+    })
+}
+
+fn trim_start(mut s: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = s {
+        if first.is_ascii_whitespace() {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    s
+}
+
+fn parse_i64(s: &[u8]) -> Option<i64> {
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+#[derive(Default)]
+struct Reader<'a> {
+    profile: Option<Profile>,
+    event: Option<&'a [u8]>,
+    with_period: bool,
+    skipped_other_events: u64,
+    frames: FxHashMap<&'a [u8], FrameId>,
+    labels: FxHashMap<(&'a [u8], Option<i64>, i64), LabelSetId>,
+    stack: Vec<FrameId>,
+}
+
+impl<'a> Reader<'a> {
+    fn add_event(&mut self, header: &Header<'a>, lines: &[&'a [u8]]) {
+        match self.event {
+            None => {
+                self.event = Some(header.event);
+                self.with_period = header.period.is_some();
+                let event = String::from_utf8_lossy(header.event).into_owned();
+                let mut types = vec![SampleType::new("samples", "count")];
+                let mut profile;
+                if self.with_period {
+                    let unit = event_unit(&event);
+                    types.push(SampleType::new(event.clone(), unit));
+                    profile = Profile::new(types);
+                    profile.period = Some(Period {
+                        kind: SampleType::new(event.clone(), unit),
+                        value: header.period.unwrap_or(0),
+                    });
+                } else {
+                    profile = Profile::new(types);
+                }
+                profile.comments.push(format!("perf script, event {event}"));
+                self.profile = Some(profile);
+            }
+            Some(event) if event != header.event => {
+                self.skipped_other_events += 1;
+                return;
+            }
+            Some(_) => {}
+        }
+        let Some(profile) = self.profile.as_mut() else {
+            return;
+        };
+        self.stack.clear();
+        for line in lines.iter().rev() {
+            let id = match self.frames.get(line) {
+                Some(&id) => id,
+                None => match stack_frame(profile, line) {
+                    Some(id) => {
+                        self.frames.insert(line, id);
+                        id
+                    }
+                    None => continue,
+                },
+            };
+            self.stack.push(id);
+        }
+        let stack = profile.intern_stack(&self.stack);
+        let key = (header.comm, header.pid, header.tid);
+        let labels = *self.labels.entry(key).or_insert_with(|| {
+            let mut set = vec![profile.str_label("thread", &String::from_utf8_lossy(header.comm))];
+            if let Some(pid) = header.pid {
+                set.push(profile.num_label("pid", pid, ""));
+            }
+            set.push(profile.num_label("tid", header.tid, ""));
+            profile.intern_labels(set)
+        });
+        if self.with_period {
+            profile.push_sample(stack, labels, &[1, header.period.unwrap_or(1)]);
+        } else {
+            profile.push_sample(stack, labels, &[1]);
+        }
+    }
+
+    fn finish(self) -> Profile {
+        let mut profile = self.profile.unwrap_or_else(|| Profile::new(vec![SampleType::new("samples", "count")]));
+        if self.skipped_other_events > 0 {
+            tracing::warn!(
+                skipped = self.skipped_other_events,
+                "perf script: kept only the first event type"
+            );
+            profile.comments.push(format!(
+                "skipped {} samples of other events (units are never mixed)",
+                self.skipped_other_events
+            ));
+        }
+        profile
+    }
+}
+
+/// Parses `addr symbol+0xoff (module)` into a frame; `None` for lines
+/// that are not frames (perf prints `(process)` pseudo-frames to skip).
+fn stack_frame(profile: &mut Profile, line: &[u8]) -> Option<FrameId> {
+    let line = lossy(trim_start(line));
+    let (pc, rest) = line.split_once(' ').unwrap_or((&line, ""));
+    let (symbol, module) = match rest.rfind(' ') {
+        Some(space) if rest.ends_with(')') && rest[space + 1..].starts_with('(') => {
+            (rest[..space].trim(), &rest[space + 2..rest.len() - 1])
+        }
+        _ if rest.starts_with('(') && rest.ends_with(')') => ("", &rest[1..rest.len() - 1]),
+        _ => (rest.trim(), ""),
+    };
+    let symbol = strip_offset(symbol);
+    if symbol.starts_with('(') {
+        return None;
+    }
+    let address = u64::from_str_radix(pc.trim(), 16).unwrap_or(0);
+    let name = if symbol == "[unknown]" || symbol.is_empty() {
+        match module.rsplit('/').next() {
+            Some(base) if !base.is_empty() && module != "[unknown]" => format!("[{base}]"),
+            _ => "[unknown]".to_owned(),
+        }
+    } else {
+        tidy_name(symbol)
+    };
+    let function = profile.intern_str(&name);
+    let binary = if module.is_empty() || module == "[unknown]" {
+        crate::StrId::EMPTY
+    } else {
+        profile.intern_str(module)
+    };
+    Some(profile.intern_frame(Frame {
+        function,
+        binary,
+        address,
+        ..Frame::default()
+    }))
+}
+
+fn lossy(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+fn strip_offset(symbol: &str) -> &str {
+    if let Some(at) = symbol.rfind("+0x") {
+        let hex = &symbol[at + 3..];
+        if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return &symbol[..at];
+        }
+    }
+    symbol
+}
+
+/// Cuts a C/C++ argument list (`f(int, char*)` → `f`) and replaces `;`,
+/// keeping Go methods (`pkg.(*T).M`), C++ `(anonymous namespace)` and
+/// parentheses nested in templates or closures.
+pub fn tidy_name(name: &str) -> String {
+    let mut depth = 0i32;
+    let mut after_dot = None;
+    let mut cut = name.len();
+    for (i, c) in name.char_indices() {
+        match c {
+            '<' | '{' | '[' => depth += 1,
+            '>' | '}' | ']' | ')' => depth -= 1,
+            '(' => {
+                if depth == 0 && after_dot != Some(i) && !name[i..].starts_with("(anonymous namespace)") {
+                    cut = i;
+                    break;
+                }
+                depth += 1;
+            }
+            '.' => after_dot = Some(i + 1),
+            _ => {}
+        }
+    }
+    name[..cut].replace(';', ":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::FoldOptions;
+
+    const SCRIPT: &str = "\
+V8 Worker 4242/4243 [001] 123.456: 250000 cpu-clock:u: \n\
+\t    55d0 leaf+0x1f (/usr/bin/app)\n\
+\t    55e0 std::vector<int>::push(int const&)+0x4 (/usr/bin/app)\n\
+\t    7f00 [unknown] (/lib/libc.so.6)\n\
+\t    0 [unknown] ([unknown])\n\
+\n\
+V8 Worker 4242/4243 [001] 123.457: 250000 cpu-clock:u: \n\
+\t    55d0 leaf+0x1f (/usr/bin/app)\n\
+\t    55f0 net/http.(*Client).Do+0x2 (/usr/bin/app)\n\
+\n\
+other 7 [000] 1.0: 5 cycles: \n\
+\t    1 x (/bin/x)\n\
+";
+
+    #[test]
+    fn parses_events_names_and_labels() {
+        let p = read(SCRIPT.as_bytes()).unwrap();
+        assert_eq!(p.sample_types[1], SampleType::new("cpu-clock", "nanoseconds"));
+        assert_eq!(p.total(0), 2);
+        assert_eq!(p.total(1), 500_000);
+        let folded = p.fold(&FoldOptions { value_index: 1, root_label: Some("thread".into()) });
+        let lines: Vec<_> = folded.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "V8 Worker;[unknown];[libc.so.6];std::vector<int>::push;leaf 250000",
+                "V8 Worker;net/http.(*Client).Do;leaf 250000",
+            ]
+        );
+        assert!(p.comments.iter().any(|c| c.contains("skipped 1 samples")));
+        assert_eq!(p.filter_labels(&["tid=4243".parse().unwrap()]).total(0), 2);
+        assert_eq!(p.filter_labels(&["pid=4242".parse().unwrap()]).total(0), 2);
+    }
+
+    #[test]
+    fn header_without_period_and_with_inline_frame() {
+        let p = read(b"perf 12 1.5: cycles:  ffff8 do_syscall+0x3 ([kernel.kallsyms])\n").unwrap();
+        assert_eq!(p.sample_types.len(), 1);
+        assert_eq!(p.fold(&FoldOptions::default()).get("do_syscall"), Some(&1));
+    }
+
+    #[test]
+    fn tidy_cuts_argument_lists_only() {
+        assert_eq!(tidy_name("foo(int)"), "foo");
+        assert_eq!(tidy_name("main.(*T).Run"), "main.(*T).Run");
+        assert_eq!(tidy_name("(anonymous namespace)::f(int)"), "(anonymous namespace)::f");
+        assert_eq!(tidy_name("a;b"), "a:b");
+    }
+
+    #[test]
+    fn stray_stack_line_is_an_error_with_its_line() {
+        let err = read(b"\tdeadbeef f (x)\n").unwrap_err().to_string();
+        assert!(err.contains("perf script line 1"), "{err}");
+    }
+}

@@ -1,0 +1,153 @@
+//! Flame graphs, icicle graphs and differential flame graphs as SVG,
+//! drawn by inferno (search with Ctrl-F, click to zoom, as inferno provides).
+//!
+//! Values are shown in units people read: time profiles are displayed in
+//! µs or ms, other units keep their name (`instructions`, `samples`); the
+//! subtitle gives the total in short form (`12.3 M instructions`).
+
+use std::io::Write;
+
+use inferno::flamegraph::{self, Direction};
+
+use crate::ops::FoldOptions;
+use crate::units::{format_quantity, nanoseconds_per_unit};
+use crate::{Error, Profile, Result, SampleType};
+
+/// What to draw.
+#[derive(Debug, Clone, Default)]
+pub struct FlameGraphOptions {
+    /// Title; a default that names the kind of graph when `None`.
+    pub title: Option<String>,
+    /// Draw an icicle graph (root at the top).
+    pub inverted: bool,
+    /// Which sample type to draw; the profile's default when `None`.
+    pub value_index: Option<usize>,
+    /// Prepend this label's value as a root frame (e.g. `thread`).
+    pub root_label: Option<String>,
+}
+
+/// How counts are displayed: inferno shows `round(count × factor)` `name`s.
+struct DisplayUnit {
+    name: String,
+    factor: f64,
+}
+
+fn display_unit(ty: &SampleType, total: i64) -> DisplayUnit {
+    if let Some(ns) = nanoseconds_per_unit(&ty.unit) {
+        let total_ns = total as f64 * ns;
+        let (name, per) = if total_ns >= 10e9 { ("ms", 1e6) } else { ("µs", 1e3) };
+        return DisplayUnit {
+            name: name.into(),
+            factor: ns / per,
+        };
+    }
+    let name = match ty.unit.as_str() {
+        "count" | "" => ty.kind.clone(),
+        unit => unit.to_owned(),
+    };
+    DisplayUnit { name, factor: 1.0 }
+}
+
+fn base_options(title: String, subtitle: String, unit: &DisplayUnit, inverted: bool) -> flamegraph::Options<'static> {
+    let mut options = flamegraph::Options::default();
+    options.title = title;
+    options.subtitle = Some(subtitle);
+    options.count_name = unit.name.clone();
+    options.factor = unit.factor;
+    options.deterministic = true;
+    options.hash = true;
+    if inverted {
+        options.direction = Direction::Inverted;
+    }
+    options
+}
+
+fn value_type(profile: &Profile, index: Option<usize>) -> Result<(usize, SampleType)> {
+    let index = index.unwrap_or_else(|| profile.default_value_index());
+    let ty = profile
+        .sample_types
+        .get(index)
+        .cloned()
+        .ok_or_else(|| Error::NoSuchSampleType(index.to_string()))?;
+    Ok((index, ty))
+}
+
+/// Draws a flame graph (or icicle graph) of `profile`.
+pub fn flamegraph(profile: &Profile, options: &FlameGraphOptions, out: &mut dyn Write) -> Result<()> {
+    let (index, ty) = value_type(profile, options.value_index)?;
+    let folded = profile.fold(&FoldOptions {
+        value_index: index,
+        root_label: options.root_label.clone(),
+    });
+    let lines: Vec<String> = folded
+        .iter()
+        .filter(|(_, &v)| v > 0)
+        .map(|(stack, v)| format!("{stack} {v}"))
+        .collect();
+    if lines.is_empty() {
+        return Err(Error::Render(format!("the profile has no positive {ty} values to draw")));
+    }
+    let total = profile.total(index);
+    let unit = display_unit(&ty, total);
+    let default_title = if options.inverted { "Icicle Graph" } else { "Flame Graph" };
+    let title = options.title.clone().unwrap_or_else(|| default_title.into());
+    let subtitle = format!(
+        "{}: {} in {} samples",
+        ty,
+        format_quantity(total as f64, &ty),
+        profile.samples().len()
+    );
+    let mut opts = base_options(title, subtitle, &unit, options.inverted);
+    flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), out).map_err(|e| Error::Render(e.to_string()))
+}
+
+/// Draws a differential flame graph: frame widths are the candidate's,
+/// colours the change from the base (red: grew, blue: shrank), with the
+/// base scaled to the candidate's total so that a longer run is not a
+/// regression.
+pub fn diff_flamegraph(
+    base: &Profile,
+    candidate: &Profile,
+    options: &FlameGraphOptions,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let (cand_index, ty) = value_type(candidate, options.value_index)?;
+    let base_index = base.sample_types.iter().position(|t| *t == ty).ok_or_else(|| Error::MismatchedUnits {
+        left: base.sample_types.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(","),
+        right: ty.to_string(),
+    })?;
+    let fold = |p: &Profile, value_index| {
+        p.fold(&FoldOptions {
+            value_index,
+            root_label: options.root_label.clone(),
+        })
+    };
+    let before = fold(base, base_index);
+    let after = fold(candidate, cand_index);
+    let (base_total, cand_total) = (base.total(base_index), candidate.total(cand_index));
+    if cand_total <= 0 {
+        return Err(Error::Render(format!("the candidate profile has no positive {ty} values to draw")));
+    }
+    let scale = if base_total > 0 { cand_total as f64 / base_total as f64 } else { 1.0 };
+    let mut stacks: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
+    for (stack, &v) in &before {
+        stacks.entry(stack).or_default().0 = (v as f64 * scale).round() as i64;
+    }
+    for (stack, &v) in &after {
+        stacks.entry(stack).or_default().1 = v;
+    }
+    let lines: Vec<String> = stacks
+        .iter()
+        .filter(|(_, (b, a))| *b > 0 || *a > 0)
+        .map(|(s, (b, a))| format!("{s} {} {}", b.max(&0), a.max(&0)))
+        .collect();
+    let unit = display_unit(&ty, cand_total);
+    let title = options.title.clone().unwrap_or_else(|| "Differential Flame Graph".into());
+    let subtitle = format!(
+        "{ty}: base {} → candidate {} (base scaled ×{scale:.3} to the same total); red grew, blue shrank",
+        format_quantity(base_total as f64, &ty),
+        format_quantity(cand_total as f64, &ty),
+    );
+    let mut opts = base_options(title, subtitle, &unit, options.inverted);
+    flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), out).map_err(|e| Error::Render(e.to_string()))
+}

@@ -1,0 +1,155 @@
+//! The commands behind the CLI, on plain config structs: read, combine,
+//! write. All the work happens in the library crates.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use flameshift_profile::format::{self, Format, ReadOptions, WriteOptions};
+use flameshift_profile::render::{self, FlameGraphOptions};
+use flameshift_profile::{report, LabelSelector, Profile, TopBy};
+
+/// How to read and select input profiles.
+pub struct InputConfig {
+    pub labels: Vec<String>,
+    pub sample_type: Option<String>,
+    pub max_decompressed: u64,
+}
+
+pub struct FlamegraphConfig {
+    pub inputs: Vec<PathBuf>,
+    pub output: PathBuf,
+    pub title: Option<String>,
+    pub inverted: bool,
+    pub input: InputConfig,
+}
+
+pub struct DiffConfig {
+    pub base: PathBuf,
+    pub candidate: PathBuf,
+    pub output: PathBuf,
+    pub title: Option<String>,
+    pub inverted: bool,
+    pub input: InputConfig,
+}
+
+pub struct ConvertConfig {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub format: Option<String>,
+    pub args: InputConfig,
+}
+
+pub struct TopConfig {
+    pub inputs: Vec<PathBuf>,
+    pub inclusive: bool,
+    pub count: usize,
+    pub input: InputConfig,
+}
+
+fn read_one(path: &Path, config: &InputConfig) -> anyhow::Result<Profile> {
+    let options = ReadOptions {
+        max_decompressed: config.max_decompressed,
+    };
+    format::read_path(path, &options).map_err(|e| match e {
+        // I/O errors already name the path.
+        flameshift_profile::Error::Io { .. } => anyhow::Error::new(e),
+        e => anyhow::Error::new(e).context(format!("reading {}", path.display())),
+    })
+}
+
+/// Reads, merges and filters the inputs.
+fn load(paths: &[PathBuf], config: &InputConfig) -> anyhow::Result<Profile> {
+    let selectors = config
+        .labels
+        .iter()
+        .map(|s| s.parse::<LabelSelector>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut merged: Option<Profile> = None;
+    for path in paths {
+        let profile = read_one(path, config)?;
+        match merged.as_mut() {
+            None => merged = Some(profile),
+            Some(m) => m.merge(&profile).with_context(|| format!("merging {}", path.display()))?,
+        }
+    }
+    let Some(profile) = merged else { bail!("no input profiles") };
+    Ok(profile.filter_labels(&selectors))
+}
+
+fn value_index(profile: &Profile, config: &InputConfig) -> anyhow::Result<usize> {
+    Ok(profile.sample_type_index(config.sample_type.as_deref())?)
+}
+
+/// Renders into memory, then writes the file whole: a failed render
+/// leaves no half-written output behind.
+fn write_output(path: &Path, render: impl FnOnce(&mut Vec<u8>) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let mut buf = Vec::new();
+    render(&mut buf)?;
+    if path == Path::new("-") {
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(&buf).context("writing to stdout")?;
+        stdout.flush().context("writing to stdout")?;
+    } else {
+        std::fs::write(path, &buf).with_context(|| format!("writing {}", path.display()))?;
+        tracing::info!(path = %path.display(), bytes = buf.len(), "wrote");
+    }
+    Ok(())
+}
+
+pub fn flamegraph(config: &FlamegraphConfig) -> anyhow::Result<()> {
+    let profile = load(&config.inputs, &config.input)?;
+    let options = FlameGraphOptions {
+        title: config.title.clone(),
+        inverted: config.inverted,
+        value_index: Some(value_index(&profile, &config.input)?),
+        root_label: None,
+    };
+    write_output(&config.output, |out| Ok(render::flamegraph(&profile, &options, out)?))
+}
+
+pub fn diff(config: &DiffConfig) -> anyhow::Result<()> {
+    let base = load(std::slice::from_ref(&config.base), &config.input)?;
+    let candidate = load(std::slice::from_ref(&config.candidate), &config.input)?;
+    let options = FlameGraphOptions {
+        title: config.title.clone(),
+        inverted: config.inverted,
+        value_index: Some(value_index(&candidate, &config.input)?),
+        root_label: None,
+    };
+    write_output(&config.output, |out| {
+        Ok(render::diff_flamegraph(&base, &candidate, &options, out)?)
+    })
+}
+
+pub fn convert(config: &ConvertConfig) -> anyhow::Result<()> {
+    let profile = load(std::slice::from_ref(&config.input), &config.args)?;
+    let format = match &config.format {
+        Some(name) => Format::from_name(name).with_context(|| format!("unknown format {name:?}"))?,
+        None => Format::from_path(&config.output).with_context(|| {
+            format!(
+                "cannot tell the output format from {:?}: pass --format pprof|folded|speedscope",
+                config.output.display().to_string()
+            )
+        })?,
+    };
+    let options = WriteOptions {
+        value_index: match config.args.sample_type {
+            Some(_) => Some(value_index(&profile, &config.args)?),
+            None => None,
+        },
+        name: config.input.file_name().map(|n| n.to_string_lossy().into_owned()),
+    };
+    write_output(&config.output, |out| Ok(format::write(&profile, format, &options, out)?))
+}
+
+pub fn top(config: &TopConfig) -> anyhow::Result<()> {
+    let profile = load(&config.inputs, &config.input)?;
+    let index = value_index(&profile, &config.input)?;
+    let by = if config.inclusive { TopBy::Inclusive } else { TopBy::SelfCost };
+    let table = report::top_table(&profile, index, by, config.count);
+    write_output(Path::new("-"), |out| {
+        out.extend_from_slice(table.as_bytes());
+        Ok(())
+    })
+}

@@ -1,0 +1,175 @@
+//! The `flameshift` command line: clap structs turned into plain calls
+//! into the library crates. Every error ends the process with exit code 2
+//! and one line on stderr.
+
+#![allow(clippy::print_stderr, reason = "the CLI reports errors on stderr")]
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// flameshift: CPU profiles to flame graphs, diffs and per-function regressions.
+#[derive(Debug, Parser)]
+#[command(name = "flameshift", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Draw a flame graph (SVG) from one or more profiles, merged.
+    Flamegraph(FlamegraphArgs),
+    /// Draw a differential flame graph from BASE to CANDIDATE (normalised by total).
+    Diff(DiffArgs),
+    /// Convert a profile to pprof, folded stacks or speedscope JSON.
+    Convert(ConvertArgs),
+    /// Print the most expensive functions as a table.
+    Top(TopArgs),
+}
+
+/// Options every command that reads profiles shares.
+#[derive(Debug, Args)]
+struct InputArgs {
+    /// Keep only samples with this label (repeatable; all must match).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Which sample type to use (`cpu`, `samples`, `cpu/nanoseconds`, a unit); default: the profile's.
+    #[arg(long, value_name = "NAME")]
+    sample_type: Option<String>,
+    /// Refuse gzipped input that decompresses to more than this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = flameshift_profile::format::DEFAULT_MAX_DECOMPRESSED)]
+    max_decompressed: u64,
+}
+
+#[derive(Debug, Args)]
+struct FlamegraphArgs {
+    /// Profiles in any supported format (pprof, folded, perf script); `-` for stdin.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output SVG (`-` for stdout).
+    #[arg(short, long, default_value = "flamegraph.svg")]
+    output: PathBuf,
+    /// Title of the graph.
+    #[arg(long)]
+    title: Option<String>,
+    /// Draw an icicle graph (root at the top).
+    #[arg(long)]
+    inverted: bool,
+    #[command(flatten)]
+    input: InputArgs,
+}
+
+#[derive(Debug, Args)]
+struct DiffArgs {
+    /// The profile before the change.
+    base: PathBuf,
+    /// The profile after the change.
+    candidate: PathBuf,
+    /// Output SVG (`-` for stdout).
+    #[arg(short, long, default_value = "diff.svg")]
+    output: PathBuf,
+    /// Title of the graph.
+    #[arg(long)]
+    title: Option<String>,
+    /// Draw an icicle graph (root at the top).
+    #[arg(long)]
+    inverted: bool,
+    #[command(flatten)]
+    input: InputArgs,
+}
+
+#[derive(Debug, Args)]
+struct ConvertArgs {
+    /// The profile to convert.
+    input: PathBuf,
+    /// Output file (`-` for stdout).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Output format; default: from the output's extension.
+    #[arg(long, value_parser = ["pprof", "folded", "speedscope"])]
+    format: Option<String>,
+    #[command(flatten)]
+    args: InputArgs,
+}
+
+#[derive(Debug, Args)]
+struct TopArgs {
+    /// Profiles in any supported format, merged.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Rank by self cost (the default).
+    #[arg(long = "self", conflicts_with = "inclusive")]
+    self_cost: bool,
+    /// Rank by inclusive cost.
+    #[arg(long)]
+    inclusive: bool,
+    /// How many functions to show.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    count: usize,
+    #[command(flatten)]
+    input: InputArgs,
+}
+
+impl InputArgs {
+    fn to_config(&self) -> commands::InputConfig {
+        commands::InputConfig {
+            labels: self.labels.clone(),
+            sample_type: self.sample_type.clone(),
+            max_decompressed: self.max_decompressed,
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Flamegraph(a) => commands::flamegraph(&commands::FlamegraphConfig {
+            inputs: a.inputs,
+            output: a.output,
+            title: a.title,
+            inverted: a.inverted,
+            input: a.input.to_config(),
+        }),
+        Command::Diff(a) => commands::diff(&commands::DiffConfig {
+            base: a.base,
+            candidate: a.candidate,
+            output: a.output,
+            title: a.title,
+            inverted: a.inverted,
+            input: a.input.to_config(),
+        }),
+        Command::Convert(a) => commands::convert(&commands::ConvertConfig {
+            input: a.input,
+            output: a.output,
+            format: a.format,
+            args: a.args.to_config(),
+        }),
+        Command::Top(a) => commands::top(&commands::TopConfig {
+            inputs: a.inputs,
+            inclusive: a.inclusive,
+            count: a.count,
+            input: a.input.to_config(),
+        }),
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FLAMESHIFT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("flameshift: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
