@@ -70,10 +70,14 @@ fn load(paths: &[PathBuf], config: &InputConfig) -> anyhow::Result<Profile> {
         let profile = read_one(path, config)?;
         match merged.as_mut() {
             None => merged = Some(profile),
-            Some(m) => m.merge(&profile).with_context(|| format!("merging {}", path.display()))?,
+            Some(m) => m
+                .merge(&profile)
+                .with_context(|| format!("merging {}", path.display()))?,
         }
     }
-    let Some(profile) = merged else { bail!("no input profiles") };
+    let Some(profile) = merged else {
+        bail!("no input profiles")
+    };
     Ok(profile.filter_labels(&selectors))
 }
 
@@ -105,7 +109,9 @@ pub fn flamegraph(config: &FlamegraphConfig) -> anyhow::Result<()> {
         value_index: Some(value_index(&profile, &config.input)?),
         root_label: None,
     };
-    write_output(&config.output, |out| Ok(render::flamegraph(&profile, &options, out)?))
+    write_output(&config.output, |out| {
+        Ok(render::flamegraph(&profile, &options, out)?)
+    })
 }
 
 pub fn diff(config: &DiffConfig) -> anyhow::Result<()> {
@@ -140,13 +146,19 @@ pub fn convert(config: &ConvertConfig) -> anyhow::Result<()> {
         },
         name: config.input.file_name().map(|n| n.to_string_lossy().into_owned()),
     };
-    write_output(&config.output, |out| Ok(format::write(&profile, format, &options, out)?))
+    write_output(&config.output, |out| {
+        Ok(format::write(&profile, format, &options, out)?)
+    })
 }
 
 pub fn top(config: &TopConfig) -> anyhow::Result<()> {
     let profile = load(&config.inputs, &config.input)?;
     let index = value_index(&profile, &config.input)?;
-    let by = if config.inclusive { TopBy::Inclusive } else { TopBy::SelfCost };
+    let by = if config.inclusive {
+        TopBy::Inclusive
+    } else {
+        TopBy::SelfCost
+    };
     let table = report::top_table(&profile, index, by, config.count);
     write_output(Path::new("-"), |out| {
         out.extend_from_slice(table.as_bytes());

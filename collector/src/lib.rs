@@ -12,7 +12,7 @@
 //! ```
 //! use flameshift_collector::profile::Profile;
 //! let profile = Profile::default();
-//! assert!(profile.samples.is_empty());
+//! assert!(profile.samples().is_empty());
 //! ```
 
 pub use flameshift_profile as profile;

@@ -21,7 +21,9 @@ pub enum Error {
     #[error("corrupt gzip stream: {0}")]
     Gzip(std::io::Error),
     /// The decompressed input is larger than the configured cap.
-    #[error("decompressed input exceeds the limit of {limit} bytes (a decompression bomb, or raise the limit)")]
+    #[error(
+        "decompressed input exceeds the limit of {limit} bytes (a decompression bomb, or raise the limit)"
+    )]
     TooLarge {
         /// The cap in bytes.
         limit: u64,

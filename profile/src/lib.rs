@@ -42,6 +42,7 @@ pub mod units;
 pub use error::{Error, Result};
 pub use intern::Interner;
 pub use model::{
-    Frame, FrameId, Label, LabelSetId, LabelValue, Mapping, Period, Profile, Sample, SampleType, StackId, StrId,
+    Frame, FrameId, Label, LabelSetId, LabelValue, Mapping, Period, Profile, Sample, SampleType, StackId,
+    StrId,
 };
 pub use ops::{folded_name, FoldOptions, FunctionCost, LabelSelector, TopBy};

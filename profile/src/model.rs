@@ -313,11 +313,7 @@ impl Profile {
     /// If `values.len()` differs from the number of sample types: that is a
     /// programming error, not bad input (readers check their input first).
     pub fn push_sample(&mut self, stack: StackId, labels: LabelSetId, values: &[i64]) {
-        assert_eq!(
-            values.len(),
-            self.sample_types.len(),
-            "one value per sample type"
-        );
+        assert_eq!(values.len(), self.sample_types.len(), "one value per sample type");
         self.samples.push(Sample { stack, labels });
         self.values.extend_from_slice(values);
     }

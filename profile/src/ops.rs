@@ -110,9 +110,7 @@ impl Profile {
                 None => {
                     buf.clear();
                     for &f in other.stack(sample.stack) {
-                        let mapped = *frame_map
-                            .entry(f)
-                            .or_insert_with(|| remap_frame(self, other, f));
+                        let mapped = *frame_map.entry(f).or_insert_with(|| remap_frame(self, other, f));
                         buf.push(mapped);
                     }
                     let s = self.intern_stack(&buf);
@@ -343,8 +341,14 @@ impl Profile {
             .collect();
         out.sort_by(|a, b| {
             let (ka, kb) = match by {
-                TopBy::SelfCost => ((a.self_value, a.inclusive_value), (b.self_value, b.inclusive_value)),
-                TopBy::Inclusive => ((a.inclusive_value, a.self_value), (b.inclusive_value, b.self_value)),
+                TopBy::SelfCost => (
+                    (a.self_value, a.inclusive_value),
+                    (b.self_value, b.inclusive_value),
+                ),
+                TopBy::Inclusive => (
+                    (a.inclusive_value, a.self_value),
+                    (b.inclusive_value, b.self_value),
+                ),
             };
             kb.cmp(&ka).then_with(|| a.name.cmp(&b.name))
         });
@@ -510,6 +514,9 @@ mod tests {
         let mut p = profile("cpu", "nanoseconds", &[(&["a;b", "c\nd"], 3)]);
         p.scale(2.5);
         let folded = p.fold(&FoldOptions::default());
-        assert_eq!(folded.into_iter().collect::<Vec<_>>(), vec![("a:b;c d".to_owned(), 8)]);
+        assert_eq!(
+            folded.into_iter().collect::<Vec<_>>(),
+            vec![("a:b;c d".to_owned(), 8)]
+        );
     }
 }

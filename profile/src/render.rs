@@ -10,7 +10,7 @@ use std::io::Write;
 use inferno::flamegraph::{self, Direction};
 
 use crate::ops::FoldOptions;
-use crate::units::{format_quantity, nanoseconds_per_unit};
+use crate::units::{format_quantity, nanoseconds_per_unit, plural};
 use crate::{Error, Profile, Result, SampleType};
 
 /// What to draw.
@@ -35,7 +35,11 @@ struct DisplayUnit {
 fn display_unit(ty: &SampleType, total: i64) -> DisplayUnit {
     if let Some(ns) = nanoseconds_per_unit(&ty.unit) {
         let total_ns = total as f64 * ns;
-        let (name, per) = if total_ns >= 10e9 { ("ms", 1e6) } else { ("µs", 1e3) };
+        let (name, per) = if total_ns >= 10e9 {
+            ("ms", 1e6)
+        } else {
+            ("µs", 1e3)
+        };
         return DisplayUnit {
             name: name.into(),
             factor: ns / per,
@@ -48,7 +52,12 @@ fn display_unit(ty: &SampleType, total: i64) -> DisplayUnit {
     DisplayUnit { name, factor: 1.0 }
 }
 
-fn base_options(title: String, subtitle: String, unit: &DisplayUnit, inverted: bool) -> flamegraph::Options<'static> {
+fn base_options(
+    title: String,
+    subtitle: String,
+    unit: &DisplayUnit,
+    inverted: bool,
+) -> flamegraph::Options<'static> {
     let mut options = flamegraph::Options::default();
     options.title = title;
     options.subtitle = Some(subtitle);
@@ -85,20 +94,27 @@ pub fn flamegraph(profile: &Profile, options: &FlameGraphOptions, out: &mut dyn 
         .map(|(stack, v)| format!("{stack} {v}"))
         .collect();
     if lines.is_empty() {
-        return Err(Error::Render(format!("the profile has no positive {ty} values to draw")));
+        return Err(Error::Render(format!(
+            "the profile has no positive {ty} values to draw"
+        )));
     }
     let total = profile.total(index);
     let unit = display_unit(&ty, total);
-    let default_title = if options.inverted { "Icicle Graph" } else { "Flame Graph" };
+    let default_title = if options.inverted {
+        "Icicle Graph"
+    } else {
+        "Flame Graph"
+    };
     let title = options.title.clone().unwrap_or_else(|| default_title.into());
     let subtitle = format!(
-        "{}: {} in {} samples",
+        "{}: {} in {}",
         ty,
         format_quantity(total as f64, &ty),
-        profile.samples().len()
+        plural(profile.samples().len(), "sample")
     );
     let mut opts = base_options(title, subtitle, &unit, options.inverted);
-    flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), out).map_err(|e| Error::Render(e.to_string()))
+    flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), out)
+        .map_err(|e| Error::Render(e.to_string()))
 }
 
 /// Draws a differential flame graph: frame widths are the candidate's,
@@ -112,10 +128,19 @@ pub fn diff_flamegraph(
     out: &mut dyn Write,
 ) -> Result<()> {
     let (cand_index, ty) = value_type(candidate, options.value_index)?;
-    let base_index = base.sample_types.iter().position(|t| *t == ty).ok_or_else(|| Error::MismatchedUnits {
-        left: base.sample_types.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(","),
-        right: ty.to_string(),
-    })?;
+    let base_index =
+        base.sample_types
+            .iter()
+            .position(|t| *t == ty)
+            .ok_or_else(|| Error::MismatchedUnits {
+                left: base
+                    .sample_types
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                right: ty.to_string(),
+            })?;
     let fold = |p: &Profile, value_index| {
         p.fold(&FoldOptions {
             value_index,
@@ -126,9 +151,15 @@ pub fn diff_flamegraph(
     let after = fold(candidate, cand_index);
     let (base_total, cand_total) = (base.total(base_index), candidate.total(cand_index));
     if cand_total <= 0 {
-        return Err(Error::Render(format!("the candidate profile has no positive {ty} values to draw")));
+        return Err(Error::Render(format!(
+            "the candidate profile has no positive {ty} values to draw"
+        )));
     }
-    let scale = if base_total > 0 { cand_total as f64 / base_total as f64 } else { 1.0 };
+    let scale = if base_total > 0 {
+        cand_total as f64 / base_total as f64
+    } else {
+        1.0
+    };
     let mut stacks: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
     for (stack, &v) in &before {
         stacks.entry(stack).or_default().0 = (v as f64 * scale).round() as i64;
@@ -142,12 +173,16 @@ pub fn diff_flamegraph(
         .map(|(s, (b, a))| format!("{s} {} {}", b.max(&0), a.max(&0)))
         .collect();
     let unit = display_unit(&ty, cand_total);
-    let title = options.title.clone().unwrap_or_else(|| "Differential Flame Graph".into());
+    let title = options
+        .title
+        .clone()
+        .unwrap_or_else(|| "Differential Flame Graph".into());
     let subtitle = format!(
         "{ty}: base {} → candidate {} (base scaled ×{scale:.3} to the same total); red grew, blue shrank",
         format_quantity(base_total as f64, &ty),
         format_quantity(cand_total as f64, &ty),
     );
     let mut opts = base_options(title, subtitle, &unit, options.inverted);
-    flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), out).map_err(|e| Error::Render(e.to_string()))
+    flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), out)
+        .map_err(|e| Error::Render(e.to_string()))
 }

@@ -1,6 +1,6 @@
 //! Text reports for the terminal: the top-functions table.
 
-use crate::units::format_quantity;
+use crate::units::{format_quantity, plural};
 use crate::{Profile, TopBy};
 
 /// Renders the `n` most expensive functions as an aligned table:
@@ -64,9 +64,9 @@ pub fn top_table(profile: &Profile, value_index: usize, by: TopBy, n: usize) -> 
     }
     let shown = rows.len();
     out.push_str(&format!(
-        "total {} ({ty}) in {} samples; {shown} of {} functions shown, by {}\n",
+        "total {} ({ty}) in {}; {shown} of {} functions shown, by {}\n",
         format_quantity(total as f64, ty),
-        profile.samples().len(),
+        plural(profile.samples().len(), "sample"),
         top.len(),
         match by {
             TopBy::SelfCost => "self",

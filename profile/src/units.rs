@@ -28,10 +28,24 @@ pub fn format_quantity(value: f64, ty: &SampleType) -> String {
         ty.unit.as_str()
     };
     let (scaled, prefix) = si_prefix(value);
+    let noun = if value == 1.0 {
+        noun.strip_suffix('s').unwrap_or(noun)
+    } else {
+        noun
+    };
     if prefix.is_empty() {
         format!("{} {noun}", significant(scaled))
     } else {
         format!("{} {prefix} {noun}", significant(scaled))
+    }
+}
+
+/// `1 sample`, `2 samples`.
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 
@@ -129,5 +143,8 @@ mod tests {
         assert_eq!(format_quantity(3.5 * 1024.0 * 1024.0, &bytes), "3.5 MiB");
         let samples = SampleType::new("samples", "count");
         assert_eq!(format_quantity(0.0, &samples), "0 samples");
+        assert_eq!(format_quantity(1.0, &samples), "1 sample");
+        assert_eq!(plural(1, "sample"), "1 sample");
+        assert_eq!(plural(1234, "sample"), "1234 samples");
     }
 }

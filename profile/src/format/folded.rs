@@ -4,7 +4,9 @@
 //! Reading: the count is the last whitespace-separated field; frames are
 //! separated by `;`; blank lines and lines starting with `#` are skipped.
 //! Each line becomes one sample of type `samples/count` (the unit folded
-//! files carry implicitly). Writing: see [`Profile::fold`].
+//! files carry implicitly). Writing: see [`Profile::fold`]. Comment lines
+//! start with `# ` (hash and space, as inferno has it), so a frame may
+//! still begin with `#`.
 
 use std::io::Write;
 
@@ -25,7 +27,7 @@ pub fn read(bytes: &[u8]) -> Result<Profile> {
     let mut stack: Vec<FrameId> = Vec::new();
     for (index, raw_line) in bytes.split(|&b| b == b'\n').enumerate() {
         let line = trim_ascii(raw_line);
-        if line.is_empty() || line[0] == b'#' {
+        if line.is_empty() || line.starts_with(b"# ") || line == b"#" {
             continue;
         }
         let (frames, count) = split_count(line).map_err(|problem| Error::Parse {
@@ -106,6 +108,13 @@ mod tests {
         let folded = p.fold(&FoldOptions::default());
         assert_eq!(folded.get("main;do work;f"), Some(&3));
         assert_eq!(folded.get("main;g"), Some(&4));
+    }
+
+    #[test]
+    fn hash_space_starts_a_comment_but_a_hash_name_is_a_frame() {
+        let p = read(b"# a comment 1\n#define;x 2\n").unwrap();
+        assert_eq!(p.fold(&FoldOptions::default()).get("#define;x"), Some(&2));
+        assert_eq!(p.total(0), 2);
     }
 
     #[test]

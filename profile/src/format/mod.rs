@@ -98,7 +98,9 @@ pub fn gunzip(bytes: &[u8], limit: u64) -> Result<Vec<u8>> {
 /// Guesses the format of (already decompressed) `bytes` from their content.
 pub fn detect(bytes: &[u8]) -> Result<Format> {
     let head = &bytes[..bytes.len().min(64 * 1024)];
-    let text = head.iter().all(|&b| b >= 0x20 || b == b'\n' || b == b'\r' || b == b'\t');
+    let text = head
+        .iter()
+        .all(|&b| b >= 0x20 || b == b'\n' || b == b'\r' || b == b'\t');
     if !text {
         return Ok(Format::Pprof);
     }
@@ -176,7 +178,9 @@ pub struct WriteOptions {
 
 /// Writes `profile` in `format`.
 pub fn write(profile: &Profile, format: Format, options: &WriteOptions, out: &mut dyn Write) -> Result<()> {
-    let value_index = options.value_index.unwrap_or_else(|| profile.default_value_index());
+    let value_index = options
+        .value_index
+        .unwrap_or_else(|| profile.default_value_index());
     match format {
         Format::Pprof => pprof::write(profile, out),
         Format::Folded => folded::write(
@@ -187,7 +191,9 @@ pub fn write(profile: &Profile, format: Format, options: &WriteOptions, out: &mu
             },
             out,
         ),
-        Format::Speedscope => speedscope::write(profile, options.name.as_deref().unwrap_or("flameshift"), out),
+        Format::Speedscope => {
+            speedscope::write(profile, options.name.as_deref().unwrap_or("flameshift"), out)
+        }
         Format::PerfScript => Err(Error::UnknownFormat(
             "perf script is a read-only format; write pprof, folded or speedscope".into(),
         )),

@@ -105,10 +105,12 @@ fn parse_header(line: &[u8]) -> Option<Header<'_>> {
     let (comm_end, id_word, rest_start) = loop {
         let end = memchr::memchr(b' ', &line[start..]).map_or(line.len(), |i| start + i);
         let word = &line[start..end];
-        if start > 0 && !word.is_empty() && word.iter().all(|b| b.is_ascii_digit() || *b == b'/') {
-            if word[0] != b'/' && word[word.len() - 1] != b'/' {
-                break (start, word, end);
-            }
+        let is_id = !word.is_empty()
+            && word.iter().all(|b| b.is_ascii_digit() || *b == b'/')
+            && word[0] != b'/'
+            && word[word.len() - 1] != b'/';
+        if start > 0 && is_id {
+            break (start, word, end);
         }
         if end >= line.len() {
             return None;
@@ -117,7 +119,10 @@ fn parse_header(line: &[u8]) -> Option<Header<'_>> {
     };
     let comm = trim_end(&line[..comm_end]);
     let (pid, tid) = match memchr::memchr(b'/', id_word) {
-        Some(slash) => (Some(parse_i64(&id_word[..slash])?), parse_i64(&id_word[slash + 1..])?),
+        Some(slash) => (
+            Some(parse_i64(&id_word[..slash])?),
+            parse_i64(&id_word[slash + 1..])?,
+        ),
         None => (None, parse_i64(id_word)?),
     };
     // After the ids: optional [cpu], the time ending in ':', then
@@ -136,7 +141,10 @@ fn parse_header(line: &[u8]) -> Option<Header<'_>> {
     };
     // Modifiers such as `cycles:u:` or `cycles:ppp:` continue up to a space.
     let mut tail = &after_time[event_colon + 1..];
-    let tail_start = tail.iter().position(|&b| b == b' ' || b == b'\t').unwrap_or(tail.len());
+    let tail_start = tail
+        .iter()
+        .position(|&b| b == b' ' || b == b'\t')
+        .unwrap_or(tail.len());
     tail = trim_start(&tail[tail_start..]);
     Some(Header {
         comm,
@@ -238,7 +246,9 @@ impl<'a> Reader<'a> {
     }
 
     fn finish(self) -> Profile {
-        let mut profile = self.profile.unwrap_or_else(|| Profile::new(vec![SampleType::new("samples", "count")]));
+        let mut profile = self
+            .profile
+            .unwrap_or_else(|| Profile::new(vec![SampleType::new("samples", "count")]));
         if self.skipped_other_events > 0 {
             tracing::warn!(
                 skipped = self.skipped_other_events,
@@ -357,7 +367,10 @@ other 7 [000] 1.0: 5 cycles: \n\
         assert_eq!(p.sample_types[1], SampleType::new("cpu-clock", "nanoseconds"));
         assert_eq!(p.total(0), 2);
         assert_eq!(p.total(1), 500_000);
-        let folded = p.fold(&FoldOptions { value_index: 1, root_label: Some("thread".into()) });
+        let folded = p.fold(&FoldOptions {
+            value_index: 1,
+            root_label: Some("thread".into()),
+        });
         let lines: Vec<_> = folded.iter().map(|(k, v)| format!("{k} {v}")).collect();
         assert_eq!(
             lines,
@@ -382,7 +395,10 @@ other 7 [000] 1.0: 5 cycles: \n\
     fn tidy_cuts_argument_lists_only() {
         assert_eq!(tidy_name("foo(int)"), "foo");
         assert_eq!(tidy_name("main.(*T).Run"), "main.(*T).Run");
-        assert_eq!(tidy_name("(anonymous namespace)::f(int)"), "(anonymous namespace)::f");
+        assert_eq!(
+            tidy_name("(anonymous namespace)::f(int)"),
+            "(anonymous namespace)::f"
+        );
         assert_eq!(tidy_name("a;b"), "a:b");
     }
 

@@ -101,7 +101,10 @@ impl<'a> Decoder<'a> {
         self.profile.duration_nanos = m.duration_nanos;
         if let Some(pt) = &m.period_type {
             let kind = self.value_type(pt, &|| "period_type".into())?;
-            self.profile.period = Some(Period { kind, value: m.period });
+            self.profile.period = Some(Period {
+                kind,
+                value: m.period,
+            });
         }
         if m.default_sample_type != 0 {
             let name = self.text(m.default_sample_type, || "default_sample_type".into())?;
@@ -186,7 +189,11 @@ impl<'a> Decoder<'a> {
                         format!("function {} does not exist", line.function_id),
                     )
                 })?;
-                let name = if function.name != 0 { function.name } else { function.system_name };
+                let name = if function.name != 0 {
+                    function.name
+                } else {
+                    function.system_name
+                };
                 let frame = Frame {
                     function: self.string(name, String::new)?,
                     file: self.string(function.filename, String::new)?,

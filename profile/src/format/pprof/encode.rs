@@ -99,11 +99,7 @@ impl<'p> Encoder<'p> {
         }
         for (sample, values) in p.iter_samples() {
             let location_id = self.stack_locations(sample.stack);
-            let label = p
-                .label_set(sample.labels)
-                .iter()
-                .map(|l| self.label(l))
-                .collect();
+            let label = p.label_set(sample.labels).iter().map(|l| self.label(l)).collect();
             self.message.sample.push(proto::Sample {
                 location_id,
                 value: values.to_vec(),

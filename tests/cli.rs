@@ -1,0 +1,215 @@
+//! The `flameshift` binary end to end: the four commands on every fixture,
+//! stdout output, exit codes and error lines.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const FIXTURES: &[&str] = &[
+    "go/cpu.pb.gz",
+    "pprof-rs/cpu.pb",
+    "perf/workload.perf-script",
+    "edge/names.pb",
+    "edge/names.folded",
+    "edge/multi.pb.gz",
+    "edge/deep.folded",
+    "edge/zero.folded",
+];
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+fn flameshift(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flameshift"))
+        .args(args)
+        .output()
+        .expect("run flameshift")
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = flameshift(args);
+    assert!(
+        out.status.success(),
+        "flameshift {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs a failing command; returns its single stderr line.
+fn fails(args: &[&str]) -> String {
+    let out = flameshift(args);
+    assert_eq!(out.status.code(), Some(2), "flameshift {args:?} should exit 2");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "one line on stderr: {stderr:?}");
+    assert!(stderr.starts_with("flameshift: error: "), "{stderr}");
+    stderr
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn four_commands_work_on_every_fixture() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in FIXTURES {
+        let input = fixture(name);
+        let input = path_str(&input);
+        let svg = dir.path().join("flame.svg");
+        ok(&["flamegraph", input, "-o", path_str(&svg), "--title", "T<&>"]);
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(
+            text.starts_with("<?xml") && text.trim_end().ends_with("</svg>"),
+            "{name}"
+        );
+        assert!(text.contains("T&lt;&amp;&gt;"), "{name}: title escaped");
+
+        ok(&["flamegraph", input, "--inverted", "-o", path_str(&svg)]);
+        assert!(std::fs::read_to_string(&svg).unwrap().contains("Icicle Graph"));
+
+        let diff = dir.path().join("diff.svg");
+        ok(&["diff", input, input, "-o", path_str(&diff)]);
+        assert!(std::fs::read_to_string(&diff)
+            .unwrap()
+            .contains("Differential Flame Graph"));
+
+        for ext in ["pb.gz", "folded", "speedscope.json"] {
+            let out = dir.path().join(format!("out.{ext}"));
+            ok(&["convert", input, "-o", path_str(&out)]);
+            assert!(std::fs::metadata(&out).unwrap().len() > 0, "{name} → {ext}");
+        }
+        let top = ok(&["top", input, "-n", "3"]);
+        let top = String::from_utf8(top.stdout).unwrap();
+        assert!(top.starts_with(" ") || top.starts_with("self"), "{top}");
+        assert_eq!(top.lines().count(), 5, "header, 3 rows, total: {top}");
+    }
+}
+
+#[test]
+fn convert_to_stdout_and_back_keeps_totals() {
+    let input = fixture("go/cpu.pb.gz");
+    let folded = ok(&["convert", path_str(&input), "-o", "-", "--format", "folded"]).stdout;
+    let total: i64 = String::from_utf8(folded)
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<i64>().unwrap())
+        .sum();
+    let top = String::from_utf8(ok(&["top", path_str(&input)]).stdout).unwrap();
+    assert!(total > 1_000_000_000, "Go profile ran 1.5 s: {total}");
+    let seconds = format!("{:.2} s", total as f64 / 1e9);
+    assert!(top.contains(&format!("total {seconds}")), "{top} vs {seconds}");
+}
+
+#[test]
+fn speedscope_output_is_valid_json_with_one_profile_per_type() {
+    let input = fixture("edge/multi.pb.gz");
+    let out = ok(&["convert", path_str(&input), "-o", "-", "--format", "speedscope"]).stdout;
+    let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(json["profiles"].as_array().unwrap().len(), 3);
+    assert_eq!(json["profiles"][1]["unit"], "nanoseconds");
+    assert_eq!(json["profiles"][1]["endValue"], 80_000_000);
+    assert_eq!(json["activeProfileIndex"], 1);
+}
+
+#[test]
+fn labels_filter_and_names_are_escaped_in_svg() {
+    let input = fixture("edge/names.pb");
+    let out = ok(&[
+        "flamegraph",
+        path_str(&input),
+        "-o",
+        "-",
+        "--label",
+        "endpoint=GET /<script>",
+    ])
+    .stdout;
+    let svg = String::from_utf8(out).unwrap();
+    assert!(!svg.contains("<img src=x"), "markup in names must be escaped");
+    assert!(svg.contains("&lt;img src=x onerror=alert(1)&gt;"));
+    assert!(svg.contains("3 samples"), "only the labelled sample (3 of 4)");
+}
+
+#[test]
+fn errors_exit_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.pb");
+    std::fs::write(&garbage, [0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0, 1]).unwrap();
+    let err = fails(&["top", path_str(&garbage)]);
+    assert!(
+        err.contains("garbage.pb") && err.contains("not a valid pprof"),
+        "{err}"
+    );
+
+    let err = fails(&["top", "/definitely/not/here.pb.gz"]);
+    assert!(err.contains("/definitely/not/here.pb.gz: No such file"), "{err}");
+
+    let bad_folded = dir.path().join("bad.folded");
+    std::fs::write(&bad_folded, "a;b 1\na;b\n").unwrap();
+    let err = fails(&["flamegraph", path_str(&bad_folded), "-o", "-"]);
+    assert!(err.contains("folded line 2: missing count"), "{err}");
+
+    let go = fixture("go/cpu.pb.gz");
+    let perf = fixture("perf/workload.perf-script");
+    let err = fails(&["flamegraph", path_str(&go), path_str(&perf), "-o", "-"]);
+    assert!(err.contains("mismatched units"), "{err}");
+
+    let err = fails(&["top", path_str(&go), "--sample-type", "bytes"]);
+    assert!(err.contains("no sample type \"bytes\""), "{err}");
+
+    let err = fails(&["top", path_str(&go), "--label", "novalue"]);
+    assert!(err.contains("expected key=value"), "{err}");
+
+    let err = fails(&[
+        "convert",
+        path_str(&go),
+        "-o",
+        path_str(&dir.path().join("out.unknown")),
+    ]);
+    assert!(err.contains("--format"), "{err}");
+
+    let empty = fixture("edge/empty.pb.gz");
+    let svg = dir.path().join("empty.svg");
+    let err = fails(&["flamegraph", path_str(&empty), "-o", path_str(&svg)]);
+    assert!(err.contains("no positive cpu/nanoseconds values"), "{err}");
+    assert!(!svg.exists(), "a failed render writes no file");
+}
+
+#[test]
+fn gzip_bomb_is_refused_with_the_configured_cap() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.pb.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![b'a'; 3 << 20]).unwrap();
+    std::fs::write(&path, gz.finish().unwrap()).unwrap();
+    let err = fails(&["top", path_str(&path), "--max-decompressed", "1048576"]);
+    assert!(err.contains("exceeds the limit of 1048576 bytes"), "{err}");
+}
+
+#[test]
+fn stdin_input() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flameshift"))
+        .args(["top", "-", "--inclusive"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"main;f 2\nmain;g 6\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let first_row = text.lines().nth(1).unwrap();
+    assert!(
+        first_row.ends_with("main") && first_row.contains("100.00%"),
+        "{text}"
+    );
+}
