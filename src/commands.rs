@@ -85,19 +85,47 @@ fn value_index(profile: &Profile, config: &InputConfig) -> anyhow::Result<usize>
     Ok(profile.sample_type_index(config.sample_type.as_deref())?)
 }
 
-/// Renders into memory, then writes the file whole: a failed render
-/// leaves no half-written output behind.
-fn write_output(path: &Path, render: impl FnOnce(&mut Vec<u8>) -> anyhow::Result<()>) -> anyhow::Result<()> {
-    let mut buf = Vec::new();
-    render(&mut buf)?;
+/// Streams the output to stdout, or to a temporary file beside `path`
+/// that is renamed over it at the end: a failed render leaves no
+/// half-written file behind, and an existing file is replaced whole.
+/// Paths that exist but are not regular files (`/dev/null`, a FIFO) are
+/// written in place: renaming over them would replace the device.
+fn write_output(
+    path: &Path,
+    render: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     if path == Path::new("-") {
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(&buf).context("writing to stdout")?;
+        let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+        render(&mut stdout)?;
         stdout.flush().context("writing to stdout")?;
-    } else {
-        std::fs::write(path, &buf).with_context(|| format!("writing {}", path.display()))?;
-        tracing::info!(path = %path.display(), bytes = buf.len(), "wrote");
+        return Ok(());
     }
+    let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+    if special {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+        render(&mut out)?;
+        out.flush()
+            .with_context(|| format!("writing {}", path.display()))?;
+        return Ok(());
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let temp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("writing {}", path.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, temp);
+    render(&mut out)?;
+    let temp = out
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("writing {}", path.display()))?;
+    temp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    tracing::info!(path = %path.display(), "wrote");
     Ok(())
 }
 
@@ -160,8 +188,5 @@ pub fn top(config: &TopConfig) -> anyhow::Result<()> {
         TopBy::SelfCost
     };
     let table = report::top_table(&profile, index, by, config.count);
-    write_output(Path::new("-"), |out| {
-        out.extend_from_slice(table.as_bytes());
-        Ok(())
-    })
+    write_output(Path::new("-"), |out| Ok(out.write_all(table.as_bytes())?))
 }

@@ -213,3 +213,33 @@ fn stdin_input() {
         "{text}"
     );
 }
+
+#[test]
+fn writing_to_a_device_keeps_the_device() {
+    use std::os::unix::fs::FileTypeExt;
+    let input = fixture("edge/zero.folded");
+    ok(&[
+        "convert",
+        path_str(&input),
+        "-o",
+        "/dev/null",
+        "--format",
+        "folded",
+    ]);
+    ok(&["flamegraph", path_str(&input), "-o", "/dev/null"]);
+    let meta = std::fs::metadata("/dev/null").unwrap();
+    assert!(meta.file_type().is_char_device(), "/dev/null must stay a device");
+}
+
+#[test]
+fn output_replaces_an_existing_file_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.folded");
+    std::fs::write(&out, "x".repeat(100_000)).unwrap();
+    let input = fixture("edge/zero.folded");
+    ok(&["convert", path_str(&input), "-o", path_str(&out)]);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text, "main 0\nmain;idle 0\nmain;work 10\nmain;work;inner 0\n");
+    let entries = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(entries, 1, "no temporary file left behind");
+}

@@ -275,9 +275,11 @@ impl Profile {
             .and_then(|k| self.strings.lookup(k))
             .map(StrId);
         let mut names: FxHashMap<FrameId, String> = FxHashMap::default();
-        let mut folded = BTreeMap::new();
+        let mut lines: Vec<(String, i64)> = Vec::with_capacity(by_stack.len());
         for ((stack, labels), value) in by_stack {
-            let mut line = String::new();
+            let frames = self.stack(stack);
+            let mut line = String::with_capacity(frames.len() * 24);
+            let mut parts = 0;
             if let Some(key) = root_key {
                 let root = self
                     .label_set(labels)
@@ -286,21 +288,33 @@ impl Profile {
                     .find(|l| l.key == key);
                 if let Some(label) = root {
                     line.push_str(&folded_name(&self.label_value_text(label.value)));
+                    parts += 1;
                 }
             }
-            for &frame in self.stack(stack) {
-                if !line.is_empty() {
+            for &frame in frames {
+                if parts > 0 {
                     line.push(';');
                 }
+                parts += 1;
                 let name = names
                     .entry(frame)
                     .or_insert_with(|| folded_name(&self.frame_name(frame)));
                 line.push_str(name);
             }
-            let entry: &mut i64 = folded.entry(line).or_default();
-            *entry = entry.saturating_add(value);
+            lines.push((line, value));
         }
-        folded
+        // Sort once, merge stacks that render alike (same names, other
+        // lines or files), then build the map from sorted input in bulk.
+        lines.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        lines.dedup_by(|later, kept| {
+            if later.0 == kept.0 {
+                kept.1 = kept.1.saturating_add(later.1);
+                true
+            } else {
+                false
+            }
+        });
+        lines.into_iter().collect()
     }
 
     /// Self and inclusive cost per function name, ranked by `by`

@@ -87,14 +87,11 @@ fn split_count(line: &[u8]) -> std::result::Result<(&[u8], i64), String> {
 
 /// Writes folded stacks for the chosen sample type, sorted by stack.
 pub fn write(profile: &Profile, options: &FoldOptions, out: &mut dyn Write) -> Result<()> {
-    let mut text = String::new();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
     for (stack, value) in profile.fold(options) {
-        text.push_str(&stack);
-        text.push(' ');
-        text.push_str(&value.to_string());
-        text.push('\n');
+        writeln!(out, "{stack} {value}").map_err(Error::io)?;
     }
-    out.write_all(text.as_bytes()).map_err(Error::io)
+    out.flush().map_err(Error::io)
 }
 
 #[cfg(test)]

@@ -33,28 +33,120 @@ pub fn event_unit(event: &str) -> &'static str {
     }
 }
 
-/// Parses `perf script` output.
+/// Inputs larger than this are parsed in parallel chunks.
+const PARALLEL_THRESHOLD: usize = 8 << 20;
+
+/// Parses `perf script` output. Large inputs are split at event
+/// boundaries and parsed on all cores, then merged.
 pub fn read(bytes: &[u8]) -> Result<Profile> {
-    let mut reader = Reader::default();
+    let Some(first) = first_event(bytes)? else {
+        return Ok(Profile::new(vec![SampleType::new("samples", "count")]));
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let chunks = split_at_events(
+        bytes,
+        if bytes.len() < PARALLEL_THRESHOLD {
+            1
+        } else {
+            threads
+        },
+    );
+    let mut readers = if chunks.len() == 1 {
+        vec![read_chunk(bytes, 0, &first)?]
+    } else {
+        let first = &first;
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .iter()
+                .map(|&(chunk, line)| scope.spawn(move || read_chunk(chunk, line, first)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                .collect::<Result<Vec<_>>>()
+        })?
+    };
+    let mut merged = readers.remove(0);
+    for reader in readers {
+        merged.profile.merge(&reader.profile)?;
+        merged.skipped_other_events += reader.skipped_other_events;
+    }
+    Ok(merged.finish())
+}
+
+/// The event every sample must have, from the first header.
+struct FirstEvent {
+    event: String,
+    period: Option<i64>,
+}
+
+fn first_event(bytes: &[u8]) -> Result<Option<FirstEvent>> {
+    for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = trim_end(raw);
+        if line.is_empty() || line[0] == b'#' {
+            continue;
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            return Err(stray_stack_line(index));
+        }
+        let header = parse_header(line).ok_or_else(|| header_error(index))?;
+        return Ok(Some(FirstEvent {
+            event: String::from_utf8_lossy(header.event).into_owned(),
+            period: header.period,
+        }));
+    }
+    Ok(None)
+}
+
+fn stray_stack_line(index: usize) -> Error {
+    Error::Parse {
+        format: "perf script",
+        line: index + 1,
+        problem: "stack line outside an event (expected `comm pid/tid ... event:` first)".into(),
+    }
+}
+
+fn header_error(index: usize) -> Error {
+    Error::Parse {
+        format: "perf script",
+        line: index + 1,
+        problem: "event header without a pid/tid field".into(),
+    }
+}
+
+/// Splits into about `parts` pieces, each ending after a blank line, with
+/// the 0-based line number each starts at.
+fn split_at_events(bytes: &[u8], parts: usize) -> Vec<(&[u8], usize)> {
+    let mut chunks = Vec::with_capacity(parts);
+    let target = bytes.len() / parts.max(1) + 1;
+    let (mut start, mut line) = (0, 0);
+    while start < bytes.len() {
+        let want = (start + target).min(bytes.len());
+        let end = match memchr::memmem::find(&bytes[want..], b"\n\n") {
+            Some(i) if chunks.len() + 1 < parts => want + i + 2,
+            _ => bytes.len(),
+        };
+        chunks.push((&bytes[start..end], line));
+        line += memchr::memchr_iter(b'\n', &bytes[start..end]).count();
+        start = end;
+    }
+    chunks
+}
+
+fn read_chunk<'a>(bytes: &'a [u8], first_line: usize, first: &FirstEvent) -> Result<Reader<'a>> {
+    let mut reader = Reader::new(first);
     let mut lines = bytes.split(|&b| b == b'\n').enumerate().peekable();
+    let mut stack: Vec<&[u8]> = Vec::new();
     while let Some((index, raw)) = lines.next() {
         let line = trim_end(raw);
         if line.is_empty() || line[0] == b'#' {
             continue;
         }
         if line[0] == b' ' || line[0] == b'\t' {
-            return Err(Error::Parse {
-                format: "perf script",
-                line: index + 1,
-                problem: "stack line outside an event (expected `comm pid/tid ... event:` first)".into(),
-            });
+            return Err(stray_stack_line(first_line + index));
         }
-        let header = parse_header(line).ok_or_else(|| Error::Parse {
-            format: "perf script",
-            line: index + 1,
-            problem: "event header without a pid/tid field".into(),
-        })?;
-        let mut stack: Vec<&[u8]> = Vec::new();
+        let header = parse_header(line).ok_or_else(|| header_error(first_line + index))?;
+        stack.clear();
         if let Some(inline) = header.inline_frame {
             stack.push(inline);
         }
@@ -75,7 +167,7 @@ pub fn read(bytes: &[u8]) -> Result<Profile> {
         }
         reader.add_event(&header, &stack);
     }
-    Ok(reader.finish())
+    Ok(reader)
 }
 
 fn trim_end(mut line: &[u8]) -> &[u8] {
@@ -171,10 +263,9 @@ fn parse_i64(s: &[u8]) -> Option<i64> {
     std::str::from_utf8(s).ok()?.parse().ok()
 }
 
-#[derive(Default)]
 struct Reader<'a> {
-    profile: Option<Profile>,
-    event: Option<&'a [u8]>,
+    profile: Profile,
+    event: Vec<u8>,
     with_period: bool,
     skipped_other_events: u64,
     frames: FxHashMap<&'a [u8], FrameId>,
@@ -183,37 +274,37 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn add_event(&mut self, header: &Header<'a>, lines: &[&'a [u8]]) {
-        match self.event {
-            None => {
-                self.event = Some(header.event);
-                self.with_period = header.period.is_some();
-                let event = String::from_utf8_lossy(header.event).into_owned();
-                let mut types = vec![SampleType::new("samples", "count")];
-                let mut profile;
-                if self.with_period {
-                    let unit = event_unit(&event);
-                    types.push(SampleType::new(event.clone(), unit));
-                    profile = Profile::new(types);
-                    profile.period = Some(Period {
-                        kind: SampleType::new(event.clone(), unit),
-                        value: header.period.unwrap_or(0),
-                    });
-                } else {
-                    profile = Profile::new(types);
-                }
-                profile.comments.push(format!("perf script, event {event}"));
-                self.profile = Some(profile);
-            }
-            Some(event) if event != header.event => {
-                self.skipped_other_events += 1;
-                return;
-            }
-            Some(_) => {}
+    fn new(first: &FirstEvent) -> Self {
+        let mut types = vec![SampleType::new("samples", "count")];
+        let with_period = first.period.is_some();
+        let mut period = None;
+        if let Some(value) = first.period {
+            let kind = SampleType::new(first.event.clone(), event_unit(&first.event));
+            types.push(kind.clone());
+            period = Some(Period { kind, value });
         }
-        let Some(profile) = self.profile.as_mut() else {
+        let mut profile = Profile::new(types);
+        profile.period = period;
+        profile
+            .comments
+            .push(format!("perf script, event {}", first.event));
+        Reader {
+            profile,
+            event: first.event.as_bytes().to_vec(),
+            with_period,
+            skipped_other_events: 0,
+            frames: FxHashMap::default(),
+            labels: FxHashMap::default(),
+            stack: Vec::new(),
+        }
+    }
+
+    fn add_event(&mut self, header: &Header<'a>, lines: &[&'a [u8]]) {
+        if header.event != self.event.as_slice() {
+            self.skipped_other_events += 1;
             return;
-        };
+        }
+        let profile = &mut self.profile;
         self.stack.clear();
         for line in lines.iter().rev() {
             let id = match self.frames.get(line) {
@@ -246,9 +337,7 @@ impl<'a> Reader<'a> {
     }
 
     fn finish(self) -> Profile {
-        let mut profile = self
-            .profile
-            .unwrap_or_else(|| Profile::new(vec![SampleType::new("samples", "count")]));
+        let mut profile = self.profile;
         if self.skipped_other_events > 0 {
             tracing::warn!(
                 skipped = self.skipped_other_events,
@@ -389,6 +478,46 @@ other 7 [000] 1.0: 5 cycles: \n\
         let p = read(b"perf 12 1.5: cycles:  ffff8 do_syscall+0x3 ([kernel.kallsyms])\n").unwrap();
         assert_eq!(p.sample_types.len(), 1);
         assert_eq!(p.fold(&FoldOptions::default()).get("do_syscall"), Some(&1));
+    }
+
+    #[test]
+    fn parallel_chunks_give_the_same_profile_as_one() {
+        let mut big = String::new();
+        for _ in 0..50 {
+            big.push_str(SCRIPT);
+            big.push('\n');
+        }
+        let whole = read_chunk(big.as_bytes(), 0, &first_event(big.as_bytes()).unwrap().unwrap())
+            .unwrap()
+            .finish();
+        let chunks = split_at_events(big.as_bytes(), 3);
+        assert_eq!(chunks.len(), 3);
+        assert!(chunks[1].1 > 0 && chunks[1].0.starts_with(b"V8") || chunks[1].0.starts_with(b"other"));
+        let first = first_event(big.as_bytes()).unwrap().unwrap();
+        let mut merged = read_chunk(chunks[0].0, chunks[0].1, &first).unwrap();
+        for &(chunk, line) in &chunks[1..] {
+            let part = read_chunk(chunk, line, &first).unwrap();
+            merged.profile.merge(&part.profile).unwrap();
+            merged.skipped_other_events += part.skipped_other_events;
+        }
+        let merged = merged.finish();
+        assert_eq!(
+            merged.fold(&FoldOptions::default()),
+            whole.fold(&FoldOptions::default())
+        );
+        assert_eq!(merged.comments, whole.comments);
+        assert_eq!(merged.total(0), 100);
+    }
+
+    #[test]
+    fn error_line_numbers_count_across_chunks() {
+        let text = format!("{SCRIPT}\n{SCRIPT}\nbroken line\n");
+        let chunks = split_at_events(text.as_bytes(), 2);
+        let first = first_event(text.as_bytes()).unwrap().unwrap();
+        let (chunk, line) = chunks[1];
+        let err = read_chunk(chunk, line, &first).err().unwrap().to_string();
+        let expected = text.lines().position(|l| l == "broken line").unwrap() + 1;
+        assert!(err.contains(&format!("perf script line {expected}:")), "{err}");
     }
 
     #[test]
