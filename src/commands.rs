@@ -47,11 +47,14 @@ pub struct TopConfig {
     pub input: InputConfig,
 }
 
-fn read_one(path: &Path, config: &InputConfig) -> anyhow::Result<Profile> {
-    let options = ReadOptions {
+fn read_options(config: &InputConfig) -> ReadOptions {
+    ReadOptions {
         max_decompressed: config.max_decompressed,
-    };
-    format::read_path(path, &options).map_err(|e| match e {
+    }
+}
+
+fn read_one(path: &Path, config: &InputConfig) -> anyhow::Result<Profile> {
+    format::read_path(path, &read_options(config)).map_err(|e| match e {
         // I/O errors already name the path.
         flameshift_profile::Error::Io { .. } => anyhow::Error::new(e),
         e => anyhow::Error::new(e).context(format!("reading {}", path.display())),
@@ -130,15 +133,39 @@ fn write_output(
 }
 
 pub fn flamegraph(config: &FlamegraphConfig) -> anyhow::Result<()> {
+    let plain = config.input.labels.is_empty() && config.input.sample_type.is_none();
+    if let ([path], true) = (config.inputs.as_slice(), plain) {
+        // One folded file and nothing to select: draw it the way inferno
+        // does, without building a profile (same picture, less work).
+        let bytes = format::read_file(path)?;
+        if format::is_folded_text(&bytes) {
+            let options = FlameGraphOptions {
+                title: config.title.clone(),
+                inverted: config.inverted,
+                ..FlameGraphOptions::default()
+            };
+            return write_output(&config.output, |out| {
+                render::flamegraph_from_folded(&bytes, &options, out)
+                    .with_context(|| format!("reading {}", path.display()))
+            });
+        }
+        let profile = format::read_bytes(&bytes, &read_options(&config.input))
+            .with_context(|| format!("reading {}", path.display()))?;
+        return draw(&profile, config);
+    }
     let profile = load(&config.inputs, &config.input)?;
+    draw(&profile, config)
+}
+
+fn draw(profile: &Profile, config: &FlamegraphConfig) -> anyhow::Result<()> {
     let options = FlameGraphOptions {
         title: config.title.clone(),
         inverted: config.inverted,
-        value_index: Some(value_index(&profile, &config.input)?),
+        value_index: Some(value_index(profile, &config.input)?),
         root_label: None,
     };
     write_output(&config.output, |out| {
-        Ok(render::flamegraph(&profile, &options, out)?)
+        Ok(render::flamegraph(profile, &options, out)?)
     })
 }
 

@@ -243,3 +243,29 @@ fn output_replaces_an_existing_file_whole() {
     let entries = std::fs::read_dir(dir.path()).unwrap().count();
     assert_eq!(entries, 1, "no temporary file left behind");
 }
+
+#[test]
+fn folded_fast_path_draws_the_same_svg_as_the_profile_path() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["edge/deep.folded", "edge/zero.folded", "edge/names.folded"] {
+        let input = fixture(name);
+        let fast = dir.path().join("fast.svg");
+        let model = dir.path().join("model.svg");
+        ok(&["flamegraph", path_str(&input), "-o", path_str(&fast)]);
+        // Naming the sample type forces the parse-into-a-profile path.
+        ok(&[
+            "flamegraph",
+            path_str(&input),
+            "--sample-type",
+            "samples",
+            "-o",
+            path_str(&model),
+        ]);
+        let (fast, model) = (std::fs::read(&fast).unwrap(), std::fs::read(&model).unwrap());
+        assert!(fast == model, "{name}: the two paths draw different SVGs");
+    }
+    let bad = dir.path().join("bad.folded");
+    std::fs::write(&bad, "a;b 1\n\na;b;c x\n").unwrap();
+    let err = fails(&["flamegraph", path_str(&bad), "-o", "-"]);
+    assert!(err.contains("folded line 3"), "{err}");
+}

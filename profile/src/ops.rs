@@ -255,6 +255,11 @@ impl Profile {
     /// Brendan Gregg's tools and inferno. A `;` inside a name is written as
     /// `:` and line breaks as spaces, so that every line parses back.
     pub fn fold(&self, options: &FoldOptions) -> BTreeMap<String, i64> {
+        self.fold_sorted(options).into_iter().collect()
+    }
+
+    /// [`Profile::fold`] as a vector sorted by stack text, each stack once.
+    pub fn fold_sorted(&self, options: &FoldOptions) -> Vec<(String, i64)> {
         let index = options.value_index;
         let mut by_stack: FxHashMap<(StackId, LabelSetId), i64> = FxHashMap::default();
         for (sample, values) in self.iter_samples() {
@@ -274,47 +279,56 @@ impl Profile {
             .as_deref()
             .and_then(|k| self.strings.lookup(k))
             .map(StrId);
-        let mut names: FxHashMap<FrameId, String> = FxHashMap::default();
-        let mut lines: Vec<(String, i64)> = Vec::with_capacity(by_stack.len());
+        // Display names, each distinct text once; frames and root labels
+        // map to name ids, so that sorting compares integers until the
+        // first frame whose text differs.
+        let mut names = NameTable::default();
+        let mut frame_names: Vec<u32> = vec![u32::MAX; self.frames.len()];
+        let mut entries: Vec<FoldEntry> = Vec::with_capacity(by_stack.len());
         for ((stack, labels), value) in by_stack {
-            let frames = self.stack(stack);
-            let mut line = String::with_capacity(frames.len() * 24);
-            let mut parts = 0;
-            if let Some(key) = root_key {
-                let root = self
+            let root = root_key.and_then(|key| {
+                let label = self
                     .label_set(labels)
                     .iter()
                     .chain(self.labels.iter())
-                    .find(|l| l.key == key);
-                if let Some(label) = root {
-                    line.push_str(&folded_name(&self.label_value_text(label.value)));
-                    parts += 1;
+                    .find(|l| l.key == key)?;
+                Some(names.intern(folded_name(&self.label_value_text(label.value))))
+            });
+            for &frame in self.stack(stack) {
+                if frame_names[frame.0 as usize] == u32::MAX {
+                    frame_names[frame.0 as usize] = names.intern(folded_name(&self.frame_name(frame)));
                 }
             }
-            for &frame in frames {
-                if parts > 0 {
+            entries.push(FoldEntry { root, stack, value });
+        }
+        let sequence = |e: &FoldEntry| {
+            e.root
+                .into_iter()
+                .chain(self.stack(e.stack).iter().map(|f| frame_names[f.0 as usize]))
+        };
+        entries.sort_unstable_by(|a, b| names.compare_joined(sequence(a), sequence(b)));
+        let mut lines: Vec<(String, i64)> = Vec::with_capacity(entries.len());
+        let mut previous: Option<&FoldEntry> = None;
+        for entry in &entries {
+            if let Some(prev) = previous {
+                if sequence(prev).eq(sequence(entry)) {
+                    if let Some(last) = lines.last_mut() {
+                        last.1 = last.1.saturating_add(entry.value);
+                    }
+                    continue;
+                }
+            }
+            previous = Some(entry);
+            let mut line = String::with_capacity(self.stack(entry.stack).len() * 24);
+            for (i, id) in sequence(entry).enumerate() {
+                if i > 0 {
                     line.push(';');
                 }
-                parts += 1;
-                let name = names
-                    .entry(frame)
-                    .or_insert_with(|| folded_name(&self.frame_name(frame)));
-                line.push_str(name);
+                line.push_str(names.text(id));
             }
-            lines.push((line, value));
+            lines.push((line, entry.value));
         }
-        // Sort once, merge stacks that render alike (same names, other
-        // lines or files), then build the map from sorted input in bulk.
-        lines.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        lines.dedup_by(|later, kept| {
-            if later.0 == kept.0 {
-                kept.1 = kept.1.saturating_add(later.1);
-                true
-            } else {
-                false
-            }
-        });
-        lines.into_iter().collect()
+        lines
     }
 
     /// Self and inclusive cost per function name, ranked by `by`
@@ -398,6 +412,72 @@ impl Profile {
             self.str(key).to_owned()
         } else {
             extra_names[(key.0 - n) as usize].clone()
+        }
+    }
+}
+
+struct FoldEntry {
+    root: Option<u32>,
+    stack: StackId,
+    value: i64,
+}
+
+/// Distinct display names, by id.
+#[derive(Default)]
+struct NameTable {
+    texts: Vec<String>,
+    ids: FxHashMap<String, u32>,
+}
+
+impl NameTable {
+    fn intern(&mut self, text: String) -> u32 {
+        if let Some(&id) = self.ids.get(&text) {
+            return id;
+        }
+        let id = self.texts.len() as u32;
+        self.texts.push(text.clone());
+        self.ids.insert(text, id);
+        id
+    }
+
+    fn text(&self, id: u32) -> &str {
+        &self.texts[id as usize]
+    }
+
+    /// Orders two name sequences exactly as their `;`-joined texts would
+    /// order, comparing text only at the first position where they differ.
+    /// Names never contain `;` (see [`folded_name`]).
+    fn compare_joined(
+        &self,
+        mut a: impl Iterator<Item = u32>,
+        mut b: impl Iterator<Item = u32>,
+    ) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        loop {
+            let (x, y) = match (a.next(), b.next()) {
+                (None, None) => return Ordering::Equal,
+                (None, Some(_)) => return Ordering::Less,
+                (Some(_), None) => return Ordering::Greater,
+                (Some(x), Some(y)) if x == y => continue,
+                (Some(x), Some(y)) => (self.text(x).as_bytes(), self.text(y).as_bytes()),
+            };
+            let common = x.len().min(y.len());
+            if x[..common] != y[..common] || x.len() == y.len() {
+                return x.cmp(y);
+            }
+            // One name is a proper prefix of the other: the shorter side
+            // continues with `;`, or ends if it has no more frames.
+            return if x.len() < y.len() {
+                match a.next() {
+                    None => Ordering::Less,
+                    Some(_) => b';'.cmp(&y[common]),
+                }
+            } else {
+                match b.next() {
+                    None => Ordering::Greater,
+                    Some(_) => x[common].cmp(&b';'),
+                }
+            };
         }
     }
 }
@@ -521,6 +601,57 @@ mod tests {
         assert_eq!(top[0].name, "rec");
         assert_eq!(top[1].name, "main");
         assert_eq!(p.top_functions(0, TopBy::SelfCost)[0].name, "leaf");
+    }
+
+    #[test]
+    fn fold_order_is_exactly_the_order_of_the_joined_text() {
+        // Prefixes and characters below and above `;` (0x3B) are the cases
+        // where comparing names one by one could differ from the text.
+        let names: &[&[&str]] = &[
+            &["a"],
+            &["a", "b"],
+            &["a b"],
+            &["a", "b c"],
+            &["ab"],
+            &["a", "b", "c"],
+            &["a!"],
+            &["a<"],
+            &["a", "bb"],
+            &["a", "b!"],
+            &["a", "b<"],
+            &["b"],
+            &["a:"],
+        ];
+        let stacks: Vec<(&[&str], i64)> = names.iter().map(|n| (*n, 1)).collect();
+        let p = profile("cpu", "nanoseconds", &stacks);
+        let folded: Vec<String> = p
+            .fold_sorted(&FoldOptions::default())
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        let mut expected: Vec<String> = names.iter().map(|n| n.join(";")).collect();
+        expected.sort();
+        assert_eq!(folded, expected);
+    }
+
+    #[test]
+    fn fold_merges_stacks_whose_names_are_equal() {
+        let mut p = profile("cpu", "nanoseconds", &[]);
+        let f = p.intern_str("f");
+        let a = p.intern_frame(crate::Frame {
+            function: f,
+            line: 1,
+            ..Default::default()
+        });
+        let b = p.intern_frame(crate::Frame {
+            function: f,
+            line: 2,
+            ..Default::default()
+        });
+        let (sa, sb) = (p.intern_stack(&[a]), p.intern_stack(&[b]));
+        p.push_sample(sa, LabelSetId::EMPTY, &[2]);
+        p.push_sample(sb, LabelSetId::EMPTY, &[3]);
+        assert_eq!(p.fold_sorted(&FoldOptions::default()), vec![("f".to_owned(), 5)]);
     }
 
     #[test]

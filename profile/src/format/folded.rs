@@ -27,7 +27,7 @@ pub fn read(bytes: &[u8]) -> Result<Profile> {
     let mut stack: Vec<FrameId> = Vec::new();
     for (index, raw_line) in bytes.split(|&b| b == b'\n').enumerate() {
         let line = trim_ascii(raw_line);
-        if line.is_empty() || line.starts_with(b"# ") || line == b"#" {
+        if is_blank_or_comment(line) {
             continue;
         }
         let (frames, count) = split_count(line).map_err(|problem| Error::Parse {
@@ -53,7 +53,12 @@ pub fn read(bytes: &[u8]) -> Result<Profile> {
     Ok(profile)
 }
 
-fn trim_ascii(mut line: &[u8]) -> &[u8] {
+/// Blank lines and `# ` comments carry no stack.
+pub(crate) fn is_blank_or_comment(line: &[u8]) -> bool {
+    line.is_empty() || line.starts_with(b"# ") || line == b"#"
+}
+
+pub(crate) fn trim_ascii(mut line: &[u8]) -> &[u8] {
     while let [rest @ .., last] = line {
         if last.is_ascii_whitespace() {
             line = rest;
@@ -65,7 +70,7 @@ fn trim_ascii(mut line: &[u8]) -> &[u8] {
 }
 
 /// Splits `a;b;c 42` into (`a;b;c`, 42).
-fn split_count(line: &[u8]) -> std::result::Result<(&[u8], i64), String> {
+pub(crate) fn split_count(line: &[u8]) -> std::result::Result<(&[u8], i64), String> {
     let Some(space) = line.iter().rposition(|&b| b == b' ' || b == b'\t') else {
         return Err("missing count: expected `frame;frame;... COUNT`".into());
     };

@@ -156,14 +156,23 @@ pub fn read_bytes(bytes: &[u8], options: &ReadOptions) -> Result<Profile> {
 
 /// Reads a profile file in any readable format (`-` for standard input).
 pub fn read_path(path: &Path, options: &ReadOptions) -> Result<Profile> {
-    let bytes = if path == Path::new("-") {
+    read_bytes(&read_file(path)?, options)
+}
+
+/// The raw bytes of a file, or of standard input for `-`.
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    if path == Path::new("-") {
         let mut buf = Vec::new();
         std::io::stdin().read_to_end(&mut buf).map_err(Error::io)?;
-        buf
+        Ok(buf)
     } else {
-        std::fs::read(path).map_err(|e| Error::io_at(path, e))?
-    };
-    read_bytes(&bytes, options)
+        std::fs::read(path).map_err(|e| Error::io_at(path, e))
+    }
+}
+
+/// Whether `bytes` are folded-stack text (not gzipped, not another format).
+pub fn is_folded_text(bytes: &[u8]) -> bool {
+    !is_gzip(bytes) && matches!(detect(bytes), Ok(Format::Folded))
 }
 
 /// Options for writing.
