@@ -53,14 +53,21 @@ struct FlamegraphArgs {
     /// Output SVG (`-` for stdout).
     #[arg(short, long, default_value = "flamegraph.svg")]
     output: PathBuf,
+    #[command(flatten)]
+    graph: GraphArgs,
+    #[command(flatten)]
+    input: InputArgs,
+}
+
+/// How a graph looks.
+#[derive(Debug, Args)]
+struct GraphArgs {
     /// Title of the graph.
     #[arg(long)]
     title: Option<String>,
     /// Draw an icicle graph (root at the top).
     #[arg(long)]
     inverted: bool,
-    #[command(flatten)]
-    input: InputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -72,12 +79,8 @@ struct DiffArgs {
     /// Output SVG (`-` for stdout).
     #[arg(short, long, default_value = "diff.svg")]
     output: PathBuf,
-    /// Title of the graph.
-    #[arg(long)]
-    title: Option<String>,
-    /// Draw an icicle graph (root at the top).
-    #[arg(long)]
-    inverted: bool,
+    #[command(flatten)]
+    graph: GraphArgs,
     #[command(flatten)]
     input: InputArgs,
 }
@@ -129,16 +132,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Flamegraph(a) => commands::flamegraph(&commands::FlamegraphConfig {
             inputs: a.inputs,
             output: a.output,
-            title: a.title,
-            inverted: a.inverted,
+            title: a.graph.title,
+            inverted: a.graph.inverted,
             input: a.input.to_config(),
         }),
         Command::Diff(a) => commands::diff(&commands::DiffConfig {
             base: a.base,
             candidate: a.candidate,
             output: a.output,
-            title: a.title,
-            inverted: a.inverted,
+            title: a.graph.title,
+            inverted: a.graph.inverted,
             input: a.input.to_config(),
         }),
         Command::Convert(a) => commands::convert(&commands::ConvertConfig {

@@ -119,12 +119,12 @@ pub fn flamegraph(profile: &Profile, options: &FlameGraphOptions, out: &mut dyn 
 /// [`flamegraph`] of the parsed profile, at inferno's speed. Every line is
 /// still checked, and a bad one is an error naming its line number.
 pub fn flamegraph_from_folded(text: &[u8], options: &FlameGraphOptions, out: &mut dyn Write) -> Result<()> {
-    use crate::format::folded::{is_blank_or_comment, split_count, trim_ascii};
+    use crate::format::folded::{is_blank_or_comment, split_count};
     let text = String::from_utf8_lossy(text);
     let mut lines: Vec<&str> = Vec::new();
     let (mut total, mut samples) = (0i64, 0usize);
     for (index, raw) in text.split('\n').enumerate() {
-        let line = trim_ascii(raw.as_bytes());
+        let line = raw.as_bytes().trim_ascii_end();
         if is_blank_or_comment(line) {
             continue;
         }

@@ -26,7 +26,7 @@ pub fn read(bytes: &[u8]) -> Result<Profile> {
     let mut frame_ids: FxHashMap<&[u8], FrameId> = FxHashMap::default();
     let mut stack: Vec<FrameId> = Vec::new();
     for (index, raw_line) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = trim_ascii(raw_line);
+        let line = raw_line.trim_ascii_end();
         if is_blank_or_comment(line) {
             continue;
         }
@@ -58,23 +58,12 @@ pub(crate) fn is_blank_or_comment(line: &[u8]) -> bool {
     line.is_empty() || line.starts_with(b"# ") || line == b"#"
 }
 
-pub(crate) fn trim_ascii(mut line: &[u8]) -> &[u8] {
-    while let [rest @ .., last] = line {
-        if last.is_ascii_whitespace() {
-            line = rest;
-        } else {
-            break;
-        }
-    }
-    line
-}
-
 /// Splits `a;b;c 42` into (`a;b;c`, 42).
 pub(crate) fn split_count(line: &[u8]) -> std::result::Result<(&[u8], i64), String> {
     let Some(space) = line.iter().rposition(|&b| b == b' ' || b == b'\t') else {
         return Err("missing count: expected `frame;frame;... COUNT`".into());
     };
-    let (frames, count) = (trim_ascii(&line[..space]), &line[space + 1..]);
+    let (frames, count) = (line[..space].trim_ascii_end(), &line[space + 1..]);
     let count = std::str::from_utf8(count)
         .ok()
         .and_then(|c| c.parse::<i64>().ok())

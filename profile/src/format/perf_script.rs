@@ -82,7 +82,7 @@ struct FirstEvent {
 
 fn first_event(bytes: &[u8]) -> Result<Option<FirstEvent>> {
     for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = trim_end(raw);
+        let line = raw.trim_ascii_end();
         if line.is_empty() || line[0] == b'#' {
             continue;
         }
@@ -138,7 +138,7 @@ fn read_chunk<'a>(bytes: &'a [u8], first_line: usize, first: &FirstEvent) -> Res
     let mut lines = bytes.split(|&b| b == b'\n').enumerate().peekable();
     let mut stack: Vec<&[u8]> = Vec::new();
     while let Some((index, raw)) = lines.next() {
-        let line = trim_end(raw);
+        let line = raw.trim_ascii_end();
         if line.is_empty() || line[0] == b'#' {
             continue;
         }
@@ -151,7 +151,7 @@ fn read_chunk<'a>(bytes: &'a [u8], first_line: usize, first: &FirstEvent) -> Res
             stack.push(inline);
         }
         while let Some((_, raw)) = lines.peek() {
-            let line = trim_end(raw);
+            let line = raw.trim_ascii_end();
             if line.is_empty() {
                 break;
             }
@@ -168,17 +168,6 @@ fn read_chunk<'a>(bytes: &'a [u8], first_line: usize, first: &FirstEvent) -> Res
         reader.add_event(&header, &stack);
     }
     Ok(reader)
-}
-
-fn trim_end(mut line: &[u8]) -> &[u8] {
-    while let [rest @ .., last] = line {
-        if last.is_ascii_whitespace() {
-            line = rest;
-        } else {
-            break;
-        }
-    }
-    line
 }
 
 struct Header<'a> {
@@ -209,7 +198,7 @@ fn parse_header(line: &[u8]) -> Option<Header<'_>> {
         }
         start = end + 1;
     };
-    let comm = trim_end(&line[..comm_end]);
+    let comm = line[..comm_end].trim_ascii_end();
     let (pid, tid) = match memchr::memchr(b'/', id_word) {
         Some(slash) => (
             Some(parse_i64(&id_word[..slash])?),
@@ -223,10 +212,10 @@ fn parse_header(line: &[u8]) -> Option<Header<'_>> {
     let time_colon = memchr::memchr(b':', rest)?;
     let after_time = &rest[time_colon + 1..];
     let event_colon = memchr::memchr(b':', after_time)?;
-    let period_and_event = trim_start(&after_time[..event_colon]);
+    let period_and_event = after_time[..event_colon].trim_ascii_start();
     let (period, event) = match memchr::memrchr(b' ', period_and_event) {
         Some(space) => (
-            parse_i64(trim_end(&period_and_event[..space])),
+            parse_i64(period_and_event[..space].trim_ascii_end()),
             &period_and_event[space + 1..],
         ),
         None => (None, period_and_event),
@@ -237,7 +226,7 @@ fn parse_header(line: &[u8]) -> Option<Header<'_>> {
         .iter()
         .position(|&b| b == b' ' || b == b'\t')
         .unwrap_or(tail.len());
-    tail = trim_start(&tail[tail_start..]);
+    tail = tail[tail_start..].trim_ascii_start();
     Some(Header {
         comm,
         pid,
@@ -246,17 +235,6 @@ fn parse_header(line: &[u8]) -> Option<Header<'_>> {
         period,
         inline_frame: (!tail.is_empty()).then_some(tail),
     })
-}
-
-fn trim_start(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if first.is_ascii_whitespace() {
-            s = rest;
-        } else {
-            break;
-        }
-    }
-    s
 }
 
 fn parse_i64(s: &[u8]) -> Option<i64> {
@@ -355,7 +333,7 @@ impl<'a> Reader<'a> {
 /// Parses `addr symbol+0xoff (module)` into a frame; `None` for lines
 /// that are not frames (perf prints `(process)` pseudo-frames to skip).
 fn stack_frame(profile: &mut Profile, line: &[u8]) -> Option<FrameId> {
-    let line = lossy(trim_start(line));
+    let line = lossy(line.trim_ascii_start());
     let (pc, rest) = line.split_once(' ').unwrap_or((&line, ""));
     let (symbol, module) = match rest.rfind(' ') {
         Some(space) if rest.ends_with(')') && rest[space + 1..].starts_with('(') => {
