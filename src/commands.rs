@@ -214,6 +214,6 @@ pub fn top(config: &TopConfig) -> anyhow::Result<()> {
     } else {
         TopBy::SelfCost
     };
-    let table = report::top_table(&profile, index, by, config.count);
+    let table = report::top_table(&profile, index, by, config.count)?;
     write_output(Path::new("-"), |out| Ok(out.write_all(table.as_bytes())?))
 }

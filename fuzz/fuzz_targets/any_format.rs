@@ -8,8 +8,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let options = ReadOptions { max_decompressed: 16 << 20 };
     if let Ok(profile) = format::read_bytes(data, &options) {
-        if !profile.sample_types.is_empty() {
-            let _ = flameshift_profile::report::top_table(&profile, profile.default_value_index(), Default::default(), 10);
-        }
+        let index = profile.default_value_index();
+        let _ = flameshift_profile::report::top_table(&profile, index, Default::default(), 10);
     }
 });

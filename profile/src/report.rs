@@ -1,7 +1,7 @@
 //! Text reports for the terminal: the top-functions table.
 
 use crate::units::{format_quantity, plural};
-use crate::{Profile, TopBy};
+use crate::{Error, Profile, Result, TopBy};
 
 /// Renders the `n` most expensive functions as an aligned table:
 /// self and inclusive cost with their shares of the total, like
@@ -10,11 +10,15 @@ use crate::{Profile, TopBy};
 /// ```
 /// use flameshift_profile::{format, report::top_table, TopBy};
 /// let p = format::read_bytes(b"main;f 3\nmain;g 1\n", &Default::default()).unwrap();
-/// let table = top_table(&p, 0, TopBy::SelfCost, 10);
+/// let table = top_table(&p, 0, TopBy::SelfCost, 10)?;
 /// assert!(table.lines().nth(1).unwrap().contains("75.00%"));
+/// # Ok::<(), flameshift_profile::Error>(())
 /// ```
-pub fn top_table(profile: &Profile, value_index: usize, by: TopBy, n: usize) -> String {
-    let ty = &profile.sample_types[value_index];
+pub fn top_table(profile: &Profile, value_index: usize, by: TopBy, n: usize) -> Result<String> {
+    let ty = profile
+        .sample_types
+        .get(value_index)
+        .ok_or_else(|| Error::NoSuchSampleType(value_index.to_string()))?;
     let total = profile.total(value_index);
     let top = profile.top_functions(value_index, by);
     let share = |v: i64| {
@@ -73,5 +77,22 @@ pub fn top_table(profile: &Profile, value_index: usize, by: TopBy, n: usize) -> 
             TopBy::Inclusive => "inclusive",
         }
     ));
-    out
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_aligned_and_unknown_sample_type_is_an_error() {
+        let p = crate::format::read_bytes(b"main;parse 1\nmain;a_much_longer_name 3\n", &Default::default())
+            .unwrap();
+        let table = top_table(&p, 0, TopBy::SelfCost, 1).unwrap();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "header, one row, total: {table}");
+        assert_eq!(lines[0].find("function"), lines[1].find("a_much_longer_name"));
+        assert!(lines[2].contains("1 of 3 functions shown"), "{table}");
+        assert!(matches!(top_table(&p, 1, TopBy::SelfCost, 5), Err(Error::NoSuchSampleType(_))));
+    }
 }

@@ -50,9 +50,9 @@ fn top_tables_of_every_fixture() {
         let mut text = String::new();
         if !profile.sample_types.is_empty() {
             text.push_str("# by self\n");
-            text.push_str(&top_table(&profile, index, TopBy::SelfCost, 15));
+            text.push_str(&top_table(&profile, index, TopBy::SelfCost, 15).unwrap());
             text.push_str("# by inclusive\n");
-            text.push_str(&top_table(&profile, index, TopBy::Inclusive, 15));
+            text.push_str(&top_table(&profile, index, TopBy::Inclusive, 15).unwrap());
         }
         check_golden(&golden_name(name, "top.txt"), text.as_bytes());
     }
