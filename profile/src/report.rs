@@ -93,6 +93,9 @@ mod tests {
         assert_eq!(lines.len(), 3, "header, one row, total: {table}");
         assert_eq!(lines[0].find("function"), lines[1].find("a_much_longer_name"));
         assert!(lines[2].contains("1 of 3 functions shown"), "{table}");
-        assert!(matches!(top_table(&p, 1, TopBy::SelfCost, 5), Err(Error::NoSuchSampleType(_))));
+        assert!(matches!(
+            top_table(&p, 1, TopBy::SelfCost, 5),
+            Err(Error::NoSuchSampleType(_))
+        ));
     }
 }
