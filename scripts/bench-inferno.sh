@@ -15,7 +15,7 @@ cargo build --release --quiet --locked --bin flameshift
 fs=target/release/flameshift
 inferno-collapse-perf "$capture" > "$data/big.folded"
 echo "capture: $(du -h "$capture" | cut -f1), $(grep -c '^$' "$capture") samples; folded: $(wc -l < "$data/big.folded") stacks"
-echo "inferno $(inferno-collapse-perf --version | awk '{print $2}'), $(hyperfine --version)"
+echo "$(cargo install --list | grep '^inferno ' | tr -d :), $(hyperfine --version)"
 
 echo "== collapse: perf script -> folded stacks"
 hyperfine -w 1 -r 10 --output=null -N \
@@ -23,8 +23,11 @@ hyperfine -w 1 -r 10 --output=null -N \
   "$fs convert $capture -o - --format folded"
 
 echo "== render: folded stacks -> SVG"
+# flameshift colours by a hash of the name (stable across runs), which is
+# inferno's --deterministic; inferno's default picks random colours.
 hyperfine -w 1 -r 10 --output=null -N \
   "inferno-flamegraph $data/big.folded" \
+  "inferno-flamegraph --deterministic $data/big.folded" \
   "$fs flamegraph $data/big.folded -o -"
 
 echo "== whole pipeline: perf script -> SVG"

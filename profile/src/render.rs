@@ -120,10 +120,14 @@ pub fn flamegraph(profile: &Profile, options: &FlameGraphOptions, out: &mut dyn 
 /// still checked, and a bad one is an error naming its line number.
 pub fn flamegraph_from_folded(text: &[u8], options: &FlameGraphOptions, out: &mut dyn Write) -> Result<()> {
     use crate::format::folded::{is_blank_or_comment, split_count};
-    let text = String::from_utf8_lossy(text);
+    // Valid UTF-8 is borrowed as it is; anything else is repaired once.
+    let text = match std::str::from_utf8(text) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(text),
+    };
     let mut lines: Vec<&str> = Vec::new();
     let (mut total, mut samples) = (0i64, 0usize);
-    for (index, raw) in text.split('\n').enumerate() {
+    for (index, raw) in crate::format::str_lines(&text).enumerate() {
         let line = raw.as_bytes().trim_ascii_end();
         if is_blank_or_comment(line) {
             continue;

@@ -25,7 +25,7 @@ pub fn read(bytes: &[u8]) -> Result<Profile> {
     let mut profile = Profile::new(vec![folded_sample_type()]);
     let mut frame_ids: FxHashMap<&[u8], FrameId> = FxHashMap::default();
     let mut stack: Vec<FrameId> = Vec::new();
-    for (index, raw_line) in bytes.split(|&b| b == b'\n').enumerate() {
+    for (index, raw_line) in super::lines(bytes).enumerate() {
         let line = raw_line.trim_ascii_end();
         if is_blank_or_comment(line) {
             continue;

@@ -78,6 +78,36 @@ impl Default for ReadOptions {
     }
 }
 
+/// The lines of `bytes` (without their `\n`), found with SIMD memchr.
+pub(crate) fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(b'\n', bytes);
+    std::iter::from_fn(move || {
+        if start > bytes.len() {
+            return None;
+        }
+        let end = ends.next().unwrap_or(bytes.len());
+        let line = &bytes[start..end];
+        start = end + 1;
+        Some(line)
+    })
+}
+
+/// [`lines`] for text: `\n` is ASCII, so every cut is a char boundary.
+pub(crate) fn str_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(b'\n', text.as_bytes());
+    std::iter::from_fn(move || {
+        if start > text.len() {
+            return None;
+        }
+        let end = ends.next().unwrap_or(text.len());
+        let line = &text[start..end];
+        start = end + 1;
+        Some(line)
+    })
+}
+
 pub(crate) fn is_gzip(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0x1f, 0x8b])
 }
@@ -117,7 +147,7 @@ pub fn detect(bytes: &[u8]) -> Result<Format> {
 /// perf script: an unindented header followed by an indented hex address.
 fn looks_like_perf_script(head: &[u8]) -> bool {
     let mut lines = head
-        .split(|&b| b == b'\n')
+        .split(|&b| b == b'\n') // only the first 64 KiB
         .filter(|l| !l.is_empty() && l[0] != b'#');
     while let Some(line) = lines.next() {
         if line[0] == b' ' || line[0] == b'\t' {
@@ -206,5 +236,42 @@ pub fn write(profile: &Profile, format: Format, options: &WriteOptions, out: &mu
         Format::PerfScript => Err(Error::UnknownFormat(
             "perf script is a read-only format; write pprof, folded or speedscope".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_split_like_the_standard_library() {
+        for text in ["", "\n", "a", "a\n", "a\nb", "a\n\nb\n", "é\nü"] {
+            let ours: Vec<&[u8]> = lines(text.as_bytes()).collect();
+            let std: Vec<&[u8]> = text.as_bytes().split(|&b| b == b'\n').collect();
+            assert_eq!(ours, std, "{text:?}");
+            let ours: Vec<&str> = str_lines(text).collect();
+            let std: Vec<&str> = text.split('\n').collect();
+            assert_eq!(ours, std, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn content_detection() {
+        assert_eq!(detect(b"main;f 1\n").unwrap(), Format::Folded);
+        assert_eq!(detect(b"{\"a\": 1}").unwrap(), Format::Speedscope);
+        assert_eq!(
+            detect(b"prog 12/13 1.0: 1 cpu-clock:\n\t  abc f (x)\n").unwrap(),
+            Format::PerfScript
+        );
+        assert_eq!(
+            detect(&[0x0a, 0x04, 0x08, 0x01, 0x10, 0x02]).unwrap(),
+            Format::Pprof
+        );
+        assert_eq!(Format::from_path(Path::new("x/cpu.pb.gz")), Some(Format::Pprof));
+        assert_eq!(
+            Format::from_path(Path::new("a.speedscope.json")),
+            Some(Format::Speedscope)
+        );
+        assert_eq!(Format::from_path(Path::new("noext")), None);
     }
 }

@@ -81,7 +81,7 @@ struct FirstEvent {
 }
 
 fn first_event(bytes: &[u8]) -> Result<Option<FirstEvent>> {
-    for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+    for (index, raw) in super::lines(bytes).enumerate() {
         let line = raw.trim_ascii_end();
         if line.is_empty() || line[0] == b'#' {
             continue;
@@ -135,7 +135,7 @@ fn split_at_events(bytes: &[u8], parts: usize) -> Vec<(&[u8], usize)> {
 
 fn read_chunk<'a>(bytes: &'a [u8], first_line: usize, first: &FirstEvent) -> Result<Reader<'a>> {
     let mut reader = Reader::new(first);
-    let mut lines = bytes.split(|&b| b == b'\n').enumerate().peekable();
+    let mut lines = super::lines(bytes).enumerate().peekable();
     let mut stack: Vec<&[u8]> = Vec::new();
     while let Some((index, raw)) = lines.next() {
         let line = raw.trim_ascii_end();
