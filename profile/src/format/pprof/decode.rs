@@ -32,6 +32,9 @@ impl<'a> Decoder<'a> {
             }
         }
         let mut profile = Profile::default();
+        profile.strings.reserve(message.string_table.len());
+        profile.frames.reserve(message.location.len());
+        profile.stacks.reserve(message.sample.len());
         let strings = message
             .string_table
             .iter()
