@@ -78,8 +78,9 @@ impl Default for ReadOptions {
     }
 }
 
-/// The lines of `bytes` (without their `\n`), found with SIMD memchr.
-pub(crate) fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+/// Byte ranges of the lines of `bytes` (without their `\n`), found with
+/// SIMD memchr; the same pieces as `split(|&b| b == b'\n')`.
+fn line_ranges(bytes: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
     let mut start = 0;
     let mut ends = memchr::memchr_iter(b'\n', bytes);
     std::iter::from_fn(move || {
@@ -87,25 +88,20 @@ pub(crate) fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
             return None;
         }
         let end = ends.next().unwrap_or(bytes.len());
-        let line = &bytes[start..end];
+        let range = start..end;
         start = end + 1;
-        Some(line)
+        Some(range)
     })
+}
+
+/// The lines of `bytes`, without their `\n`.
+pub(crate) fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line_ranges(bytes).map(move |r| &bytes[r])
 }
 
 /// [`lines`] for text: `\n` is ASCII, so every cut is a char boundary.
 pub(crate) fn str_lines(text: &str) -> impl Iterator<Item = &str> {
-    let mut start = 0;
-    let mut ends = memchr::memchr_iter(b'\n', text.as_bytes());
-    std::iter::from_fn(move || {
-        if start > text.len() {
-            return None;
-        }
-        let end = ends.next().unwrap_or(text.len());
-        let line = &text[start..end];
-        start = end + 1;
-        Some(line)
-    })
+    line_ranges(text.as_bytes()).map(move |r| &text[r])
 }
 
 pub(crate) fn is_gzip(bytes: &[u8]) -> bool {
