@@ -40,6 +40,14 @@ pub struct ConvertConfig {
     pub args: InputConfig,
 }
 
+pub struct RecordConfig {
+    pub output: PathBuf,
+    pub event: String,
+    pub frequency: u64,
+    pub period: Option<u64>,
+    pub command: Vec<std::ffi::OsString>,
+}
+
 pub struct TopConfig {
     pub inputs: Vec<PathBuf>,
     pub inclusive: bool,
@@ -216,4 +224,65 @@ pub fn top(config: &TopConfig) -> anyhow::Result<()> {
     };
     let table = report::top_table(&profile, index, by, config.count)?;
     write_output(Path::new("-"), |out| Ok(out.write_all(table.as_bytes())?))
+}
+
+/// Records the command, writes the profile, and exits with the command's
+/// own exit code (128 + signal when it was killed, as shells report it).
+pub fn record(config: &RecordConfig) -> anyhow::Result<std::process::ExitCode> {
+    use flameshift_collector::perf::event::{EventChoice, Rate};
+    use flameshift_collector::recorder::{self, RecordOptions};
+    use std::os::unix::process::ExitStatusExt;
+
+    let event = match config.event.as_str() {
+        "instructions" => EventChoice::Instructions,
+        "cpu-clock" => EventChoice::CpuClock,
+        _ => EventChoice::Auto,
+    };
+    let rate = match config.period {
+        Some(0) => anyhow::bail!("--period must be positive"),
+        Some(p) => Rate::Period(p),
+        None if config.frequency == 0 => anyhow::bail!("-F must be positive"),
+        None => Rate::Frequency(config.frequency),
+    };
+    let options = RecordOptions {
+        event,
+        rate,
+        ..RecordOptions::default()
+    };
+    let recording = recorder::record(&config.command, &options)?;
+    let profile = &recording.profile;
+    let is_svg = config
+        .output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+    if profile.samples().is_empty() {
+        tracing::warn!("no samples: the command ran too briefly for the sampling rate");
+    }
+    if is_svg {
+        let options = FlameGraphOptions {
+            title: Some(format!("flameshift record ({})", recording.event.name())),
+            ..FlameGraphOptions::default()
+        };
+        write_output(&config.output, |out| {
+            Ok(render::flamegraph(profile, &options, out)?)
+        })?;
+    } else {
+        let format = Format::from_path(&config.output).unwrap_or(Format::Pprof);
+        let options = WriteOptions::default();
+        write_output(&config.output, |out| {
+            Ok(format::write(profile, format, &options, out)?)
+        })?;
+    }
+    tracing::info!(
+        samples = profile.samples().len(),
+        lost = recording.lost,
+        event = recording.event.name(),
+        "recorded"
+    );
+    let code = match (recording.status.code(), recording.status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => 2,
+    };
+    Ok(std::process::ExitCode::from(code.clamp(0, 255) as u8))
 }

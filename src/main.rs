@@ -29,6 +29,8 @@ enum Command {
     Convert(ConvertArgs),
     /// Print the most expensive functions as a table.
     Top(TopArgs),
+    /// Run a command and profile it and its children with perf events.
+    Record(RecordArgs),
 }
 
 /// Options every command that reads profiles shares.
@@ -117,6 +119,26 @@ struct TopArgs {
     input: InputArgs,
 }
 
+#[derive(Debug, Args)]
+struct RecordArgs {
+    /// Output: `.svg` draws a flame graph, `.folded`/`.txt` folded stacks,
+    /// `.json` speedscope, anything else pprof (`-` for pprof on stdout).
+    #[arg(short, long, default_value = "profile.pb.gz")]
+    output: PathBuf,
+    /// Sampling event: instructions when the machine has a PMU, else cpu-clock.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "instructions", "cpu-clock"])]
+    event: String,
+    /// Samples per second.
+    #[arg(short = 'F', long = "freq", default_value_t = 99, conflicts_with = "period")]
+    frequency: u64,
+    /// Sample every N units of the event instead (instructions or ns).
+    #[arg(long)]
+    period: Option<u64>,
+    /// The command to run, after `--`.
+    #[arg(required = true, last = true, value_name = "CMD")]
+    command: Vec<std::ffi::OsString>,
+}
+
 impl InputArgs {
     fn to_config(&self) -> commands::InputConfig {
         commands::InputConfig {
@@ -127,35 +149,43 @@ impl InputArgs {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {
-        Command::Flamegraph(a) => commands::flamegraph(&commands::FlamegraphConfig {
+        Command::Record(a) => commands::record(&commands::RecordConfig {
+            output: a.output,
+            event: a.event,
+            frequency: a.frequency,
+            period: a.period,
+            command: a.command,
+        }),
+        Command::Flamegraph(a) => done(commands::flamegraph(&commands::FlamegraphConfig {
             inputs: a.inputs,
             output: a.output,
             title: a.graph.title,
             inverted: a.graph.inverted,
             input: a.input.to_config(),
-        }),
-        Command::Diff(a) => commands::diff(&commands::DiffConfig {
+        })),
+        Command::Diff(a) => done(commands::diff(&commands::DiffConfig {
             base: a.base,
             candidate: a.candidate,
             output: a.output,
             title: a.graph.title,
             inverted: a.graph.inverted,
             input: a.input.to_config(),
-        }),
-        Command::Convert(a) => commands::convert(&commands::ConvertConfig {
+        })),
+        Command::Convert(a) => done(commands::convert(&commands::ConvertConfig {
             input: a.input,
             output: a.output,
             format: a.format,
             args: a.args.to_config(),
-        }),
-        Command::Top(a) => commands::top(&commands::TopConfig {
+        })),
+        Command::Top(a) => done(commands::top(&commands::TopConfig {
             inputs: a.inputs,
             inclusive: a.inclusive,
             count: a.count,
             input: a.input.to_config(),
-        }),
+        })),
     }
 }
 
@@ -169,7 +199,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("flameshift: error: {err:#}");
             ExitCode::from(2)

@@ -269,3 +269,55 @@ fn folded_fast_path_draws_the_same_svg_as_the_profile_path() {
     let err = fails(&["flamegraph", path_str(&bad), "-o", "-"]);
     assert!(err.contains("folded line 3"), "{err}");
 }
+
+#[test]
+fn record_writes_a_profile_and_returns_the_commands_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("workload");
+    let source = fixture("perf/workload.c");
+    let built = Command::new("gcc")
+        .args([
+            "-O0",
+            "-fno-omit-frame-pointer",
+            "-o",
+            path_str(&exe),
+            path_str(&source),
+        ])
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let svg = dir.path().join("rec.svg");
+    let script = format!("{} 200 >/dev/null; exit 5", exe.display());
+    let out = flameshift(&[
+        "record",
+        "-F",
+        "499",
+        "-o",
+        path_str(&svg),
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.contains("flameshift record") && text.contains("mul"),
+        "flame graph of the workload"
+    );
+
+    let pb = dir.path().join("rec.pb.gz");
+    ok(&["record", "-o", path_str(&pb), "--", path_str(&exe), "100"]);
+    let top = String::from_utf8(ok(&["top", path_str(&pb), "--inclusive"]).stdout).unwrap();
+    assert!(top.contains("main") && top.contains("run"), "{top}");
+
+    let err = fails(&["record", "-o", path_str(&pb), "--", "/no/such/program"]);
+    assert!(err.contains("cannot start"), "{err}");
+    let usage = flameshift(&["record", "-o", path_str(&pb)]);
+    assert_eq!(usage.status.code(), Some(2), "a missing command is a usage error");
+}

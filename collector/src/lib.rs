@@ -1,18 +1,28 @@
 //! # flameshift-collector
 //!
-//! Everything that runs in or next to a profiled service: per-thread CPU
-//! counters, the counter-overflow sampler, labels that follow async tasks,
-//! the tower layer and the exporter. It depends only on
-//! [`flameshift_profile`] so that it stays small enough to link into any
-//! service (no polars, no inferno, no axum in its default features).
+//! Everything that runs in or next to a profiled service. Today: the
+//! external sampler behind `flameshift record -- CMD` — perf events on
+//! every CPU that follow the command and its children (instructions where
+//! the machine has a PMU, `cpu-clock` otherwise), user-space callchains,
+//! the mappings each process had at each sample, symbols, lines and
+//! inlined functions through blazesym. The in-process agent comes next.
 //!
-//! This crate is a placeholder until the agent lands (issue 3); today it
-//! only re-exports the profile model it will produce.
+//! It depends only on [`flameshift_profile`] (no polars, inferno or axum),
+//! so that it stays small enough to link into any service. `unsafe` is
+//! confined to `perf::event`, `perf::ring` and the `poll` call, each block
+//! with a `SAFETY` comment.
 //!
-//! ```
-//! use flameshift_collector::profile::Profile;
-//! let profile = Profile::default();
-//! assert!(profile.samples().is_empty());
+//! ```no_run
+//! use flameshift_collector::recorder::{record, RecordOptions};
+//! let recording = record(&["sleep".into(), "1".into()], &RecordOptions::default())?;
+//! println!("{} samples", recording.profile.samples().len());
+//! # Ok::<(), flameshift_collector::Error>(())
 //! ```
 
+mod error;
+pub mod perf;
+pub mod recorder;
+pub mod symbolize;
+
+pub use error::{Error, Result};
 pub use flameshift_profile as profile;

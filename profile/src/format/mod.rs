@@ -100,6 +100,7 @@ pub(crate) fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// [`lines`] for text: `\n` is ASCII, so every cut is a char boundary.
+#[cfg_attr(not(feature = "render"), allow(dead_code))]
 pub(crate) fn str_lines(text: &str) -> impl Iterator<Item = &str> {
     line_ranges(text.as_bytes()).map(move |r| &text[r])
 }

@@ -1,0 +1,286 @@
+//! From raw addresses to frames: the mappings each process had when a
+//! sample was taken (from MMAP2 records), then ELF symbols, DWARF lines and
+//! inlined functions through blazesym, demangled.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use blazesym::symbolize::source::{Elf, Source};
+use blazesym::symbolize::{Input, Symbolized, Symbolizer};
+use flameshift_profile::{Frame, FrameId, Profile};
+
+/// Where an address lives: a file and an offset in it, or nowhere known.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Location {
+    /// In a mapped file (or a pseudo mapping such as `[vdso]`).
+    File {
+        /// The mapping's path.
+        path: Arc<str>,
+        /// File offset of the address.
+        offset: u64,
+    },
+    /// In no known mapping.
+    Unknown(u64),
+}
+
+#[derive(Debug, Clone)]
+struct MapEntry {
+    start: u64,
+    end: u64,
+    pgoff: u64,
+    path: Arc<str>,
+}
+
+/// The executable mappings of each process seen so far.
+#[derive(Debug, Default)]
+pub struct Maps {
+    by_pid: HashMap<u32, Vec<MapEntry>>,
+    paths: HashMap<String, Arc<str>>,
+}
+
+impl Maps {
+    /// Records a new mapping.
+    pub fn mmap(&mut self, pid: u32, start: u64, len: u64, pgoff: u64, path: &str) {
+        let path = match self.paths.get(path) {
+            Some(p) => p.clone(),
+            None => {
+                let p: Arc<str> = Arc::from(path);
+                self.paths.insert(path.to_owned(), p.clone());
+                p
+            }
+        };
+        let maps = self.by_pid.entry(pid).or_default();
+        let end = start.saturating_add(len);
+        maps.retain(|m| m.end <= start || m.start >= end); // replaced ranges
+        maps.push(MapEntry {
+            start,
+            end,
+            pgoff,
+            path,
+        });
+    }
+
+    /// A new process starts with its parent's mappings.
+    pub fn fork(&mut self, pid: u32, ppid: u32) {
+        if pid != ppid && !self.by_pid.contains_key(&pid) {
+            if let Some(parent) = self.by_pid.get(&ppid).cloned() {
+                self.by_pid.insert(pid, parent);
+            }
+        }
+    }
+
+    /// `exec` replaces the address space.
+    pub fn exec(&mut self, pid: u32) {
+        self.by_pid.remove(&pid);
+    }
+
+    /// Where `addr` of process `pid` lives now.
+    pub fn locate(&self, pid: u32, addr: u64) -> Location {
+        self.by_pid
+            .get(&pid)
+            .and_then(|maps| maps.iter().rev().find(|m| m.start <= addr && addr < m.end))
+            .map(|m| Location::File {
+                path: m.path.clone(),
+                offset: addr - m.start + m.pgoff,
+            })
+            .unwrap_or(Location::Unknown(addr))
+    }
+}
+
+/// Turns locations into interned frames of `profile`, symbolizing each
+/// distinct location once. Each location gives one or more frames, root
+/// first (a function and the functions inlined into it).
+pub struct Resolver {
+    symbolizer: Symbolizer,
+    cache: HashMap<Location, Vec<FrameId>>,
+}
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Resolver {
+            symbolizer: Symbolizer::builder()
+                .enable_code_info(true)
+                .enable_inlined_fns(true)
+                .enable_demangling(true)
+                .build(),
+            cache: HashMap::new(),
+        }
+    }
+}
+
+impl Resolver {
+    /// Symbolizes every location in `locations` that is not cached yet,
+    /// one blazesym call per file.
+    pub fn prepare(&mut self, profile: &mut Profile, locations: impl IntoIterator<Item = Location>) {
+        let mut by_path: HashMap<Arc<str>, Vec<u64>> = HashMap::new();
+        for location in locations {
+            if self.cache.contains_key(&location) {
+                continue;
+            }
+            match &location {
+                Location::File { path, offset } if is_file(path) => {
+                    by_path.entry(path.clone()).or_default().push(*offset);
+                }
+                _ => {}
+            }
+            let frames = vec![unknown_frame(profile, &location)];
+            self.cache.insert(location, frames);
+        }
+        for (path, mut offsets) in by_path {
+            offsets.sort_unstable();
+            offsets.dedup();
+            let source = Source::Elf(Elf::new(&*path));
+            let results = match self.symbolizer.symbolize(&source, Input::FileOffset(&offsets)) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(path = &*path, "cannot symbolize: {e}");
+                    continue;
+                }
+            };
+            for (offset, result) in offsets.iter().zip(results) {
+                let Symbolized::Sym(sym) = result else { continue };
+                let binary = profile.intern_str(&path);
+                let mut frames = Vec::with_capacity(1 + sym.inlined.len());
+                let (file, line) = code_info(profile, sym.code_info.as_deref());
+                let function = profile.intern_str(&sym.name);
+                frames.push(profile.intern_frame(Frame {
+                    function,
+                    file,
+                    line,
+                    binary,
+                    address: *offset,
+                    inlined: false,
+                }));
+                for inlined in sym.inlined.iter() {
+                    let (file, line) = code_info(profile, inlined.code_info.as_ref());
+                    let function = profile.intern_str(&inlined.name);
+                    frames.push(profile.intern_frame(Frame {
+                        function,
+                        file,
+                        line,
+                        binary,
+                        address: *offset,
+                        inlined: true,
+                    }));
+                }
+                self.cache.insert(
+                    Location::File {
+                        path: path.clone(),
+                        offset: *offset,
+                    },
+                    frames,
+                );
+            }
+        }
+    }
+
+    /// The frames of a location (after [`Resolver::prepare`]).
+    pub fn frames(&self, location: &Location) -> &[FrameId] {
+        self.cache.get(location).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+fn is_file(path: &str) -> bool {
+    path.starts_with('/') && !path.starts_with("//anon")
+}
+
+fn code_info(
+    profile: &mut Profile,
+    info: Option<&blazesym::symbolize::CodeInfo<'_>>,
+) -> (flameshift_profile::StrId, u32) {
+    match info {
+        Some(info) => {
+            let file = info.to_path();
+            (
+                profile.intern_str(&file.to_string_lossy()),
+                info.line.unwrap_or(0),
+            )
+        }
+        None => (flameshift_profile::StrId::EMPTY, 0),
+    }
+}
+
+/// A frame for an address without a symbol: its binary and offset.
+fn unknown_frame(profile: &mut Profile, location: &Location) -> FrameId {
+    match location {
+        Location::File { path, offset } => {
+            let binary = profile.intern_str(path);
+            profile.intern_frame(Frame {
+                binary,
+                address: *offset,
+                ..Frame::default()
+            })
+        }
+        Location::Unknown(addr) => profile.intern_frame(Frame {
+            address: *addr,
+            ..Frame::default()
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_follow_fork_and_exec() {
+        let mut maps = Maps::default();
+        maps.mmap(10, 0x1000, 0x1000, 0x5000, "/bin/a");
+        assert_eq!(
+            maps.locate(10, 0x1010),
+            Location::File {
+                path: "/bin/a".into(),
+                offset: 0x5010
+            }
+        );
+        assert_eq!(maps.locate(10, 0x2000), Location::Unknown(0x2000));
+        maps.fork(11, 10);
+        assert!(matches!(maps.locate(11, 0x1010), Location::File { .. }));
+        maps.exec(11);
+        assert_eq!(maps.locate(11, 0x1010), Location::Unknown(0x1010));
+        maps.mmap(10, 0x1000, 0x800, 0, "/bin/b");
+        assert_eq!(
+            maps.locate(10, 0x1010),
+            Location::File {
+                path: "/bin/b".into(),
+                offset: 0x10
+            }
+        );
+    }
+
+    #[test]
+    fn symbolizes_this_test_binary() {
+        let exe = std::env::current_exe().unwrap();
+        let exe = exe.to_str().unwrap();
+        // Find our own mapping of the test binary and a code address in it.
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let line = maps
+            .lines()
+            .find(|l| l.ends_with(exe) && l.contains("r-xp"))
+            .unwrap();
+        let mut parts = line.split_whitespace();
+        let range = parts.next().unwrap();
+        let pgoff = u64::from_str_radix(parts.nth(1).unwrap(), 16).unwrap();
+        let (start, end) = range.split_once('-').unwrap();
+        let (start, end) = (
+            u64::from_str_radix(start, 16).unwrap(),
+            u64::from_str_radix(end, 16).unwrap(),
+        );
+        let mut m = Maps::default();
+        m.mmap(1, start, end - start, pgoff, exe);
+        let addr = symbolizes_this_test_binary as *const () as usize as u64;
+        let location = m.locate(1, addr);
+        let mut profile = Profile::default();
+        let mut resolver = Resolver::default();
+        resolver.prepare(&mut profile, [location.clone()]);
+        let frames = resolver.frames(&location);
+        let names: Vec<String> = frames
+            .iter()
+            .map(|&f| profile.frame_name(f).into_owned())
+            .collect();
+        assert!(
+            names.iter().any(|n| n.contains("symbolizes_this_test_binary")),
+            "{names:?}"
+        );
+    }
+}

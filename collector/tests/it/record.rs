@@ -1,0 +1,107 @@
+//! `record` on a C program with a known call tree, built here with frame
+//! pointers: `main → run → {parse → lex, eval → {add, mul}}`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use flameshift_collector::perf::event::{EventChoice, Rate};
+use flameshift_collector::recorder::{record, RecordOptions};
+use flameshift_profile::{FoldOptions, TopBy};
+
+fn workload(dir: &Path) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/perf/workload.c");
+    let exe = dir.join("workload");
+    let status = std::process::Command::new("gcc")
+        .args(["-O0", "-fno-omit-frame-pointer", "-o"])
+        .arg(&exe)
+        .arg(&source)
+        .status()
+        .expect("gcc");
+    assert!(status.success());
+    exe
+}
+
+fn args(items: &[&str]) -> Vec<OsString> {
+    items.iter().map(OsString::from).collect()
+}
+
+fn options() -> RecordOptions {
+    RecordOptions {
+        event: EventChoice::Auto,
+        rate: Rate::Frequency(499),
+        ..RecordOptions::default()
+    }
+}
+
+#[test]
+fn records_complete_stacks_of_a_native_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = workload(dir.path());
+    let recording = record(&args(&[exe.to_str().unwrap(), "400"]), &options()).unwrap();
+    assert!(recording.status.success());
+    let p = &recording.profile;
+    assert!(p.samples().len() > 100, "{} samples", p.samples().len());
+    let value = p.default_value_index();
+    let folded = p.fold(&FoldOptions {
+        value_index: value,
+        root_label: None,
+    });
+    let total: i64 = folded.values().sum();
+    // Every sample of the workload's own code has its whole call chain.
+    let share = |suffix: &str| {
+        folded
+            .iter()
+            .filter(|(s, _)| s.ends_with(suffix))
+            .map(|(_, v)| *v)
+            .sum::<i64>() as f64
+            / total as f64
+    };
+    let complete = share("main;run;parse;lex") + share("main;run;eval;add") + share("main;run;eval;mul");
+    assert!(complete > 0.9, "complete stacks: {complete:.2}\n{folded:#?}");
+    for f in ["lex", "add", "mul"] {
+        assert!(share(f) > 0.05, "{f}: {:.2}", share(f));
+    }
+    let top = p.top_functions(value, TopBy::SelfCost);
+    assert!(["lex", "mul"].contains(&top[0].name.as_str()), "{top:?}");
+    // The period's unit travels with the profile.
+    let unit = &p.sample_types[value].unit;
+    assert!(unit == "nanoseconds" || unit == "instructions", "{unit}");
+    assert!(p.comments.iter().any(|c| c.contains("flameshift record -- ")));
+    assert!(
+        p.filter_labels(&["thread=workload".parse().unwrap()]).total(0) > 0,
+        "thread label from COMM"
+    );
+}
+
+#[test]
+fn follows_child_processes_and_returns_their_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = workload(dir.path());
+    let script = format!("{0} 150 >/dev/null; {0} 150 >/dev/null; exit 3", exe.display());
+    let recording = record(&args(&["sh", "-c", &script]), &options()).unwrap();
+    assert_eq!(recording.status.code(), Some(3));
+    let p = &recording.profile;
+    let pids: std::collections::BTreeSet<String> = p
+        .samples()
+        .iter()
+        .flat_map(|s| p.label_set(s.labels).iter().copied())
+        .filter(|l| p.str(l.key) == "pid")
+        .map(|l| p.label_value_text(l.value))
+        .collect();
+    assert!(pids.len() >= 2, "samples from both children: {pids:?}");
+    let folded = p.fold(&FoldOptions {
+        value_index: 1,
+        root_label: None,
+    });
+    assert!(folded.keys().any(|s| s.ends_with("run;eval;mul")), "{folded:#?}");
+}
+
+#[test]
+fn a_command_that_does_not_exist_is_a_clear_error() {
+    let err = record(&args(&["/no/such/program"]), &options()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("cannot start") && text.contains("/no/such/program"),
+        "{text}"
+    );
+}
