@@ -40,12 +40,12 @@ pub struct ConvertConfig {
     pub args: InputConfig,
 }
 
-pub struct RecordConfig {
+/// Options `record` and `attach` share.
+pub struct SamplingConfig {
     pub output: PathBuf,
     pub event: String,
     pub frequency: u64,
     pub period: Option<u64>,
-    pub command: Vec<std::ffi::OsString>,
 }
 
 pub struct TopConfig {
@@ -226,13 +226,8 @@ pub fn top(config: &TopConfig) -> anyhow::Result<()> {
     write_output(Path::new("-"), |out| Ok(out.write_all(table.as_bytes())?))
 }
 
-/// Records the command, writes the profile, and exits with the command's
-/// own exit code (128 + signal when it was killed, as shells report it).
-pub fn record(config: &RecordConfig) -> anyhow::Result<std::process::ExitCode> {
+fn record_options(config: &SamplingConfig) -> anyhow::Result<flameshift_collector::recorder::RecordOptions> {
     use flameshift_collector::perf::event::{EventChoice, Rate};
-    use flameshift_collector::recorder::{self, RecordOptions};
-    use std::os::unix::process::ExitStatusExt;
-
     let event = match config.event.as_str() {
         "instructions" => EventChoice::Instructions,
         "cpu-clock" => EventChoice::CpuClock,
@@ -244,45 +239,113 @@ pub fn record(config: &RecordConfig) -> anyhow::Result<std::process::ExitCode> {
         None if config.frequency == 0 => anyhow::bail!("-F must be positive"),
         None => Rate::Frequency(config.frequency),
     };
-    let options = RecordOptions {
+    Ok(flameshift_collector::recorder::RecordOptions {
         event,
         rate,
-        ..RecordOptions::default()
-    };
-    let recording = recorder::record(&config.command, &options)?;
-    let profile = &recording.profile;
-    let is_svg = config
-        .output
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
-    if profile.samples().is_empty() {
-        tracing::warn!("no samples: the command ran too briefly for the sampling rate");
+        ..Default::default()
+    })
+}
+
+/// Sets a flag on SIGINT and SIGTERM instead of dying, so that what was
+/// collected is still written. (A handler, not SIG_IGN: a child started
+/// afterwards gets the default disposition back at exec.)
+fn stop_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, flag.clone()).context("installing the Ctrl-C handler")?;
     }
+    Ok(flag)
+}
+
+fn write_sampled(profile: &Profile, title: String, output: &Path) -> anyhow::Result<()> {
+    if profile.samples().is_empty() {
+        tracing::warn!("no samples: the target ran too briefly or was idle");
+    }
+    let is_svg = output.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg"));
     if is_svg {
         let options = FlameGraphOptions {
-            title: Some(format!("flameshift record ({})", recording.event.name())),
+            title: Some(title),
             ..FlameGraphOptions::default()
         };
-        write_output(&config.output, |out| {
-            Ok(render::flamegraph(profile, &options, out)?)
-        })?;
+        write_output(output, |out| Ok(render::flamegraph(profile, &options, out)?))
     } else {
-        let format = Format::from_path(&config.output).unwrap_or(Format::Pprof);
-        let options = WriteOptions::default();
-        write_output(&config.output, |out| {
-            Ok(format::write(profile, format, &options, out)?)
-        })?;
+        let format = Format::from_path(output).unwrap_or(Format::Pprof);
+        write_output(output, |out| {
+            Ok(format::write(profile, format, &WriteOptions::default(), out)?)
+        })
     }
-    tracing::info!(
-        samples = profile.samples().len(),
-        lost = recording.lost,
-        event = recording.event.name(),
-        "recorded"
-    );
+}
+
+/// Records the command, writes the profile, and exits with the command's
+/// own exit code (128 + signal when it was killed, as shells report it).
+/// Ctrl-C goes to the command; flameshift keeps recording until it exits.
+pub fn record(
+    config: &SamplingConfig,
+    command: &[std::ffi::OsString],
+) -> anyhow::Result<std::process::ExitCode> {
+    use std::os::unix::process::ExitStatusExt;
+    let options = record_options(config)?;
+    let _stop = stop_flag()?;
+    let recording = flameshift_collector::recorder::record(command, &options)?;
+    let title = format!("flameshift record ({})", recording.event.name());
+    write_sampled(&recording.profile, title, &config.output)?;
     let code = match (recording.status.code(), recording.status.signal()) {
         (Some(code), _) => code,
         (None, Some(signal)) => 128 + signal,
         (None, None) => 2,
     };
     Ok(std::process::ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Attaches to `pid` until Ctrl-C, `duration` or the target's exit, then
+/// writes what was collected.
+pub fn attach(config: &SamplingConfig, pid: u32, duration: Option<&str>) -> anyhow::Result<()> {
+    let options = record_options(config)?;
+    let duration = duration.map(parse_duration).transpose()?;
+    let stop = stop_flag()?;
+    let attachment = flameshift_collector::recorder::attach(pid, &options, duration, &stop)?;
+    if attachment.target_exited {
+        tracing::warn!(pid, "the process exited; writing what was collected");
+    }
+    let title = format!("flameshift attach --pid {pid} ({})", attachment.event.name());
+    write_sampled(&attachment.profile, title, &config.output)
+}
+
+/// `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+fn parse_duration(text: &str) -> anyhow::Result<std::time::Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .with_context(|| format!("bad duration {text:?}: expected e.g. 30s, 500ms, 2m"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1e3,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => anyhow::bail!("bad duration {text:?}: unit must be ms, s, m or h"),
+    };
+    if !(seconds.is_finite() && seconds > 0.0) {
+        anyhow::bail!("bad duration {text:?}: must be positive");
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap().as_secs(), 30);
+        assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
+        assert_eq!(parse_duration("2m").unwrap().as_secs(), 120);
+        assert_eq!(parse_duration("1.5").unwrap().as_millis(), 1500);
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("0s").is_err());
+    }
 }

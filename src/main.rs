@@ -31,6 +31,8 @@ enum Command {
     Top(TopArgs),
     /// Run a command and profile it and its children with perf events.
     Record(RecordArgs),
+    /// Profile a running process (all its threads) until Ctrl-C or --duration.
+    Attach(AttachArgs),
 }
 
 /// Options every command that reads profiles shares.
@@ -120,7 +122,7 @@ struct TopArgs {
 }
 
 #[derive(Debug, Args)]
-struct RecordArgs {
+struct SamplingArgs {
     /// Output: `.svg` draws a flame graph, `.folded`/`.txt` folded stacks,
     /// `.json` speedscope, anything else pprof (`-` for pprof on stdout).
     #[arg(short, long, default_value = "profile.pb.gz")]
@@ -134,9 +136,38 @@ struct RecordArgs {
     /// Sample every N units of the event instead (instructions or ns).
     #[arg(long)]
     period: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct RecordArgs {
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// The command to run, after `--`.
     #[arg(required = true, last = true, value_name = "CMD")]
     command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Args)]
+struct AttachArgs {
+    /// The process to profile.
+    #[arg(long)]
+    pid: u32,
+    /// Stop after this long (`30s`, `500ms`, `2m`; a bare number is seconds).
+    #[arg(long)]
+    duration: Option<String>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+}
+
+impl SamplingArgs {
+    fn to_config(&self) -> commands::SamplingConfig {
+        commands::SamplingConfig {
+            output: self.output.clone(),
+            event: self.event.clone(),
+            frequency: self.frequency,
+            period: self.period,
+        }
+    }
 }
 
 impl InputArgs {
@@ -152,13 +183,12 @@ impl InputArgs {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {
-        Command::Record(a) => commands::record(&commands::RecordConfig {
-            output: a.output,
-            event: a.event,
-            frequency: a.frequency,
-            period: a.period,
-            command: a.command,
-        }),
+        Command::Record(a) => commands::record(&a.sampling.to_config(), &a.command),
+        Command::Attach(a) => done(commands::attach(
+            &a.sampling.to_config(),
+            a.pid,
+            a.duration.as_deref(),
+        )),
         Command::Flamegraph(a) => done(commands::flamegraph(&commands::FlamegraphConfig {
             inputs: a.inputs,
             output: a.output,

@@ -321,3 +321,46 @@ fn record_writes_a_profile_and_returns_the_commands_exit_code() {
     let usage = flameshift(&["record", "-o", path_str(&pb)]);
     assert_eq!(usage.status.code(), Some(2), "a missing command is a usage error");
 }
+
+#[test]
+fn attach_stops_cleanly_on_ctrl_c_and_writes_what_it_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = Command::new("sh")
+        .args(["-c", "while :; do :; done"])
+        .spawn()
+        .unwrap();
+    let out = dir.path().join("attach.folded");
+    let mut attach = Command::new(env!("CARGO_BIN_EXE_flameshift"))
+        .args([
+            "attach",
+            "--pid",
+            &target.id().to_string(),
+            "-F",
+            "499",
+            "-o",
+            path_str(&out),
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    // Ctrl-C, as a terminal sends it.
+    let sent = Command::new("kill")
+        .args(["-INT", &attach.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = attach.wait().unwrap();
+    target.kill().unwrap();
+    target.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let folded = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        folded.lines().count() > 0,
+        "samples of the busy shell were written"
+    );
+
+    let err = fails(&["attach", "--pid", "4294967000", "--duration", "1s"]);
+    assert!(err.contains("no such process"), "{err}");
+    let err = fails(&["attach", "--pid", "1", "--duration", "soon"]);
+    assert!(err.contains("bad duration"), "{err}");
+}

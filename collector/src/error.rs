@@ -15,6 +15,9 @@ pub enum Error {
     /// The requested event does not exist on this machine (e.g. no PMU).
     #[error("event {0} is not supported on this machine (no hardware PMU?); use --event cpu-clock or auto")]
     Unsupported(String),
+    /// There is no process with this pid (or it is not ours to see).
+    #[error("no such process: {0}")]
+    NoSuchProcess(u32),
     /// Mapping the ring buffer failed.
     #[error("mmap of the perf ring buffer: {0}")]
     Mmap(std::io::Error),

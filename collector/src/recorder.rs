@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::fd::AsRawFd;
 use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use flameshift_profile::{LabelSetId, Profile, SampleType};
@@ -169,8 +170,65 @@ impl Collector {
     }
 }
 
+/// Open events, their ring buffers, and what has been read from them.
+struct Session {
+    kind: EventKind,
+    rings: Vec<Ring>,
+    /// Events whose output is redirected into one of `rings`.
+    _redirected: Vec<std::os::fd::OwnedFd>,
+    collector: Collector,
+}
+
+impl Session {
+    /// Waits up to `timeout` for data, then reads every buffer.
+    fn pump(&mut self, timeout: Duration) {
+        wait_readable(&self.rings, timeout);
+        for ring in &mut self.rings {
+            ring.drain(|bytes| self.collector.on_bytes(bytes));
+        }
+    }
+
+    /// Stops sampling, reads what is left and builds the profile.
+    fn finish(mut self, rate: Rate, mut comments: Vec<String>) -> (Profile, u64) {
+        for ring in &mut self.rings {
+            ring.disable();
+            ring.drain(|bytes| self.collector.on_bytes(bytes));
+        }
+        let lost = self.collector.lost;
+        if lost > 0 {
+            tracing::warn!(
+                lost,
+                "the kernel dropped records; raise the buffer size or lower -F"
+            );
+            comments.push(format!("lost {lost} records"));
+        }
+        let kind = self.kind;
+        let mut profile = self.collector.into_profile(kind, comments);
+        profile.default_sample_type = Some(1);
+        if let Rate::Period(p) = rate {
+            profile.period = Some(flameshift_profile::Period {
+                kind: kind.sample_type(),
+                value: p as i64,
+            });
+        }
+        (profile, lost)
+    }
+}
+
+fn describe(kind: EventKind, rate: Rate) -> String {
+    let rate = match rate {
+        Rate::Frequency(hz) => format!("{hz} Hz"),
+        Rate::Period(p) => format!("every {p}"),
+    };
+    format!(
+        "event: {} ({rate}), user-space frame-pointer callchains",
+        kind.name()
+    )
+}
+
 /// Runs `command` and samples it (and every thread and child process it
-/// starts) until it exits.
+/// starts) until it exits. Ctrl-C reaches the command, not us: the
+/// recording ends when the command does, and keeps what was collected.
 pub fn record(command: &[OsString], options: &RecordOptions) -> Result<Recording> {
     let Some((program, args)) = command.split_first() else {
         return Err(Error::Spawn {
@@ -197,6 +255,12 @@ pub fn record(command: &[OsString], options: &RecordOptions) -> Result<Recording
             options.pages_log2,
         )?);
     }
+    let mut session = Session {
+        kind,
+        rings,
+        _redirected: Vec::new(),
+        collector: Collector::default(),
+    };
     let command_line = command
         .iter()
         .map(|a| a.to_string_lossy())
@@ -209,55 +273,192 @@ pub fn record(command: &[OsString], options: &RecordOptions) -> Result<Recording
             command: command_line.clone(),
             error,
         })?;
-    let mut collector = Collector::default();
     let status = loop {
-        wait_readable(&rings, Duration::from_millis(100));
-        for ring in &mut rings {
-            ring.drain(|bytes| collector.on_bytes(bytes));
-        }
+        session.pump(Duration::from_millis(100));
         if let Some(status) = child.try_wait()? {
             break status;
         }
     };
-    for ring in &mut rings {
-        ring.disable();
-        ring.drain(|bytes| collector.on_bytes(bytes));
-    }
-    if collector.lost > 0 {
-        tracing::warn!(
-            lost = collector.lost,
-            "the kernel dropped records; raise the buffer size or lower -F"
-        );
-    }
-    let rate = match options.rate {
-        Rate::Frequency(hz) => format!("{hz} Hz"),
-        Rate::Period(p) => format!("every {p}"),
-    };
-    let mut comments = vec![
+    let comments = vec![
         format!("flameshift record -- {command_line}"),
-        format!(
-            "event: {} ({rate}), user-space frame-pointer callchains",
-            kind.name()
-        ),
+        describe(kind, options.rate),
     ];
-    if collector.lost > 0 {
-        comments.push(format!("lost {} records", collector.lost));
-    }
-    let lost = collector.lost;
-    let mut profile = collector.into_profile(kind, comments);
-    profile.default_sample_type = Some(1);
-    if let Rate::Period(p) = options.rate {
-        profile.period = Some(flameshift_profile::Period {
-            kind: kind.sample_type(),
-            value: p as i64,
-        });
-    }
+    let (profile, lost) = session.finish(options.rate, comments);
     Ok(Recording {
         profile,
         status,
         event: kind,
         lost,
     })
+}
+
+/// A finished attachment to a running process.
+#[derive(Debug)]
+pub struct Attachment {
+    /// The profile.
+    pub profile: Profile,
+    /// The event that was used.
+    pub event: EventKind,
+    /// Records the kernel dropped.
+    pub lost: u64,
+    /// Whether the process exited while we were attached.
+    pub target_exited: bool,
+}
+
+/// Samples the running process `pid` (all its threads, and threads and
+/// children they start) until `stop` is set, `duration` passes or the
+/// process exits, whichever comes first; keeps what was collected.
+pub fn attach(
+    pid: u32,
+    options: &RecordOptions,
+    duration: Option<Duration>,
+    stop: &AtomicBool,
+) -> Result<Attachment> {
+    let tids = threads_of(pid)?;
+    let cpus = online_cpus();
+    let event_options = |kind| EventOptions {
+        kind,
+        rate: options.rate,
+        inherit: true,
+        enable_on_exec: false,
+    };
+    let (kind, first) = event::choose(options.event, |kind| {
+        event::open(&event_options(kind), tids[0] as i32, cpus[0])
+    })?;
+    let mut firsts = vec![Some(first)];
+    firsts.extend(cpus[1..].iter().map(|_| None));
+    let mut rings = Vec::with_capacity(cpus.len());
+    let mut redirected = Vec::new();
+    for (i, &cpu) in cpus.iter().enumerate() {
+        let mut ring: Option<Ring> = None;
+        for (j, &tid) in tids.iter().enumerate() {
+            let fd = match (i, j) {
+                (0, 0) => firsts[0].take().expect("opened above"),
+                _ => match event::open(&event_options(kind), tid as i32, cpu) {
+                    Ok(fd) => fd,
+                    // A thread that exited since we listed it.
+                    Err(Error::PerfOpen { message, .. }) if message.contains("No such process") => continue,
+                    Err(e) => return Err(e),
+                },
+            };
+            match &ring {
+                None => ring = Some(Ring::new(fd, options.pages_log2)?),
+                Some(r) => {
+                    crate::perf::ring::redirect(&fd, r)?;
+                    redirected.push(fd);
+                }
+            }
+        }
+        rings.extend(ring);
+    }
+    let mut session = Session {
+        kind,
+        rings,
+        _redirected: redirected,
+        collector: Collector::default(),
+    };
+    synthesize_existing(pid, &tids, &mut session.collector);
+    let started = std::time::Instant::now();
+    let mut target_exited = false;
+    while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
+        session.pump(Duration::from_millis(100));
+        if !is_running(pid) {
+            target_exited = true;
+            break;
+        }
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim().to_owned())
+        .unwrap_or_default();
+    let comments = vec![
+        format!("flameshift attach --pid {pid} ({cmdline})"),
+        describe(kind, options.rate),
+    ];
+    let (profile, lost) = session.finish(options.rate, comments);
+    Ok(Attachment {
+        profile,
+        event: kind,
+        lost,
+        target_exited,
+    })
+}
+
+/// Whether `pid` still runs: it exists and is not a zombie waiting for its
+/// parent to reap it.
+fn is_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (comm) S ...`: the comm may contain spaces and parentheses.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, None | Some('Z' | 'X'))
+}
+
+/// The thread ids of a process, main thread first.
+fn threads_of(pid: u32) -> Result<Vec<u32>> {
+    let dir = format!("/proc/{pid}/task");
+    let entries = std::fs::read_dir(&dir).map_err(|_| Error::NoSuchProcess(pid))?;
+    let mut tids: Vec<u32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    tids.sort_unstable_by_key(|&t| (t != pid, t));
+    if tids.is_empty() {
+        return Err(Error::NoSuchProcess(pid));
+    }
+    Ok(tids)
+}
+
+/// The kernel reports only new mappings and names: the ones a running
+/// process already has come from /proc, stamped at time 0 so that they
+/// replay before every sample.
+fn synthesize_existing(pid: u32, tids: &[u32], collector: &mut Collector) {
+    if let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+        for mut mapping in parse_proc_maps(&maps) {
+            if let Record::Mmap { pid: owner, .. } = &mut mapping {
+                *owner = pid;
+            }
+            collector.records.push((0, mapping));
+        }
+    }
+    for &tid in tids {
+        if let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")) {
+            collector.records.push((
+                0,
+                Record::Comm {
+                    pid,
+                    tid,
+                    comm: comm.trim_end().to_owned(),
+                    exec: false,
+                },
+            ));
+        }
+    }
+}
+
+/// Executable mappings of a `/proc/PID/maps` text, as MMAP records (pid 0).
+fn parse_proc_maps(text: &str) -> Vec<Record> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (range, perms, offset) = (fields.next()?, fields.next()?, fields.next()?);
+            let path = fields.nth(2).unwrap_or("");
+            if !perms.contains('x') {
+                return None;
+            }
+            let (start, end) = range.split_once('-')?;
+            let start = u64::from_str_radix(start, 16).ok()?;
+            let end = u64::from_str_radix(end, 16).ok()?;
+            Some(Record::Mmap {
+                pid: 0,
+                start,
+                len: end.saturating_sub(start),
+                pgoff: u64::from_str_radix(offset, 16).ok()?,
+                path: path.to_owned(),
+            })
+        })
+        .collect()
 }
 
 /// The CPUs that are online, from `/sys/devices/system/cpu/online`
@@ -310,6 +511,47 @@ fn poll(fds: &mut [libc::pollfd], timeout: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_maps_keep_executable_mappings_only() {
+        let text = "\
+55d0a000-55d0b000 r--p 00000000 08:01 123 /usr/bin/app
+55d0b000-55d0f000 r-xp 00001000 08:01 123 /usr/bin/app
+7ffd1000-7ffd3000 r-xp 00000000 00:00 0 [vdso]
+7f000000-7f001000 rw-p 00000000 00:00 0
+";
+        let maps = parse_proc_maps(text);
+        assert_eq!(maps.len(), 2);
+        assert_eq!(
+            maps[0],
+            Record::Mmap {
+                pid: 0,
+                start: 0x55d0b000,
+                len: 0x4000,
+                pgoff: 0x1000,
+                path: "/usr/bin/app".into()
+            }
+        );
+        assert_eq!(
+            maps[1],
+            Record::Mmap {
+                pid: 0,
+                start: 0x7ffd1000,
+                len: 0x2000,
+                pgoff: 0,
+                path: "[vdso]".into()
+            }
+        );
+    }
+
+    #[test]
+    fn this_process_is_running_and_a_reaped_child_is_not() {
+        assert!(is_running(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!is_running(pid));
+    }
 
     #[test]
     fn online_cpus_are_listed() {

@@ -109,6 +109,16 @@ impl Ring {
     }
 }
 
+/// Sends the samples of event `fd` into `ring`'s buffer (same CPU).
+pub fn redirect(fd: &OwnedFd, ring: &Ring) -> Result<()> {
+    // SAFETY: a plain ioctl on two valid perf fds.
+    let rc = unsafe { sys::ioctls::SET_OUTPUT(fd.as_raw_fd(), ring.fd.as_raw_fd()) };
+    if rc < 0 {
+        return Err(Error::Io(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 impl Drop for Ring {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly the mapping created in `new`.

@@ -8,7 +8,7 @@ use flameshift_collector::perf::event::{EventChoice, Rate};
 use flameshift_collector::recorder::{record, RecordOptions};
 use flameshift_profile::{FoldOptions, TopBy};
 
-fn workload(dir: &Path) -> PathBuf {
+pub(crate) fn workload(dir: &Path) -> PathBuf {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/perf/workload.c");
     let exe = dir.join("workload");
     let status = std::process::Command::new("gcc")
@@ -25,7 +25,7 @@ fn args(items: &[&str]) -> Vec<OsString> {
     items.iter().map(OsString::from).collect()
 }
 
-fn options() -> RecordOptions {
+pub(crate) fn options() -> RecordOptions {
     RecordOptions {
         event: EventChoice::Auto,
         rate: Rate::Frequency(499),
@@ -104,4 +104,77 @@ fn a_command_that_does_not_exist_is_a_clear_error() {
         text.contains("cannot start") && text.contains("/no/such/program"),
         "{text}"
     );
+}
+
+mod attach {
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    use flameshift_collector::recorder::attach;
+    use flameshift_collector::Error;
+    use flameshift_profile::FoldOptions;
+
+    use super::{options, workload};
+
+    #[test]
+    fn attaches_to_a_running_process_for_a_duration() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = workload(dir.path());
+        let mut child = std::process::Command::new(&exe)
+            .arg("1000000")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let stop = AtomicBool::new(false);
+        let result = attach(child.id(), &options(), Some(Duration::from_millis(1500)), &stop);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let attachment = result.unwrap();
+        assert!(!attachment.target_exited);
+        let p = &attachment.profile;
+        assert!(p.samples().len() > 100, "{} samples", p.samples().len());
+        let folded = p.fold(&FoldOptions {
+            value_index: 1,
+            root_label: None,
+        });
+        let total: i64 = folded.values().sum();
+        let complete: i64 = folded
+            .iter()
+            .filter(|(s, _)| s.contains("main;run;"))
+            .map(|(_, v)| *v)
+            .sum();
+        assert!(
+            complete as f64 > 0.9 * total as f64,
+            "mappings from /proc make full stacks: {folded:#?}"
+        );
+        assert!(p
+            .comments
+            .iter()
+            .any(|c| c.starts_with("flameshift attach --pid")));
+    }
+
+    #[test]
+    fn keeps_what_it_has_when_the_target_exits() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = workload(dir.path());
+        let mut child = std::process::Command::new(&exe)
+            .arg("300")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stop = AtomicBool::new(false);
+        let attachment = attach(child.id(), &options(), Some(Duration::from_secs(30)), &stop).unwrap();
+        child.wait().unwrap();
+        assert!(attachment.target_exited);
+        assert!(!attachment.profile.samples().is_empty());
+    }
+
+    #[test]
+    fn no_such_pid_is_a_clear_error() {
+        let stop = AtomicBool::new(false);
+        let err = attach(u32::MAX - 7, &options(), None, &stop).unwrap_err();
+        assert!(matches!(err, Error::NoSuchProcess(_)), "{err:?}");
+        assert!(err.to_string().contains("no such process"));
+    }
 }
