@@ -46,6 +46,7 @@ pub struct SamplingConfig {
     pub event: String,
     pub frequency: u64,
     pub period: Option<u64>,
+    pub call_graph: String,
 }
 
 pub struct TopConfig {
@@ -227,7 +228,7 @@ pub fn top(config: &TopConfig) -> anyhow::Result<()> {
 }
 
 fn record_options(config: &SamplingConfig) -> anyhow::Result<flameshift_collector::recorder::RecordOptions> {
-    use flameshift_collector::perf::event::{EventChoice, Rate};
+    use flameshift_collector::perf::event::{CallGraph, EventChoice, Rate};
     let event = match config.event.as_str() {
         "instructions" => EventChoice::Instructions,
         "cpu-clock" => EventChoice::CpuClock,
@@ -239,9 +240,15 @@ fn record_options(config: &SamplingConfig) -> anyhow::Result<flameshift_collecto
         None if config.frequency == 0 => anyhow::bail!("-F must be positive"),
         None => Rate::Frequency(config.frequency),
     };
+    let call_graph = match config.call_graph.as_str() {
+        "fp" => CallGraph::FramePointers,
+        "dwarf" => CallGraph::Dwarf,
+        _ => CallGraph::Auto,
+    };
     Ok(flameshift_collector::recorder::RecordOptions {
         event,
         rate,
+        call_graph,
         ..Default::default()
     })
 }

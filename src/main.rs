@@ -136,6 +136,10 @@ struct SamplingArgs {
     /// Sample every N units of the event instead (instructions or ns).
     #[arg(long)]
     period: Option<u64>,
+    /// How stacks are walked: frame pointers, DWARF unwinding of a stack
+    /// copy (code without frame pointers), or per sample whichever works.
+    #[arg(long, default_value = "auto", value_parser = ["fp", "dwarf", "auto"])]
+    call_graph: String,
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +170,7 @@ impl SamplingArgs {
             event: self.event.clone(),
             frequency: self.frequency,
             period: self.period,
+            call_graph: self.call_graph.clone(),
         }
     }
 }

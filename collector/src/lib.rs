@@ -23,6 +23,7 @@ mod error;
 pub mod perf;
 pub mod recorder;
 pub mod symbolize;
+pub mod unwind;
 
 pub use error::{Error, Result};
 pub use flameshift_profile as profile;

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use flameshift_profile::{LabelSetId, Profile, SampleType};
 
-use crate::perf::event::{self, EventChoice, EventKind, EventOptions, Rate};
-use crate::perf::records::{self, Record};
+use crate::perf::event::{self, CallGraph, EventChoice, EventKind, EventOptions, Rate};
+use crate::perf::records::{self, Record, SampleFormat};
 use crate::perf::ring::Ring;
 use crate::symbolize::{Location, Maps, Resolver};
+use crate::unwind::DwarfUnwinder;
 use crate::{Error, Result};
 
 /// How to record.
@@ -23,8 +24,11 @@ pub struct RecordOptions {
     pub event: EventChoice,
     /// How often.
     pub rate: Rate,
-    /// Ring buffer size per CPU, as log2 of pages (default 7: 512 KiB).
+    /// Ring buffer size per CPU, as log2 of pages (default 7: 512 KiB;
+    /// 9 with DWARF stacks, which are 16 KiB a sample).
     pub pages_log2: u32,
+    /// How stacks are walked.
+    pub call_graph: CallGraph,
 }
 
 impl Default for RecordOptions {
@@ -32,7 +36,8 @@ impl Default for RecordOptions {
         RecordOptions {
             event: EventChoice::Auto,
             rate: Rate::Frequency(99),
-            pages_log2: 7,
+            pages_log2: 9,
+            call_graph: CallGraph::Auto,
         }
     }
 }
@@ -63,16 +68,58 @@ struct RawSample {
 /// samples on another that need it.
 #[derive(Default)]
 struct Collector {
+    format: SampleFormat,
+    call_graph: CallGraph,
     records: Vec<(u64, Record)>,
     maps: Maps,
+    unwinder: DwarfUnwinder,
     comms: HashMap<u32, String>,
     samples: Vec<RawSample>,
     lost: u64,
+    /// Samples whose stack came from DWARF unwinding / from frame pointers.
+    dwarf_stacks: u64,
+    fp_stacks: u64,
 }
 
 impl Collector {
+    fn new(call_graph: CallGraph) -> Self {
+        Collector {
+            format: call_graph.sample_format(),
+            call_graph,
+            ..Collector::default()
+        }
+    }
+
+    /// The stack of a sample by the chosen method. With `Auto`, the DWARF
+    /// stack when it is longer than the frame-pointer one, which it is
+    /// when code without frame pointers broke the latter; the
+    /// frame-pointer stack otherwise (it is what the kernel saw, and DWARF
+    /// unwinding stops early without unwind tables or past the stack copy).
+    /// Return addresses outside every mapping are dropped from DWARF stacks.
+    fn choose_stack(&mut self, pid: u32, callchain: Vec<u64>, regs: &[u64], stack: &[u8]) -> Vec<u64> {
+        if self.call_graph == CallGraph::FramePointers || regs.is_empty() {
+            self.fp_stacks += 1;
+            return callchain;
+        }
+        let mut dwarf = self.unwinder.unwind(pid, &self.maps, regs, stack);
+        tracing::trace!(pid, ?dwarf, ?callchain, regs = ?regs, stack_len = stack.len(), "unwound");
+        let maps = &self.maps;
+        let mut first = true;
+        dwarf.retain(|&addr| std::mem::take(&mut first) || maps.is_mapped(pid, addr));
+        if self.call_graph == CallGraph::Dwarf || dwarf.len() > callchain.len() {
+            self.dwarf_stacks += 1;
+            if dwarf.is_empty() {
+                return callchain.into_iter().take(1).collect();
+            }
+            dwarf
+        } else {
+            self.fp_stacks += 1;
+            callchain
+        }
+    }
+
     fn on_bytes(&mut self, bytes: &[u8]) {
-        match records::parse(bytes) {
+        match records::parse(bytes, self.format) {
             Some(Record::Other) => {}
             Some(Record::Lost { count }) => self.lost += count,
             Some(record) => self.records.push((records::time(bytes, &record), record)),
@@ -95,9 +142,12 @@ impl Collector {
                 tid,
                 period,
                 callchain,
+                regs,
+                stack,
                 ..
             } => {
-                let stack = callchain
+                let chain = self.choose_stack(pid, callchain, &regs, &stack);
+                let stack = chain
                     .iter()
                     .enumerate()
                     // Callers' entries are return addresses: look one byte
@@ -120,10 +170,14 @@ impl Collector {
                 len,
                 pgoff,
                 path,
-            } => self.maps.mmap(pid, start, len, pgoff, &path),
+            } => {
+                self.maps.mmap(pid, start, len, pgoff, &path);
+                self.unwinder.invalidate(pid);
+            }
             Record::Comm { pid, tid, comm, exec } => {
                 if exec {
                     self.maps.exec(pid);
+                    self.unwinder.invalidate(pid);
                 }
                 self.comms.insert(tid, comm);
             }
@@ -138,7 +192,7 @@ impl Collector {
     }
 
     fn into_profile(mut self, kind: EventKind, comments: Vec<String>) -> Profile {
-        self.replay();
+        self.replay(); // a no-op when `finish` replayed already
         let mut profile = Profile::new(vec![SampleType::new("samples", "count"), kind.sample_type()]);
         profile.comments = comments;
         let mut resolver = Resolver::default();
@@ -194,6 +248,11 @@ impl Session {
             ring.disable();
             ring.drain(|bytes| self.collector.on_bytes(bytes));
         }
+        self.collector.replay();
+        let (dwarf, fp) = (self.collector.dwarf_stacks, self.collector.fp_stacks);
+        comments.push(format!(
+            "stacks: {dwarf} unwound with DWARF, {fp} from frame pointers"
+        ));
         let lost = self.collector.lost;
         if lost > 0 {
             tracing::warn!(
@@ -215,13 +274,18 @@ impl Session {
     }
 }
 
-fn describe(kind: EventKind, rate: Rate) -> String {
-    let rate = match rate {
+fn describe(kind: EventKind, options: &RecordOptions) -> String {
+    let rate = match options.rate {
         Rate::Frequency(hz) => format!("{hz} Hz"),
         Rate::Period(p) => format!("every {p}"),
     };
+    let call_graph = match options.call_graph {
+        CallGraph::FramePointers => "fp",
+        CallGraph::Dwarf => "dwarf",
+        CallGraph::Auto => "auto",
+    };
     format!(
-        "event: {} ({rate}), user-space frame-pointer callchains",
+        "event: {} ({rate}), user space, --call-graph {call_graph}",
         kind.name()
     )
 }
@@ -244,6 +308,7 @@ pub fn record(command: &[OsString], options: &RecordOptions) -> Result<Recording
         rate: options.rate,
         inherit: true,
         enable_on_exec: true,
+        call_graph: options.call_graph,
     };
     let (kind, first) = event::choose(options.event, |kind| {
         event::open(&event_options(kind), 0, cpus[0])
@@ -259,7 +324,7 @@ pub fn record(command: &[OsString], options: &RecordOptions) -> Result<Recording
         kind,
         rings,
         _redirected: Vec::new(),
-        collector: Collector::default(),
+        collector: Collector::new(options.call_graph),
     };
     let command_line = command
         .iter()
@@ -281,7 +346,7 @@ pub fn record(command: &[OsString], options: &RecordOptions) -> Result<Recording
     };
     let comments = vec![
         format!("flameshift record -- {command_line}"),
-        describe(kind, options.rate),
+        describe(kind, options),
     ];
     let (profile, lost) = session.finish(options.rate, comments);
     Ok(Recording {
@@ -321,6 +386,7 @@ pub fn attach(
         rate: options.rate,
         inherit: true,
         enable_on_exec: false,
+        call_graph: options.call_graph,
     };
     let (kind, first) = event::choose(options.event, |kind| {
         event::open(&event_options(kind), tids[0] as i32, cpus[0])
@@ -355,7 +421,7 @@ pub fn attach(
         kind,
         rings,
         _redirected: redirected,
-        collector: Collector::default(),
+        collector: Collector::new(options.call_graph),
     };
     synthesize_existing(pid, &tids, &mut session.collector);
     let started = std::time::Instant::now();
@@ -372,7 +438,7 @@ pub fn attach(
         .unwrap_or_default();
     let comments = vec![
         format!("flameshift attach --pid {pid} ({cmdline})"),
-        describe(kind, options.rate),
+        describe(kind, options),
     ];
     let (profile, lost) = session.finish(options.rate, comments);
     Ok(Attachment {

@@ -74,6 +74,23 @@ impl Maps {
         self.by_pid.remove(&pid);
     }
 
+    /// The mappings of `pid`: start, end, file offset, path.
+    pub fn entries(&self, pid: u32) -> Vec<(u64, u64, u64, Arc<str>)> {
+        self.by_pid
+            .get(&pid)
+            .map(|maps| {
+                maps.iter()
+                    .map(|m| (m.start, m.end, m.pgoff, m.path.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether `addr` lies in a mapped file (not a pseudo mapping) of `pid`.
+    pub fn is_mapped(&self, pid: u32, addr: u64) -> bool {
+        matches!(self.locate(pid, addr), Location::File { path, .. } if path.starts_with('/'))
+    }
+
     /// Where `addr` of process `pid` lives now.
     pub fn locate(&self, pid: u32, addr: u64) -> Location {
         self.by_pid

@@ -85,6 +85,39 @@ pub fn choose<T>(
     Err(last.unwrap_or_else(|| Error::Unsupported("no event".into())))
 }
 
+/// How stacks are walked (`--call-graph`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CallGraph {
+    /// The kernel follows frame pointers (cheap; broken stacks for code
+    /// built without them, as most distribution packages are).
+    FramePointers,
+    /// The kernel copies the top of the user stack and the registers; we
+    /// unwind with `.eh_frame`/`.debug_frame` (works without frame pointers).
+    Dwarf,
+    /// Both are collected; per sample, the DWARF stack when unwinding
+    /// succeeded, the frame-pointer one otherwise.
+    #[default]
+    Auto,
+}
+
+/// x86-64 `perf_regs` bits: BP (6), SP (7), IP (8) — what unwinding needs.
+pub const USER_REGS_MASK: u64 = (1 << 6) | (1 << 7) | (1 << 8);
+/// Bytes of user stack copied per sample for DWARF unwinding (perf's default is 8 KiB).
+pub const USER_STACK_BYTES: u32 = 16 * 1024;
+
+impl CallGraph {
+    /// The sample record layout this choice produces.
+    pub fn sample_format(self) -> crate::perf::records::SampleFormat {
+        match self {
+            CallGraph::FramePointers => crate::perf::records::SampleFormat::default(),
+            CallGraph::Dwarf | CallGraph::Auto => crate::perf::records::SampleFormat {
+                user_regs: USER_REGS_MASK.count_ones() as usize,
+                user_stack: true,
+            },
+        }
+    }
+}
+
 /// Options for one sampling event.
 #[derive(Debug, Clone, Copy)]
 pub struct EventOptions {
@@ -96,6 +129,8 @@ pub struct EventOptions {
     pub inherit: bool,
     /// Start disabled and enable when the monitored task calls `exec`.
     pub enable_on_exec: bool,
+    /// How stacks are walked.
+    pub call_graph: CallGraph,
 }
 
 /// Opens one sampling event for `pid` (0: the calling thread) on `cpu`
@@ -129,6 +164,12 @@ pub fn open(options: &EventOptions, pid: i32, cpu: i32) -> Result<OwnedFd> {
             | sys::bindings::PERF_SAMPLE_PERIOD
             | sys::bindings::PERF_SAMPLE_CALLCHAIN,
     );
+    if options.call_graph != CallGraph::FramePointers {
+        attr.sample_type |=
+            u64::from(sys::bindings::PERF_SAMPLE_REGS_USER | sys::bindings::PERF_SAMPLE_STACK_USER);
+        attr.sample_regs_user = USER_REGS_MASK;
+        attr.sample_stack_user = USER_STACK_BYTES;
+    }
     attr.set_disabled(u64::from(options.enable_on_exec));
     attr.set_enable_on_exec(u64::from(options.enable_on_exec));
     attr.set_inherit(u64::from(options.inherit));
@@ -244,6 +285,7 @@ mod tests {
                     rate: Rate::Frequency(99),
                     inherit: false,
                     enable_on_exec: false,
+                    call_graph: CallGraph::Auto,
                 },
                 0,
                 -1,

@@ -32,6 +32,10 @@ pub enum Record {
         period: u64,
         /// Instruction pointers, leaf first, context markers removed.
         callchain: Vec<u64>,
+        /// User registers (`sample_regs_user`, in bit order), if asked for.
+        regs: Vec<u64>,
+        /// A copy of the top of the user stack, if asked for.
+        stack: Vec<u8>,
     },
     /// A new executable mapping.
     Mmap {
@@ -134,8 +138,17 @@ pub fn time(bytes: &[u8], record: &Record) -> u64 {
     }
 }
 
+/// What a sample record carries beyond `IP | TID | TIME | PERIOD | CALLCHAIN`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SampleFormat {
+    /// How many registers `sample_regs_user` asks for (0: none).
+    pub user_regs: usize,
+    /// Whether `PERF_SAMPLE_STACK_USER` is set.
+    pub user_stack: bool,
+}
+
 /// Parses one record: `bytes` is the whole record, header included.
-pub fn parse(bytes: &[u8]) -> Option<Record> {
+pub fn parse(bytes: &[u8], format: SampleFormat) -> Option<Record> {
     let mut c = Cursor { bytes, at: 0 };
     let kind = c.u32()?;
     let misc = c.u16()?;
@@ -157,12 +170,33 @@ pub fn parse(bytes: &[u8]) -> Option<Record> {
                     callchain.push(ip);
                 }
             }
+            let mut regs = Vec::new();
+            if format.user_regs > 0 {
+                let abi = c.u64()?;
+                if abi != 0 {
+                    for _ in 0..format.user_regs {
+                        regs.push(c.u64()?);
+                    }
+                }
+            }
+            let mut stack = Vec::new();
+            if format.user_stack {
+                let size = c.u64()? as usize;
+                if size > 0 {
+                    let data = bytes.get(c.at..c.at.checked_add(size)?)?;
+                    c.skip(size)?;
+                    let dyn_size = (c.u64()? as usize).min(size);
+                    stack.extend_from_slice(&data[..dyn_size]);
+                }
+            }
             Some(Record::Sample {
                 pid,
                 tid,
                 time,
                 period,
                 callchain,
+                regs,
+                stack,
             })
         }
         RECORD_MMAP | RECORD_MMAP2 => {
@@ -233,7 +267,7 @@ mod tests {
         body.extend_from_slice(&7u32.to_ne_bytes());
         body.extend_from_slice(&8u32.to_ne_bytes());
         body.extend(u64s(&[99, 250_000, 3, (-512i64) as u64, 0x1000, 0x2000]));
-        let record = parse(&header(RECORD_SAMPLE, 2, &body)).unwrap();
+        let record = parse(&header(RECORD_SAMPLE, 2, &body), SampleFormat::default()).unwrap();
         assert_eq!(
             record,
             Record::Sample {
@@ -241,9 +275,24 @@ mod tests {
                 tid: 8,
                 time: 99,
                 period: 250_000,
-                callchain: vec![0x1000, 0x2000]
+                callchain: vec![0x1000, 0x2000],
+                regs: vec![],
+                stack: vec![],
             }
         );
+        // The same sample with registers and a stack copy after the callchain.
+        body.extend(u64s(&[2, 0xb0, 0x5000, 0x1000, 16]));
+        body.extend_from_slice(&[7u8; 16]);
+        body.extend(u64s(&[12]));
+        let format = SampleFormat {
+            user_regs: 3,
+            user_stack: true,
+        };
+        let Some(Record::Sample { regs, stack, .. }) = parse(&header(RECORD_SAMPLE, 2, &body), format) else {
+            panic!("a sample")
+        };
+        assert_eq!(regs, vec![0xb0, 0x5000, 0x1000]);
+        assert_eq!(stack, vec![7u8; 12], "only dyn_size bytes are valid");
     }
 
     #[test]
@@ -252,8 +301,21 @@ mod tests {
         body.extend_from_slice(&7u32.to_ne_bytes());
         body.extend_from_slice(&8u32.to_ne_bytes());
         body.extend(u64s(&[99, 1, 1_000_000]));
-        assert_eq!(parse(&header(RECORD_SAMPLE, 0, &body)), None);
-        assert_eq!(parse(&[1, 2, 3]), None);
+        assert_eq!(
+            parse(&header(RECORD_SAMPLE, 0, &body), SampleFormat::default()),
+            None
+        );
+        assert_eq!(parse(&[1, 2, 3], SampleFormat::default()), None);
+        // A stack size larger than the record.
+        let mut body = u64s(&[0x1000]);
+        body.extend_from_slice(&7u32.to_ne_bytes());
+        body.extend_from_slice(&8u32.to_ne_bytes());
+        body.extend(u64s(&[99, 1, 0, 0, u64::MAX]));
+        let format = SampleFormat {
+            user_regs: 3,
+            user_stack: true,
+        };
+        assert_eq!(parse(&header(RECORD_SAMPLE, 0, &body), format), None);
     }
 
     #[test]
@@ -262,7 +324,7 @@ mod tests {
         body.extend_from_slice(&5u32.to_ne_bytes());
         body.extend(u64s(&[0x400000, 0x1000, 0x2000, 0, 0, 0, 0]));
         body.extend_from_slice(b"/usr/bin/x\0\0\0\0\0\0");
-        let record = parse(&header(RECORD_MMAP2, 0, &body)).unwrap();
+        let record = parse(&header(RECORD_MMAP2, 0, &body), SampleFormat::default()).unwrap();
         assert_eq!(
             record,
             Record::Mmap {
@@ -276,7 +338,11 @@ mod tests {
         let mut body = 5u32.to_ne_bytes().to_vec();
         body.extend_from_slice(&6u32.to_ne_bytes());
         body.extend_from_slice(b"worker\0\0");
-        let record = parse(&header(RECORD_COMM, MISC_COMM_EXEC, &body)).unwrap();
+        let record = parse(
+            &header(RECORD_COMM, MISC_COMM_EXEC, &body),
+            SampleFormat::default(),
+        )
+        .unwrap();
         assert_eq!(
             record,
             Record::Comm {

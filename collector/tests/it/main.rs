@@ -3,4 +3,5 @@
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
+mod accuracy;
 mod record;
