@@ -154,8 +154,32 @@ impl Resolver {
                     continue;
                 }
             };
+            let mut plt: Option<PltMap> = None;
             for (offset, result) in offsets.iter().zip(results) {
+                if let Some(name) = plt.get_or_insert_with(|| PltMap::load(&path)).name(*offset) {
+                    let function = profile.intern_str(&name);
+                    let binary = profile.intern_str(&path);
+                    let frame = profile.intern_frame(Frame {
+                        function,
+                        binary,
+                        address: *offset,
+                        ..Frame::default()
+                    });
+                    self.cache.insert(
+                        Location::File {
+                            path: path.clone(),
+                            offset: *offset,
+                        },
+                        vec![frame],
+                    );
+                    continue;
+                }
                 let Symbolized::Sym(sym) = result else { continue };
+                // A symbol does not cover addresses past its end: those are
+                // code without a symbol (PLT stubs after `_init`, say).
+                if sym.size.is_some_and(|size| sym.offset >= size.max(1)) {
+                    continue;
+                }
                 let binary = profile.intern_str(&path);
                 let mut frames = Vec::with_capacity(1 + sym.inlined.len());
                 let (file, line) = code_info(profile, sym.code_info.as_deref());
@@ -194,6 +218,69 @@ impl Resolver {
     /// The frames of a location (after [`Resolver::prepare`]).
     pub fn frames(&self, location: &Location) -> &[FrameId] {
         self.cache.get(location).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// Names the PLT stubs of an ELF file `target@plt`, as perf does: stub i
+/// of `.plt` (after its 16-byte header) or of `.plt.sec` jumps through
+/// the i-th `R_X86_64_JUMP_SLOT` relocation. Without this, samples in
+/// stubs take the name of whatever symbol precedes them (often `_init`).
+#[derive(Default)]
+struct PltMap {
+    /// (file offset range, bytes of header before stub 0).
+    sections: Vec<(std::ops::Range<u64>, u64)>,
+    targets: Vec<String>,
+}
+
+impl PltMap {
+    fn load(path: &str) -> PltMap {
+        use object::{Object, ObjectSection, ObjectSymbol, ObjectSymbolTable, RelocationTarget};
+        let Ok(bytes) = std::fs::read(path) else {
+            return PltMap::default();
+        };
+        let Ok(file) = object::File::parse(&*bytes) else {
+            return PltMap::default();
+        };
+        let mut map = PltMap::default();
+        for (name, header) in [(".plt", 16), (".plt.sec", 0)] {
+            if let Some((start, size)) = file.section_by_name(name).and_then(|s| s.file_range()) {
+                map.sections.push((start..start + size, header));
+            }
+        }
+        let symbols = file.dynamic_symbol_table();
+        if let (Some(relocations), Some(symbols)) = (file.dynamic_relocations(), symbols) {
+            for (_, relocation) in relocations {
+                let object::RelocationFlags::Elf { r_type } = relocation.flags() else {
+                    continue;
+                };
+                if r_type != object::elf::R_X86_64_JUMP_SLOT {
+                    continue;
+                }
+                let name = match relocation.target() {
+                    RelocationTarget::Symbol(index) => symbols
+                        .symbol_by_index(index)
+                        .ok()
+                        .and_then(|s| s.name().ok().map(str::to_owned))
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
+                map.targets.push(name);
+            }
+        }
+        if file.section_by_name(".plt.sec").is_some() {
+            // With IBT, `.plt` holds only the lazy-binding trampolines.
+            map.sections.retain(|(_, header)| *header == 0);
+        }
+        map
+    }
+
+    fn name(&self, offset: u64) -> Option<String> {
+        let (range, header) = self.sections.iter().find(|(r, _)| r.contains(&offset))?;
+        let index = offset.checked_sub(range.start + header)? / 16;
+        match self.targets.get(index as usize) {
+            Some(target) if !target.is_empty() => Some(format!("{target}@plt")),
+            _ => Some("[plt]".to_owned()),
+        }
     }
 }
 

@@ -5,3 +5,4 @@
 
 mod accuracy;
 mod record;
+mod versus_perf;
