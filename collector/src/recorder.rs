@@ -90,28 +90,30 @@ impl Collector {
         }
     }
 
-    /// The stack of a sample by the chosen method. With `Auto`, the DWARF
-    /// stack when it is longer than the frame-pointer one, which it is
-    /// when code without frame pointers broke the latter; the
-    /// frame-pointer stack otherwise (it is what the kernel saw, and DWARF
-    /// unwinding stops early without unwind tables or past the stack copy).
+    /// The stack of a sample by the chosen method. With `Auto`: the DWARF
+    /// stack when unwinding reached the outermost frame; otherwise (no
+    /// unwind tables, a stack deeper than the copy) the longer of the two.
+    /// Frame pointers are not trusted over a complete DWARF walk: in code
+    /// built without them, the frame-pointer register holds stale values
+    /// that make plausible-looking but wrong stacks.
     /// Return addresses outside every mapping are dropped from DWARF stacks.
     fn choose_stack(&mut self, pid: u32, callchain: Vec<u64>, regs: &[u64], stack: &[u8]) -> Vec<u64> {
         if self.call_graph == CallGraph::FramePointers || regs.is_empty() {
             self.fp_stacks += 1;
             return callchain;
         }
-        let mut dwarf = self.unwinder.unwind(pid, &self.maps, regs, stack);
-        tracing::trace!(pid, ?dwarf, ?callchain, regs = ?regs, stack_len = stack.len(), "unwound");
+        let (mut dwarf, complete) = self.unwinder.unwind(pid, &self.maps, regs, stack);
+        tracing::trace!(pid, ?dwarf, complete, ?callchain, "unwound");
         let maps = &self.maps;
         let mut first = true;
         dwarf.retain(|&addr| std::mem::take(&mut first) || maps.is_mapped(pid, addr));
-        if self.call_graph == CallGraph::Dwarf || dwarf.len() > callchain.len() {
+        let use_dwarf = self.call_graph == CallGraph::Dwarf || complete || dwarf.len() > callchain.len();
+        if use_dwarf && !dwarf.is_empty() {
             self.dwarf_stacks += 1;
-            if dwarf.is_empty() {
-                return callchain.into_iter().take(1).collect();
-            }
             dwarf
+        } else if use_dwarf {
+            self.dwarf_stacks += 1;
+            callchain.into_iter().take(1).collect()
         } else {
             self.fp_stacks += 1;
             callchain
@@ -154,7 +156,7 @@ impl Collector {
                     // back, into the call instruction.
                     .map(|(i, &ip)| {
                         self.maps
-                            .locate(pid, if i == 0 { ip } else { ip.saturating_sub(1) })
+                            .locate_with_jit(pid, if i == 0 { ip } else { ip.saturating_sub(1) })
                     })
                     .collect();
                 self.samples.push(RawSample {

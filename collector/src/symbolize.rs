@@ -19,6 +19,13 @@ pub enum Location {
         /// File offset of the address.
         offset: u64,
     },
+    /// JIT-compiled code named by the runtime in `/tmp/perf-PID.map`.
+    Jit {
+        /// The name the runtime gave it.
+        name: Arc<str>,
+        /// The address.
+        addr: u64,
+    },
     /// In no known mapping.
     Unknown(u64),
 }
@@ -36,6 +43,8 @@ struct MapEntry {
 pub struct Maps {
     by_pid: HashMap<u32, Vec<MapEntry>>,
     paths: HashMap<String, Arc<str>>,
+    /// `/tmp/perf-PID.map` of each process, read on first need.
+    jit: HashMap<u32, Vec<(u64, u64, Arc<str>)>>,
 }
 
 impl Maps {
@@ -86,6 +95,34 @@ impl Maps {
             .unwrap_or_default()
     }
 
+    /// Like [`Maps::locate`], but code outside every mapped file is looked
+    /// up in the process's `/tmp/perf-PID.map` (written by JIT runtimes:
+    /// the JVM with perf-map-agent, Node with `--perf-basic-prof`, ...).
+    pub fn locate_with_jit(&mut self, pid: u32, addr: u64) -> Location {
+        let location = self.locate(pid, addr);
+        let outside_files = match &location {
+            Location::File { path, .. } => !path.starts_with('/') || path.starts_with("//anon"),
+            _ => true,
+        };
+        if !outside_files {
+            return location;
+        }
+        let symbols = self.jit.entry(pid).or_insert_with(|| {
+            std::fs::read_to_string(format!("/tmp/perf-{pid}.map"))
+                .map(|text| parse_perf_map(&text))
+                .unwrap_or_default()
+        });
+        symbols
+            .iter()
+            .rev() // later lines win: code can be re-jitted at the same address
+            .find(|(start, end, _)| *start <= addr && addr < *end)
+            .map(|(_, _, name)| Location::Jit {
+                name: name.clone(),
+                addr,
+            })
+            .unwrap_or(location)
+    }
+
     /// Whether `addr` lies in a mapped file (not a pseudo mapping) of `pid`.
     pub fn is_mapped(&self, pid: u32, addr: u64) -> bool {
         matches!(self.locate(pid, addr), Location::File { path, .. } if path.starts_with('/'))
@@ -102,6 +139,21 @@ impl Maps {
             })
             .unwrap_or(Location::Unknown(addr))
     }
+}
+
+/// Parses `START SIZE name` lines (hex, without `0x` as perf writes them,
+/// or with it) of a perf map file.
+fn parse_perf_map(text: &str) -> Vec<(u64, u64, Arc<str>)> {
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ' ');
+            let start = hex(parts.next()?)?;
+            let size = hex(parts.next()?)?;
+            let name = parts.next()?.trim();
+            Some((start, start.saturating_add(size), Arc::from(name)))
+        })
+        .collect()
 }
 
 /// Turns locations into interned frames of `profile`, symbolizing each
@@ -315,6 +367,16 @@ fn unknown_frame(profile: &mut Profile, location: &Location) -> FrameId {
                 ..Frame::default()
             })
         }
+        Location::Jit { name, addr } => {
+            let function = profile.intern_str(name);
+            let binary = profile.intern_str("[jit]");
+            profile.intern_frame(Frame {
+                function,
+                binary,
+                address: *addr,
+                ..Frame::default()
+            })
+        }
         Location::Unknown(addr) => profile.intern_frame(Frame {
             address: *addr,
             ..Frame::default()
@@ -350,6 +412,43 @@ mod tests {
                 offset: 0x10
             }
         );
+    }
+
+    #[test]
+    fn jit_code_is_named_from_the_perf_map() {
+        let pid = 4_000_000 + std::process::id() % 100_000; // no such process
+        let path = format!("/tmp/perf-{pid}.map");
+        std::fs::write(
+            &path,
+            "7f0000001000 100 LazyCompile:~handler app.js:10\n0x7f0000002000 0x20 stub\n",
+        )
+        .unwrap();
+        let mut maps = Maps::default();
+        maps.mmap(pid, 0x7f00_0000_0000, 0x10_0000, 0, "//anon");
+        let named = maps.locate_with_jit(pid, 0x7f00_0000_1010);
+        let other = maps.locate_with_jit(pid, 0x7f00_0000_2010);
+        let outside = maps.locate_with_jit(pid, 0x7f00_0000_3000);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            named,
+            Location::Jit {
+                name: "LazyCompile:~handler app.js:10".into(),
+                addr: 0x7f00_0000_1010
+            }
+        );
+        assert_eq!(
+            other,
+            Location::Jit {
+                name: "stub".into(),
+                addr: 0x7f00_0000_2010
+            }
+        );
+        assert!(matches!(outside, Location::File { .. }), "{outside:?}");
+        let mut profile = Profile::default();
+        let mut resolver = Resolver::default();
+        resolver.prepare(&mut profile, [named.clone()]);
+        let frames = resolver.frames(&named);
+        assert_eq!(profile.frame_name(frames[0]), "LazyCompile:~handler app.js:10");
     }
 
     #[test]

@@ -112,14 +112,20 @@ impl DwarfUnwinder {
 
     /// Walks the copied stack of one sample: instruction pointer first,
     /// then return addresses. `regs` are BP, SP, IP (perf's bit order).
-    pub fn unwind(&mut self, pid: u32, maps: &Maps, regs: &[u64], stack: &[u8]) -> Vec<u64> {
-        let &[bp, sp, ip] = regs else { return Vec::new() };
+    ///
+    /// Returns the addresses and whether unwinding reached the outermost
+    /// frame (rather than stopping on missing unwind tables or the end of
+    /// the stack copy).
+    pub fn unwind(&mut self, pid: u32, maps: &Maps, regs: &[u64], stack: &[u8]) -> (Vec<u64>, bool) {
+        let &[bp, sp, ip] = regs else {
+            return (Vec::new(), false);
+        };
         if self.stale.remove(&pid) || !self.processes.contains_key(&pid) {
             let unwinder = self.build(pid, maps);
             self.processes.insert(pid, unwinder);
         }
         let Some(unwinder) = self.processes.get(&pid) else {
-            return Vec::new();
+            return (Vec::new(), false);
         };
         let cache = self.cache.get_or_insert_with(CacheX86_64::new);
         let mut read_stack = |addr: u64| -> Result<u64, ()> {
@@ -129,16 +135,20 @@ impl DwarfUnwinder {
         };
         let mut frames = unwinder.iter_frames(ip, UnwindRegsX86_64::new(ip, sp, bp), cache, &mut read_stack);
         let mut out = Vec::new();
-        while let Ok(Some(frame)) = frames.next() {
-            out.push(match frame {
-                FrameAddress::InstructionPointer(a) => a,
-                FrameAddress::ReturnAddress(a) => a.get(),
-            });
-            if out.len() >= 512 {
-                break;
+        let complete = loop {
+            match frames.next() {
+                Ok(Some(frame)) => out.push(match frame {
+                    FrameAddress::InstructionPointer(a) => a,
+                    FrameAddress::ReturnAddress(a) => a.get(),
+                }),
+                Ok(None) => break true,
+                Err(_) => break false,
             }
-        }
-        out
+            if out.len() >= 512 {
+                break false;
+            }
+        };
+        (out, complete)
     }
 
     fn build(&mut self, pid: u32, maps: &Maps) -> UnwinderX86_64<Data> {

@@ -38,7 +38,7 @@ fn check(exe: &Path, call_graph: CallGraph) {
         call_graph,
         ..Default::default()
     };
-    let command: Vec<OsString> = vec![exe.into(), "2500".into()];
+    let command: Vec<OsString> = vec![exe.into(), "50".into()];
     let recording = record(&command, &options).unwrap();
     let p = &recording.profile;
     let value = p.default_value_index();
@@ -79,6 +79,7 @@ fn check(exe: &Path, call_graph: CallGraph) {
 
 #[test]
 fn frame_pointer_build_in_every_mode() {
+    let _serial = crate::serial();
     let dir = tempfile::tempdir().unwrap();
     let exe = build(dir.path(), true);
     for mode in [CallGraph::FramePointers, CallGraph::Dwarf, CallGraph::Auto] {
@@ -88,6 +89,7 @@ fn frame_pointer_build_in_every_mode() {
 
 #[test]
 fn build_without_frame_pointers_needs_dwarf() {
+    let _serial = crate::serial();
     let dir = tempfile::tempdir().unwrap();
     let exe = build(dir.path(), false);
     for mode in [CallGraph::Dwarf, CallGraph::Auto] {

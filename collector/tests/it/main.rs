@@ -6,3 +6,10 @@
 mod accuracy;
 mod record;
 mod versus_perf;
+
+/// The sampling tests measure CPU-bound programs on a 2-core machine: run
+/// them one at a time so that they do not disturb each other's numbers.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -35,6 +35,7 @@ pub(crate) fn options() -> RecordOptions {
 
 #[test]
 fn records_complete_stacks_of_a_native_program() {
+    let _serial = crate::serial();
     let dir = tempfile::tempdir().unwrap();
     let exe = workload(dir.path());
     let recording = record(&args(&[exe.to_str().unwrap(), "400"]), &options()).unwrap();
@@ -75,6 +76,7 @@ fn records_complete_stacks_of_a_native_program() {
 
 #[test]
 fn follows_child_processes_and_returns_their_exit_code() {
+    let _serial = crate::serial();
     let dir = tempfile::tempdir().unwrap();
     let exe = workload(dir.path());
     let script = format!("{0} 150 >/dev/null; {0} 150 >/dev/null; exit 3", exe.display());
@@ -98,6 +100,7 @@ fn follows_child_processes_and_returns_their_exit_code() {
 
 #[test]
 fn a_command_that_does_not_exist_is_a_clear_error() {
+    let _serial = crate::serial();
     let err = record(&args(&["/no/such/program"]), &options()).unwrap_err();
     let text = err.to_string();
     assert!(
@@ -118,6 +121,7 @@ mod attach {
 
     #[test]
     fn attaches_to_a_running_process_for_a_duration() {
+        let _serial = crate::serial();
         let dir = tempfile::tempdir().unwrap();
         let exe = workload(dir.path());
         let mut child = std::process::Command::new(&exe)
@@ -156,6 +160,7 @@ mod attach {
 
     #[test]
     fn keeps_what_it_has_when_the_target_exits() {
+        let _serial = crate::serial();
         let dir = tempfile::tempdir().unwrap();
         let exe = workload(dir.path());
         let mut child = std::process::Command::new(&exe)
@@ -172,9 +177,32 @@ mod attach {
 
     #[test]
     fn no_such_pid_is_a_clear_error() {
+        let _serial = crate::serial();
         let stop = AtomicBool::new(false);
         let err = attach(u32::MAX - 7, &options(), None, &stop).unwrap_err();
         assert!(matches!(err, Error::NoSuchProcess(_)), "{err:?}");
         assert!(err.to_string().contains("no such process"));
     }
+}
+
+#[test]
+fn a_binary_deleted_while_running_keeps_its_samples_by_binary_and_offset() {
+    let _serial = crate::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = workload(dir.path());
+    let script = format!("{0} 300 >/dev/null & sleep 0.2; rm -f {0}; wait", exe.display());
+    let recording = record(&args(&["sh", "-c", &script]), &options()).unwrap();
+    assert!(recording.status.success());
+    let p = &recording.profile;
+    let top = p.top_functions(1, TopBy::SelfCost);
+    let by_offset: i64 = top
+        .iter()
+        .filter(|f| f.name.starts_with("workload+0x"))
+        .map(|f| f.self_value)
+        .sum();
+    let total = p.total(1);
+    assert!(
+        by_offset as f64 > 0.5 * total as f64,
+        "unsymbolizable frames keep binary+offset: {top:?}"
+    );
 }

@@ -25,7 +25,7 @@ def work(n):
         s = json.dumps({"k": i, "v": [i, str(i), i * 2.5]})
         total += len(re.findall(r"\d", s)) + int(json.loads(s)["k"]) % 7
     return total
-print(work(120000))
+print(work(300000))
 "#;
 
 /// One spelling per function: compiler clone suffixes and glibc's
@@ -61,6 +61,7 @@ fn top_containing(p: &Profile, n: usize) -> Vec<String> {
 
 #[test]
 fn top_ten_self_functions_agree_with_perf() {
+    let _serial = crate::serial();
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("load.py");
     std::fs::write(&script, WORKLOAD).unwrap();
