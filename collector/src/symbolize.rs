@@ -2,7 +2,7 @@
 //! sample was taken (from MMAP2 records), then ELF symbols, DWARF lines and
 //! inlined functions through blazesym, demangled.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use blazesym::symbolize::source::{Elf, Source};
@@ -41,7 +41,10 @@ struct MapEntry {
 /// The executable mappings of each process seen so far.
 #[derive(Debug, Default)]
 pub struct Maps {
-    by_pid: HashMap<u32, Vec<MapEntry>>,
+    /// Per process, mappings by start address (they never overlap: a new
+    /// mapping replaces what it covers), so that a lookup is a range query
+    /// even in processes with thousands of mappings.
+    by_pid: HashMap<u32, BTreeMap<u64, MapEntry>>,
     paths: HashMap<String, Arc<str>>,
     /// `/tmp/perf-PID.map` of each process, read on first need.
     jit: HashMap<u32, Vec<(u64, u64, Arc<str>)>>,
@@ -60,13 +63,26 @@ impl Maps {
         };
         let maps = self.by_pid.entry(pid).or_default();
         let end = start.saturating_add(len);
-        maps.retain(|m| m.end <= start || m.start >= end); // replaced ranges
-        maps.push(MapEntry {
+        // Drop what the new mapping replaces: entries starting inside it,
+        // and one starting before it that reaches into it.
+        let covered: Vec<u64> = maps.range(start..end).map(|(&s, _)| s).collect();
+        for s in covered {
+            maps.remove(&s);
+        }
+        if let Some((&s, m)) = maps.range(..start).next_back() {
+            if m.end > start {
+                maps.remove(&s);
+            }
+        }
+        maps.insert(
             start,
-            end,
-            pgoff,
-            path,
-        });
+            MapEntry {
+                start,
+                end,
+                pgoff,
+                path,
+            },
+        );
     }
 
     /// A new process starts with its parent's mappings.
@@ -88,7 +104,7 @@ impl Maps {
         self.by_pid
             .get(&pid)
             .map(|maps| {
-                maps.iter()
+                maps.values()
                     .map(|m| (m.start, m.end, m.pgoff, m.path.clone()))
                     .collect()
             })
@@ -132,7 +148,8 @@ impl Maps {
     pub fn locate(&self, pid: u32, addr: u64) -> Location {
         self.by_pid
             .get(&pid)
-            .and_then(|maps| maps.iter().rev().find(|m| m.start <= addr && addr < m.end))
+            .and_then(|maps| maps.range(..=addr).next_back().map(|(_, m)| m))
+            .filter(|m| addr < m.end)
             .map(|m| Location::File {
                 path: m.path.clone(),
                 offset: addr - m.start + m.pgoff,
@@ -412,6 +429,48 @@ mod tests {
                 offset: 0x10
             }
         );
+    }
+
+    #[test]
+    fn ten_thousand_mappings_and_replacements() {
+        let mut maps = Maps::default();
+        for i in 0..10_000u64 {
+            maps.mmap(
+                1,
+                0x10_0000 + i * 0x2000,
+                0x1000,
+                i * 0x1000,
+                &format!("/lib/l{}.so", i % 100),
+            );
+        }
+        assert_eq!(maps.entries(1).len(), 10_000);
+        let addr = 0x10_0000 + 7_777 * 0x2000 + 0x10;
+        assert_eq!(
+            maps.locate(1, addr),
+            Location::File {
+                path: "/lib/l77.so".into(),
+                offset: 7_777 * 0x1000 + 0x10
+            }
+        );
+        assert_eq!(
+            maps.locate(1, addr + 0x1000),
+            Location::Unknown(addr + 0x1000),
+            "in a gap"
+        );
+        // A mapping over the middle of an old one replaces it.
+        maps.mmap(1, 0x10_0000 + 0x800, 0x2000, 0, "/bin/new");
+        assert!(
+            matches!(maps.locate(1, 0x10_0000 + 0x10), Location::Unknown(_)),
+            "the old one is gone"
+        );
+        assert_eq!(
+            maps.locate(1, 0x10_0000 + 0x900),
+            Location::File {
+                path: "/bin/new".into(),
+                offset: 0x100
+            }
+        );
+        assert_eq!(maps.entries(1).len(), 10_000 - 2 + 1);
     }
 
     #[test]

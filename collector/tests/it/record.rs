@@ -206,3 +206,70 @@ fn a_binary_deleted_while_running_keeps_its_samples_by_binary_and_offset() {
         "unsymbolizable frames keep binary+offset: {top:?}"
     );
 }
+
+#[test]
+fn records_the_kernel_drops_are_counted_and_reported() {
+    let _serial = crate::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = workload(dir.path());
+    // One page of buffer cannot hold a 16 KiB DWARF sample: the kernel
+    // drops them and says so with LOST records.
+    let options = RecordOptions {
+        rate: Rate::Frequency(999),
+        call_graph: flameshift_collector::perf::event::CallGraph::Dwarf,
+        pages_log2: 0,
+        ..options()
+    };
+    let recording = record(&args(&[exe.to_str().unwrap(), "200"]), &options).unwrap();
+    assert!(recording.lost > 0, "lost {}", recording.lost);
+    let note = format!("lost {} records", recording.lost);
+    assert!(
+        recording.profile.comments.contains(&note),
+        "{:?}",
+        recording.profile.comments
+    );
+}
+
+#[test]
+fn attaches_to_a_process_with_thousands_of_mappings() {
+    let _serial = crate::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let blob = dir.path().join("blob.bin");
+    std::fs::write(&blob, vec![0xc3u8; 4096]).unwrap();
+    // 3,000 separate executable file mappings, then a busy loop.
+    let script = format!(
+        "import mmap, sys\nf = open({blob:?}, 'rb')\nmaps = [mmap.mmap(f.fileno(), 4096, prot=mmap.PROT_READ | mmap.PROT_EXEC) for _ in range(3000)]\nprint('ready', flush=True)\nwhile True: sum(range(1000))\n",
+        blob = blob.display().to_string()
+    );
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", child.id())).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let result = flameshift_collector::recorder::attach(
+        child.id(),
+        &options(),
+        Some(std::time::Duration::from_millis(1500)),
+        &stop,
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(maps.lines().count() > 3000, "{} mappings", maps.lines().count());
+    let attachment = result.unwrap();
+    let top = attachment.profile.top_functions(1, TopBy::Inclusive);
+    assert!(attachment.profile.samples().len() > 100);
+    assert!(
+        top.iter().any(|f| f.name.contains("_PyEval_EvalFrameDefault")),
+        "{:?}",
+        &top[..5.min(top.len())]
+    );
+}
