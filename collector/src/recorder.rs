@@ -292,6 +292,18 @@ fn describe(kind: EventKind, options: &RecordOptions) -> String {
     )
 }
 
+/// The event settings both `record` and `attach` use: inherited by new
+/// threads and processes, switched on at `exec` for `record`.
+fn event_options(kind: EventKind, options: &RecordOptions, enable_on_exec: bool) -> EventOptions {
+    EventOptions {
+        kind,
+        rate: options.rate,
+        inherit: true,
+        enable_on_exec,
+        call_graph: options.call_graph,
+    }
+}
+
 /// Runs `command` and samples it (and every thread and child process it
 /// starts) until it exits. Ctrl-C reaches the command, not us: the
 /// recording ends when the command does, and keeps what was collected.
@@ -305,13 +317,7 @@ pub fn record(command: &[OsString], options: &RecordOptions) -> Result<Recording
     let cpus = online_cpus();
     // The events follow this thread's future children and switch on when
     // the child calls exec: nothing of flameshift itself is recorded.
-    let event_options = |kind| EventOptions {
-        kind,
-        rate: options.rate,
-        inherit: true,
-        enable_on_exec: true,
-        call_graph: options.call_graph,
-    };
+    let event_options = |kind| event_options(kind, options, true);
     let (kind, first) = event::choose(options.event, |kind| {
         event::open(&event_options(kind), 0, cpus[0])
     })?;
@@ -383,13 +389,7 @@ pub fn attach(
 ) -> Result<Attachment> {
     let tids = threads_of(pid)?;
     let cpus = online_cpus();
-    let event_options = |kind| EventOptions {
-        kind,
-        rate: options.rate,
-        inherit: true,
-        enable_on_exec: false,
-        call_graph: options.call_graph,
-    };
+    let event_options = |kind| event_options(kind, options, false);
     let (kind, first) = event::choose(options.event, |kind| {
         event::open(&event_options(kind), tids[0] as i32, cpus[0])
     })?;

@@ -251,27 +251,23 @@ impl Resolver {
                 }
                 let binary = profile.intern_str(&path);
                 let mut frames = Vec::with_capacity(1 + sym.inlined.len());
-                let (file, line) = code_info(profile, sym.code_info.as_deref());
-                let function = profile.intern_str(&sym.name);
-                frames.push(profile.intern_frame(Frame {
-                    function,
-                    file,
-                    line,
-                    binary,
-                    address: *offset,
-                    inlined: false,
-                }));
+                let mut push =
+                    |name: &str, info: Option<&blazesym::symbolize::CodeInfo<'_>>, inlined: bool| {
+                        let (file, line) = code_info(profile, info);
+                        let function = profile.intern_str(name);
+                        let frame = Frame {
+                            function,
+                            file,
+                            line,
+                            binary,
+                            address: *offset,
+                            inlined,
+                        };
+                        frames.push(profile.intern_frame(frame));
+                    };
+                push(&sym.name, sym.code_info.as_deref(), false);
                 for inlined in sym.inlined.iter() {
-                    let (file, line) = code_info(profile, inlined.code_info.as_ref());
-                    let function = profile.intern_str(&inlined.name);
-                    frames.push(profile.intern_frame(Frame {
-                        function,
-                        file,
-                        line,
-                        binary,
-                        address: *offset,
-                        inlined: true,
-                    }));
+                    push(&inlined.name, inlined.code_info.as_ref(), true);
                 }
                 self.cache.insert(
                     Location::File {
