@@ -130,9 +130,19 @@ impl Collector {
     }
 
     fn replay(&mut self) {
-        let mut records = std::mem::take(&mut self.records);
-        records.sort_by_key(|(time, _)| *time); // stable: equal times keep buffer order
-        for (_, record) in records {
+        self.replay_before(u64::MAX);
+    }
+
+    /// Replays, in time order, the records stamped before `watermark`
+    /// and keeps the rest for later. Samples are reduced to their located
+    /// stack as they are replayed, so the stack copies of DWARF mode are
+    /// held only until the next pump, not for the whole recording.
+    fn replay_before(&mut self, watermark: u64) {
+        self.records.sort_by_key(|(time, _)| *time); // stable: equal times keep buffer order
+        let split = self.records.partition_point(|(time, _)| *time < watermark);
+        let later = self.records.split_off(split);
+        let ready = std::mem::replace(&mut self.records, later);
+        for (_, record) in ready {
             self.on_record(record);
         }
     }
@@ -239,9 +249,14 @@ impl Session {
     /// Waits up to `timeout` for data, then reads every buffer.
     fn pump(&mut self, timeout: Duration) {
         wait_readable(&self.rings, timeout);
+        // Every record stamped before this instant is already in its ring
+        // (the kernel writes records as events happen), so once all rings
+        // are drained, everything before it can be replayed in order.
+        let watermark = monotonic_ns();
         for ring in &mut self.rings {
             ring.drain(|bytes| self.collector.on_bytes(bytes));
         }
+        self.collector.replay_before(watermark);
     }
 
     /// Stops sampling, reads what is left and builds the profile.
@@ -550,6 +565,20 @@ fn online_cpus() -> Vec<i32> {
     })
 }
 
+/// Now on CLOCK_MONOTONIC, in ns: the clock the events stamp records with.
+#[allow(unsafe_code)]
+fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, exclusively borrowed timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    (now.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec as u64)
+}
+
 /// Waits until some ring has data or `timeout` passes.
 fn wait_readable(rings: &[Ring], timeout: Duration) {
     let mut fds: Vec<libc::pollfd> = rings
@@ -619,6 +648,41 @@ mod tests {
         let pid = child.id();
         child.wait().unwrap();
         assert!(!is_running(pid));
+    }
+
+    #[test]
+    fn replay_is_in_time_order_and_keeps_what_is_not_due() {
+        let mut c = Collector::new(CallGraph::FramePointers);
+        let sample = |time| Record::Sample {
+            pid: 1,
+            tid: 1,
+            time,
+            period: 1,
+            callchain: vec![0x1010],
+            regs: vec![],
+            stack: vec![],
+        };
+        let mmap = Record::Mmap {
+            pid: 1,
+            start: 0x1000,
+            len: 0x1000,
+            pgoff: 0,
+            path: "/bin/x".into(),
+        };
+        // Buffer order: a sample read before the mmap (another CPU) that precedes it.
+        c.records.push((20, sample(20)));
+        c.records.push((10, mmap));
+        c.records.push((30, sample(30)));
+        c.replay_before(25);
+        assert_eq!(c.samples.len(), 1);
+        assert_eq!(c.records.len(), 1, "the sample at 30 waits");
+        assert!(
+            matches!(c.samples[0].stack[0], Location::File { .. }),
+            "the mmap was replayed first"
+        );
+        c.replay();
+        assert_eq!(c.samples.len(), 2);
+        assert!(monotonic_ns() > 0);
     }
 
     #[test]

@@ -183,6 +183,10 @@ pub fn open(options: &EventOptions, pid: i32, cpu: i32) -> Result<OwnedFd> {
     // Time-stamp side-band records too, so that records from different
     // CPUs' buffers can be put back in order (an mmap before its samples).
     attr.set_sample_id_all(1);
+    // Time stamps on CLOCK_MONOTONIC, so that the reader can tell which
+    // records are certainly all in (see `recorder::Session::pump`).
+    attr.set_use_clockid(1);
+    attr.clockid = libc::CLOCK_MONOTONIC;
     attr.__bindgen_anon_2.wakeup_events = 64;
     // SAFETY: `attr` is a valid, fully initialised perf_event_attr that
     // outlives the call; the other arguments are plain integers.
