@@ -135,6 +135,16 @@ fn write_output(
         .into_inner()
         .map_err(|e| e.into_error())
         .with_context(|| format!("writing {}", path.display()))?;
+    // A temporary file is private (0600); the output is an ordinary file.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o644);
+        temp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     temp.persist(path)
         .with_context(|| format!("writing {}", path.display()))?;
     tracing::info!(path = %path.display(), "wrote");

@@ -242,6 +242,18 @@ fn output_replaces_an_existing_file_whole() {
     assert_eq!(text, "main 0\nmain;idle 0\nmain;work 10\nmain;work;inner 0\n");
     let entries = std::fs::read_dir(dir.path()).unwrap().count();
     assert_eq!(entries, 1, "no temporary file left behind");
+    use std::os::unix::fs::PermissionsExt;
+    let new = dir.path().join("new.folded");
+    ok(&["convert", path_str(&input), "-o", path_str(&new)]);
+    let mode = std::fs::metadata(&new).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o644,
+        "a new output file is readable by others, like any other"
+    );
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o640)).unwrap();
+    ok(&["convert", path_str(&input), "-o", path_str(&out)]);
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640, "replacing a file keeps its mode");
 }
 
 #[test]
