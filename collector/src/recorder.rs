@@ -24,8 +24,8 @@ pub struct RecordOptions {
     pub event: EventChoice,
     /// How often.
     pub rate: Rate,
-    /// Ring buffer size per CPU, as log2 of pages (default 7: 512 KiB;
-    /// 9 with DWARF stacks, which are 16 KiB a sample).
+    /// Ring buffer size per CPU, as log2 of pages (default 9: 2 MiB, room
+    /// for a hundred DWARF samples of up to 16 KiB between two reads).
     pub pages_log2: u32,
     /// How stacks are walked.
     pub call_graph: CallGraph,
@@ -274,7 +274,7 @@ impl Session {
         if lost > 0 {
             tracing::warn!(
                 lost,
-                "the kernel dropped records; raise the buffer size or lower -F"
+                "the kernel dropped records; lower -F or use --call-graph fp"
             );
             comments.push(format!("lost {lost} records"));
         }
