@@ -20,6 +20,7 @@
 //! ```
 
 mod error;
+pub mod labels;
 pub mod perf;
 pub mod recorder;
 pub mod symbolize;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
 mod accuracy;
+mod labels;
 mod record;
 mod versus_perf;
 
