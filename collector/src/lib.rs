@@ -1,16 +1,20 @@
 //! # flameshift-collector
 //!
-//! Everything that runs in or next to a profiled service. Today: the
-//! external sampler behind `flameshift record -- CMD` — perf events on
-//! every CPU that follow the command and its children (instructions where
-//! the machine has a PMU, `cpu-clock` otherwise), user-space callchains,
-//! the mappings each process had at each sample, symbols, lines and
-//! inlined functions through blazesym. The in-process agent comes next.
+//! Everything that runs in or next to a profiled service:
+//!
+//! - the external sampler behind `flameshift record -- CMD` and `attach`
+//!   ([`recorder`]): perf events on every CPU that follow the command and
+//!   its children (instructions where the machine has a PMU, `cpu-clock`
+//!   otherwise), frame-pointer or DWARF ([`unwind`]) stacks, the mappings
+//!   each process had at each sample, symbols, lines and inlined functions
+//!   ([`symbolize`]);
+//! - the first pieces of the in-process agent: per-thread CPU
+//!   [`counters`] and [`labels`] that follow async tasks.
 //!
 //! It depends only on [`flameshift_profile`] (no polars, inferno or axum),
 //! so that it stays small enough to link into any service. `unsafe` is
-//! confined to `perf::event`, `perf::ring` and the `poll` call, each block
-//! with a `SAFETY` comment.
+//! confined to `perf::event`, `perf::ring`, `counters` and two libc calls
+//! in `recorder`, each block with a `SAFETY` comment.
 //!
 //! ```no_run
 //! use flameshift_collector::recorder::{record, RecordOptions};
@@ -19,6 +23,7 @@
 //! # Ok::<(), flameshift_collector::Error>(())
 //! ```
 
+pub mod counters;
 mod error;
 pub mod labels;
 pub mod perf;
