@@ -26,8 +26,11 @@
 pub mod counters;
 mod error;
 pub mod labels;
+#[cfg(feature = "tower")]
+pub mod layer;
 pub mod perf;
 pub mod recorder;
+pub mod requests;
 pub mod symbolize;
 pub mod unwind;
 

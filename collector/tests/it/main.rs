@@ -5,6 +5,8 @@
 
 mod accuracy;
 mod labels;
+#[cfg(feature = "axum")]
+mod layer;
 mod record;
 mod versus_perf;
 
