@@ -13,7 +13,7 @@
 //!
 //! It depends only on [`flameshift_profile`] (no polars, inferno or axum),
 //! so that it stays small enough to link into any service. `unsafe` is
-//! confined to `perf::event`, `perf::ring`, `counters` and two libc calls
+//! confined to `perf::event`, `perf::ring`, `counters` and the `poll` call
 //! in `recorder`, each block with a `SAFETY` comment.
 //!
 //! ```no_run

@@ -566,17 +566,8 @@ fn online_cpus() -> Vec<i32> {
 }
 
 /// Now on CLOCK_MONOTONIC, in ns: the clock the events stamp records with.
-#[allow(unsafe_code)]
 fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid, exclusively borrowed timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    (now.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(now.tv_nsec as u64)
+    crate::counters::clock_ns(libc::CLOCK_MONOTONIC)
 }
 
 /// Waits until some ring has data or `timeout` passes.
