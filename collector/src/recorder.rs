@@ -203,8 +203,7 @@ impl Collector {
         }
     }
 
-    fn into_profile(mut self, kind: EventKind, comments: Vec<String>) -> Profile {
-        self.replay(); // a no-op when `finish` replayed already
+    fn into_profile(self, kind: EventKind, comments: Vec<String>) -> Profile {
         let mut profile = Profile::new(vec![SampleType::new("samples", "count"), kind.sample_type()]);
         profile.comments = comments;
         let mut resolver = Resolver::default();

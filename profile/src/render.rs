@@ -119,7 +119,7 @@ pub fn flamegraph(profile: &Profile, options: &FlameGraphOptions, out: &mut dyn 
 /// [`flamegraph`] of the parsed profile, at inferno's speed. Every line is
 /// still checked, and a bad one is an error naming its line number.
 pub fn flamegraph_from_folded(text: &[u8], options: &FlameGraphOptions, out: &mut dyn Write) -> Result<()> {
-    use crate::format::folded::{is_blank_or_comment, split_count};
+    use crate::format::folded::parse_line;
     // Valid UTF-8 is borrowed as it is; anything else is repaired once.
     let text = match std::str::from_utf8(text) {
         Ok(text) => std::borrow::Cow::Borrowed(text),
@@ -128,15 +128,9 @@ pub fn flamegraph_from_folded(text: &[u8], options: &FlameGraphOptions, out: &mu
     let mut lines: Vec<&str> = Vec::new();
     let (mut total, mut samples) = (0i64, 0usize);
     for (index, raw) in crate::format::str_lines(&text).enumerate() {
-        let line = raw.as_bytes().trim_ascii_end();
-        if is_blank_or_comment(line) {
+        let Some((_, count)) = parse_line(index, raw.as_bytes())? else {
             continue;
-        }
-        let (_, count) = split_count(line).map_err(|problem| Error::Parse {
-            format: "folded",
-            line: index + 1,
-            problem,
-        })?;
+        };
         samples += 1;
         total = total.saturating_add(count);
         if count > 0 {

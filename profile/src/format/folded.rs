@@ -26,15 +26,9 @@ pub fn read(bytes: &[u8]) -> Result<Profile> {
     let mut frame_ids: FxHashMap<&[u8], FrameId> = FxHashMap::default();
     let mut stack: Vec<FrameId> = Vec::new();
     for (index, raw_line) in super::lines(bytes).enumerate() {
-        let line = raw_line.trim_ascii_end();
-        if is_blank_or_comment(line) {
+        let Some((frames, count)) = parse_line(index, raw_line)? else {
             continue;
-        }
-        let (frames, count) = split_count(line).map_err(|problem| Error::Parse {
-            format: "folded",
-            line: index + 1,
-            problem,
-        })?;
+        };
         stack.clear();
         for name in frames.split(|&b| b == b';') {
             let id = match frame_ids.get(name) {
@@ -53,13 +47,27 @@ pub fn read(bytes: &[u8]) -> Result<Profile> {
     Ok(profile)
 }
 
+/// One line of folded text (0-based `index`): `None` for blank lines and
+/// comments, else the stack text and its count, or an error naming the line.
+pub(crate) fn parse_line(index: usize, raw_line: &[u8]) -> Result<Option<(&[u8], i64)>> {
+    let line = raw_line.trim_ascii_end();
+    if is_blank_or_comment(line) {
+        return Ok(None);
+    }
+    split_count(line).map(Some).map_err(|problem| Error::Parse {
+        format: "folded",
+        line: index + 1,
+        problem,
+    })
+}
+
 /// Blank lines and `# ` comments carry no stack.
-pub(crate) fn is_blank_or_comment(line: &[u8]) -> bool {
+fn is_blank_or_comment(line: &[u8]) -> bool {
     line.is_empty() || line.starts_with(b"# ") || line == b"#"
 }
 
 /// Splits `a;b;c 42` into (`a;b;c`, 42).
-pub(crate) fn split_count(line: &[u8]) -> std::result::Result<(&[u8], i64), String> {
+fn split_count(line: &[u8]) -> std::result::Result<(&[u8], i64), String> {
     let Some(space) = line.iter().rposition(|&b| b == b' ' || b == b'\t') else {
         return Err("missing count: expected `frame;frame;... COUNT`".into());
     };
