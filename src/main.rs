@@ -5,6 +5,7 @@
 #![allow(clippy::print_stderr, reason = "the CLI reports errors on stderr")]
 
 mod commands;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,30 @@ enum Command {
     Record(RecordArgs),
     /// Profile a running process (all its threads) until Ctrl-C or --duration.
     Attach(AttachArgs),
+    /// Run the analyzer: ingest uploads, store them durably, answer queries.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on (loopback by default; use 0.0.0.0:7411 to accept other hosts).
+    #[arg(long, default_value = "127.0.0.1:7411")]
+    listen: std::net::SocketAddr,
+    /// The data directory (created if missing).
+    #[arg(long, default_value = "./flameshift-data")]
+    data: PathBuf,
+    /// Require `Authorization: Bearer TOKEN` on every route but /healthz.
+    #[arg(long, env = "FLAMESHIFT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Delete samples and request statistics older than this (`14d`, `12h`; `forever` keeps all).
+    #[arg(long, default_value = "14d")]
+    retention: String,
+    /// Largest accepted request body in bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    max_body: usize,
+    /// How often what is only in the write-ahead log is written to Parquet.
+    #[arg(long, default_value = "10s")]
+    flush_interval: String,
 }
 
 /// Options every command that reads profiles shares.
@@ -188,6 +213,14 @@ impl InputArgs {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {
+        Command::Serve(a) => done(serve::serve(serve::ServeOptions {
+            listen: a.listen,
+            data: a.data,
+            token: a.token,
+            retention: a.retention,
+            max_body: a.max_body,
+            flush_interval: a.flush_interval,
+        })),
         Command::Record(a) => commands::record(&a.sampling.to_config(), &a.command),
         Command::Attach(a) => done(commands::attach(
             &a.sampling.to_config(),

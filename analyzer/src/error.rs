@@ -1,0 +1,60 @@
+//! The analyzer's errors. Each says whose fault it is, so the HTTP layer
+//! can answer 4xx for the caller's and 5xx only for ours.
+
+/// What went wrong in the analyzer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request or upload is malformed or mislabelled (HTTP 400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The upload could not be decoded as a profile (HTTP 400).
+    #[error("malformed profile: {0}")]
+    Profile(#[from] flameshift_profile::Error),
+    /// A service, deploy or other named thing does not exist (HTTP 404).
+    #[error("unknown {what} `{name}`")]
+    NotFound {
+        /// What kind of thing, e.g. `service`.
+        what: &'static str,
+        /// The name asked for.
+        name: String,
+    },
+    /// The selection holds data in more than one unit (HTTP 400): units
+    /// are never added or converted.
+    #[error("the selection mixes units ({0}); narrow it to one deploy or host")]
+    MixedUnits(String),
+    /// The disk is full; nothing was stored (HTTP 507).
+    #[error("no space left on the data directory's disk; nothing was stored")]
+    DiskFull,
+    /// An I/O error on the data directory (HTTP 500).
+    #[error("storage: {context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The query engine failed (HTTP 500).
+    #[error("query engine: {0}")]
+    Polars(#[from] polars::error::PolarsError),
+}
+
+impl Error {
+    /// An I/O error with what was being done; `ENOSPC` becomes [`Error::DiskFull`].
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        if source.raw_os_error() == Some(28) || source.kind() == std::io::ErrorKind::StorageFull {
+            return Error::DiskFull;
+        }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// A [`Error::BadRequest`] from anything printable.
+    pub fn bad(message: impl Into<String>) -> Error {
+        Error::BadRequest(message.into())
+    }
+}
+
+/// The analyzer's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,203 @@
+//! The rows the analyzer stores, in long format (DESIGN.md, Storage):
+//! samples, stack nodes, request statistics and deploy events, each owned
+//! by one service.
+//!
+//! Stacks are stored as a tree of nodes, each `(id, parent, function)`:
+//! a stack's id is the id of its leaf node, and a node's id is a hash of
+//! its parent's id and its function name, so the same stack gets the same
+//! id in every upload, on every host, forever — stacks deduplicate by id
+//! and shared prefixes are stored once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// Width of a sample time bucket: samples are summed per 10 s window.
+pub const SAMPLE_BUCKET_MS: i64 = 10_000;
+
+/// The unit of every weight: CPU instructions, or CPU nanoseconds where
+/// the host has no hardware counter. Never mixed, never converted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// Retired CPU instructions.
+    Instructions,
+    /// CPU time in nanoseconds.
+    CpuNs,
+}
+
+impl Unit {
+    /// The name used on the wire and in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Instructions => "instructions",
+            Unit::CpuNs => "cpu_ns",
+        }
+    }
+
+    /// Parses [`Unit::as_str`]'s names.
+    pub fn parse(text: &str) -> Option<Unit> {
+        match text {
+            "instructions" => Some(Unit::Instructions),
+            "cpu_ns" => Some(Unit::CpuNs),
+            _ => None,
+        }
+    }
+
+    /// The pprof sample type of this unit.
+    pub fn sample_type(self) -> flameshift_profile::SampleType {
+        match self {
+            Unit::Instructions => flameshift_profile::SampleType::new("cpu", "instructions"),
+            Unit::CpuNs => flameshift_profile::SampleType::new("cpu", "nanoseconds"),
+        }
+    }
+}
+
+impl std::fmt::Display for Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The id of the stack node for `function` under `parent` (0 is the root).
+pub fn stack_node_id(parent: u64, function: &str) -> u64 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(&parent.to_le_bytes());
+    hasher.update(function.as_bytes());
+    match hasher.digest() {
+        0 => 1, // 0 is the root
+        id => id,
+    }
+}
+
+/// One node of the stack tree.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StackNode {
+    /// [`stack_node_id`] of `parent` and `function`.
+    pub id: u64,
+    /// The caller's node, 0 for a root frame.
+    pub parent: u64,
+    /// The function name.
+    pub function: Arc<str>,
+}
+
+/// What identifies a sample row; rows with equal keys are summed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SampleKey {
+    /// Start of the 10 s bucket, ms since the Unix epoch.
+    pub time_ms: i64,
+    /// Deploy (version) of the service.
+    pub deploy: Arc<str>,
+    /// Host that sent the sample.
+    pub host: Arc<str>,
+    /// Endpoint (route template), `""` outside requests.
+    pub endpoint: Arc<str>,
+    /// Other labels as canonical JSON (`{}` when none).
+    pub labels: Arc<str>,
+    /// Leaf node of the stack.
+    pub stack_id: u64,
+    /// Unit of the weight.
+    pub unit: Unit,
+}
+
+/// Summed weight and sample count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Weight {
+    /// Total cost in the key's unit.
+    pub weight: i64,
+    /// Number of samples.
+    pub count: i64,
+}
+
+impl Weight {
+    /// Adds another weight, saturating.
+    pub fn add(&mut self, other: Weight) {
+        self.weight = self.weight.saturating_add(other.weight);
+        self.count = self.count.saturating_add(other.count);
+    }
+}
+
+/// What identifies a request-statistics row.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestKey {
+    /// Start of the reporting window, ms since the Unix epoch, bucketed
+    /// like samples.
+    pub time_ms: i64,
+    /// Deploy of the service.
+    pub deploy: Arc<str>,
+    /// Host.
+    pub host: Arc<str>,
+    /// Endpoint.
+    pub endpoint: Arc<str>,
+    /// Unit of the costs.
+    pub unit: Unit,
+}
+
+/// Requests served and their own CPU cost.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestAgg {
+    /// Requests completed.
+    pub count: i64,
+    /// Sum of their cost.
+    pub cost: i64,
+    /// Log-linear histogram of per-request cost: bucket → requests
+    /// (the agent's scheme, 8 buckets per power of two).
+    pub histogram: BTreeMap<u32, u64>,
+}
+
+impl RequestAgg {
+    /// Adds another window's statistics.
+    pub fn add(&mut self, other: &RequestAgg) {
+        self.count = self.count.saturating_add(other.count);
+        self.cost = self.cost.saturating_add(other.cost);
+        for (&bucket, &n) in &other.histogram {
+            *self.histogram.entry(bucket).or_default() += n;
+        }
+    }
+}
+
+/// A deploy event: a service started running a new version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployEvent {
+    /// The deploy (version string, e.g. a git SHA).
+    pub deploy: String,
+    /// When it happened, ms since the Unix epoch.
+    pub time_ms: i64,
+    /// Commit, if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// Author, if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// Message, if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Everything one accepted upload adds to one service.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// The service it belongs to.
+    pub service: String,
+    /// Sample rows, summed per key.
+    pub samples: Vec<(SampleKey, Weight)>,
+    /// Every stack node the samples use (the store keeps new ones).
+    pub stack_nodes: Vec<StackNode>,
+    /// Request statistics rows.
+    pub requests: Vec<(RequestKey, RequestAgg)>,
+    /// Deploy events.
+    pub deploys: Vec<DeployEvent>,
+}
+
+impl Batch {
+    /// Number of samples (not rows) the batch holds.
+    pub fn sample_count(&self) -> i64 {
+        self.samples.iter().map(|(_, w)| w.count).sum()
+    }
+}
+
+/// Start of the bucket holding `time_ms`.
+pub fn bucket(time_ms: i64, width_ms: i64) -> i64 {
+    time_ms.div_euclid(width_ms) * width_ms
+}

@@ -1,0 +1,390 @@
+//! The route handlers: ingest (profiles, request statistics, deploy
+//! events, Pyroscope's `/ingest`) and queries (services, deploys, flame
+//! graphs, diffs, top functions, series). Store calls block (fsync,
+//! scans), so they run on tokio's blocking pool.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use flameshift_profile::format::{self, Format, WriteOptions};
+use flameshift_profile::render::{self, FlameGraphOptions};
+
+use super::params::Params;
+use super::response::{json, typed, ApiError};
+use super::AppState;
+use crate::ingest::{Upload, UploadKind};
+use crate::query::{self, TopOrder};
+use crate::store::{Selection, Store};
+use crate::{Error, Result};
+
+type Answer = std::result::Result<Response, ApiError>;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("worker failed: {e}"),
+        )),
+    }
+}
+
+fn body_or_error(body: std::result::Result<Bytes, BytesRejection>) -> std::result::Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body is larger than the server's limit (--max-body)".to_owned()
+        } else {
+            rejection.body_text()
+        };
+        ApiError::new(status, message)
+    })
+}
+
+async fn ingest(state: AppState, kind: UploadKind, params: Params, body: Bytes) -> Answer {
+    let upload = Upload {
+        kind,
+        params: params.into_map(),
+        received_ms: now_ms(),
+        body: body.to_vec(),
+    };
+    let bytes = upload.body.len();
+    let store = state.store.clone();
+    let result = blocking(move || store.ingest(upload)).await;
+    match result {
+        Ok(receipt) => {
+            let name = match kind {
+                UploadKind::Profile => "profile",
+                UploadKind::Requests => "requests",
+                UploadKind::Deploy => "deploy",
+                UploadKind::Pyroscope => "pyroscope",
+            };
+            state.metrics.accepted(name, receipt.samples, bytes);
+            Ok((StatusCode::OK, json(&receipt)).into_response())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `POST /api/v1/profiles?service=&deploy=&host=`: a pprof (or folded) body.
+pub async fn post_profile(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Answer {
+    let body = body_or_error(body)?;
+    ingest(state, UploadKind::Profile, Params::parse(query.as_deref()), body).await
+}
+
+/// `POST /api/v1/requests`: request statistics JSON.
+pub async fn post_requests(
+    State(state): State<AppState>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Answer {
+    let body = body_or_error(body)?;
+    ingest(state, UploadKind::Requests, Params::default(), body).await
+}
+
+/// `POST /api/v1/deploys`: a deploy event JSON.
+pub async fn post_deploy(
+    State(state): State<AppState>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Answer {
+    let body = body_or_error(body)?;
+    ingest(state, UploadKind::Deploy, Params::default(), body).await
+}
+
+/// The `profile` part of a `multipart/form-data` body, as Pyroscope's
+/// clients send pprof.
+fn multipart_profile(content_type: &str, body: &[u8]) -> Result<Vec<u8>> {
+    let boundary = content_type
+        .split(';')
+        .filter_map(|p| p.trim().strip_prefix("boundary="))
+        .next()
+        .map(|b| b.trim_matches('"'))
+        .ok_or_else(|| Error::bad("multipart body without a boundary"))?;
+    let delimiter = format!("--{boundary}");
+    let text = body;
+    let mut parts = Vec::new();
+    let mut at = 0;
+    while let Some(start) = find(&text[at..], delimiter.as_bytes()).map(|i| at + i + delimiter.len()) {
+        let Some(end) = find(&text[start..], delimiter.as_bytes()).map(|i| start + i) else {
+            break;
+        };
+        parts.push(&text[start..end]);
+        at = end;
+    }
+    for part in parts {
+        let Some(split) = find(part, b"\r\n\r\n") else {
+            continue;
+        };
+        let headers = String::from_utf8_lossy(&part[..split]).to_ascii_lowercase();
+        if headers.contains("name=\"profile\"") {
+            let content = &part[split + 4..];
+            let content = content.strip_suffix(b"\r\n").unwrap_or(content);
+            return Ok(content.to_vec());
+        }
+    }
+    Err(Error::bad("multipart body has no `profile` part"))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `POST /ingest?name=app.cpu{k=v}&from=&until=&format=pprof|folded`: Pyroscope's ingest API.
+pub async fn post_pyroscope(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Answer {
+    let body = body_or_error(body)?;
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let body = if content_type.starts_with("multipart/form-data") {
+        Bytes::from(multipart_profile(content_type, &body)?)
+    } else {
+        body
+    };
+    ingest(
+        state,
+        UploadKind::Pyroscope,
+        Params::parse(query.as_deref()),
+        body,
+    )
+    .await
+}
+
+async fn timed<T: Send + 'static>(
+    state: &AppState,
+    route: &'static str,
+    work: impl FnOnce(Arc<dyn Store>) -> Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = state.store.clone();
+    let started = Instant::now();
+    let result = blocking(move || work(store)).await;
+    state.metrics.query(route, started.elapsed());
+    result
+}
+
+/// `GET /api/v1/services`.
+pub async fn services(State(state): State<AppState>) -> Answer {
+    let services = timed(&state, "services", |store| store.services()).await?;
+    Ok(json(&serde_json::json!({ "services": services })))
+}
+
+/// `GET /api/v1/services/{service}/deploys`.
+pub async fn deploys(State(state): State<AppState>, Path(service): Path<String>) -> Answer {
+    let deploys = timed(&state, "deploys", move |store| store.deploys(&service)).await?;
+    Ok(json(&serde_json::json!({ "deploys": deploys })))
+}
+
+/// Refuses deploys the service never had (404, not an empty answer).
+fn check_deploys(store: &dyn Store, service: &str, deploys: &[&str]) -> Result<()> {
+    if deploys.is_empty() {
+        return Ok(());
+    }
+    let known = store.deploys(service)?;
+    for deploy in deploys {
+        if !known.iter().any(|d| d.deploy == *deploy) {
+            return Err(Error::NotFound {
+                what: "deploy",
+                name: format!("{deploy}` of service `{service}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn checked_selection(store: &dyn Store, params: &Params) -> Result<Selection> {
+    let sel = params.selection()?;
+    let deploys: Vec<&str> = sel.deploys.iter().map(String::as_str).collect();
+    check_deploys(store, &sel.service, &deploys)?;
+    Ok(sel)
+}
+
+/// `GET /api/v1/flamegraph?service=&deploy=&from=&until=&endpoint=&label=k=v&format=json|svg|folded|pprof`.
+pub async fn flamegraph(State(state): State<AppState>, RawQuery(query): RawQuery) -> Answer {
+    let params = Params::parse(query.as_deref());
+    let format = params.get("format").unwrap_or("json").to_owned();
+    let max_nodes = params.int("max_nodes")?.unwrap_or(20_000).max(0) as usize;
+    let inverted = params.get("icicle").is_some_and(|v| v == "true" || v == "1");
+    let answer = timed(&state, "flamegraph", move |store| {
+        let sel = checked_selection(&*store, &params)?;
+        if format == "json" {
+            return Ok(json(&query::flame_tree(&*store, &sel, max_nodes)?));
+        }
+        let (profile, _) = query::profile(&*store, &sel)?;
+        let mut out = Vec::new();
+        let content_type = match format.as_str() {
+            "svg" => {
+                let options = FlameGraphOptions {
+                    title: Some(format!("{} {}", sel.service, sel.deploys.join(", "))),
+                    inverted,
+                    ..FlameGraphOptions::default()
+                };
+                render::flamegraph(&profile, &options, &mut out)?;
+                "image/svg+xml"
+            }
+            "folded" => {
+                format::write(&profile, Format::Folded, &WriteOptions::default(), &mut out)?;
+                "text/plain; charset=utf-8"
+            }
+            "pprof" => {
+                format::write(&profile, Format::Pprof, &WriteOptions::default(), &mut out)?;
+                "application/octet-stream"
+            }
+            other => {
+                return Err(Error::bad(format!(
+                    "unknown format `{other}`: use json, svg, folded or pprof"
+                )))
+            }
+        };
+        Ok(typed(content_type, out))
+    })
+    .await?;
+    Ok(answer)
+}
+
+/// `GET /api/v1/diff?service=&base=&candidate=&endpoint=&label=&format=svg|json|folded`.
+pub async fn diff(State(state): State<AppState>, RawQuery(query): RawQuery) -> Answer {
+    let params = Params::parse(query.as_deref());
+    let format = params.get("format").unwrap_or("svg").to_owned();
+    let answer = timed(&state, "diff", move |store| {
+        let base = params.required("base")?.to_owned();
+        let candidate = params.required("candidate")?.to_owned();
+        let mut sel = params.selection()?;
+        check_deploys(&*store, &sel.service, &[&base, &candidate])?;
+        sel.deploys = vec![base.clone()];
+        let (before, _) = query::profile(&*store, &sel)?;
+        sel.deploys = vec![candidate.clone()];
+        let (after, _) = query::profile(&*store, &sel)?;
+        if before.sample_types != after.sample_types {
+            return Err(Error::MixedUnits(format!(
+                "{base} is in {}, {candidate} in {}",
+                before.sample_types[1], after.sample_types[1]
+            )));
+        }
+        match format.as_str() {
+            "svg" => {
+                let options = FlameGraphOptions {
+                    title: Some(format!("{}: {base} → {candidate}", sel.service)),
+                    ..FlameGraphOptions::default()
+                };
+                let mut out = Vec::new();
+                render::diff_flamegraph(&before, &after, &options, &mut out)?;
+                Ok(typed("image/svg+xml", out))
+            }
+            "json" => {
+                let fold = |p: &flameshift_profile::Profile| {
+                    p.fold(&flameshift_profile::FoldOptions {
+                        value_index: 1,
+                        root_label: None,
+                    })
+                };
+                let (b, a) = (fold(&before), fold(&after));
+                let mut stacks = std::collections::BTreeMap::new();
+                for (stack, v) in &b {
+                    stacks.entry(stack.clone()).or_insert((0, 0)).0 = *v;
+                }
+                for (stack, v) in &a {
+                    stacks.entry(stack.clone()).or_insert((0, 0)).1 = *v;
+                }
+                let rows: Vec<_> = stacks
+                    .into_iter()
+                    .map(|(stack, (base, candidate))| serde_json::json!({"stack": stack, "base": base, "candidate": candidate}))
+                    .collect();
+                Ok(json(&serde_json::json!({
+                    "base": base, "candidate": candidate,
+                    "base_total": before.total(1), "candidate_total": after.total(1),
+                    "stacks": rows,
+                })))
+            }
+            other => Err(Error::bad(format!("unknown format `{other}`: use svg or json"))),
+        }
+    })
+    .await?;
+    Ok(answer)
+}
+
+/// `GET /api/v1/functions?service=&deploy=&endpoint=&order=self|inclusive&limit=`.
+pub async fn functions(State(state): State<AppState>, RawQuery(query): RawQuery) -> Answer {
+    let params = Params::parse(query.as_deref());
+    let top = timed(&state, "functions", move |store| {
+        let sel = checked_selection(&*store, &params)?;
+        let order = match params.get("order").unwrap_or("self") {
+            "self" => TopOrder::SelfCost,
+            "inclusive" => TopOrder::Inclusive,
+            other => {
+                return Err(Error::bad(format!(
+                    "unknown order `{other}`: use self or inclusive"
+                )))
+            }
+        };
+        let limit = params.int("limit")?.unwrap_or(100).clamp(1, 100_000) as usize;
+        query::top_functions(&*store, &sel, order, limit)
+    })
+    .await?;
+    Ok(json(&top))
+}
+
+/// `GET /api/v1/series?service=&endpoint=&deploy=&from=&until=&window=60s&function=&self=true`.
+pub async fn series(State(state): State<AppState>, RawQuery(query): RawQuery) -> Answer {
+    let params = Params::parse(query.as_deref());
+    let series = timed(&state, "series", move |store| {
+        let sel = checked_selection(&*store, &params)?;
+        let window = params.duration_ms("window")?.unwrap_or(60_000);
+        let self_only = params.get("self").is_some_and(|v| v == "true" || v == "1");
+        query::series(&*store, &sel, window, params.get("function"), self_only)
+    })
+    .await?;
+    Ok(json(&series))
+}
+
+/// `GET /healthz`.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let store = state.store.clone();
+    let stats = tokio::task::spawn_blocking(move || store.stats())
+        .await
+        .unwrap_or_default();
+    typed("text/plain; version=0.0.4", state.metrics.render(&stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_profile_part_is_found() {
+        let body = b"--XYZ\r\nContent-Disposition: form-data; name=\"sample_type_config\"\r\n\r\n{}\r\n--XYZ\r\nContent-Disposition: form-data; name=\"profile\"; filename=\"profile.pprof\"\r\nContent-Type: application/octet-stream\r\n\r\nPPROF\r\n--XYZ--\r\n";
+        assert_eq!(
+            multipart_profile("multipart/form-data; boundary=XYZ", body).unwrap(),
+            b"PPROF"
+        );
+        assert!(multipart_profile("multipart/form-data", body).is_err());
+        assert!(multipart_profile("multipart/form-data; boundary=NOPE", body).is_err());
+    }
+}

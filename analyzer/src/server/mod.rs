@@ -1,0 +1,184 @@
+//! The HTTP server of `flameshift serve`: the `/api/v1` routes of
+//! DESIGN.md, Pyroscope's `/ingest`, `/healthz` and `/metrics`, bearer
+//! token authentication, a body limit, a periodic flush to Parquet, and a
+//! graceful shutdown that flushes.
+
+mod handlers;
+mod metrics;
+mod params;
+mod response;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use metrics::Metrics;
+pub use params::parse_duration_ms;
+use response::ApiError;
+
+use crate::store::{DiskStore, Store, StoreConfig};
+use crate::{Error, Result};
+
+/// How `flameshift serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on (loopback unless told otherwise).
+    pub listen: SocketAddr,
+    /// The store.
+    pub store: StoreConfig,
+    /// Bearer token every route but `/healthz` requires, if set.
+    pub token: Option<String>,
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: usize,
+    /// How often the head is flushed to Parquet.
+    pub flush_interval: Duration,
+}
+
+impl ServeConfig {
+    /// Defaults: `127.0.0.1:7411`, 64 MiB bodies, flush every 10 s.
+    pub fn new(store: StoreConfig) -> ServeConfig {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7411)),
+            store,
+            token: None,
+            max_body_bytes: 64 << 20,
+            flush_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    token: Option<Arc<str>>,
+}
+
+/// The router over a store.
+pub fn router(store: Arc<dyn Store>, token: Option<String>, max_body_bytes: usize) -> Router {
+    let state = AppState {
+        store,
+        metrics: Arc::new(Metrics::default()),
+        token: token.map(Into::into),
+    };
+    Router::new()
+        .route("/api/v1/profiles", post(handlers::post_profile))
+        .route("/api/v1/requests", post(handlers::post_requests))
+        .route("/api/v1/deploys", post(handlers::post_deploy))
+        .route("/ingest", post(handlers::post_pyroscope))
+        .route("/api/v1/services", get(handlers::services))
+        .route("/api/v1/services/{service}/deploys", get(handlers::deploys))
+        .route("/api/v1/flamegraph", get(handlers::flamegraph))
+        .route("/api/v1/diff", get(handlers::diff))
+        .route("/api/v1/functions", get(handlers::functions))
+        .route("/api/v1/series", get(handlers::series))
+        .route("/metrics", get(handlers::metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .route("/healthz", get(handlers::healthz))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such route; the API is under /api/v1")
+}
+
+/// Checks the bearer token and counts refused requests.
+async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()));
+        if !ok {
+            state.metrics.rejected("unauthorized");
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong `Authorization: Bearer` token",
+            )
+            .into_response();
+        }
+    }
+    let response = next.run(request).await;
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        let reason = ApiError::new(status, "").reason();
+        state.metrics.rejected(reason);
+    }
+    response
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A running server.
+pub struct Running {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// The store it serves.
+    pub store: Arc<DiskStore>,
+}
+
+/// Opens the store, binds, and serves until `shutdown` completes; then
+/// stops accepting, finishes in-flight requests, and flushes. `ready` is
+/// called with the bound address once the server accepts connections.
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(&Running),
+) -> Result<()> {
+    let store_config = config.store.clone();
+    let store = tokio::task::spawn_blocking(move || DiskStore::open(store_config))
+        .await
+        .map_err(|e| Error::io("open the store", std::io::Error::other(e.to_string())))??;
+    let store = Arc::new(store);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::io(format!("listen on {}", config.listen), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("read the bound address", e))?;
+    ready(&Running {
+        addr,
+        store: store.clone(),
+    });
+    let app = router(store.clone(), config.token.clone(), config.max_body_bytes);
+    let flusher = {
+        let store = store.clone();
+        let interval = config.flush_interval;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let store = store.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.flush()).await {
+                    tracing::error!(error = %e, "periodic flush failed; will retry");
+                }
+            }
+        })
+    };
+    tracing::info!(%addr, "flameshift analyzer listening");
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    flusher.abort();
+    let flushed = tokio::task::spawn_blocking(move || store.flush())
+        .await
+        .map_err(|e| Error::io("flush on shutdown", std::io::Error::other(e.to_string())))?;
+    served.map_err(|e| Error::io("serve", e))?;
+    flushed?;
+    tracing::info!("flameshift analyzer stopped; everything flushed");
+    Ok(())
+}

@@ -1,0 +1,505 @@
+//! The embedded store: a data directory with a write-ahead log, an
+//! in-memory head per service, and Parquet tables (see [`super::tables`]).
+//!
+//! Ingest validates an upload, appends it to the log (fsynced), then adds
+//! its rows to the head; only then does the server answer 2xx. `flush`
+//! rotates the log, writes each service's head as Parquet files covering
+//! the rotated segments, advances the checkpoint, and deletes those
+//! segments; then it compacts partitions with many small files and drops
+//! days past the retention. Queries read the Parquet files plus the head
+//! (and a head being flushed), so nothing acknowledged is ever invisible.
+//!
+//! Stack nodes and deploy events are small and are also kept in memory
+//! for every service.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use polars::prelude::*;
+
+use super::head::{self, Head};
+use super::tables::{self, day_of, PartFile, Table};
+use super::{Receipt, StoreStats};
+use crate::ingest::{self, Limits, Upload};
+use crate::model::{Batch, DeployEvent, StackNode};
+use crate::wal::{sync_dir, Wal};
+use crate::{Error, Result};
+
+/// How the embedded store behaves.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// Days of samples and requests older than this are deleted (none: keep all).
+    pub retention_ms: Option<i64>,
+    /// Limits on uploads.
+    pub limits: Limits,
+    /// A partition with this many files or more is compacted into one.
+    pub compact_at_files: usize,
+}
+
+impl StoreConfig {
+    /// Defaults for a data directory: 14 days of retention, compaction at 8 files.
+    pub fn new(dir: impl Into<PathBuf>) -> StoreConfig {
+        StoreConfig {
+            dir: dir.into(),
+            retention_ms: Some(14 * 86_400_000),
+            limits: Limits::default(),
+            compact_at_files: 8,
+        }
+    }
+}
+
+/// One service's data in memory.
+#[derive(Debug, Default)]
+pub(super) struct ServiceState {
+    pub(super) head: Head,
+    pub(super) flushing: Option<Arc<Head>>,
+    pub(super) files: Vec<PartFile>,
+    pub(super) stacks: HashMap<u64, (u64, Arc<str>)>,
+    pub(super) deploys: Vec<DeployEvent>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct State {
+    pub(super) services: BTreeMap<String, ServiceState>,
+}
+
+/// The embedded store. See the module documentation.
+#[derive(Debug)]
+pub struct DiskStore {
+    config: StoreConfig,
+    tables: PathBuf,
+    wal: Wal,
+    /// Held shared by ingest (log append + head update), exclusively by
+    /// the flush while it rotates the log and takes the heads.
+    gate: RwLock<()>,
+    pub(super) state: RwLock<State>,
+    flush_lock: Mutex<()>,
+    checkpoint: Mutex<u64>,
+    corrupt_on_start: u64,
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn read_checkpoint(path: &Path) -> Result<u64> {
+    match fs::read_to_string(path) {
+        Ok(text) => text.trim().parse().map_err(|_| {
+            Error::io(
+                "read the checkpoint",
+                std::io::Error::other(format!("{text:?} is not a number")),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(Error::io(format!("read {}", path.display()), e)),
+    }
+}
+
+fn write_checkpoint(dir: &Path, seq: u64) -> Result<()> {
+    let tmp = dir.join("checkpoint.tmp");
+    let path = dir.join("checkpoint");
+    fs::write(&tmp, seq.to_string())
+        .and_then(|_| fs::File::open(&tmp)?.sync_all())
+        .and_then(|_| fs::rename(&tmp, &path))
+        .map_err(|e| Error::io("write the checkpoint", e))?;
+    sync_dir(dir)
+}
+
+impl DiskStore {
+    /// Opens (or creates) the data directory, loads the Parquet tables and
+    /// replays the write-ahead log. Corrupt files and log tails are
+    /// reported and skipped.
+    pub fn open(config: StoreConfig) -> Result<DiskStore> {
+        let dir = &config.dir;
+        fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let checkpoint = read_checkpoint(&dir.join("checkpoint"))?;
+        let tables_root = dir.join("tables");
+        let (files, corrupt_files) = tables::load(&tables_root, checkpoint, &dir.join("quarantine"))?;
+        let mut state = State::default();
+        for (service, files) in files {
+            let mut svc = ServiceState::default();
+            for file in &files {
+                match file.table {
+                    Table::Stacks => load_stacks(&file.path, &mut svc.stacks)?,
+                    Table::Deploys => svc.deploys.extend(load_deploys(&file.path)?),
+                    Table::Samples | Table::Requests => {}
+                }
+            }
+            svc.files = files;
+            state.services.insert(service, svc);
+        }
+        let (wal, replay, report) = Wal::open(&dir.join("wal"), checkpoint)?;
+        let mut replayed = 0;
+        for (seq, upload) in replay {
+            match ingest::decode(&upload, &config.limits) {
+                Ok(batch) => {
+                    apply(&mut state, batch);
+                    replayed += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(segment = seq, error = %e, "skipping a logged upload that no longer decodes")
+                }
+            }
+        }
+        tracing::info!(
+            dir = %dir.display(),
+            checkpoint,
+            replayed,
+            services = state.services.len(),
+            "store opened"
+        );
+        Ok(DiskStore {
+            tables: tables_root,
+            wal,
+            gate: RwLock::new(()),
+            state: RwLock::new(state),
+            flush_lock: Mutex::new(()),
+            checkpoint: Mutex::new(checkpoint),
+            corrupt_on_start: (corrupt_files.len() + report.corrupt.len()) as u64,
+            config,
+        })
+    }
+
+    /// The configuration it was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    pub(super) fn ingest_upload(&self, upload: Upload) -> Result<Receipt> {
+        let batch = ingest::decode(&upload, &self.config.limits)?;
+        let _gate = read(&self.gate);
+        self.wal.append(&upload)?;
+        Ok(apply(&mut write(&self.state), batch))
+    }
+
+    pub(super) fn flush_all(&self) -> Result<()> {
+        let _flush = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.flush_heads()?;
+        self.compact()?;
+        self.apply_retention()
+    }
+
+    fn flush_heads(&self) -> Result<()> {
+        let (seq, work) = {
+            let _gate = write(&self.gate);
+            let mut state = write(&self.state);
+            if state
+                .services
+                .values()
+                .all(|s| s.head.is_empty() && s.flushing.is_none())
+            {
+                return Ok(());
+            }
+            let seq = self.wal.rotate()?;
+            let mut work = Vec::new();
+            for (service, svc) in state.services.iter_mut() {
+                if svc.head.is_empty() && svc.flushing.is_none() {
+                    continue;
+                }
+                let mut head = std::mem::take(&mut svc.head);
+                if let Some(failed) = svc.flushing.take() {
+                    head.absorb(Arc::try_unwrap(failed).unwrap_or_else(|arc| (*arc).clone()));
+                }
+                let head = Arc::new(head);
+                svc.flushing = Some(head.clone());
+                work.push((service.clone(), head));
+            }
+            (seq, work)
+        };
+        let from = *self.checkpoint.lock().unwrap_or_else(|e| e.into_inner()) + 1;
+        let mut written: Vec<(String, PartFile)> = Vec::new();
+        let result = (|| {
+            for (service, head) in &work {
+                for file in self.write_head(service, head, (from, seq))? {
+                    written.push((service.clone(), file));
+                }
+            }
+            write_checkpoint(&self.config.dir, seq)
+        })();
+        if let Err(e) = result {
+            for (_, file) in &written {
+                let _ = fs::remove_file(&file.path);
+            }
+            tracing::error!(error = %e, "flush to Parquet failed; the data stay in the log and memory");
+            return Err(e);
+        }
+        *self.checkpoint.lock().unwrap_or_else(|e| e.into_inner()) = seq;
+        {
+            let mut state = write(&self.state);
+            for (service, file) in written {
+                if let Some(svc) = state.services.get_mut(&service) {
+                    svc.files.push(file);
+                }
+            }
+            for (service, _) in &work {
+                if let Some(svc) = state.services.get_mut(service) {
+                    svc.flushing = None;
+                }
+            }
+        }
+        self.wal.remove_through(seq)?;
+        tracing::debug!(through_segment = seq, services = work.len(), "flushed to Parquet");
+        Ok(())
+    }
+
+    fn write_head(&self, service: &str, head: &Head, range: (u64, u64)) -> Result<Vec<PartFile>> {
+        let mut files = Vec::new();
+        let mut sample_days: BTreeMap<i64, Vec<_>> = BTreeMap::new();
+        for (key, weight) in &head.samples {
+            sample_days
+                .entry(day_of(key.time_ms))
+                .or_default()
+                .push((key, *weight));
+        }
+        for (day, rows) in sample_days {
+            let mut frame = head::samples_frame(rows.into_iter())?;
+            files.push(tables::write(
+                &self.tables,
+                Table::Samples,
+                service,
+                Some(day),
+                range,
+                &mut frame,
+            )?);
+        }
+        let mut request_days: BTreeMap<i64, Vec<_>> = BTreeMap::new();
+        for row in &head.requests {
+            request_days.entry(day_of(row.0.time_ms)).or_default().push(row);
+        }
+        for (day, rows) in request_days {
+            let mut frame = head::requests_frame(rows.into_iter())?;
+            files.push(tables::write(
+                &self.tables,
+                Table::Requests,
+                service,
+                Some(day),
+                range,
+                &mut frame,
+            )?);
+        }
+        if !head.stacks.is_empty() {
+            let mut frame = head::stacks_frame(&head.stacks)?;
+            files.push(tables::write(
+                &self.tables,
+                Table::Stacks,
+                service,
+                None,
+                range,
+                &mut frame,
+            )?);
+        }
+        if !head.deploys.is_empty() {
+            let mut frame = head::deploys_frame(&head.deploys)?;
+            files.push(tables::write(
+                &self.tables,
+                Table::Deploys,
+                service,
+                None,
+                range,
+                &mut frame,
+            )?);
+        }
+        Ok(files)
+    }
+
+    /// Merges every partition that has `compact_at_files` files or more
+    /// into one file (sample rows with equal keys summed, stack nodes
+    /// deduplicated).
+    fn compact(&self) -> Result<()> {
+        let groups: Vec<(String, Vec<PartFile>)> = {
+            let state = read(&self.state);
+            let mut groups = Vec::new();
+            for (service, svc) in &state.services {
+                let mut partitions: BTreeMap<(Table, Option<i64>), Vec<PartFile>> = BTreeMap::new();
+                for file in &svc.files {
+                    partitions
+                        .entry((file.table, file.day))
+                        .or_default()
+                        .push(file.clone());
+                }
+                for (_, files) in partitions {
+                    if files.len() >= self.config.compact_at_files.max(2) {
+                        groups.push((service.clone(), files));
+                    }
+                }
+            }
+            groups
+        };
+        for (service, inputs) in groups {
+            let table = inputs[0].table;
+            let frames: Vec<LazyFrame> = inputs
+                .iter()
+                .map(|f| tables::read(&f.path).map(IntoLazy::lazy))
+                .collect::<Result<_>>()?;
+            let all = concat(frames, UnionArgs::default())?;
+            let merged = match table {
+                Table::Samples => all
+                    .group_by([
+                        col("time_ms"),
+                        col("deploy"),
+                        col("host"),
+                        col("endpoint"),
+                        col("labels"),
+                        col("stack_id"),
+                        col("unit"),
+                    ])
+                    .agg([col("weight").sum(), col("count").sum()]),
+                Table::Stacks => all.unique(None, UniqueKeepStrategy::First),
+                Table::Requests | Table::Deploys => all,
+            };
+            let mut frame = merged.collect()?;
+            let range = (
+                inputs.iter().map(|f| f.from).min().unwrap_or(0),
+                inputs.iter().map(|f| f.to).max().unwrap_or(0),
+            );
+            let output = tables::write(&self.tables, table, &service, inputs[0].day, range, &mut frame)?;
+            {
+                let mut state = write(&self.state);
+                if let Some(svc) = state.services.get_mut(&service) {
+                    svc.files.retain(|f| !inputs.contains(f));
+                    svc.files.push(output);
+                }
+            }
+            for file in &inputs {
+                fs::remove_file(&file.path)
+                    .map_err(|e| Error::io(format!("remove {}", file.path.display()), e))?;
+            }
+            tracing::debug!(service, files = inputs.len(), "compacted");
+        }
+        Ok(())
+    }
+
+    fn apply_retention(&self) -> Result<()> {
+        let Some(retention) = self.config.retention_ms else {
+            return Ok(());
+        };
+        let oldest_kept = day_of(now_ms() - retention);
+        let expired: Vec<PartFile> = {
+            let mut state = write(&self.state);
+            let mut expired = Vec::new();
+            for svc in state.services.values_mut() {
+                svc.files.retain(|f| {
+                    let old = f.day.is_some_and(|d| d < oldest_kept);
+                    if old {
+                        expired.push(f.clone());
+                    }
+                    !old
+                });
+            }
+            expired
+        };
+        for file in expired {
+            fs::remove_file(&file.path)
+                .map_err(|e| Error::io(format!("remove {}", file.path.display()), e))?;
+            if let Some(dir) = file.path.parent() {
+                tables::remove_if_empty(dir);
+            }
+            tracing::info!(file = %file.path.display(), "removed by retention");
+        }
+        Ok(())
+    }
+
+    pub(super) fn store_stats(&self) -> StoreStats {
+        let state = read(&self.state);
+        let files = state.services.values().flat_map(|s| s.files.iter());
+        let (count, bytes) = files.fold((0, 0), |(n, b), f| (n + 1, b + f.bytes));
+        StoreStats {
+            wal_bytes: self.wal.size_bytes(),
+            parquet_files: count,
+            parquet_bytes: bytes,
+            head_rows: state.services.values().map(|s| s.head.samples.len() as u64).sum(),
+            corrupt_on_start: self.corrupt_on_start,
+        }
+    }
+
+    pub(super) fn frames_of(&self, service: &str, id: u64) -> Option<Vec<Arc<str>>> {
+        let state = read(&self.state);
+        let stacks = &state.services.get(service)?.stacks;
+        let mut frames = Vec::new();
+        let mut at = id;
+        while at != 0 {
+            let (parent, function) = stacks.get(&at)?;
+            frames.push(function.clone());
+            at = *parent;
+            if frames.len() > 100_000 {
+                return None; // a cycle could only come from a hash collision
+            }
+        }
+        frames.reverse();
+        Some(frames)
+    }
+}
+
+/// Adds a batch to the state: new stack nodes are remembered, rows go to
+/// the service's head.
+fn apply(state: &mut State, batch: Batch) -> Receipt {
+    let svc = state.services.entry(batch.service.clone()).or_default();
+    let mut new_stacks: Vec<StackNode> = Vec::new();
+    for node in &batch.stack_nodes {
+        if let std::collections::hash_map::Entry::Vacant(slot) = svc.stacks.entry(node.id) {
+            slot.insert((node.parent, node.function.clone()));
+            new_stacks.push(node.clone());
+        }
+    }
+    svc.deploys.extend(batch.deploys.iter().cloned());
+    let receipt = Receipt {
+        service: batch.service.clone(),
+        samples: batch.sample_count(),
+        stacks: batch.samples.len(),
+        request_rows: batch.requests.len(),
+        deploys: batch.deploys.len(),
+    };
+    svc.head.apply(batch, new_stacks);
+    receipt
+}
+
+fn load_stacks(path: &Path, into: &mut HashMap<u64, (u64, Arc<str>)>) -> Result<()> {
+    let frame = tables::read(path)?;
+    let ids = frame.column("id")?.u64()?;
+    let parents = frame.column("parent")?.u64()?;
+    let functions = frame.column("function")?.str()?;
+    for i in 0..frame.height() {
+        if let (Some(id), Some(parent), Some(function)) = (ids.get(i), parents.get(i), functions.get(i)) {
+            into.insert(id, (parent, function.into()));
+        }
+    }
+    Ok(())
+}
+
+fn load_deploys(path: &Path) -> Result<Vec<DeployEvent>> {
+    let frame = tables::read(path)?;
+    let deploys = frame.column("deploy")?.str()?;
+    let times = frame.column("time_ms")?.i64()?;
+    let commits = frame.column("commit")?.str()?;
+    let authors = frame.column("author")?.str()?;
+    let messages = frame.column("message")?.str()?;
+    let mut events = Vec::new();
+    for i in 0..frame.height() {
+        if let (Some(deploy), Some(time_ms)) = (deploys.get(i), times.get(i)) {
+            events.push(DeployEvent {
+                deploy: deploy.to_owned(),
+                time_ms,
+                commit: commits.get(i).map(str::to_owned),
+                author: authors.get(i).map(str::to_owned),
+                message: messages.get(i).map(str::to_owned),
+            });
+        }
+    }
+    Ok(events)
+}

@@ -1,0 +1,167 @@
+//! Storage behind one trait, so that the embedded data directory
+//! ([`DiskStore`]) and, later, a ClickHouse cluster can serve the same
+//! queries.
+
+mod disk;
+mod head;
+mod scan;
+mod tables;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+pub use disk::{DiskStore, StoreConfig};
+
+use crate::ingest::Upload;
+use crate::model::{DeployEvent, Unit, Weight};
+use crate::Result;
+
+/// Which samples or requests a query is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// The service (required).
+    pub service: String,
+    /// Deploys to include; all when empty.
+    pub deploys: Vec<String>,
+    /// Start of the time range, ms since the Unix epoch, inclusive.
+    pub from_ms: Option<i64>,
+    /// End of the time range, ms, exclusive.
+    pub until_ms: Option<i64>,
+    /// Only this endpoint (`""` selects work outside requests).
+    pub endpoint: Option<String>,
+    /// Only samples with all of these labels.
+    pub labels: Vec<(String, String)>,
+}
+
+/// Summed weights per stack of a selection, in one unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackTotals {
+    /// The unit of every weight.
+    pub unit: Unit,
+    /// Leaf stack node → summed weight.
+    pub stacks: HashMap<u64, Weight>,
+}
+
+/// Summed weights per window, deploy and stack.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackSeries {
+    /// The unit of every weight.
+    pub unit: Unit,
+    /// `(window start ms, deploy, stack) → weight`.
+    pub rows: Vec<(i64, Arc<str>, u64, Weight)>,
+}
+
+/// Request counts and cost per window, deploy and endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestWindow {
+    /// Window start, ms since the Unix epoch.
+    pub window_ms: i64,
+    /// The deploy.
+    pub deploy: String,
+    /// The endpoint.
+    pub endpoint: String,
+    /// Requests completed.
+    pub count: i64,
+    /// Their own summed CPU cost.
+    pub cost: i64,
+    /// Unit of `cost`.
+    pub unit: Unit,
+}
+
+/// One service, for `GET /api/v1/services`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceSummary {
+    /// The service.
+    pub service: String,
+    /// Units its data are in (one, unless hosts differ).
+    pub units: Vec<Unit>,
+    /// Number of deploys seen.
+    pub deploys: usize,
+    /// The deploy seen last.
+    pub latest_deploy: Option<String>,
+    /// First sample or request, ms.
+    pub first_seen_ms: Option<i64>,
+    /// Last sample or request, ms.
+    pub last_seen_ms: Option<i64>,
+    /// Samples stored.
+    pub samples: i64,
+    /// Requests counted.
+    pub requests: i64,
+}
+
+/// One deploy of a service, for `GET /api/v1/services/{service}/deploys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeploySummary {
+    /// The deploy.
+    pub deploy: String,
+    /// First sample, request or event, ms.
+    pub first_seen_ms: i64,
+    /// Last sample or request, ms.
+    pub last_seen_ms: i64,
+    /// Samples stored.
+    pub samples: i64,
+    /// Total weight of those samples.
+    pub weight: i64,
+    /// Requests counted.
+    pub requests: i64,
+    /// Units of its data.
+    pub units: Vec<Unit>,
+    /// The deploy event, if one was posted.
+    pub event: Option<DeployEvent>,
+}
+
+/// Counters a store reports for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Bytes in the write-ahead log.
+    pub wal_bytes: u64,
+    /// Parquet files.
+    pub parquet_files: u64,
+    /// Bytes in Parquet files.
+    pub parquet_bytes: u64,
+    /// Sample rows not yet in Parquet.
+    pub head_rows: u64,
+    /// Corrupt files and log tails found on start.
+    pub corrupt_on_start: u64,
+}
+
+/// What an accepted upload added.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Receipt {
+    /// The service.
+    pub service: String,
+    /// Samples stored.
+    pub samples: i64,
+    /// Distinct stacks in the upload.
+    pub stacks: usize,
+    /// Request-statistics rows stored.
+    pub request_rows: usize,
+    /// Deploy events stored.
+    pub deploys: usize,
+}
+
+/// The storage the analyzer serves from.
+pub trait Store: Send + Sync {
+    /// Validates `upload`, makes it durable, and makes it queryable; an
+    /// error means nothing of it was stored.
+    fn ingest(&self, upload: Upload) -> Result<Receipt>;
+    /// Every service.
+    fn services(&self) -> Result<Vec<ServiceSummary>>;
+    /// The deploys of `service`, oldest first.
+    fn deploys(&self, service: &str) -> Result<Vec<DeploySummary>>;
+    /// Summed weight per stack of the selection.
+    fn stack_totals(&self, selection: &Selection) -> Result<StackTotals>;
+    /// Summed weight per window, deploy and stack.
+    fn stack_series(&self, selection: &Selection, window_ms: i64) -> Result<StackSeries>;
+    /// Requests per window, deploy and endpoint.
+    fn requests(&self, selection: &Selection, window_ms: i64) -> Result<Vec<RequestWindow>>;
+    /// The frames of stack `id` of `service`, root first.
+    fn stack_frames(&self, service: &str, id: u64) -> Option<Vec<Arc<str>>>;
+    /// Moves what is only in the write-ahead log into Parquet, compacts
+    /// and applies retention.
+    fn flush(&self) -> Result<()>;
+    /// Counters for `/metrics`.
+    fn stats(&self) -> StoreStats;
+}
