@@ -32,6 +32,14 @@ pub enum Error {
     /// Another I/O error.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// An upload to the analyzer failed.
+    #[error("upload to {url}: {message}")]
+    Upload {
+        /// Where it went.
+        url: String,
+        /// What happened (the analyzer's error text for a refusal).
+        message: String,
+    },
     /// Building the profile failed.
     #[error(transparent)]
     Profile(#[from] flameshift_profile::Error),
