@@ -79,6 +79,9 @@ pub struct DiskStore {
     gate: RwLock<()>,
     pub(super) state: RwLock<State>,
     flush_lock: Mutex<()>,
+    /// Held shared by every running scan, exclusively while compaction or
+    /// retention deletes files, so no scan loses a file it was given.
+    scans: RwLock<()>,
     checkpoint: Mutex<u64>,
     corrupt_on_start: u64,
 }
@@ -170,10 +173,16 @@ impl DiskStore {
             gate: RwLock::new(()),
             state: RwLock::new(state),
             flush_lock: Mutex::new(()),
+            scans: RwLock::new(()),
             checkpoint: Mutex::new(checkpoint),
             corrupt_on_start: (corrupt_files.len() + report.corrupt.len()) as u64,
             config,
         })
+    }
+
+    /// Keeps the files a scan was given until it finishes.
+    pub(super) fn scan_guard(&self) -> RwLockReadGuard<'_, ()> {
+        read(&self.scans)
     }
 
     /// The configuration it was opened with.
@@ -376,6 +385,7 @@ impl DiskStore {
                     svc.files.push(output);
                 }
             }
+            let _no_scans = write(&self.scans);
             for file in &inputs {
                 fs::remove_file(&file.path)
                     .map_err(|e| Error::io(format!("remove {}", file.path.display()), e))?;
@@ -404,6 +414,7 @@ impl DiskStore {
             }
             expired
         };
+        let _no_scans = write(&self.scans);
         for file in expired {
             fs::remove_file(&file.path)
                 .map_err(|e| Error::io(format!("remove {}", file.path.display()), e))?;

@@ -210,6 +210,7 @@ impl Store for DiskStore {
     }
 
     fn deploys(&self, service: &str) -> Result<Vec<DeploySummary>> {
+        let _scan = self.scan_guard();
         let sel = Selection {
             service: service.to_owned(),
             ..Selection::default()
@@ -290,6 +291,7 @@ impl Store for DiskStore {
     }
 
     fn stack_totals(&self, sel: &Selection) -> Result<StackTotals> {
+        let _scan = self.scan_guard();
         let frame = self.grouped_samples(sel, vec![col("stack_id")])?;
         let unit = one_unit(&Self::units_of(&frame)?)?.unwrap_or(Unit::CpuNs);
         let ids = frame.column("stack_id")?.u64()?;
@@ -307,6 +309,7 @@ impl Store for DiskStore {
     }
 
     fn stack_series(&self, sel: &Selection, window_ms: i64) -> Result<StackSeries> {
+        let _scan = self.scan_guard();
         let window_ms = window_ms.max(1);
         let frame =
             self.grouped_samples(sel, vec![window_expr(window_ms), col("deploy"), col("stack_id")])?;
@@ -337,6 +340,7 @@ impl Store for DiskStore {
     }
 
     fn requests(&self, sel: &Selection, window_ms: i64) -> Result<Vec<RequestWindow>> {
+        let _scan = self.scan_guard();
         let window_ms = window_ms.max(1);
         let frame = self
             .table_frame(Table::Requests, sel)?
