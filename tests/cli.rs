@@ -376,3 +376,6 @@ fn attach_stops_cleanly_on_ctrl_c_and_writes_what_it_has() {
     let err = fails(&["attach", "--pid", "1", "--duration", "soon"]);
     assert!(err.contains("bad duration"), "{err}");
 }
+
+#[path = "cli/serve.rs"]
+mod serve;

@@ -1,0 +1,172 @@
+//! `flameshift serve` as a process: kill -9 during continuous uploads
+//! loses nothing acknowledged; SIGTERM flushes and exits 0.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use flameshift_collector::http;
+use flameshift_profile::{format, LabelSetId, Profile, SampleType};
+
+/// Starts `flameshift serve` on a free port; returns the child and its URL.
+pub fn start_serve(data: &std::path::Path, extra: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flameshift"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if let Some(url) = line.strip_prefix("flameshift: listening on ") {
+            break url.to_owned();
+        }
+    };
+    // Keep draining stderr so the server never blocks on it.
+    thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
+fn profile_body(leaf: &str) -> Vec<u8> {
+    let mut p = Profile::new(vec![
+        SampleType::new("samples", "count"),
+        SampleType::new("cpu", "nanoseconds"),
+    ]);
+    let stack = p.stack_from_names(["main", leaf]);
+    p.push_sample(stack, LabelSetId::EMPTY, &[3, 30]);
+    let mut out = Vec::new();
+    format::pprof::write(&p, &mut out).unwrap();
+    out
+}
+
+fn deploy_samples(url: &str) -> Vec<(String, i64)> {
+    let response = http::get(
+        &format!("{url}/api/v1/services/crash/deploys"),
+        &[],
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    body["deploys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["deploy"].as_str().unwrap().to_owned(),
+                d["samples"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_during_uploads_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    // Frequent flushes, so that the kill can land in the middle of one.
+    let (mut server, url) = start_serve(dir.path(), &["--flush-interval", "100ms"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let uploaders: Vec<_> = (0..4)
+        .map(|n| {
+            let (url, stop) = (url.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut acknowledged = 0i64;
+                let target = format!("{url}/api/v1/profiles?service=crash&deploy=t{n}");
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let body = profile_body(&format!("f{}", i % 50));
+                    match http::post(&target, &[], &body, Duration::from_secs(10)) {
+                        Ok(r) if r.status == 200 => acknowledged += 1,
+                        Ok(r) => panic!("refused: {} {}", r.status, r.text()),
+                        Err(_) => break, // the server is gone
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(1500));
+    server.kill().unwrap(); // SIGKILL
+    server.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let acknowledged: Vec<i64> = uploaders.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(acknowledged.iter().all(|&n| n > 0), "{acknowledged:?}");
+
+    let (mut server, url) = start_serve(dir.path(), &[]);
+    let stored = deploy_samples(&url);
+    for (n, acked) in acknowledged.iter().enumerate() {
+        let samples = stored
+            .iter()
+            .find(|(d, _)| *d == format!("t{n}"))
+            .map(|(_, s)| *s)
+            .unwrap_or(0);
+        // Each upload is 3 samples; at most one more upload per thread
+        // was written but not yet acknowledged when the kill came.
+        assert!(
+            samples >= acked * 3 && samples <= (acked + 1) * 3,
+            "t{n}: {acked} acknowledged uploads but {samples} samples stored"
+        );
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[test]
+fn sigterm_flushes_and_exits_zero_and_the_token_comes_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flameshift"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--flush-interval",
+            "1h",
+            "--data",
+        ])
+        .arg(dir.path())
+        .env("FLAMESHIFT_TOKEN", "tok")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(url) = line.strip_prefix("flameshift: listening on ") {
+            break url.to_owned();
+        }
+    };
+    let target = format!("{url}/api/v1/profiles?service=s&deploy=v1");
+    let body = profile_body("leaf");
+    assert_eq!(
+        http::post(&target, &[], &body, Duration::from_secs(10))
+            .unwrap()
+            .status,
+        401
+    );
+    let auth = [("Authorization", "Bearer tok")];
+    assert_eq!(
+        http::post(&target, &auth, &body, Duration::from_secs(10))
+            .unwrap()
+            .status,
+        200
+    );
+    // kill(1) sends SIGTERM.
+    let status = Command::new("kill").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success(), "graceful shutdown exits 0");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(!rest.iter().any(|l| l.contains("ERROR")), "{rest:?}");
+    let wal_bytes: u64 = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert_eq!(wal_bytes, 0, "everything was flushed to Parquet");
+    assert!(dir.path().join("tables/samples/s").exists());
+}
