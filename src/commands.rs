@@ -42,7 +42,8 @@ pub struct ConvertConfig {
 
 /// Options `record` and `attach` share.
 pub struct SamplingConfig {
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
+    pub ship: Option<flameshift_collector::export::Destination>,
     pub event: String,
     pub frequency: u64,
     pub period: Option<u64>,
@@ -305,7 +306,7 @@ pub fn record(
     let _stop = stop_flag()?;
     let recording = flameshift_collector::recorder::record(command, &options)?;
     let title = format!("flameshift record ({})", recording.event.name());
-    write_sampled(&recording.profile, title, &config.output)?;
+    deliver(&recording.profile, title, config)?;
     let code = match (recording.status.code(), recording.status.signal()) {
         (Some(code), _) => code,
         (None, Some(signal)) => 128 + signal,
@@ -325,7 +326,41 @@ pub fn attach(config: &SamplingConfig, pid: u32, duration: Option<&str>) -> anyh
         tracing::warn!(pid, "the process exited; writing what was collected");
     }
     let title = format!("flameshift attach --pid {pid} ({})", attachment.event.name());
-    write_sampled(&attachment.profile, title, &config.output)
+    deliver(&attachment.profile, title, config)
+}
+
+/// Writes the profile to `-o` and/or ships it to the analyzer. A failed
+/// upload keeps the profile: it is written to a file named in the error.
+fn deliver(profile: &Profile, title: String, config: &SamplingConfig) -> anyhow::Result<()> {
+    if let Some(output) = &config.output {
+        write_sampled(profile, title, output)?;
+    }
+    let Some(dest) = &config.ship else {
+        return Ok(());
+    };
+    match flameshift_collector::export::upload_profile(dest, profile) {
+        Ok(receipt) => {
+            tracing::info!(analyzer = %dest.analyzer, %receipt, "profile shipped");
+            Ok(())
+        }
+        Err(e) => {
+            let keep = config
+                .output
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("flameshift-unsent-{}.pb.gz", std::process::id())));
+            if config.output.is_none() {
+                write_output(&keep, |out| {
+                    Ok(format::write(
+                        profile,
+                        Format::Pprof,
+                        &WriteOptions::default(),
+                        out,
+                    )?)
+                })?;
+            }
+            anyhow::bail!("{e}; the profile is kept in {}", keep.display())
+        }
+    }
 }
 
 /// `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds.

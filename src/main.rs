@@ -150,8 +150,24 @@ struct TopArgs {
 struct SamplingArgs {
     /// Output: `.svg` draws a flame graph, `.folded`/`.txt` folded stacks,
     /// `.json` speedscope, anything else pprof (`-` for pprof on stdout).
-    #[arg(short, long, default_value = "profile.pb.gz")]
-    output: PathBuf,
+    /// Default `profile.pb.gz`, or none when shipping with --analyzer.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Ship the profile to this analyzer (`flameshift serve`), e.g. http://127.0.0.1:7411.
+    #[arg(long, requires_all = ["service", "deploy"])]
+    analyzer: Option<String>,
+    /// Service name for --analyzer.
+    #[arg(long)]
+    service: Option<String>,
+    /// Deploy (version) for --analyzer, e.g. a git SHA.
+    #[arg(long)]
+    deploy: Option<String>,
+    /// Host name for --analyzer (default: this machine's).
+    #[arg(long)]
+    host: Option<String>,
+    /// Bearer token for --analyzer.
+    #[arg(long, env = "FLAMESHIFT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Sampling event: instructions when the machine has a PMU, else cpu-clock.
     #[arg(long, default_value = "auto", value_parser = ["auto", "instructions", "cpu-clock"])]
     event: String,
@@ -190,8 +206,26 @@ struct AttachArgs {
 
 impl SamplingArgs {
     fn to_config(&self) -> commands::SamplingConfig {
+        let ship = self.analyzer.as_ref().map(|analyzer| {
+            let mut dest = flameshift_collector::export::Destination::new(
+                analyzer.clone(),
+                self.service.clone().unwrap_or_default(),
+                self.deploy.clone().unwrap_or_default(),
+            );
+            if let Some(host) = &self.host {
+                dest.host = host.clone();
+            }
+            dest.token = self.token.clone();
+            dest
+        });
+        let output = match (&self.output, &ship) {
+            (Some(output), _) => Some(output.clone()),
+            (None, Some(_)) => None,
+            (None, None) => Some(PathBuf::from("profile.pb.gz")),
+        };
         commands::SamplingConfig {
-            output: self.output.clone(),
+            output,
+            ship,
             event: self.event.clone(),
             frequency: self.frequency,
             period: self.period,

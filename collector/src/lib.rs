@@ -25,6 +25,7 @@
 
 pub mod counters;
 mod error;
+pub mod export;
 pub mod http;
 pub mod labels;
 #[cfg(feature = "tower")]

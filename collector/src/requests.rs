@@ -35,6 +35,12 @@ impl Histogram {
         (SUB_BUCKETS + sub) << (log - 3)
     }
 
+    /// Non-empty buckets and their counts, in bucket order (the analyzer's
+    /// `histogram` pairs).
+    pub fn buckets(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.buckets.iter().map(|(&b, &n)| (b, n))
+    }
+
     /// Adds one value.
     pub fn record(&mut self, value: u64) {
         *self.buckets.entry(Self::bucket(value)).or_default() += 1;

@@ -170,3 +170,68 @@ fn sigterm_flushes_and_exits_zero_and_the_token_comes_from_the_environment() {
     assert_eq!(wal_bytes, 0, "everything was flushed to Parquet");
     assert!(dir.path().join("tables/samples/s").exists());
 }
+
+#[test]
+fn record_ships_to_the_analyzer_and_keeps_the_profile_when_it_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, url) = start_serve(&dir.path().join("data"), &[]);
+    let record = |analyzer: &str| {
+        Command::new(env!("CARGO_BIN_EXE_flameshift"))
+            .current_dir(dir.path())
+            .args([
+                "record",
+                "-F",
+                "499",
+                "--analyzer",
+                analyzer,
+                "--service",
+                "bench",
+                "--deploy",
+                "abc123",
+            ])
+            .args([
+                "--host",
+                "ci-1",
+                "--",
+                "sh",
+                "-c",
+                "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done",
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = record(&url);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let top = http::get(
+        &format!("{url}/api/v1/functions?service=bench&deploy=abc123"),
+        &[],
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(top.status, 200, "{}", top.text());
+    let top: serde_json::Value = serde_json::from_slice(&top.body).unwrap();
+    assert!(top["samples"].as_i64().unwrap() > 10, "{top}");
+    assert_eq!(top["unit"], "cpu_ns", "cpu-clock on this PMU-less machine");
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // The analyzer is gone: exit 2, and the profile is kept on disk.
+    let out = record(&url);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let kept = stderr
+        .split("the profile is kept in ")
+        .nth(1)
+        .expect("names the kept file")
+        .trim();
+    let kept = dir.path().join(kept);
+    let profile = format::read_path(&kept, &Default::default()).unwrap();
+    assert!(profile.total(0) > 10);
+
+    // --analyzer without --service/--deploy is a usage error.
+    let usage = Command::new(env!("CARGO_BIN_EXE_flameshift"))
+        .args(["record", "--analyzer", "http://127.0.0.1:1", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+}

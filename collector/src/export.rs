@@ -1,0 +1,219 @@
+//! Shipping profiles and request statistics to the analyzer
+//! (`flameshift serve`): gzipped pprof to `POST /api/v1/profiles`, request
+//! statistics JSON to `POST /api/v1/requests`, with the service, deploy
+//! and host, an optional bearer token, a timeout per attempt, and retries
+//! with backoff for failures that may pass (no connection, 5xx, 507).
+//! A 4xx other than 507 is the caller's fault and is not retried: the
+//! error carries the analyzer's message.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use flameshift_profile::{format, Profile};
+
+use crate::http::{self, encode_component};
+use crate::requests::EndpointStats;
+use crate::{Error, Result};
+
+/// Where and as whom to upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// The analyzer, e.g. `http://127.0.0.1:7411`.
+    pub analyzer: String,
+    /// The service name.
+    pub service: String,
+    /// The deploy (version) running.
+    pub deploy: String,
+    /// This host's name.
+    pub host: String,
+    /// Bearer token, if the analyzer requires one.
+    pub token: Option<String>,
+    /// Timeout of each attempt.
+    pub timeout: Duration,
+    /// Attempts before giving up (at least 1).
+    pub attempts: u32,
+}
+
+impl Destination {
+    /// A destination with this host's name, a 10 s timeout and 3 attempts.
+    pub fn new(
+        analyzer: impl Into<String>,
+        service: impl Into<String>,
+        deploy: impl Into<String>,
+    ) -> Destination {
+        Destination {
+            analyzer: analyzer.into().trim_end_matches('/').to_owned(),
+            service: service.into(),
+            deploy: deploy.into(),
+            host: hostname(),
+            token: None,
+            timeout: Duration::from_secs(10),
+            attempts: 3,
+        }
+    }
+}
+
+/// This machine's host name (`unknown` if it cannot be read).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn send_with_retries(dest: &Destination, url: &str, body: &[u8]) -> Result<http::Response> {
+    let auth = dest.token.as_ref().map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if let Some(auth) = &auth {
+        headers.push(("Authorization", auth));
+    }
+    let mut delay = Duration::from_millis(200);
+    let mut last = None;
+    for attempt in 1..=dest.attempts.max(1) {
+        match http::post(url, &headers, body, dest.timeout) {
+            Ok(response) if response.status < 300 => return Ok(response),
+            Ok(response) if response.status >= 500 || response.status == 429 => {
+                last = Some(Error::Upload {
+                    url: url.to_owned(),
+                    message: format!("HTTP {}: {}", response.status, response.error_message()),
+                });
+            }
+            Ok(response) => {
+                return Err(Error::Upload {
+                    url: url.to_owned(),
+                    message: format!("HTTP {}: {}", response.status, response.error_message()),
+                })
+            }
+            Err(e) => last = Some(e),
+        }
+        if attempt < dest.attempts {
+            tracing::debug!(attempt, ?delay, "upload failed; retrying");
+            std::thread::sleep(delay);
+            delay *= 2;
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Upload {
+        url: url.to_owned(),
+        message: "no attempt made".to_owned(),
+    }))
+}
+
+/// Uploads `profile` (gzipped pprof); returns the analyzer's receipt JSON.
+pub fn upload_profile(dest: &Destination, profile: &Profile) -> Result<String> {
+    let mut body = Vec::new();
+    format::pprof::write(profile, &mut body)?;
+    let url = format!(
+        "{}/api/v1/profiles?service={}&deploy={}&host={}",
+        dest.analyzer,
+        encode_component(&dest.service),
+        encode_component(&dest.deploy),
+        encode_component(&dest.host)
+    );
+    Ok(send_with_retries(dest, &url, &body)?.text())
+}
+
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The request statistics JSON the analyzer takes.
+pub fn requests_json(
+    dest: &Destination,
+    unit: &str,
+    start_ms: i64,
+    duration_ms: i64,
+    stats: &BTreeMap<String, EndpointStats>,
+) -> String {
+    let endpoints: Vec<String> = stats
+        .iter()
+        .map(|(endpoint, s)| {
+            let histogram: Vec<String> = s.costs.buckets().map(|(b, n)| format!("[{b},{n}]")).collect();
+            format!(
+                "{{\"endpoint\":{},\"count\":{},\"cost_sum\":{},\"histogram\":[{}]}}",
+                json_string(endpoint),
+                s.count,
+                s.cost_sum,
+                histogram.join(",")
+            )
+        })
+        .collect();
+    format!(
+        "{{\"service\":{},\"deploy\":{},\"host\":{},\"unit\":{},\"start_ms\":{start_ms},\"duration_ms\":{duration_ms},\"endpoints\":[{}]}}",
+        json_string(&dest.service),
+        json_string(&dest.deploy),
+        json_string(&dest.host),
+        json_string(unit),
+        endpoints.join(",")
+    )
+}
+
+/// Uploads request statistics for a window.
+pub fn upload_requests(
+    dest: &Destination,
+    unit: &str,
+    start_ms: i64,
+    duration_ms: i64,
+    stats: &BTreeMap<String, EndpointStats>,
+) -> Result<String> {
+    let body = requests_json(dest, unit, start_ms, duration_ms, stats);
+    let url = format!("{}/api/v1/requests", dest.analyzer);
+    Ok(send_with_retries(dest, &url, body.as_bytes())?.text())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_json_escapes_names() {
+        let mut dest = Destination::new("http://x", "sh\"op", "v1");
+        dest.host = "h".into();
+        let mut stats = BTreeMap::new();
+        let mut s = EndpointStats::default();
+        s.count = 1;
+        s.cost_sum = 9;
+        s.costs.record(9);
+        stats.insert("GET /a\n".to_owned(), s);
+        let json = requests_json(&dest, "cpu_ns", 5, 10, &stats);
+        assert!(json.contains("\"service\":\"sh\\\"op\""), "{json}");
+        assert!(json.contains("\"endpoint\":\"GET /a\\u000a\""), "{json}");
+        assert!(json.contains("\"histogram\":[[9,1]]"), "{json}");
+    }
+
+    #[test]
+    fn a_refusal_is_not_retried_and_carries_the_message() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let body = "{\"error\":\"missing deploy\"}";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 400 Bad Request\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            listener.set_nonblocking(true).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            listener.accept().is_ok() // a retry would connect again
+        });
+        let dest = Destination::new(format!("http://{addr}"), "s", "d");
+        let err = upload_requests(&dest, "cpu_ns", 0, 0, &BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().contains("HTTP 400: missing deploy"), "{err}");
+        assert!(!server.join().unwrap(), "no second attempt");
+    }
+}
