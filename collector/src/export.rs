@@ -181,9 +181,11 @@ mod tests {
         let mut dest = Destination::new("http://x", "sh\"op", "v1");
         dest.host = "h".into();
         let mut stats = BTreeMap::new();
-        let mut s = EndpointStats::default();
-        s.count = 1;
-        s.cost_sum = 9;
+        let mut s = EndpointStats {
+            count: 1,
+            cost_sum: 9,
+            ..EndpointStats::default()
+        };
         s.costs.record(9);
         stats.insert("GET /a\n".to_owned(), s);
         let json = requests_json(&dest, "cpu_ns", 5, 10, &stats);
