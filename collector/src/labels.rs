@@ -145,7 +145,14 @@ thread_local! {
 
 /// The label set current on this thread.
 pub fn current() -> LabelSetId {
-    LabelSetId(CURRENT.with(Cell::get))
+    LabelSetId(current_for_signal())
+}
+
+/// The raw id of the current label set, for the sampler's signal handler:
+/// a plain read of a const-initialised thread-local (no lazy
+/// initialisation, no destructor), 0 during thread teardown.
+pub(crate) fn current_for_signal() -> u32 {
+    CURRENT.try_with(Cell::get).unwrap_or(0)
 }
 
 /// Makes `id` current until the guard is dropped, then restores the

@@ -33,6 +33,7 @@ pub mod layer;
 pub mod perf;
 pub mod recorder;
 pub mod requests;
+pub mod sampler;
 pub mod symbolize;
 pub mod unwind;
 

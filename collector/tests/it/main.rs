@@ -8,6 +8,7 @@ mod labels;
 #[cfg(feature = "axum")]
 mod layer;
 mod record;
+mod sampler;
 mod versus_perf;
 
 /// The sampling tests measure CPU-bound programs on a 2-core machine: run

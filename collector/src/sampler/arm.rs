@@ -1,0 +1,151 @@
+//! Arming one thread: a sampling perf event that signals that thread on
+//! every overflow (`F_SETOWN_EX` with `F_OWNER_TID`, `F_SETSIG`, re-armed
+//! by the handler with `PERF_EVENT_IOC_REFRESH`), or, where perf events
+//! are unavailable, a POSIX timer on the thread's CPU clock delivered to
+//! that thread (`SIGEV_THREAD_ID`). Both can be armed from any thread, so
+//! a scanner can cover threads the service starts later.
+
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use perf_event_open_sys as sys;
+
+use super::handler::SIGNAL;
+use crate::counters::CounterMode;
+use crate::{Error, Result};
+
+const F_SETSIG: libc::c_int = 10;
+const F_SETOWN_EX: libc::c_int = 15;
+const F_OWNER_TID: libc::c_int = 0;
+
+#[repr(C)]
+struct OwnerEx {
+    kind: libc::c_int,
+    pid: libc::pid_t,
+}
+
+/// What signals one thread.
+#[derive(Debug)]
+pub enum Armed {
+    /// A perf event (closed on drop).
+    Perf(OwnedFd),
+    /// A POSIX timer on the thread's CPU clock.
+    Timer(TimerId),
+}
+
+/// A POSIX timer id, deleted on drop.
+#[derive(Debug)]
+pub struct TimerId(libc::timer_t);
+
+// SAFETY: a timer id is a plain handle; timer_delete may be called from any thread.
+unsafe impl Send for TimerId {}
+
+impl Drop for TimerId {
+    fn drop(&mut self) {
+        // SAFETY: the id came from timer_create and is deleted once.
+        unsafe { libc::timer_delete(self.0) };
+    }
+}
+
+fn os_error(what: &str) -> std::io::Error {
+    let e = std::io::Error::last_os_error();
+    std::io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// Opens a sampling event of `mode` on thread `tid`, every `period` units,
+/// delivering [`SIGNAL`] to that thread.
+pub fn perf(tid: i32, mode: CounterMode, period: u64) -> Result<Armed> {
+    // SAFETY: all-zero is a valid perf_event_attr.
+    let mut attr: sys::bindings::perf_event_attr = unsafe { std::mem::zeroed() };
+    attr.size = std::mem::size_of::<sys::bindings::perf_event_attr>() as u32;
+    match mode {
+        CounterMode::Instructions => {
+            attr.type_ = sys::bindings::PERF_TYPE_HARDWARE;
+            attr.config = u64::from(sys::bindings::PERF_COUNT_HW_INSTRUCTIONS);
+        }
+        CounterMode::TaskClock | CounterMode::ThreadCpuTime => {
+            attr.type_ = sys::bindings::PERF_TYPE_SOFTWARE;
+            attr.config = u64::from(sys::bindings::PERF_COUNT_SW_TASK_CLOCK);
+        }
+    }
+    attr.__bindgen_anon_1.sample_period = period.max(1);
+    attr.set_disabled(1);
+    attr.set_exclude_kernel(1);
+    attr.set_exclude_hv(1);
+    // SAFETY: a valid attr for thread `tid` on any CPU.
+    let raw = unsafe {
+        sys::perf_event_open(
+            &mut attr,
+            tid,
+            -1,
+            -1,
+            libc::c_ulong::from(sys::bindings::PERF_FLAG_FD_CLOEXEC),
+        )
+    };
+    if raw < 0 {
+        let error = std::io::Error::last_os_error();
+        return Err(match error.raw_os_error() {
+            Some(libc::ENOENT | libc::EOPNOTSUPP | libc::ENODEV) => {
+                Error::Unsupported(format!("{mode:?}: {error}"))
+            }
+            _ => Error::PerfOpen {
+                event: format!("{mode:?} sampling"),
+                message: error.to_string(),
+            },
+        });
+    }
+    // SAFETY: perf_event_open returned a new fd that we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let owner = OwnerEx {
+        kind: F_OWNER_TID,
+        pid: tid,
+    };
+    // SAFETY: fcntl/ioctl on our own fd with valid arguments.
+    unsafe {
+        if libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_ASYNC | libc::O_NONBLOCK) != 0 {
+            return Err(os_error("F_SETFL O_ASYNC").into());
+        }
+        if libc::fcntl(fd.as_raw_fd(), F_SETSIG, SIGNAL) != 0 {
+            return Err(os_error("F_SETSIG").into());
+        }
+        if libc::fcntl(fd.as_raw_fd(), F_SETOWN_EX, &owner as *const OwnerEx) != 0 {
+            return Err(os_error("F_SETOWN_EX").into());
+        }
+        if sys::ioctls::REFRESH(fd.as_raw_fd(), 1) != 0 {
+            return Err(os_error("PERF_EVENT_IOC_REFRESH").into());
+        }
+    }
+    Ok(Armed::Perf(fd))
+}
+
+/// Arms a timer on thread `tid`'s CPU clock firing every `period_ns`,
+/// delivering [`SIGNAL`] to that thread.
+pub fn timer(tid: i32, period_ns: u64) -> Result<Armed> {
+    // The kernel's per-thread CPU clock id: MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED).
+    let clock = ((!tid) << 3) | 6;
+    // SAFETY: zeroed sigevent, then the fields SIGEV_THREAD_ID needs.
+    let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
+    event.sigev_notify = libc::SIGEV_THREAD_ID;
+    event.sigev_signo = SIGNAL;
+    event.sigev_notify_thread_id = tid;
+    let mut id: libc::timer_t = std::ptr::null_mut();
+    // SAFETY: valid clock id, event and out pointer.
+    if unsafe { libc::timer_create(clock as libc::clockid_t, &mut event, &mut id) } != 0 {
+        return Err(os_error("timer_create").into());
+    }
+    let timer = TimerId(id);
+    let period = libc::timespec {
+        tv_sec: (period_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (period_ns % 1_000_000_000) as libc::c_long,
+    };
+    let spec = libc::itimerspec {
+        it_interval: period,
+        it_value: period,
+    };
+    // SAFETY: a timer we own and a valid spec.
+    if unsafe { libc::timer_settime(timer.0, 0, &spec, std::ptr::null_mut()) } != 0 {
+        return Err(os_error("timer_settime").into());
+    }
+    Ok(Armed::Timer(timer))
+}

@@ -1,0 +1,241 @@
+//! The signal handler: async-signal-safe by construction. It allocates
+//! nothing, takes no lock and cannot panic: it reads the interrupted
+//! registers from the signal context, walks frame pointers with every
+//! read bounded (above the interrupted stack pointer, below it + 8 MiB,
+//! strictly upwards) and done with `process_vm_readv` on this process,
+//! which fails with `EFAULT` instead of faulting on a bad address; reads
+//! the thread's current label-set id from a const thread-local; writes
+//! the raw addresses into the lock-free [`SampleBuffer`]; and, for perf
+//! events, re-arms the counter with `PERF_EVENT_IOC_REFRESH`. `errno` is
+//! preserved.
+
+#![allow(unsafe_code)]
+
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+
+use perf_event_open_sys as sys;
+
+use super::buffer::{SampleBuffer, MAX_FRAMES};
+
+/// The signal every sampled thread receives.
+pub const SIGNAL: libc::c_int = libc::SIGPROF;
+
+/// How far above the interrupted stack pointer a frame may be.
+const MAX_STACK: u64 = 8 << 20;
+
+/// `si_code` of a perf event whose refresh limit ran out.
+const POLL_HUP: libc::c_int = 6;
+/// `si_code` of a POSIX timer.
+const SI_TIMER: libc::c_int = -2;
+
+/// Where samples go; null while no sampler runs.
+pub static BUFFER: AtomicPtr<SampleBuffer> = AtomicPtr::new(std::ptr::null_mut());
+/// Cost one signal stands for, in the sampler's unit.
+pub static PERIOD: AtomicU64 = AtomicU64::new(0);
+/// Whether perf events should be re-armed (false while stopping).
+pub static REARM: AtomicBool = AtomicBool::new(false);
+/// Samples whose stack walk stopped at an unreadable frame pointer.
+pub static WALK_FAULTS: AtomicU64 = AtomicU64::new(0);
+static PID: AtomicU64 = AtomicU64::new(0);
+
+/// Installs the handler (once per process; later calls are no-ops).
+pub fn install() -> std::io::Result<()> {
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
+    if INSTALLED.swap(true, Ordering::AcqRel) {
+        return Ok(());
+    }
+    PID.store(u64::from(std::process::id()), Ordering::Relaxed);
+    // SAFETY: a zeroed sigaction with our handler, SA_SIGINFO (three
+    // arguments), SA_RESTART (interrupted syscalls resume) and an empty
+    // mask is valid; `handle` is async-signal-safe.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handle as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        if libc::sigaction(SIGNAL, &action, std::ptr::null_mut()) != 0 {
+            INSTALLED.store(false, Ordering::Release);
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Reads 16 bytes at `addr` of this process without ever faulting.
+fn read_pair(addr: u64) -> Option<[u64; 2]> {
+    let mut pair = [0u64; 2];
+    let local = libc::iovec {
+        iov_base: pair.as_mut_ptr().cast(),
+        iov_len: 16,
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: 16,
+    };
+    // SAFETY: `local` points at our 16-byte array; the kernel validates
+    // `remote` and returns an error instead of faulting.
+    let n = unsafe {
+        libc::process_vm_readv(
+            PID.load(Ordering::Relaxed) as libc::pid_t,
+            &local,
+            1,
+            &remote,
+            1,
+            0,
+        )
+    };
+    (n == 16).then_some(pair)
+}
+
+/// Walks frame pointers from `fp`; `out[0]` is the interrupted `ip`.
+/// Returns the number of frames.
+pub fn walk(ip: u64, mut fp: u64, sp: u64, out: &mut [u64; MAX_FRAMES]) -> usize {
+    out[0] = ip;
+    let mut n = 1;
+    let limit = sp.saturating_add(MAX_STACK);
+    while n < MAX_FRAMES {
+        if fp < sp || fp >= limit || fp % 8 != 0 {
+            break;
+        }
+        let Some([next_fp, ret]) = read_pair(fp) else {
+            WALK_FAULTS.fetch_add(1, Ordering::Relaxed);
+            break;
+        };
+        if ret == 0 {
+            break;
+        }
+        out[n] = ret;
+        n += 1;
+        if next_fp <= fp {
+            break;
+        }
+        fp = next_fp;
+    }
+    n
+}
+
+/// The interrupted instruction, frame and stack pointers.
+///
+/// # Safety
+/// `context` must be the `ucontext_t` the kernel passed to the handler.
+#[cfg(target_arch = "x86_64")]
+unsafe fn registers(context: *const libc::c_void) -> (u64, u64, u64) {
+    // SAFETY: the caller passes the kernel's ucontext_t.
+    let uc = unsafe { &*context.cast::<libc::ucontext_t>() };
+    let gregs = &uc.uc_mcontext.gregs;
+    (
+        gregs[libc::REG_RIP as usize] as u64,
+        gregs[libc::REG_RBP as usize] as u64,
+        gregs[libc::REG_RSP as usize] as u64,
+    )
+}
+
+/// # Safety
+/// `context` must be the `ucontext_t` the kernel passed to the handler.
+#[cfg(target_arch = "aarch64")]
+unsafe fn registers(context: *const libc::c_void) -> (u64, u64, u64) {
+    // SAFETY: the caller passes the kernel's ucontext_t.
+    let uc = unsafe { &*context.cast::<libc::ucontext_t>() };
+    (uc.uc_mcontext.pc, uc.uc_mcontext.regs[29], uc.uc_mcontext.sp)
+}
+
+/// # Safety
+/// Nothing is read on other architectures.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+unsafe fn registers(_context: *const libc::c_void) -> (u64, u64, u64) {
+    (0, 0, 0)
+}
+
+/// `si_code`, `si_fd` (perf events) and `si_overrun` (timers) of a siginfo.
+///
+/// # Safety
+/// `info` must be the siginfo the kernel passed to the handler.
+unsafe fn signal_fields(info: *const libc::siginfo_t) -> (libc::c_int, libc::c_int, libc::c_int) {
+    // SAFETY: the kernel's siginfo is at least 128 bytes; for SIGPOLL-style
+    // signals si_fd is the int at byte 24 (after si_band), for timers
+    // si_overrun is the int at byte 20 (after si_timerid), on 64-bit Linux.
+    unsafe {
+        let code = (*info).si_code;
+        let base = info.cast::<u8>();
+        let fd = base.add(24).cast::<libc::c_int>().read_unaligned();
+        let overrun = base.add(20).cast::<libc::c_int>().read_unaligned();
+        (code, fd, overrun)
+    }
+}
+
+extern "C" fn handle(_signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+    // SAFETY: errno is thread-local; saved and restored around our syscalls.
+    let saved_errno = unsafe { *libc::__errno_location() };
+    let buffer = BUFFER.load(Ordering::Acquire);
+    if !buffer.is_null() && !context.is_null() && !info.is_null() {
+        // SAFETY: the kernel passed `info` and `context` for this signal.
+        let (code, fd, overrun) = unsafe { signal_fields(info) };
+        // SAFETY: as above.
+        let (ip, fp, sp) = unsafe { registers(context) };
+        let mut frames = [0u64; MAX_FRAMES];
+        let depth = walk(ip, fp, sp, &mut frames);
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
+        let labels = crate::labels::current_for_signal();
+        let periods = if code == SI_TIMER {
+            1 + overrun.max(0) as u64
+        } else {
+            1
+        };
+        let weight = PERIOD.load(Ordering::Relaxed).saturating_mul(periods);
+        // SAFETY: BUFFER is only set to a buffer that outlives the sampler
+        // (it is leaked, never freed).
+        unsafe { &*buffer }.push(tid, labels, weight, &frames[..depth]);
+        if code == POLL_HUP && REARM.load(Ordering::Relaxed) {
+            // SAFETY: `fd` is the perf event that signalled; re-arming a
+            // closed fd fails harmlessly with EBADF.
+            unsafe { sys::ioctls::REFRESH(fd, 1) };
+        }
+    }
+    // SAFETY: see above.
+    unsafe { *libc::__errno_location() = saved_errno };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[inline(never)]
+    fn frame_pointer() -> u64 {
+        let fp: u64;
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: reads a register.
+        unsafe {
+            std::arch::asm!("mov {}, rbp", out(reg) fp)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            fp = 0;
+        }
+        fp
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn walks_this_threads_frame_pointers() {
+        PID.store(u64::from(std::process::id()), Ordering::Relaxed);
+        let fp = frame_pointer();
+        let sp = fp - 64;
+        let mut out = [0u64; MAX_FRAMES];
+        let n = walk(0x1234, fp, sp, &mut out);
+        assert_eq!(out[0], 0x1234);
+        assert!(n >= 3, "a test thread has several frames, got {n}");
+    }
+
+    #[test]
+    fn bad_frame_pointers_end_the_walk_without_faulting() {
+        PID.store(u64::from(std::process::id()), Ordering::Relaxed);
+        let mut out = [0u64; MAX_FRAMES];
+        assert_eq!(walk(1, 0, 0, &mut out), 1, "null frame pointer");
+        assert_eq!(walk(1, 0x10, 0x8, &mut out), 1, "unmapped address");
+        let faults = WALK_FAULTS.load(Ordering::Relaxed);
+        assert!(faults >= 1);
+        assert_eq!(walk(1, 0x1001, 0x1000, &mut out), 1, "misaligned");
+        assert_eq!(walk(1, 0x10, 0x1000, &mut out), 1, "below the stack pointer");
+    }
+}

@@ -1,0 +1,304 @@
+//! The in-process sampler: counter-overflow sampling of every thread of
+//! this process, including threads started later.
+//!
+//! Every `period` units of a thread's work (retired instructions where
+//! the machine has a PMU, task-clock nanoseconds where it has none, a
+//! thread-CPU-clock timer where perf events are forbidden), the kernel
+//! sends that thread `SIGPROF`; the [`handler`] walks its frame pointers
+//! and writes the raw addresses, the thread's label set and the weight
+//! into a lock-free [`buffer::SampleBuffer`]. A scanner thread arms new
+//! threads every 100 ms (`/proc/self/task`); [`Sampler::drain`] empties
+//! the buffer, and [`symbols::SelfSymbolizer`] turns aggregated stacks into
+//! a profile.
+//!
+//! One sampler runs per process. It uses `SIGPROF`: do not run another
+//! `SIGPROF` profiler (gperftools, pprof-rs) in the same process.
+
+pub mod arm;
+pub mod buffer;
+pub mod handler;
+pub mod symbols;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::counters::{choose_counter, CounterMode, CounterSource};
+use crate::{Error, Result};
+use arm::Armed;
+use buffer::{RawSample, SampleBuffer};
+
+/// How to sample.
+#[derive(Debug, Clone)]
+pub struct SamplerConfig {
+    /// Samples per CPU-second of a thread (default 99, as perf and Pyroscope).
+    pub frequency: u64,
+    /// Slots in the sample buffer (default 8,192, about 8 MiB).
+    pub buffer_slots: usize,
+    /// How often new threads are looked for (default 100 ms).
+    pub scan_interval: Duration,
+    /// Force a counter instead of the automatic choice.
+    pub mode: Option<CounterMode>,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        SamplerConfig {
+            frequency: 99,
+            buffer_slots: 8_192,
+            scan_interval: Duration::from_millis(100),
+            mode: None,
+        }
+    }
+}
+
+/// Instructions per sample at `frequency` Hz, assuming ~3 G instructions
+/// per CPU-second (the period is fixed; the real rate follows the code).
+pub fn instruction_period(frequency: u64) -> u64 {
+    3_000_000_000 / frequency.max(1)
+}
+
+/// Which counter to sample on, in the order: instructions, then
+/// task-clock where the hardware event does not exist, then the thread
+/// CPU clock timer where perf events are forbidden.
+pub fn choose_mode(open: impl FnMut(CounterMode) -> Result<()>) -> CounterMode {
+    match choose_counter(open) {
+        CounterSource::Perf(mode, ()) => mode,
+        CounterSource::ThreadClock => CounterMode::ThreadCpuTime,
+    }
+}
+
+struct Shared {
+    stop: AtomicBool,
+    armed: Mutex<HashMap<i32, Armed>>,
+    excluded: Mutex<HashSet<i32>>,
+}
+
+static BUFFER: OnceLock<SampleBuffer> = OnceLock::new();
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
+fn gettid() -> i32 {
+    #[allow(unsafe_code)]
+    // SAFETY: gettid has no preconditions.
+    unsafe {
+        libc::syscall(libc::SYS_gettid) as i32
+    }
+}
+
+/// A running sampler; stops when dropped.
+pub struct Sampler {
+    mode: CounterMode,
+    period: u64,
+    shared: Arc<Shared>,
+    scanner: Option<JoinHandle<()>>,
+    buffer: &'static SampleBuffer,
+}
+
+impl std::fmt::Debug for Sampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sampler")
+            .field("mode", &self.mode)
+            .field("period", &self.period)
+            .finish()
+    }
+}
+
+fn arm_thread(tid: i32, mode: CounterMode, period: u64) -> Result<Armed> {
+    match mode {
+        CounterMode::ThreadCpuTime => arm::timer(tid, period),
+        perf => arm::perf(tid, perf, period),
+    }
+}
+
+fn list_threads() -> Vec<i32> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn scan(shared: &Shared, mode: CounterMode, period: u64) {
+    let live: HashSet<i32> = list_threads().into_iter().collect();
+    let excluded = shared.excluded.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut armed = shared.armed.lock().unwrap_or_else(|e| e.into_inner());
+    armed.retain(|tid, _| live.contains(tid));
+    for &tid in &live {
+        if armed.contains_key(&tid) || excluded.contains(&tid) {
+            continue;
+        }
+        match arm_thread(tid, mode, period) {
+            Ok(a) => {
+                armed.insert(tid, a);
+            }
+            Err(e) => tracing::debug!(tid, error = %e, "cannot arm a thread (it may have exited)"),
+        }
+    }
+}
+
+impl Sampler {
+    /// Starts sampling every thread of this process. Fails if a sampler
+    /// already runs or the signal handler cannot be installed; never
+    /// fails for lack of perf events (it falls back to timers).
+    pub fn start(config: &SamplerConfig) -> Result<Sampler> {
+        if RUNNING.swap(true, Ordering::AcqRel) {
+            return Err(Error::Io(std::io::Error::other(
+                "a sampler already runs in this process",
+            )));
+        }
+        let result = Self::start_inner(config);
+        if result.is_err() {
+            RUNNING.store(false, Ordering::Release);
+        }
+        result
+    }
+
+    fn start_inner(config: &SamplerConfig) -> Result<Sampler> {
+        let frequency = config.frequency.clamp(1, 10_000);
+        let period_for = |mode: CounterMode| match mode {
+            CounterMode::Instructions => instruction_period(frequency),
+            CounterMode::TaskClock | CounterMode::ThreadCpuTime => 1_000_000_000 / frequency,
+        };
+        let me = gettid();
+        let mode = match config.mode {
+            Some(mode) => mode,
+            None => choose_mode(|mode| arm::perf(me, mode, period_for(mode)).map(drop)),
+        };
+        let period = period_for(mode);
+        handler::install()?;
+        let buffer = BUFFER.get_or_init(|| SampleBuffer::new(config.buffer_slots));
+        handler::PERIOD.store(period, Ordering::Relaxed);
+        handler::REARM.store(true, Ordering::Relaxed);
+        handler::BUFFER.store(
+            buffer as *const SampleBuffer as *mut SampleBuffer,
+            Ordering::Release,
+        );
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            armed: Mutex::new(HashMap::new()),
+            excluded: Mutex::new(HashSet::new()),
+        });
+        scan(&shared, mode, period);
+        let scanner = {
+            let shared = shared.clone();
+            let interval = config.scan_interval;
+            std::thread::Builder::new()
+                .name("flameshift-scan".into())
+                .spawn(move || {
+                    shared
+                        .excluded
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(gettid());
+                    shared
+                        .armed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&gettid());
+                    while !shared.stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(interval);
+                        scan(&shared, mode, period);
+                    }
+                })?
+        };
+        tracing::info!(?mode, period, "in-process sampler started");
+        Ok(Sampler {
+            mode,
+            period,
+            shared,
+            scanner: Some(scanner),
+            buffer,
+        })
+    }
+
+    /// The counter it samples on.
+    pub fn mode(&self) -> CounterMode {
+        self.mode
+    }
+
+    /// Units each sample stands for.
+    pub fn period(&self) -> u64 {
+        self.period
+    }
+
+    /// Stops sampling the calling thread (the agent's own threads).
+    pub fn exclude_current_thread(&self) {
+        let tid = gettid();
+        self.shared
+            .excluded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tid);
+        self.shared
+            .armed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&tid);
+    }
+
+    /// Threads currently armed.
+    pub fn threads(&self) -> usize {
+        self.shared.armed.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Moves the samples taken so far into `out`.
+    pub fn drain(&self, out: &mut Vec<RawSample>) {
+        self.buffer.drain(out);
+    }
+
+    /// Samples dropped because the buffer was full, since the process started.
+    pub fn dropped(&self) -> u64 {
+        self.buffer.dropped()
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(scanner) = self.scanner.take() {
+            let _ = scanner.join();
+        }
+        handler::REARM.store(false, Ordering::Relaxed);
+        self.shared
+            .armed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        handler::BUFFER.store(std::ptr::null_mut(), Ordering::Release);
+        RUNNING.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mode_choice_follows_the_fallback_chain() {
+        let unsupported = |m: CounterMode| Error::Unsupported(format!("{m:?}"));
+        // A PMU: instructions.
+        assert_eq!(choose_mode(|_| Ok(())), CounterMode::Instructions);
+        // No PMU: task-clock.
+        assert_eq!(
+            choose_mode(|m| if m == CounterMode::Instructions {
+                Err(unsupported(m))
+            } else {
+                Ok(())
+            }),
+            CounterMode::TaskClock
+        );
+        // perf events forbidden: the thread CPU clock timer.
+        let forbidden = |_| {
+            Err(Error::PerfOpen {
+                event: "x".into(),
+                message: "EACCES".into(),
+            })
+        };
+        assert_eq!(choose_mode(forbidden), CounterMode::ThreadCpuTime);
+        assert_eq!(instruction_period(99), 30_303_030);
+    }
+}
