@@ -6,10 +6,11 @@
 //! upload arrives and when the write-ahead log is replayed, so replay
 //! rebuilds exactly what was acknowledged.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use flameshift_profile::{format, units, LabelSetId, LabelValue, Profile, StackId};
+use flameshift_profile::{format, units, FrameId, LabelSetId, LabelValue, Profile, StackId};
+use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
@@ -310,11 +311,14 @@ fn sample_labels(profile: &Profile, set: LabelSetId, id: &Identity) -> Result<(A
     Ok((endpoint, labels.into()))
 }
 
-/// Stack nodes of one profile, deduplicated, with a cache per stack.
+/// Stack nodes of one profile, deduplicated, with a cache per stack and
+/// one shared name per frame (a function's name is allocated once per
+/// upload, not once per node).
 #[derive(Default)]
 struct StackBuilder {
     nodes: HashMap<u64, StackNode>,
     leaf_of: HashMap<StackId, u64>,
+    names: HashMap<FrameId, Arc<str>>,
 }
 
 impl StackBuilder {
@@ -325,21 +329,26 @@ impl StackBuilder {
         let mut parent = 0;
         let frames = profile.stack(stack);
         if frames.is_empty() {
-            parent = self.node(parent, "[unknown]");
+            parent = self.node(parent, &Arc::from("[unknown]"));
         }
         for &frame in frames {
-            parent = self.node(parent, &profile.frame_name(frame));
+            let name = self
+                .names
+                .entry(frame)
+                .or_insert_with(|| Arc::from(profile.frame_name(frame)))
+                .clone();
+            parent = self.node(parent, &name);
         }
         self.leaf_of.insert(stack, parent);
         parent
     }
 
-    fn node(&mut self, parent: u64, function: &str) -> u64 {
+    fn node(&mut self, parent: u64, function: &Arc<str>) -> u64 {
         let id = stack_node_id(parent, function);
         self.nodes.entry(id).or_insert_with(|| StackNode {
             id,
             parent,
-            function: function.into(),
+            function: function.clone(),
         });
         id
     }
@@ -351,8 +360,8 @@ fn profile_rows(profile: &Profile, id: &Identity) -> Result<Batch> {
     let time_ms = bucket(id.time_ms, SAMPLE_BUCKET_MS);
     let period = profile.period.as_ref().map(|p| p.value).filter(|&p| p > 0);
     let mut stacks = StackBuilder::default();
-    let mut label_cache: HashMap<LabelSetId, (Arc<str>, Arc<str>)> = HashMap::new();
-    let mut rows: HashMap<SampleKey, Weight> = HashMap::new();
+    let mut label_cache: HashMap<LabelSetId, (Arc<str>, Arc<str>)> = HashMap::default();
+    let mut rows: HashMap<SampleKey, Weight> = HashMap::default();
     for (sample, values) in profile.iter_samples() {
         let value = values.get(weighting.value_index).copied().unwrap_or(0);
         if value < 0 {
@@ -464,7 +473,7 @@ fn requests_upload(upload: &Upload) -> Result<Batch> {
     })?;
     let time_ms = bucket(check_time(body.start_ms, upload.received_ms)?, SAMPLE_BUCKET_MS);
     let (deploy, host): (Arc<str>, Arc<str>) = (body.deploy.as_str().into(), host.into());
-    let mut rows: HashMap<RequestKey, RequestAgg> = HashMap::new();
+    let mut rows: HashMap<RequestKey, RequestAgg> = HashMap::default();
     for e in &body.endpoints {
         check_label("endpoint", &e.endpoint)?;
         if e.count < 0 || e.cost_sum < 0 {

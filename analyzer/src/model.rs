@@ -62,10 +62,7 @@ impl std::fmt::Display for Unit {
 
 /// The id of the stack node for `function` under `parent` (0 is the root).
 pub fn stack_node_id(parent: u64, function: &str) -> u64 {
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    hasher.update(&parent.to_le_bytes());
-    hasher.update(function.as_bytes());
-    match hasher.digest() {
+    match xxhash_rust::xxh3::xxh3_64_with_seed(function.as_bytes(), parent) {
         0 => 1, // 0 is the root
         id => id,
     }

@@ -2,7 +2,7 @@
 //! memory (their durable copy is the write-ahead log), and their
 //! conversion to DataFrames with the Parquet tables' schemas.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use polars::prelude::*;
 
