@@ -318,6 +318,8 @@ fn sample_labels(profile: &Profile, set: LabelSetId, id: &Identity) -> Result<(A
 struct StackBuilder {
     nodes: HashMap<u64, StackNode>,
     leaf_of: HashMap<StackId, u64>,
+    /// (parent node, frame) → node: shared prefixes are hashed once.
+    child_of: HashMap<(u64, FrameId), u64>,
     names: HashMap<FrameId, Arc<str>>,
 }
 
@@ -332,12 +334,18 @@ impl StackBuilder {
             parent = self.node(parent, &Arc::from("[unknown]"));
         }
         for &frame in frames {
+            if let Some(&child) = self.child_of.get(&(parent, frame)) {
+                parent = child;
+                continue;
+            }
             let name = self
                 .names
                 .entry(frame)
                 .or_insert_with(|| Arc::from(profile.frame_name(frame)))
                 .clone();
-            parent = self.node(parent, &name);
+            let child = self.node(parent, &name);
+            self.child_of.insert((parent, frame), child);
+            parent = child;
         }
         self.leaf_of.insert(stack, parent);
         parent
