@@ -5,6 +5,7 @@
 #![allow(clippy::print_stderr, reason = "the CLI reports errors on stderr")]
 
 mod commands;
+mod demo_service;
 mod serve;
 
 use std::path::PathBuf;
@@ -36,6 +37,29 @@ enum Command {
     Attach(AttachArgs),
     /// Run the analyzer: ingest uploads, store them durably, answer queries.
     Serve(ServeArgs),
+    /// Run a small axum service with the in-process agent attached (for the demo and benchmarks).
+    DemoService(DemoServiceArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoServiceArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Ship to this analyzer (or FLAMESHIFT_ANALYZER).
+    #[arg(long)]
+    analyzer: Option<String>,
+    /// Service name.
+    #[arg(long, default_value = "demo")]
+    service: String,
+    /// Deploy: `v1` baseline, `v2` makes `score_items` (GET /feed) 15% more
+    /// expensive and moves cost from `parse_order` to `validate_order`
+    /// (POST /orders, cost-neutral), `v3` fixes the regression.
+    #[arg(long, default_value = "v1")]
+    deploy: String,
+    /// Run without the agent (for overhead benchmarks).
+    #[arg(long)]
+    no_agent: bool,
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +271,13 @@ impl InputArgs {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {
+        Command::DemoService(a) => done(demo_service::run(demo_service::DemoOptions {
+            listen: a.listen,
+            analyzer: a.analyzer,
+            service: a.service,
+            deploy: a.deploy,
+            agent: !a.no_agent,
+        })),
         Command::Serve(a) => done(serve::serve(serve::ServeOptions {
             listen: a.listen,
             data: a.data,

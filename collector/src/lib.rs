@@ -23,6 +23,7 @@
 //! # Ok::<(), flameshift_collector::Error>(())
 //! ```
 
+pub mod agent;
 pub mod counters;
 mod error;
 pub mod export;

@@ -235,3 +235,93 @@ fn record_ships_to_the_analyzer_and_keeps_the_profile_when_it_is_down() {
         .unwrap();
     assert_eq!(usage.status.code(), Some(2));
 }
+
+#[test]
+fn the_agent_in_a_service_reports_requests_and_functions_per_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, url) = start_serve(&dir.path().join("data"), &[]);
+    let mut service = Command::new(env!("CARGO_BIN_EXE_flameshift"))
+        .args([
+            "demo-service",
+            "--listen",
+            "127.0.0.1:0",
+            "--service",
+            "shop",
+            "--deploy",
+            "v1",
+        ])
+        .args(["--analyzer", &url])
+        .env("FLAMESHIFT_UPLOAD_INTERVAL", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(service.stderr.take().unwrap()).lines();
+    let app = loop {
+        let line = lines.next().expect("demo-service printed its address").unwrap();
+        if let Some(url) = line.strip_prefix("flameshift demo-service: listening on ") {
+            break url.to_owned();
+        }
+    };
+    thread::spawn(move || for _ in lines {});
+    let timeout = Duration::from_secs(10);
+    for i in 0..60 {
+        assert_eq!(
+            http::get(&format!("{app}/feed"), &[], timeout).unwrap().status,
+            200
+        );
+        assert_eq!(
+            http::get(&format!("{app}/users/{i}"), &[], timeout)
+                .unwrap()
+                .status,
+            200
+        );
+    }
+    for _ in 0..20 {
+        assert_eq!(
+            http::post(&format!("{app}/orders"), &[], b"", timeout)
+                .unwrap()
+                .status,
+            200
+        );
+    }
+    // SIGTERM: the agent ships its last interval on the way out.
+    assert!(Command::new("kill")
+        .arg(service.id().to_string())
+        .status()
+        .unwrap()
+        .success());
+    assert!(service.wait().unwrap().success());
+
+    let get = |path: &str| -> serde_json::Value {
+        let r = http::get(&format!("{url}{path}"), &[], timeout).unwrap();
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    };
+    let series = get("/api/v1/series?service=shop&endpoint=GET%20%2Ffeed&window=1d");
+    let requests: i64 = series["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["requests"].as_i64().unwrap())
+        .sum();
+    assert_eq!(requests, 60, "requests are counted exactly: {series}");
+    assert!(series["points"][0]["measured_per_request"].as_f64().unwrap() > 0.0);
+    let orders = get("/api/v1/series?service=shop&endpoint=POST%20%2Forders&window=1d");
+    assert_eq!(orders["points"][0]["requests"], 20);
+    let feed =
+        get("/api/v1/functions?service=shop&deploy=v1&endpoint=GET%20%2Ffeed&order=inclusive&limit=200");
+    let names: Vec<&str> = feed["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with("score_items")), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.ends_with("price_order")),
+        "another endpoint's work is not labelled GET /feed"
+    );
+    assert!(feed["functions"][0]["inclusive_per_request"].as_f64().unwrap() > 0.0);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
 mod accuracy;
+mod agent;
 mod labels;
 #[cfg(feature = "axum")]
 mod layer;

@@ -1,0 +1,178 @@
+//! `flameshift demo-service`: a small axum service with the in-process
+//! agent attached, with CPU work whose cost depends on the deploy, so that
+//! the demo (and the overhead benchmark) have something real to measure.
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::Router;
+use flameshift_collector::agent::{Agent, AgentConfig};
+use flameshift_collector::layer::{AxumRoute, CpuLayer};
+use flameshift_collector::requests::RequestStats;
+
+/// What the command line said.
+pub struct DemoOptions {
+    pub listen: SocketAddr,
+    pub analyzer: Option<String>,
+    pub service: String,
+    pub deploy: String,
+    pub agent: bool,
+}
+
+/// How expensive each piece of work is in this deploy (units of ~10 µs).
+#[derive(Debug, Clone, Copy)]
+struct Costs {
+    lookup_user: u64,
+    score_items: u64,
+    render_feed: u64,
+    parse_order: u64,
+    validate_order: u64,
+    price_order: u64,
+}
+
+fn costs(deploy: &str) -> Costs {
+    let base = Costs {
+        lookup_user: 40,
+        score_items: 200,
+        render_feed: 100,
+        parse_order: 60,
+        validate_order: 40,
+        price_order: 100,
+    };
+    match deploy {
+        // +15% in one function of one endpoint, and a cost-neutral refactor.
+        "v2" => Costs {
+            score_items: 230,
+            parse_order: 40,
+            validate_order: 60,
+            ..base
+        },
+        "v3" => Costs {
+            parse_order: 40,
+            validate_order: 60,
+            ..base
+        },
+        _ => base,
+    }
+}
+
+#[inline(never)]
+fn burn(units: u64) -> u64 {
+    let mut x = units;
+    for i in 0..units * 2_000 {
+        x = black_box(x.rotate_left(5) ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    }
+    x
+}
+
+#[inline(never)]
+fn lookup_user(costs: &Costs, id: u64) -> u64 {
+    burn(costs.lookup_user) ^ id
+}
+
+#[inline(never)]
+fn score_items(costs: &Costs) -> u64 {
+    burn(costs.score_items)
+}
+
+#[inline(never)]
+fn render_feed(costs: &Costs) -> u64 {
+    burn(costs.render_feed)
+}
+
+#[inline(never)]
+fn parse_order(costs: &Costs) -> u64 {
+    burn(costs.parse_order)
+}
+
+#[inline(never)]
+fn validate_order(costs: &Costs) -> u64 {
+    burn(costs.validate_order)
+}
+
+#[inline(never)]
+fn price_order(costs: &Costs) -> u64 {
+    burn(costs.price_order)
+}
+
+async fn user(State(costs): State<Arc<Costs>>, Path(id): Path<u64>) -> String {
+    format!("user {}\n", lookup_user(&costs, id) % 1000)
+}
+
+async fn feed(State(costs): State<Arc<Costs>>) -> String {
+    let score = score_items(&costs);
+    tokio::task::yield_now().await; // the request moves between polls, maybe threads
+    format!("feed {}\n", (score ^ render_feed(&costs)) % 1000)
+}
+
+async fn order(State(costs): State<Arc<Costs>>) -> String {
+    let total = parse_order(&costs) ^ validate_order(&costs) ^ price_order(&costs);
+    format!("order {}\n", total % 1000)
+}
+
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+/// Runs the service until Ctrl-C or SIGTERM, then ships what the agent has.
+pub fn run(options: DemoOptions) -> anyhow::Result<()> {
+    let mut config = AgentConfig::new(&options.service, &options.deploy);
+    config.analyzer = options.analyzer.clone();
+    let config = config.from_env();
+    let agent = if options.agent {
+        Some(Agent::start(config).context("starting the agent")?)
+    } else {
+        None
+    };
+    let stats = agent
+        .as_ref()
+        .map(Agent::request_stats)
+        .unwrap_or_else(|| Arc::new(RequestStats::default()));
+    let costs = Arc::new(costs(&options.deploy));
+    let mut app = Router::new()
+        .route("/users/{id}", get(user))
+        .route("/feed", get(feed))
+        .route("/orders", post(order))
+        .route("/health", get(health))
+        .with_state(costs);
+    if options.agent {
+        app = app.layer(CpuLayer::new(stats, AxumRoute));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .with_context(|| format!("listening on {}", options.listen))?;
+        let addr = listener.local_addr()?;
+        #[allow(clippy::print_stderr, reason = "the address is the command's output")]
+        {
+            eprintln!("flameshift demo-service: listening on http://{addr}");
+        }
+        let shutdown = async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        anyhow::Ok(())
+    })?;
+    if let Some(agent) = agent {
+        agent.flush();
+        agent.shutdown();
+    }
+    Ok(())
+}
