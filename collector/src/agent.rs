@@ -154,7 +154,7 @@ struct Counters {
 }
 
 enum Payload {
-    Profile(Profile),
+    Profile(Box<Profile>),
     Requests { body: String },
 }
 
@@ -387,7 +387,7 @@ fn collect(
             dest.host = config.host.clone();
             let mut queue = shared.queue.items.lock().unwrap_or_else(|e| e.into_inner());
             if !stacks.is_empty() {
-                queue.push_back(Payload::Profile(profile.clone()));
+                queue.push_back(Payload::Profile(Box::new(profile.clone())));
             }
             if !requests.is_empty() {
                 let body = export::requests_json(&dest, request_unit, started_ms, window_ms, &requests);
