@@ -151,14 +151,20 @@ impl DiskStore {
     /// Samples grouped by `keys` (plus unit and, when filtering by labels,
     /// labels), with summed weight and count, labels already filtered.
     fn grouped_samples(&self, sel: &Selection, mut keys: Vec<Expr>) -> Result<DataFrame> {
-        keys.push(col("unit"));
         if !sel.labels.is_empty() {
             keys.push(col("labels"));
         }
+        // The unit is not a grouping key (hashing strings is what costs);
+        // its smallest and largest value per group tell mixed units apart.
         let frame = self
             .table_frame(Table::Samples, sel)?
             .group_by(keys)
-            .agg([col("weight").sum(), col("count").sum()])
+            .agg([
+                col("weight").sum(),
+                col("count").sum(),
+                col("unit").min().alias("unit"),
+                col("unit").max().alias("unit_max"),
+            ])
             .collect()?;
         if sel.labels.is_empty() {
             return Ok(frame);
@@ -170,9 +176,10 @@ impl DiskStore {
     }
 
     fn units_of(frame: &DataFrame) -> Result<BTreeSet<Unit>> {
-        let units = strs(frame, "unit")?;
+        let (low, high) = (strs(frame, "unit")?, strs(frame, "unit_max")?);
         Ok((0..frame.height())
-            .filter_map(|i| units.get(i).and_then(Unit::parse))
+            .flat_map(|i| [low.get(i), high.get(i)])
+            .filter_map(|u| u.and_then(Unit::parse))
             .collect())
     }
 }

@@ -149,3 +149,33 @@ fn retention_drops_old_days_only() {
     assert_eq!(total(&store, "a"), (1, 7));
     assert_eq!(parquet_files(&dir.path().join("tables/samples/a")).len(), 1);
 }
+
+#[test]
+fn units_are_never_mixed_in_one_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let now = now_ms();
+    store.ingest(upload("a", "v1", "x", 100, now)).unwrap();
+    let mut p =
+        flameshift_analyzer::profile::Profile::new(vec![SampleType::new("instructions", "instructions")]);
+    let stack = p.stack_from_names(["main", "x"]);
+    p.push_sample(stack, LabelSetId::EMPTY, &[5_000]);
+    let mut pmu = upload("a", "v2", "x", 1, now);
+    pmu.body = format::pprof::to_proto_bytes(&p);
+    store.ingest(pmu).unwrap();
+    let all = Selection {
+        service: "a".into(),
+        ..Selection::default()
+    };
+    let err = query::top_functions(&store, &all, query::TopOrder::SelfCost, 10).unwrap_err();
+    assert!(
+        err.to_string().contains("mixes units (instructions and cpu_ns)"),
+        "{err}"
+    );
+    let v2 = Selection {
+        deploys: vec!["v2".into()],
+        ..all
+    };
+    let top = query::top_functions(&store, &v2, query::TopOrder::SelfCost, 10).unwrap();
+    assert_eq!((top.unit.as_str(), top.total), ("instructions", 5_000));
+}
