@@ -21,6 +21,9 @@ pub struct DemoOptions {
     pub service: String,
     pub deploy: String,
     pub agent: bool,
+    pub output: Option<std::path::PathBuf>,
+    /// (function, percent): that function costs this much more.
+    pub regress: Vec<(String, u64)>,
 }
 
 /// How expensive each piece of work is in this deploy (units of ~10 µs).
@@ -121,8 +124,12 @@ async fn health() -> &'static str {
 /// Runs the service until Ctrl-C or SIGTERM, then ships what the agent has.
 pub fn run(options: DemoOptions) -> anyhow::Result<()> {
     let mut config = AgentConfig::new(&options.service, &options.deploy);
-    config.analyzer = options.analyzer.clone();
-    let config = config.from_env();
+    if let Some(analyzer) = &options.analyzer {
+        config = config.analyzer(analyzer);
+    }
+    if let Some(output) = &options.output {
+        config = config.output(output);
+    }
     let agent = if options.agent {
         Some(Agent::start(config).context("starting the agent")?)
     } else {
@@ -132,7 +139,22 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
         .as_ref()
         .map(Agent::request_stats)
         .unwrap_or_else(|| Arc::new(RequestStats::default()));
-    let costs = Arc::new(costs(&options.deploy));
+    let mut costs = costs(&options.deploy);
+    for (function, percent) in &options.regress {
+        let slot = match function.as_str() {
+            "lookup_user" => &mut costs.lookup_user,
+            "score_items" => &mut costs.score_items,
+            "render_feed" => &mut costs.render_feed,
+            "parse_order" => &mut costs.parse_order,
+            "validate_order" => &mut costs.validate_order,
+            "price_order" => &mut costs.price_order,
+            other => anyhow::bail!(
+                "--regress {other}: no such function (lookup_user, score_items, render_feed, parse_order, validate_order, price_order)"
+            ),
+        };
+        *slot += *slot * percent / 100;
+    }
+    let costs = Arc::new(costs);
     let mut app = Router::new()
         .route("/users/{id}", get(user))
         .route("/feed", get(feed))

@@ -60,6 +60,12 @@ struct DemoServiceArgs {
     /// Run without the agent (for overhead benchmarks).
     #[arg(long)]
     no_agent: bool,
+    /// Without --analyzer: write the profile (since start) to this pprof file every interval.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Make FUNCTION cost PERCENT more (repeatable), e.g. `score_items=15`.
+    #[arg(long, value_name = "FUNCTION=PERCENT")]
+    regress: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -277,6 +283,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             service: a.service,
             deploy: a.deploy,
             agent: !a.no_agent,
+            output: a.output,
+            regress: a
+                .regress
+                .iter()
+                .map(|r| {
+                    r.split_once('=')
+                        .and_then(|(f, p)| Some((f.to_owned(), p.trim_end_matches('%').parse().ok()?)))
+                        .ok_or_else(|| anyhow::anyhow!("--regress {r:?}: expected FUNCTION=PERCENT"))
+                })
+                .collect::<anyhow::Result<_>>()?,
         })),
         Command::Serve(a) => done(serve::serve(serve::ServeOptions {
             listen: a.listen,

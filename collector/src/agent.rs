@@ -10,12 +10,13 @@
 //!
 //! ```no_run
 //! use flameshift_collector::agent::{Agent, AgentConfig};
-//! let agent = Agent::start(AgentConfig::new("checkout", env!("CARGO_PKG_VERSION")).from_env())?;
+//! let agent = Agent::start(AgentConfig::new("checkout", env!("CARGO_PKG_VERSION")))?;
 //! // With the `axum` feature: router.layer(CpuLayer::new(agent.request_stats(), AxumRoute))
 //! # Ok::<(), flameshift_collector::Error>(())
 //! ```
 //!
-//! Environment (read by [`AgentConfig::from_env`], overriding the code):
+//! Environment (read by [`AgentConfig::from_env`] and [`AgentConfig::new`];
+//! what the code sets with the builder wins):
 //! `FLAMESHIFT_ANALYZER` (URL; without it nothing is uploaded),
 //! `FLAMESHIFT_SERVICE`, `FLAMESHIFT_DEPLOY`, `FLAMESHIFT_HOST`,
 //! `FLAMESHIFT_TOKEN`, `FLAMESHIFT_FREQUENCY` (Hz, default 99),
@@ -51,6 +52,8 @@ pub struct AgentConfig {
     pub analyzer: Option<String>,
     /// Bearer token for the analyzer.
     pub token: Option<String>,
+    /// Without an analyzer, the file the profile is written to.
+    pub output: Option<std::path::PathBuf>,
     /// Samples per CPU-second (default 99).
     pub frequency: u64,
     /// How often profiles and request statistics are shipped (default 10 s).
@@ -62,20 +65,54 @@ pub struct AgentConfig {
     pub enabled: bool,
 }
 
-impl AgentConfig {
-    /// A configuration for `service` running `deploy`.
-    pub fn new(service: impl Into<String>, deploy: impl Into<String>) -> AgentConfig {
+impl Default for AgentConfig {
+    /// No service or deploy yet, this machine's host name, 99 Hz, 10 s
+    /// intervals, no analyzer, enabled.
+    fn default() -> AgentConfig {
         AgentConfig {
-            service: service.into(),
-            deploy: deploy.into(),
+            service: String::new(),
+            deploy: String::new(),
             host: export::hostname(),
             analyzer: None,
             token: None,
+            output: None,
             frequency: 99,
             upload_interval: Duration::from_secs(10),
             max_pending: 12,
             enabled: true,
         }
+    }
+}
+
+impl AgentConfig {
+    /// The environment's settings ([`AgentConfig::from_env`]) with
+    /// `service` and `deploy` set by the code: what the code sets wins.
+    pub fn new(service: impl Into<String>, deploy: impl Into<String>) -> AgentConfig {
+        AgentConfig::from_env().service(service).deploy(deploy)
+    }
+
+    /// Defaults, then the `FLAMESHIFT_*` environment variables (see the
+    /// module docs); builder methods called afterwards win over both.
+    pub fn from_env() -> AgentConfig {
+        AgentConfig::default().with_env(|key| std::env::var(key).ok())
+    }
+
+    /// Sets the service name.
+    pub fn service(mut self, service: impl Into<String>) -> AgentConfig {
+        self.service = service.into();
+        self
+    }
+
+    /// Sets the deploy (version) running.
+    pub fn deploy(mut self, deploy: impl Into<String>) -> AgentConfig {
+        self.deploy = deploy.into();
+        self
+    }
+
+    /// Sets the host name.
+    pub fn host(mut self, host: impl Into<String>) -> AgentConfig {
+        self.host = host.into();
+        self
     }
 
     /// Sets the analyzer URL.
@@ -84,12 +121,33 @@ impl AgentConfig {
         self
     }
 
-    /// Applies the `FLAMESHIFT_*` environment variables (see the module docs).
-    pub fn from_env(self) -> AgentConfig {
-        self.with_env(|key| std::env::var(key).ok())
+    /// Sets the analyzer's bearer token.
+    pub fn token(mut self, token: impl Into<String>) -> AgentConfig {
+        self.token = Some(token.into());
+        self
     }
 
-    /// [`AgentConfig::from_env`] over any lookup (testable).
+    /// Writes the profile (everything since start, as gzipped pprof) to
+    /// this file at every interval when no analyzer is set.
+    pub fn output(mut self, path: impl Into<std::path::PathBuf>) -> AgentConfig {
+        self.output = Some(path.into());
+        self
+    }
+
+    /// Sets the sampling frequency (Hz of CPU time per thread).
+    pub fn frequency(mut self, hz: u64) -> AgentConfig {
+        self.frequency = hz.clamp(1, 10_000);
+        self
+    }
+
+    /// Sets how often profiles are shipped.
+    pub fn upload_interval(mut self, every: Duration) -> AgentConfig {
+        self.upload_interval = every.max(Duration::from_millis(100));
+        self
+    }
+
+    /// The environment variables over the current values, from any
+    /// lookup (for tests).
     pub fn with_env(mut self, get: impl Fn(&str) -> Option<String>) -> AgentConfig {
         if let Some(v) = get("FLAMESHIFT_ANALYZER").filter(|v| !v.is_empty()) {
             self.analyzer = Some(v);
@@ -173,6 +231,8 @@ struct Shared {
     counters: Counters,
     queue: Queue,
     latest: Mutex<Option<Profile>>,
+    /// When a warning was last logged, and how many were held back since.
+    last_warning: Mutex<(Option<Instant>, u64)>,
 }
 
 /// A running agent; [`Agent::shutdown`] (or drop) ships what is left.
@@ -228,6 +288,7 @@ impl Agent {
                 ready: Condvar::new(),
             },
             latest: Mutex::new(None),
+            last_warning: Mutex::new((None, 0)),
         });
         if !config.enabled {
             tracing::info!("flameshift agent disabled");
@@ -355,6 +416,7 @@ fn collect(
     let mut started = Instant::now();
     let mut started_ms = now_ms();
     let mut dropped_before = sampler.dropped();
+    let mut cumulative: Option<Profile> = None;
     loop {
         let stopping = shared.stop.load(Ordering::Acquire);
         std::thread::sleep(Duration::from_millis(100));
@@ -399,6 +461,21 @@ fn collect(
             }
             shared.queue.ready.notify_all();
         }
+        if let (None, Some(path)) = (&config.analyzer, &config.output) {
+            let total = match cumulative.take() {
+                Some(mut total) => {
+                    if let Err(e) = total.merge(&profile) {
+                        tracing::warn!(error = %e, "cannot merge the interval's profile");
+                    }
+                    total
+                }
+                None => profile.clone(),
+            };
+            if let Err(e) = write_profile(path, &total) {
+                warn_limited(&shared, &format!("cannot write {}: {e}", path.display()));
+            }
+            cumulative = Some(total);
+        }
         *shared.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(profile);
         stacks = StackCounts::default();
         started = Instant::now();
@@ -410,10 +487,44 @@ fn collect(
     drop(sampler);
 }
 
+/// Writes a profile to `path` whole (temporary file, then rename).
+fn write_profile(path: &std::path::Path, profile: &Profile) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    flameshift_profile::format::pprof::write(profile, &mut file).map_err(std::io::Error::other)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Logs a warning at most once a minute (with how many were held back).
+fn warn_limited(shared: &Shared, message: &str) {
+    let mut last = shared.last_warning.lock().unwrap_or_else(|e| e.into_inner());
+    match last.0 {
+        Some(at) if at.elapsed() < Duration::from_secs(60) => last.1 += 1,
+        _ => {
+            tracing::warn!(suppressed = last.1, "{message}");
+            *last = (Some(Instant::now()), 0);
+        }
+    }
+}
+
+/// The delay before retry `failures` (1, 2, 4 … 60 s), ±25% jitter so
+/// that a fleet does not retry in step.
+pub fn backoff(failures: u32, jitter_seed: u64) -> Duration {
+    let base = 1000u64
+        .saturating_mul(1 << failures.saturating_sub(1).min(6))
+        .min(60_000);
+    let spread = base / 2;
+    let jitter = if spread == 0 { 0 } else { jitter_seed % spread };
+    Duration::from_millis(base - base / 4 + jitter)
+}
+
 /// The upload thread: sends queued payloads in order; a failure leaves the
-/// payload at the head of the queue for the next round, a refusal drops it.
+/// payload at the head of the queue and waits with backoff, a refusal
+/// (4xx) drops it.
 fn upload(dest: Destination, shared: Arc<Shared>) {
     let c = &shared.counters;
+    let mut failures = 0u32;
     loop {
         let next = {
             let mut queue = shared.queue.items.lock().unwrap_or_else(|e| e.into_inner());
@@ -451,14 +562,19 @@ fn upload(dest: Destination, shared: Arc<Shared>) {
         match result {
             Ok(_) => {
                 c.uploads.fetch_add(1, Ordering::Relaxed);
+                failures = 0;
             }
             Err(e) if e.to_string().contains("HTTP 4") && !e.to_string().contains("HTTP 429") => {
-                tracing::error!(error = %e, "the analyzer refused an upload; dropping it");
+                warn_limited(
+                    &shared,
+                    &format!("the analyzer refused an upload; dropped it: {e}"),
+                );
                 c.dropped_uploads.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
                 c.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "upload failed; will retry");
+                failures += 1;
+                warn_limited(&shared, &format!("upload failed; retrying with backoff: {e}"));
                 shared
                     .queue
                     .items
@@ -468,7 +584,16 @@ fn upload(dest: Destination, shared: Arc<Shared>) {
                 if shared.stop_uploads.load(Ordering::Acquire) {
                     return; // do not hold up the service's shutdown
                 }
-                std::thread::sleep(Duration::from_secs(1));
+                let seed = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.subsec_nanos())
+                    .unwrap_or(0);
+                let wait = backoff(failures, u64::from(seed));
+                // Sleep in slices so that a shutdown is not held up.
+                let until = Instant::now() + wait;
+                while Instant::now() < until && !shared.stop_uploads.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
             }
         }
     }
@@ -477,6 +602,16 @@ fn upload(dest: Destination, shared: Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_minute_with_jitter() {
+        assert_eq!(backoff(1, 0), Duration::from_millis(750));
+        assert_eq!(backoff(2, 0), Duration::from_millis(1_500));
+        assert!(backoff(2, 999) > backoff(2, 0), "jitter");
+        assert!(backoff(2, u64::MAX) < Duration::from_millis(2_500));
+        assert_eq!(backoff(30, 0), Duration::from_millis(45_000));
+        assert!(backoff(30, u64::MAX) <= Duration::from_secs(75));
+    }
 
     #[test]
     fn environment_overrides_code_and_bad_values_are_ignored() {

@@ -89,7 +89,10 @@ fn a_dead_analyzer_neither_blocks_nor_crashes_the_service() {
 fn a_disabled_agent_starts_nothing() {
     let _serial = crate::serial();
     let agent = Agent::start(
-        AgentConfig::new("svc", "v1").with_env(|k| (k == "FLAMESHIFT_DISABLED").then(|| "1".into())),
+        AgentConfig::default()
+            .with_env(|k| (k == "FLAMESHIFT_DISABLED").then(|| "1".into()))
+            .service("svc")
+            .deploy("v1"),
     )
     .unwrap();
     assert_eq!(agent.mode(), None);
