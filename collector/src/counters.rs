@@ -160,8 +160,8 @@ pub(crate) fn clock_ns(clock: libc::clockid_t) -> u64 {
         .saturating_add(now.tv_nsec as u64)
 }
 
-/// Opens a counting (not sampling) event on the calling thread.
-fn open_counting(mode: CounterMode) -> Result<OwnedFd> {
+/// The user-space event of `mode` (instructions or task-clock).
+pub(crate) fn event_attr(mode: CounterMode) -> sys::bindings::perf_event_attr {
     // SAFETY: all-zero is a valid perf_event_attr.
     let mut attr: sys::bindings::perf_event_attr = unsafe { std::mem::zeroed() };
     attr.size = std::mem::size_of::<sys::bindings::perf_event_attr>() as u32;
@@ -177,11 +177,22 @@ fn open_counting(mode: CounterMode) -> Result<OwnedFd> {
     }
     attr.set_exclude_kernel(1);
     attr.set_exclude_hv(1);
-    // SAFETY: a valid attr for the calling thread (pid 0) on any CPU.
+    attr
+}
+
+/// Opens `attr` on thread `tid` (0: the calling thread), any CPU.
+/// An event this machine does not have is [`Error::Unsupported`]; any
+/// other failure (permissions, seccomp) is [`Error::PerfOpen`].
+pub(crate) fn open_event(
+    mut attr: sys::bindings::perf_event_attr,
+    tid: i32,
+    mode: CounterMode,
+) -> Result<OwnedFd> {
+    // SAFETY: a valid attr for one thread on any CPU, no group.
     let fd = unsafe {
         sys::perf_event_open(
             &mut attr,
-            0,
+            tid,
             -1,
             -1,
             libc::c_ulong::from(sys::bindings::PERF_FLAG_FD_CLOEXEC),
@@ -201,6 +212,11 @@ fn open_counting(mode: CounterMode) -> Result<OwnedFd> {
     }
     // SAFETY: a fresh descriptor owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens a counting (not sampling) event on the calling thread.
+fn open_counting(mode: CounterMode) -> Result<OwnedFd> {
+    open_event(event_attr(mode), 0, mode)
 }
 
 /// The first page of a counting event, for `rdpmc`.

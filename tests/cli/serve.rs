@@ -2,7 +2,7 @@
 //! loses nothing acknowledged; SIGTERM flushes and exits 0.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -10,6 +10,18 @@ use std::time::Duration;
 
 use flameshift_collector::http;
 use flameshift_profile::{format, LabelSetId, Profile, SampleType};
+
+/// Reads `child`'s stderr up to the line `PREFIX URL`; returns the URL and
+/// the rest of the lines.
+fn address(child: &mut Child, prefix: &str) -> (String, std::io::Lines<BufReader<ChildStderr>>) {
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("the command printed its address").unwrap();
+        if let Some(url) = line.strip_prefix(prefix) {
+            return (url.to_owned(), lines);
+        }
+    }
+}
 
 /// Starts `flameshift serve` on a free port; returns the child and its URL.
 pub fn start_serve(data: &std::path::Path, extra: &[&str]) -> (Child, String) {
@@ -20,13 +32,7 @@ pub fn start_serve(data: &std::path::Path, extra: &[&str]) -> (Child, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("serve printed its address").unwrap();
-        if let Some(url) = line.strip_prefix("flameshift: listening on ") {
-            break url.to_owned();
-        }
-    };
+    let (url, lines) = address(&mut child, "flameshift: listening on ");
     // Keep draining stderr so the server never blocks on it.
     thread::spawn(move || for _ in lines {});
     (child, url)
@@ -135,13 +141,7 @@ fn sigterm_flushes_and_exits_zero_and_the_token_comes_from_the_environment() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().unwrap().unwrap();
-        if let Some(url) = line.strip_prefix("flameshift: listening on ") {
-            break url.to_owned();
-        }
-    };
+    let (url, lines) = address(&mut child, "flameshift: listening on ");
     let target = format!("{url}/api/v1/profiles?service=s&deploy=v1");
     let body = profile_body("leaf");
     assert_eq!(
@@ -255,13 +255,7 @@ fn the_agent_in_a_service_reports_requests_and_functions_per_endpoint() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(service.stderr.take().unwrap()).lines();
-    let app = loop {
-        let line = lines.next().expect("demo-service printed its address").unwrap();
-        if let Some(url) = line.strip_prefix("flameshift demo-service: listening on ") {
-            break url.to_owned();
-        }
-    };
+    let (app, lines) = address(&mut service, "flameshift demo-service: listening on ");
     thread::spawn(move || for _ in lines {});
     let timeout = Duration::from_secs(10);
     for i in 0..60 {

@@ -7,13 +7,13 @@
 
 #![allow(unsafe_code)]
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use perf_event_open_sys as sys;
 
 use super::handler::SIGNAL;
-use crate::counters::CounterMode;
-use crate::{Error, Result};
+use crate::counters::{event_attr, open_event, CounterMode};
+use crate::Result;
 
 const F_SETSIG: libc::c_int = 10;
 const F_SETOWN_EX: libc::c_int = 15;
@@ -56,47 +56,10 @@ fn os_error(what: &str) -> std::io::Error {
 /// Opens a sampling event of `mode` on thread `tid`, every `period` units,
 /// delivering [`SIGNAL`] to that thread.
 pub fn perf(tid: i32, mode: CounterMode, period: u64) -> Result<Armed> {
-    // SAFETY: all-zero is a valid perf_event_attr.
-    let mut attr: sys::bindings::perf_event_attr = unsafe { std::mem::zeroed() };
-    attr.size = std::mem::size_of::<sys::bindings::perf_event_attr>() as u32;
-    match mode {
-        CounterMode::Instructions => {
-            attr.type_ = sys::bindings::PERF_TYPE_HARDWARE;
-            attr.config = u64::from(sys::bindings::PERF_COUNT_HW_INSTRUCTIONS);
-        }
-        CounterMode::TaskClock | CounterMode::ThreadCpuTime => {
-            attr.type_ = sys::bindings::PERF_TYPE_SOFTWARE;
-            attr.config = u64::from(sys::bindings::PERF_COUNT_SW_TASK_CLOCK);
-        }
-    }
+    let mut attr = event_attr(mode);
     attr.__bindgen_anon_1.sample_period = period.max(1);
     attr.set_disabled(1);
-    attr.set_exclude_kernel(1);
-    attr.set_exclude_hv(1);
-    // SAFETY: a valid attr for thread `tid` on any CPU.
-    let raw = unsafe {
-        sys::perf_event_open(
-            &mut attr,
-            tid,
-            -1,
-            -1,
-            libc::c_ulong::from(sys::bindings::PERF_FLAG_FD_CLOEXEC),
-        )
-    };
-    if raw < 0 {
-        let error = std::io::Error::last_os_error();
-        return Err(match error.raw_os_error() {
-            Some(libc::ENOENT | libc::EOPNOTSUPP | libc::ENODEV) => {
-                Error::Unsupported(format!("{mode:?}: {error}"))
-            }
-            _ => Error::PerfOpen {
-                event: format!("{mode:?} sampling"),
-                message: error.to_string(),
-            },
-        });
-    }
-    // SAFETY: perf_event_open returned a new fd that we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let fd = open_event(attr, tid, mode)?;
     let owner = OwnerEx {
         kind: F_OWNER_TID,
         pid: tid,
