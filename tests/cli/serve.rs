@@ -302,6 +302,14 @@ fn the_agent_in_a_service_reports_requests_and_functions_per_endpoint() {
     assert!(series["points"][0]["measured_per_request"].as_f64().unwrap() > 0.0);
     let orders = get("/api/v1/series?service=shop&endpoint=POST%20%2Forders&window=1d");
     assert_eq!(orders["points"][0]["requests"], 20);
+    // Measured cost per request keeps the configured order: feed (300
+    // units) > orders (200) > users (40).
+    let users = get("/api/v1/series?service=shop&endpoint=GET%20%2Fusers%2F%7Bid%7D&window=1d");
+    let per = |s: &serde_json::Value| s["points"][0]["measured_per_request"].as_f64().unwrap();
+    assert!(
+        per(&series) > per(&orders) && per(&orders) > per(&users),
+        "{series} {orders} {users}"
+    );
     let feed =
         get("/api/v1/functions?service=shop&deploy=v1&endpoint=GET%20%2Ffeed&order=inclusive&limit=200");
     let names: Vec<&str> = feed["functions"]
@@ -318,4 +326,78 @@ fn the_agent_in_a_service_reports_requests_and_functions_per_endpoint() {
     assert!(feed["functions"][0]["inclusive_per_request"].as_f64().unwrap() > 0.0);
     server.kill().unwrap();
     server.wait().unwrap();
+}
+
+#[test]
+fn demo_service_output_has_endpoint_labels_and_the_configured_proportions() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("p.pb.gz");
+    let mut service = Command::new(env!("CARGO_BIN_EXE_flameshift"))
+        .args(["demo-service", "--listen", "127.0.0.1:0", "--output"])
+        .arg(&output)
+        .env("FLAMESHIFT_UPLOAD_INTERVAL", "1")
+        .env("FLAMESHIFT_FREQUENCY", "999")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (app, lines) = address(&mut service, "flameshift demo-service: listening on ");
+    thread::spawn(move || for _ in lines {});
+    let timeout = Duration::from_secs(10);
+    for _ in 0..400 {
+        assert_eq!(
+            http::get(&format!("{app}/feed"), &[], timeout).unwrap().status,
+            200
+        );
+        assert_eq!(
+            http::post(&format!("{app}/orders"), &[], b"", timeout)
+                .unwrap()
+                .status,
+            200
+        );
+    }
+    assert!(Command::new("kill")
+        .arg(service.id().to_string())
+        .status()
+        .unwrap()
+        .success());
+    assert!(service.wait().unwrap().success());
+    let profile = format::read_path(&output, &Default::default()).unwrap();
+    // Inclusive cost per function among samples labelled with `endpoint`.
+    let cost = |endpoint: &str, function: &str| -> i64 {
+        profile
+            .iter_samples()
+            .filter(|(s, _)| {
+                profile.label_set(s.labels).iter().any(|l| {
+                    profile.str(l.key) == "endpoint" && profile.label_value_text(l.value) == endpoint
+                })
+            })
+            .filter(|(s, _)| {
+                profile
+                    .stack(s.stack)
+                    .iter()
+                    .any(|&f| profile.frame_name(f).ends_with(function))
+            })
+            .map(|(_, v)| v[1])
+            .sum()
+    };
+    let ratio = |a: i64, b: i64| a as f64 / b.max(1) as f64;
+    // Configured: score_items 200, render_feed 100; price_order 100, parse_order 60.
+    let feed = ratio(cost("GET /feed", "score_items"), cost("GET /feed", "render_feed"));
+    assert!(
+        (feed - 2.0).abs() < 0.5,
+        "score_items : render_feed = {feed:.2}, configured 2"
+    );
+    let orders = ratio(
+        cost("POST /orders", "price_order"),
+        cost("POST /orders", "parse_order"),
+    );
+    assert!(
+        (orders - 100.0 / 60.0).abs() < 0.45,
+        "price_order : parse_order = {orders:.2}, configured 1.67"
+    );
+    assert_eq!(
+        cost("GET /feed", "price_order"),
+        0,
+        "no order work under GET /feed"
+    );
 }
