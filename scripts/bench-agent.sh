@@ -6,6 +6,8 @@
 # is what the agent costs; throughput on 2 cores shared with wrk is
 # noisier). The agent runs at its default 99 Hz and builds a profile
 # every 10 s; with --analyzer it also ships them (to a local analyzer).
+# The peer is pprof-rs at 99 Hz on the same GET /feed work
+# (fixtures/peer-pprof-rs, built here), with its own no-profiler baseline.
 #
 #   scripts/bench-agent.sh [SECONDS] [ROUNDS]      (defaults 20 and 3)
 set -euo pipefail
@@ -14,6 +16,9 @@ seconds="${1:-20}"
 rounds="${2:-3}"
 cargo build --release --quiet --locked --bin flameshift
 fs=$PWD/target/release/flameshift
+CARGO_TARGET_DIR="${PEER_TARGET:-/tmp/flameshift-peer-target}" \
+  cargo build --release --quiet --locked --manifest-path fixtures/peer-pprof-rs/Cargo.toml
+peer="${PEER_TARGET:-/tmp/flameshift-peer-target}/release/peer-pprof-rs"
 out=bench-data/agent
 mkdir -p "$out"
 rm -rf "$out/data"
@@ -24,9 +29,9 @@ sleep 1
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-run() { # label, extra args...
+run() { # label, command...
   local label=$1; shift
-  "$fs" demo-service --listen 127.0.0.1:7498 "$@" 2>"$out/service.log" &
+  "$@" 2>"$out/service.log" &
   local pid=$!
   sleep 1
   wrk -t1 -c8 -d2s http://127.0.0.1:7498/feed >/dev/null # warm up
@@ -45,7 +50,9 @@ run() { # label, extra args...
 
 echo "== demo-service GET /feed, wrk -t1 -c8 -d${seconds}s, $rounds alternating rounds"
 for round in $(seq "$rounds"); do
-  run "no agent" --no-agent
-  run "agent, 99 Hz, not shipping" --deploy v1
-  run "agent, 99 Hz, shipping" --deploy v1 --analyzer http://127.0.0.1:7499
+  run "no agent" "$fs" demo-service --listen 127.0.0.1:7498 --no-agent
+  run "agent, 99 Hz, not shipping" "$fs" demo-service --listen 127.0.0.1:7498 --deploy v1
+  run "agent, 99 Hz, shipping" "$fs" demo-service --listen 127.0.0.1:7498 --deploy v1 --analyzer http://127.0.0.1:7499
+  run "peer: no profiler" "$peer" 127.0.0.1:7498 --no-profiler
+  run "peer: pprof-rs, 99 Hz" "$peer" 127.0.0.1:7498
 done

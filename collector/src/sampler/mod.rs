@@ -171,6 +171,9 @@ impl Sampler {
         let period = period_for(mode);
         handler::install()?;
         let buffer = BUFFER.get_or_init(|| SampleBuffer::new(config.buffer_slots));
+        // The buffer outlives samplers: samples a previous one took after
+        // its last drain (another period, maybe) are not ours.
+        buffer.drain(&mut Vec::new());
         handler::PERIOD.store(period, Ordering::Relaxed);
         handler::REARM.store(true, Ordering::Relaxed);
         handler::BUFFER.store(
