@@ -1,4 +1,4 @@
-//! The in-process agent: the [`Sampler`](crate::sampler::Sampler) on every
+//! The in-process agent: the [`crate::sampler::Sampler`] on every
 //! thread, request statistics from the tower layer, and a background
 //! exporter that ships both to the analyzer every `upload_interval`.
 //!

@@ -2,19 +2,39 @@
 //!
 //! Everything that runs in or next to a profiled service:
 //!
+//! - the in-process [`agent`]: the signal-driven [`sampler`] on every
+//!   thread (instructions where the machine has a PMU, task-clock or a
+//!   thread-CPU-clock timer otherwise), [`labels`] that follow async tasks,
+//!   the tower/axum `layer` that counts and meters
+//!   requests per endpoint (features `tower`, `axum`), and the [`export`]er
+//!   that ships profiles and request statistics to `flameshift serve`;
 //! - the external sampler behind `flameshift record -- CMD` and `attach`
 //!   ([`recorder`]): perf events on every CPU that follow the command and
-//!   its children (instructions where the machine has a PMU, `cpu-clock`
-//!   otherwise), frame-pointer or DWARF ([`unwind`]) stacks, the mappings
-//!   each process had at each sample, symbols, lines and inlined functions
-//!   ([`symbolize`]);
-//! - the first pieces of the in-process agent: per-thread CPU
-//!   [`counters`] and [`labels`] that follow async tasks.
+//!   its children, frame-pointer or DWARF ([`unwind`]) stacks, symbols,
+//!   lines and inlined functions ([`symbolize`]).
 //!
-//! It depends only on [`flameshift_profile`] (no polars, inferno or axum),
-//! so that it stays small enough to link into any service. `unsafe` is
-//! confined to `perf::event`, `perf::ring`, `counters` and the `poll` call
-//! in `recorder`, each block with a `SAFETY` comment.
+//! It depends only on [`flameshift_profile`] (no polars, inferno or a
+//! runtime; axum only behind the `axum` feature), so that it stays small
+//! enough to link into any service. `unsafe` is confined to `perf::event`,
+//! `perf::ring`, `counters`, the sampler's `arm`, `buffer` and `handler`,
+//! and the `poll` call in `recorder`, each block with a `SAFETY` comment.
+//!
+//! The agent in an axum service (feature `axum`; build with frame pointers):
+//!
+//! ```ignore
+//! use flameshift_collector::agent::{Agent, AgentConfig};
+//! use flameshift_collector::layer::{AxumRoute, CpuLayer};
+//!
+//! // FLAMESHIFT_ANALYZER=http://127.0.0.1:7411 in the environment, or .analyzer(url)
+//! let agent = Agent::start(AgentConfig::new("checkout", env!("CARGO_PKG_VERSION")))?;
+//! let app = axum::Router::new()
+//!     .route("/users/{id}", axum::routing::get(user))
+//!     .layer(CpuLayer::new(agent.request_stats(), AxumRoute));
+//! axum::serve(listener, app).await?;
+//! agent.shutdown(); // ships the last interval
+//! ```
+//!
+//! Profiling a command from the outside:
 //!
 //! ```no_run
 //! use flameshift_collector::recorder::{record, RecordOptions};
@@ -22,6 +42,11 @@
 //! println!("{} samples", recording.profile.samples().len());
 //! # Ok::<(), flameshift_collector::Error>(())
 //! ```
+//!
+//! # Features
+//!
+//! - `tower`: the `layer` module's tower `Layer`;
+//! - `axum`: endpoint names from axum's matched route template.
 
 pub mod agent;
 pub mod counters;
