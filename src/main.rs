@@ -4,6 +4,7 @@
 
 #![allow(clippy::print_stderr, reason = "the CLI reports errors on stderr")]
 
+mod changepoints;
 mod commands;
 mod demo_service;
 mod serve;
@@ -39,6 +40,26 @@ enum Command {
     Serve(ServeArgs),
     /// Run a small axum service with the in-process agent attached (for the demo and benchmarks).
     DemoService(DemoServiceArgs),
+    /// Find change points in a numeric series (CSV with a header row, or a JSON array).
+    Changepoints(ChangepointsArgs),
+}
+
+#[derive(Debug, Args)]
+struct ChangepointsArgs {
+    /// CSV (one column per metric, a header row) or JSON array of numbers.
+    file: PathBuf,
+    /// Only this column (default: every numeric column).
+    #[arg(long)]
+    column: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// E-Divisive means with a t-test (as Apache Otava), or PELT with an MBIC-like penalty.
+    #[arg(long, default_value = "e-divisive", value_parser = ["e-divisive", "pelt"])]
+    method: String,
+    /// E-Divisive's significance threshold (after a Bonferroni correction over the splits tried).
+    #[arg(long, default_value_t = 0.001)]
+    max_p_value: f64,
 }
 
 #[derive(Debug, Args)]
@@ -277,6 +298,13 @@ impl InputArgs {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {
+        Command::Changepoints(a) => done(changepoints::run(&changepoints::ChangepointOptions {
+            input: a.file,
+            column: a.column,
+            json: a.json,
+            method: a.method,
+            max_p_value: a.max_p_value,
+        })),
         Command::DemoService(a) => done(demo_service::run(demo_service::DemoOptions {
             listen: a.listen,
             analyzer: a.analyzer,

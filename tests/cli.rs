@@ -379,3 +379,48 @@ fn attach_stops_cleanly_on_ctrl_c_and_writes_what_it_has() {
 
 #[path = "cli/serve.rs"]
 mod serve;
+
+#[test]
+fn changepoints_finds_a_step_in_a_csv_column_and_refuses_bad_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("history.csv");
+    let mut text = String::from("run,ns_per_iter\n");
+    for i in 0..60 {
+        // A deterministic wobble of ±1% around 100, then 115 from run 40.
+        let level = if i < 40 { 100.0 } else { 115.0 };
+        text.push_str(&format!("{i},{}\n", level + ((i * 37) % 7) as f64 * 0.3 - 0.9));
+    }
+    std::fs::write(&csv, text).unwrap();
+    for method in ["e-divisive", "pelt"] {
+        let out = ok(&[
+            "changepoints",
+            path_str(&csv),
+            "--column",
+            "ns_per_iter",
+            "--json",
+            "--method",
+            method,
+        ]);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let points = json[0]["change_points"].as_array().unwrap();
+        assert_eq!(points.len(), 1, "{method}: {json}");
+        assert_eq!(points[0]["index"], 40);
+        assert!((points[0]["change"].as_f64().unwrap() - 0.15).abs() < 0.01);
+    }
+    let table =
+        String::from_utf8(ok(&["changepoints", path_str(&csv), "--column", "ns_per_iter"]).stdout).unwrap();
+    assert!(
+        table.contains("1 change point(s)") && table.contains("+15."),
+        "{table}"
+    );
+
+    let bad = |name: &str, content: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        fails(&["changepoints", path_str(&path)])
+    };
+    assert!(bad("empty.csv", "").contains("empty"));
+    assert!(bad("ragged.csv", "a,b\n1,2\n3\n").contains("row 3 has 1 cells"));
+    assert!(bad("words.json", "[1, \"two\"]").contains("JSON array of numbers"));
+    assert!(bad("text.csv", "a\nx\ny\n").contains("no numeric column"));
+}

@@ -33,6 +33,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod detect;
 mod error;
 pub mod ingest;
 pub mod model;
