@@ -202,9 +202,8 @@ fn check_deploys(store: &dyn Store, service: &str, deploys: &[&str]) -> Result<(
     if deploys.is_empty() {
         return Ok(());
     }
-    let known = store.deploys(service)?;
     for deploy in deploys {
-        if !known.iter().any(|d| d.deploy == *deploy) {
+        if !store.has_deploy(service, deploy)? {
             return Err(Error::NotFound {
                 what: "deploy",
                 name: format!("{deploy}` of service `{service}"),

@@ -63,6 +63,9 @@ pub(super) struct ServiceState {
     pub(super) files: Vec<PartFile>,
     pub(super) stacks: HashMap<u64, (u64, Arc<str>)>,
     pub(super) deploys: Vec<DeployEvent>,
+    /// Every deploy seen, once a query has asked (filled by one scan, then
+    /// kept up to date by ingest).
+    pub(super) known_deploys: Option<std::collections::HashSet<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -80,7 +83,9 @@ pub struct DiskStore {
     /// the flush while it rotates the log and takes the heads.
     gate: RwLock<()>,
     pub(super) state: RwLock<State>,
-    flush_lock: Mutex<()>,
+    /// Serialises flushes (and the first scan of known deploys, so that
+    /// no row moves from the head to Parquet in the middle of it).
+    pub(super) flush_lock: Mutex<()>,
     /// Held shared by every running scan, exclusively while compaction or
     /// retention deletes files, so no scan loses a file it was given.
     scans: RwLock<()>,
@@ -471,6 +476,15 @@ fn apply(state: &mut State, batch: Batch) -> Receipt {
         }
     }
     svc.deploys.extend(batch.deploys.iter().cloned());
+    if let Some(known) = &mut svc.known_deploys {
+        let seen = batch.samples.iter().map(|(k, _)| &*k.deploy);
+        let seen = seen.chain(batch.requests.iter().map(|(k, _)| &*k.deploy));
+        for deploy in seen.chain(batch.deploys.iter().map(|e| e.deploy.as_str())) {
+            if !known.contains(deploy) {
+                known.insert(deploy.to_owned());
+            }
+        }
+    }
     let receipt = Receipt {
         service: batch.service.clone(),
         samples: batch.sample_count(),

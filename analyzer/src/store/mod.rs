@@ -151,6 +151,9 @@ pub trait Store: Send + Sync {
     fn services(&self) -> Result<Vec<ServiceSummary>>;
     /// The deploys of `service`, oldest first.
     fn deploys(&self, service: &str) -> Result<Vec<DeploySummary>>;
+    /// Whether `service` has data or an event for `deploy` (an unknown
+    /// service is [`crate::Error::NotFound`]).
+    fn has_deploy(&self, service: &str, deploy: &str) -> Result<bool>;
     /// Summed weight per stack of the selection.
     fn stack_totals(&self, selection: &Selection) -> Result<StackTotals>;
     /// Summed weight per window, deploy and stack.

@@ -297,6 +297,44 @@ impl Store for DiskStore {
         Ok(out)
     }
 
+    fn has_deploy(&self, service: &str, deploy: &str) -> Result<bool> {
+        {
+            let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+            let svc = state.services.get(service).ok_or_else(|| Error::NotFound {
+                what: "service",
+                name: service.to_owned(),
+            })?;
+            if let Some(known) = &svc.known_deploys {
+                return Ok(known.contains(deploy));
+            }
+        }
+        // First ask: one scan of the distinct deploys, then kept by ingest.
+        // No flush runs meanwhile, so rows ingested during the scan are
+        // still in the head for the re-check below.
+        let _no_flush = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let scanned: std::collections::HashSet<String> =
+            self.deploys(service)?.into_iter().map(|d| d.deploy).collect();
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let Some(svc) = state.services.get_mut(service) else {
+            return Ok(false);
+        };
+        let known = svc.known_deploys.get_or_insert(scanned);
+        for (key, _) in svc.head.samples.iter() {
+            if !known.contains(&*key.deploy) {
+                known.insert(key.deploy.to_string());
+            }
+        }
+        for key in svc.head.requests.keys() {
+            if !known.contains(&*key.deploy) {
+                known.insert(key.deploy.to_string());
+            }
+        }
+        for event in &svc.deploys {
+            known.insert(event.deploy.clone());
+        }
+        Ok(known.contains(deploy))
+    }
+
     fn stack_totals(&self, sel: &Selection) -> Result<StackTotals> {
         let _scan = self.scan_guard();
         let frame = self.grouped_samples(sel, vec![col("stack_id")])?;
