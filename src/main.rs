@@ -7,7 +7,9 @@
 mod changepoints;
 mod commands;
 mod demo_service;
+mod regressions;
 mod serve;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +44,30 @@ enum Command {
     DemoService(DemoServiceArgs),
     /// Find change points in a numeric series (CSV with a header row, or a JSON array).
     Changepoints(ChangepointsArgs),
+    /// List the regressions an analyzer found.
+    Regressions(RegressionsArgs),
+}
+
+#[derive(Debug, Args)]
+struct RegressionsArgs {
+    /// The analyzer (or FLAMESHIFT_ANALYZER).
+    #[arg(long, env = "FLAMESHIFT_ANALYZER", default_value = "http://127.0.0.1:7411")]
+    analyzer: String,
+    /// Only this service.
+    #[arg(long)]
+    service: Option<String>,
+    /// Only regressions in this state.
+    #[arg(long, value_parser = ["open", "acknowledged", "resolved"])]
+    state: Option<String>,
+    /// Bearer token, if the analyzer requires one.
+    #[arg(long, env = "FLAMESHIFT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Ask the analyzer to run detection now, first.
+    #[arg(long)]
+    detect: bool,
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +135,17 @@ struct ServeArgs {
     /// How often what is only in the write-ahead log is written to Parquet.
     #[arg(long, default_value = "10s")]
     flush_interval: String,
+    /// How often regression detection runs.
+    #[arg(long, default_value = "60s")]
+    detect_interval: String,
+    /// Detection thresholds: a JSON object with any of the settings in
+    /// docs (e.g. `{"min_relative": 0.05}`); the rest keep their defaults.
+    #[arg(long, value_name = "FILE")]
+    detect_settings: Option<PathBuf>,
+    /// POST each new regression to this URL (repeatable); the JSON has a
+    /// one-line `text` that chat tools display.
+    #[arg(long, value_name = "URL")]
+    webhook: Vec<String>,
 }
 
 /// Options every command that reads profiles shares.
@@ -329,7 +366,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             retention: a.retention,
             max_body: a.max_body,
             flush_interval: a.flush_interval,
+            detect_interval: a.detect_interval,
+            detect_settings: a.detect_settings,
+            webhooks: a.webhook,
         })),
+        Command::Regressions(a) => regressions::run(&regressions::RegressionsOptions {
+            analyzer: a.analyzer,
+            service: a.service,
+            state: a.state,
+            token: a.token,
+            json: a.json,
+            detect: a.detect,
+        })
+        .map(|_| ExitCode::SUCCESS),
         Command::Record(a) => commands::record(&a.sampling.to_config(), &a.command),
         Command::Attach(a) => done(commands::attach(
             &a.sampling.to_config(),

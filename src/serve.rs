@@ -2,11 +2,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use flameshift_analyzer::server::{self, parse_duration_ms, ServeConfig};
 use flameshift_analyzer::store::StoreConfig;
+
+use crate::webhook::Webhooks;
 
 /// What the command line said.
 pub struct ServeOptions {
@@ -16,6 +19,9 @@ pub struct ServeOptions {
     pub retention: String,
     pub max_body: usize,
     pub flush_interval: String,
+    pub detect_interval: String,
+    pub detect_settings: Option<PathBuf>,
+    pub webhooks: Vec<String>,
 }
 
 fn duration(what: &str, text: &str) -> anyhow::Result<i64> {
@@ -39,6 +45,26 @@ pub fn serve(options: ServeOptions) -> anyhow::Result<()> {
     config.max_body_bytes = options.max_body;
     config.flush_interval =
         Duration::from_millis(duration("--flush-interval", &options.flush_interval)? as u64);
+    config.detect_interval =
+        Duration::from_millis(duration("--detect-interval", &options.detect_interval)?.max(1) as u64);
+    if let Some(path) = &options.detect_settings {
+        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        config.detect = serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not a JSON object of detection settings", path.display()))?;
+    }
+    if !options.webhooks.is_empty() {
+        for url in &options.webhooks {
+            if !url.starts_with("http://") {
+                bail!(
+                    "--webhook {url:?}: only http:// URLs are supported (put a TLS proxy in front for https)"
+                );
+            }
+        }
+        config.notifier = Some(Arc::new(Webhooks::start(
+            options.webhooks.clone(),
+            Duration::from_secs(1),
+        )));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -38,6 +38,8 @@ mod error;
 pub mod ingest;
 pub mod model;
 pub mod query;
+pub mod regressions;
+pub mod simulate;
 pub mod store;
 pub mod wal;
 

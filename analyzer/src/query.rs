@@ -9,7 +9,7 @@ use flameshift_profile::{LabelSetId, Profile, SampleType, TopBy};
 use serde::Serialize;
 
 use crate::model::Unit;
-use crate::store::{Selection, Store};
+use crate::store::{Selection, StackSeriesRow, Store};
 use crate::{Error, Result};
 
 /// A selection's samples as a profile: sample types `samples/count` and
@@ -268,7 +268,7 @@ pub fn series(
     if window_ms <= 0 {
         return Err(Error::bad("window must be positive"));
     }
-    let stacks = store.stack_series(sel, window_ms)?;
+    let stacks = store.stack_series(sel, window_ms, false)?;
     let mut matches: HashMap<u64, bool> = HashMap::new();
     let mut points: BTreeMap<(i64, String), SeriesPoint> = BTreeMap::new();
     let blank = |window_ms: i64, deploy: &str| SeriesPoint {
@@ -280,7 +280,14 @@ pub fn series(
         cost_per_request: None,
         measured_per_request: None,
     };
-    for (window, deploy, id, weight) in &stacks.rows {
+    for StackSeriesRow {
+        window_ms: window,
+        deploy,
+        stack_id: id,
+        weight,
+        ..
+    } in &stacks.rows
+    {
         let counted = match function {
             None => true,
             Some(f) => *matches.entry(*id).or_insert_with(|| {

@@ -24,22 +24,38 @@ pub fn variance(xs: &[f64]) -> f64 {
 /// Two-sided p-value of Welch's t-test for a difference of means.
 /// Two constant samples give 0 when their means differ, 1 when equal.
 pub fn welch_p(a: &[f64], b: &[f64]) -> f64 {
+    match welch_t(a, b) {
+        Some((t, dist)) => (2.0 * dist.cdf(-t.abs())).clamp(0.0, 1.0),
+        None if a.len() >= 2 && b.len() >= 2 && mean(a) != mean(b) => 0.0,
+        None => 1.0,
+    }
+}
+
+/// One-sided p-value of Welch's t-test that the mean of `b` is larger
+/// than the mean of `a`.
+pub fn welch_greater_p(a: &[f64], b: &[f64]) -> f64 {
+    match welch_t(a, b) {
+        Some((t, dist)) => dist.cdf(-t).clamp(0.0, 1.0),
+        None if a.len() >= 2 && b.len() >= 2 && mean(b) > mean(a) => 0.0,
+        None => 1.0,
+    }
+}
+
+/// Welch's `t` of `mean(b) − mean(a)` and its t distribution, or none
+/// below two values a side or without any variance.
+fn welch_t(a: &[f64], b: &[f64]) -> Option<(f64, StudentsT)> {
     if a.len() < 2 || b.len() < 2 {
-        return 1.0;
+        return None;
     }
     let (va, vb) = (variance(a) / a.len() as f64, variance(b) / b.len() as f64);
-    let diff = mean(a) - mean(b);
     let se2 = va + vb;
     if se2 <= 0.0 {
-        return if diff == 0.0 { 1.0 } else { 0.0 };
+        return None;
     }
-    let t = diff / se2.sqrt();
+    let t = (mean(b) - mean(a)) / se2.sqrt();
     let df =
         se2 * se2 / (va * va / (a.len() - 1) as f64 + vb * vb / (b.len() - 1) as f64).max(f64::MIN_POSITIVE);
-    match StudentsT::new(0.0, 1.0, df) {
-        Ok(dist) => (2.0 * dist.cdf(-t.abs())).clamp(0.0, 1.0),
-        Err(_) => 1.0,
-    }
+    StudentsT::new(0.0, 1.0, df).ok().map(|dist| (t, dist))
 }
 
 #[cfg(test)]
@@ -54,24 +70,53 @@ mod tests {
         assert_eq!(welch_p(&[1.0, 1.0], &[2.0, 2.0]), 0.0);
         assert_eq!(welch_p(&[1.0, 1.0], &[1.0, 1.0]), 1.0);
         assert_eq!(welch_p(&[1.0], &[2.0, 3.0]), 1.0);
+        let up = welch_greater_p(&[1.0, 2.0, 3.0, 4.0, 5.0], &[3.0, 4.0, 5.0, 6.0, 7.0]);
+        assert!((up - 0.080_516_24 / 2.0).abs() < 1e-6, "one-sided: {up}");
+        let down = welch_greater_p(&[3.0, 4.0, 5.0, 6.0, 7.0], &[1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert!((down - (1.0 - 0.080_516_24 / 2.0)).abs() < 1e-6, "{down}");
     }
 }
 
 /// Two-sided p-value of the Mann–Whitney U test (normal approximation
 /// with tie correction and continuity correction); 1 when a side is empty.
 pub fn mann_whitney_p(a: &[f64], b: &[f64]) -> f64 {
+    let Some((excess, sd)) = mann_whitney_excess(a, b) else {
+        return 1.0;
+    };
+    let z = (excess.abs() - 0.5).max(0.0) / sd;
+    (2.0 * upper_normal_tail(z)).clamp(0.0, 1.0)
+}
+
+/// One-sided p-value of the Mann–Whitney U test that `b` tends to be
+/// larger than `a` (same approximation as [`mann_whitney_p`]).
+pub fn mann_whitney_greater_p(a: &[f64], b: &[f64]) -> f64 {
+    let Some((excess, sd)) = mann_whitney_excess(a, b) else {
+        return 1.0;
+    };
+    // `excess` is U of `b` minus its mean under no difference.
+    upper_normal_tail((excess - 0.5) / sd).clamp(0.0, 1.0)
+}
+
+fn upper_normal_tail(z: f64) -> f64 {
+    let normal = statrs::distribution::Normal::standard();
+    1.0 - normal.cdf(z)
+}
+
+/// `U_b − n_a·n_b/2` and the tie-corrected standard deviation of U, or
+/// none when a side is empty or every value is tied.
+fn mann_whitney_excess(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
     let (n1, n2) = (a.len() as f64, b.len() as f64);
     if a.is_empty() || b.is_empty() {
-        return 1.0;
+        return None;
     }
     let mut all: Vec<(f64, bool)> = a
         .iter()
-        .map(|&x| (x, true))
-        .chain(b.iter().map(|&x| (x, false)))
+        .map(|&x| (x, false))
+        .chain(b.iter().map(|&x| (x, true)))
         .collect();
     all.sort_by(|x, y| x.0.total_cmp(&y.0));
     let n = all.len();
-    let (mut rank_sum_a, mut tie_term) = (0.0, 0.0);
+    let (mut rank_sum_b, mut tie_term) = (0.0, 0.0);
     let mut i = 0;
     while i < n {
         let mut j = i;
@@ -81,19 +126,13 @@ pub fn mann_whitney_p(a: &[f64], b: &[f64]) -> f64 {
         let rank = (i + j) as f64 / 2.0 + 1.0; // average rank of the tie group
         let size = (j - i + 1) as f64;
         tie_term += size * size * size - size;
-        rank_sum_a += all[i..=j].iter().filter(|x| x.1).count() as f64 * rank;
+        rank_sum_b += all[i..=j].iter().filter(|x| x.1).count() as f64 * rank;
         i = j + 1;
     }
-    let u = rank_sum_a - n1 * (n1 + 1.0) / 2.0;
-    let mean_u = n1 * n2 / 2.0;
+    let u = rank_sum_b - n2 * (n2 + 1.0) / 2.0;
     let total = n1 + n2;
     let var_u = n1 * n2 / 12.0 * ((total + 1.0) - tie_term / (total * (total - 1.0)));
-    if var_u <= 0.0 {
-        return 1.0;
-    }
-    let z = ((u - mean_u).abs() - 0.5).max(0.0) / var_u.sqrt();
-    let normal = statrs::distribution::Normal::standard();
-    (2.0 * (1.0 - normal.cdf(z))).clamp(0.0, 1.0)
+    (var_u > 0.0).then(|| (u - n1 * n2 / 2.0, var_u.sqrt()))
 }
 
 /// The Hodges–Lehmann estimate of the shift from `a` to `b`: the median
@@ -149,10 +188,19 @@ pub fn hodges_lehmann_ci(a: &[f64], b: &[f64], level: f64, rounds: usize, seed: 
 
 /// Benjamini–Hochberg q-values (adjusted p-values) of `p`, in input order.
 pub fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
-    let m = p.len();
-    let mut order: Vec<usize> = (0..m).collect();
+    benjamini_hochberg_among(p, p.len())
+}
+
+/// Benjamini–Hochberg q-values of `p` within a family of `m ≥ p.len()`
+/// tests whose others were not computed because they could not be
+/// significant: they count as p = 1, which leaves these q-values exactly
+/// what the whole family would give them when the others are truly 1,
+/// and no smaller otherwise (conservative).
+pub fn benjamini_hochberg_among(p: &[f64], m: usize) -> Vec<f64> {
+    let m = m.max(p.len());
+    let mut order: Vec<usize> = (0..p.len()).collect();
     order.sort_by(|&i, &j| p[i].total_cmp(&p[j]));
-    let mut q = vec![1.0; m];
+    let mut q = vec![1.0; p.len()];
     let mut running = 1.0f64;
     for (rank, &i) in order.iter().enumerate().rev() {
         running = running.min(p[i] * m as f64 / (rank + 1) as f64);
@@ -175,6 +223,13 @@ mod comparison_tests {
         assert!(mann_whitney_p(&[1.0, 2.0, 3.0], &[1.0, 2.0, 3.0]) > 0.9);
         assert_eq!(mann_whitney_p(&[], &[1.0]), 1.0);
         assert_eq!(mann_whitney_p(&[2.0, 2.0], &[2.0, 2.0]), 1.0, "all tied");
+        // One-sided: scipy's mannwhitneyu(b, a, alternative="greater",
+        // method="asymptotic") = 0.0060929.
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let b = [6.0, 7.0, 8.0, 9.0, 10.0];
+        let up = mann_whitney_greater_p(&a, &b);
+        assert!((up - 0.006_092_89).abs() < 1e-6, "{up}");
+        assert!(mann_whitney_greater_p(&b, &a) > 0.99);
     }
 
     #[test]
@@ -200,5 +255,41 @@ mod comparison_tests {
             assert!((got - want).abs() < 1e-12, "{q:?}");
         }
         assert!(benjamini_hochberg(&[]).is_empty());
+        // The same family with two more tests at p = 1, left uncomputed.
+        let among = benjamini_hochberg_among(&[0.01, 0.04, 0.03, 0.005], 6);
+        let whole = benjamini_hochberg(&[0.01, 0.04, 0.03, 0.005, 1.0, 1.0]);
+        assert_eq!(among, whole[..4].to_vec());
+        assert!((among[3] - 0.03).abs() < 1e-12, "{among:?}");
+    }
+}
+
+/// A Student-t confidence interval (`level`, e.g. 0.95) of the mean of
+/// `xs`; the mean itself on both ends below two values.
+pub fn mean_ci(xs: &[f64], level: f64) -> (f64, f64) {
+    let m = mean(xs);
+    if xs.len() < 2 {
+        return (m, m);
+    }
+    let se = (variance(xs) / xs.len() as f64).sqrt();
+    let tail = (1.0 - level.clamp(0.0, 1.0)) / 2.0;
+    let t = StudentsT::new(0.0, 1.0, (xs.len() - 1) as f64)
+        .map(|d| d.inverse_cdf(1.0 - tail))
+        .unwrap_or(f64::INFINITY);
+    (m - t * se, m + t * se)
+}
+
+#[cfg(test)]
+mod interval_tests {
+    use super::*;
+
+    #[test]
+    fn mean_interval_matches_a_reference() {
+        // R: t.test(c(1, 2, 3, 4, 5))$conf.int = 1.036757 4.963243
+        let (low, high) = mean_ci(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.95);
+        assert!(
+            (low - 1.036_757).abs() < 1e-5 && (high - 4.963_243).abs() < 1e-5,
+            "({low}, {high})"
+        );
+        assert_eq!(mean_ci(&[7.0], 0.95), (7.0, 7.0));
     }
 }

@@ -24,7 +24,7 @@ use crate::{Error, Result};
 
 type Answer = std::result::Result<Response, ApiError>;
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -32,7 +32,7 @@ fn now_ms() -> i64 {
 }
 
 /// Runs blocking store work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(work).await {
@@ -44,7 +44,9 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-fn body_or_error(body: std::result::Result<Bytes, BytesRejection>) -> std::result::Result<Bytes, ApiError> {
+pub(super) fn body_or_error(
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> std::result::Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         let status = rejection.status();
         let message = if status == StatusCode::PAYLOAD_TOO_LARGE {

@@ -1,11 +1,13 @@
 //! The HTTP server of `flameshift serve`: the `/api/v1` routes of
 //! DESIGN.md, Pyroscope's `/ingest`, `/healthz` and `/metrics`, bearer
 //! token authentication, a body limit, a periodic flush to Parquet, and a
-//! graceful shutdown that flushes.
+//! graceful shutdown that flushes; detection runs periodically and on
+//! `POST /api/v1/detect`, its findings under `GET /api/v1/regressions`.
 
 mod handlers;
 mod metrics;
 mod params;
+mod regressions;
 mod response;
 
 use std::future::Future;
@@ -24,6 +26,8 @@ pub use metrics::Metrics;
 pub use params::parse_duration_ms;
 use response::ApiError;
 
+use crate::detect::DetectSettings;
+use crate::regressions::{Detector, Notifier};
 use crate::store::{DiskStore, Store, StoreConfig};
 use crate::{Error, Result};
 
@@ -40,10 +44,17 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// How often the head is flushed to Parquet.
     pub flush_interval: Duration,
+    /// Detection thresholds.
+    pub detect: DetectSettings,
+    /// How often detection runs (it also runs on `POST /api/v1/detect`).
+    pub detect_interval: Duration,
+    /// Told about each new regression (webhooks).
+    pub notifier: Option<Arc<dyn Notifier>>,
 }
 
 impl ServeConfig {
-    /// Defaults: `127.0.0.1:7411`, 64 MiB bodies, flush every 10 s.
+    /// Defaults: `127.0.0.1:7411`, 64 MiB bodies, flush every 10 s,
+    /// detection every 60 s with the default thresholds.
     pub fn new(store: StoreConfig) -> ServeConfig {
         ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7411)),
@@ -51,6 +62,9 @@ impl ServeConfig {
             token: None,
             max_body_bytes: 64 << 20,
             flush_interval: Duration::from_secs(10),
+            detect: DetectSettings::default(),
+            detect_interval: Duration::from_secs(60),
+            notifier: None,
         }
     }
 }
@@ -59,14 +73,21 @@ impl ServeConfig {
 #[derive(Clone)]
 pub struct AppState {
     store: Arc<dyn Store>,
+    detector: Arc<Detector>,
     metrics: Arc<Metrics>,
     token: Option<Arc<str>>,
 }
 
 /// The router over a store.
-pub fn router(store: Arc<dyn Store>, token: Option<String>, max_body_bytes: usize) -> Router {
+pub fn router(
+    store: Arc<dyn Store>,
+    detector: Arc<Detector>,
+    token: Option<String>,
+    max_body_bytes: usize,
+) -> Router {
     let state = AppState {
         store,
+        detector,
         metrics: Arc::new(Metrics::default()),
         token: token.map(Into::into),
     };
@@ -81,6 +102,9 @@ pub fn router(store: Arc<dyn Store>, token: Option<String>, max_body_bytes: usiz
         .route("/api/v1/diff", get(handlers::diff))
         .route("/api/v1/functions", get(handlers::functions))
         .route("/api/v1/series", get(handlers::series))
+        .route("/api/v1/regressions", get(regressions::list))
+        .route("/api/v1/regressions/{id}", post(regressions::set_state))
+        .route("/api/v1/detect", post(regressions::detect))
         .route("/metrics", get(handlers::metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
@@ -155,7 +179,34 @@ pub async fn serve(
         addr,
         store: store.clone(),
     });
-    let app = router(store.clone(), config.token.clone(), config.max_body_bytes);
+    let detector = Arc::new(Detector::open(
+        &config.store.dir,
+        config.detect.clone(),
+        config.notifier.clone(),
+    )?);
+    let app = router(
+        store.clone(),
+        detector.clone(),
+        config.token.clone(),
+        config.max_body_bytes,
+    );
+    let detecting = {
+        let (store, detector) = (store.clone(), detector.clone());
+        let interval = config.detect_interval;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let (store, detector) = (store.clone(), detector.clone());
+                let run =
+                    tokio::task::spawn_blocking(move || detector.run(&*store, None, handlers::now_ms()));
+                if let Ok(Err(e)) = run.await {
+                    tracing::error!(error = %e, "detection failed; will retry");
+                }
+            }
+        })
+    };
     let flusher = {
         let store = store.clone();
         let interval = config.flush_interval;
@@ -174,6 +225,7 @@ pub async fn serve(
     tracing::info!(%addr, "flameshift analyzer listening");
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     flusher.abort();
+    detecting.abort();
     let flushed = tokio::task::spawn_blocking(move || store.flush())
         .await
         .map_err(|e| Error::io("flush on shutdown", std::io::Error::other(e.to_string())))?;

@@ -44,13 +44,28 @@ pub struct StackTotals {
     pub stacks: HashMap<u64, Weight>,
 }
 
-/// Summed weights per window, deploy and stack.
+/// Summed weights per window, deploy, endpoint (when asked) and stack.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StackSeries {
     /// The unit of every weight.
     pub unit: Unit,
-    /// `(window start ms, deploy, stack) → weight`.
-    pub rows: Vec<(i64, Arc<str>, u64, Weight)>,
+    /// The rows, ordered by window, deploy, endpoint and stack.
+    pub rows: Vec<StackSeriesRow>,
+}
+
+/// One row of a [`StackSeries`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackSeriesRow {
+    /// Window start, ms since the Unix epoch.
+    pub window_ms: i64,
+    /// The deploy.
+    pub deploy: Arc<str>,
+    /// The endpoint, or `""` for every endpoint when not grouped by it.
+    pub endpoint: Arc<str>,
+    /// Leaf node of the stack.
+    pub stack_id: u64,
+    /// Summed weight.
+    pub weight: Weight,
 }
 
 /// Request counts and cost per window, deploy and endpoint.
@@ -156,8 +171,9 @@ pub trait Store: Send + Sync {
     fn has_deploy(&self, service: &str, deploy: &str) -> Result<bool>;
     /// Summed weight per stack of the selection.
     fn stack_totals(&self, selection: &Selection) -> Result<StackTotals>;
-    /// Summed weight per window, deploy and stack.
-    fn stack_series(&self, selection: &Selection, window_ms: i64) -> Result<StackSeries>;
+    /// Summed weight per window, deploy and stack, and per endpoint too
+    /// when `by_endpoint`.
+    fn stack_series(&self, selection: &Selection, window_ms: i64, by_endpoint: bool) -> Result<StackSeries>;
     /// Requests per window, deploy and endpoint.
     fn requests(&self, selection: &Selection, window_ms: i64) -> Result<Vec<RequestWindow>>;
     /// The frames of stack `id` of `service`, root first.

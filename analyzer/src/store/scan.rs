@@ -9,8 +9,8 @@ use polars::prelude::*;
 use super::disk::{DiskStore, ServiceState};
 use super::tables::{day_of, Table};
 use super::{
-    DeploySummary, Receipt, RequestWindow, Selection, ServiceSummary, StackSeries, StackTotals, Store,
-    StoreStats,
+    DeploySummary, Receipt, RequestWindow, Selection, ServiceSummary, StackSeries, StackSeriesRow,
+    StackTotals, Store, StoreStats,
 };
 use crate::ingest::Upload;
 use crate::model::{RequestKey, SampleKey, Unit, Weight};
@@ -353,33 +353,54 @@ impl Store for DiskStore {
         Ok(StackTotals { unit, stacks })
     }
 
-    fn stack_series(&self, sel: &Selection, window_ms: i64) -> Result<StackSeries> {
+    fn stack_series(&self, sel: &Selection, window_ms: i64, by_endpoint: bool) -> Result<StackSeries> {
         let _scan = self.scan_guard();
         let window_ms = window_ms.max(1);
-        let frame =
-            self.grouped_samples(sel, vec![window_expr(window_ms), col("deploy"), col("stack_id")])?;
+        let mut keys = vec![window_expr(window_ms), col("deploy"), col("stack_id")];
+        if by_endpoint {
+            keys.push(col("endpoint"));
+        }
+        let frame = self.grouped_samples(sel, keys)?;
         let unit = one_unit(&Self::units_of(&frame)?)?.unwrap_or(Unit::CpuNs);
         let windows = i64s(&frame, "window_ms")?;
         let deploys = strs(&frame, "deploy")?;
+        let endpoints = if by_endpoint {
+            Some(strs(&frame, "endpoint")?)
+        } else {
+            None
+        };
         let ids = frame.column("stack_id")?.u64()?;
         let (weights, counts) = (i64s(&frame, "weight")?, i64s(&frame, "count")?);
         let mut names: HashMap<&str, Arc<str>> = HashMap::new();
-        let mut summed: BTreeMap<(i64, Arc<str>, u64), Weight> = BTreeMap::new();
+        let mut summed: BTreeMap<(i64, Arc<str>, Arc<str>, u64), Weight> = BTreeMap::new();
         for i in 0..frame.height() {
             let (Some(window), Some(deploy), Some(id)) = (windows.get(i), deploys.get(i), ids.get(i)) else {
                 continue;
             };
+            let endpoint = endpoints.as_ref().and_then(|e| e.get(i)).unwrap_or("");
             let deploy = names.entry(deploy).or_insert_with(|| deploy.into()).clone();
-            summed.entry((window, deploy, id)).or_default().add(Weight {
-                weight: weights.get(i).unwrap_or(0),
-                count: counts.get(i).unwrap_or(0),
-            });
+            let endpoint = names.entry(endpoint).or_insert_with(|| endpoint.into()).clone();
+            summed
+                .entry((window, deploy, endpoint, id))
+                .or_default()
+                .add(Weight {
+                    weight: weights.get(i).unwrap_or(0),
+                    count: counts.get(i).unwrap_or(0),
+                });
         }
         Ok(StackSeries {
             unit,
             rows: summed
                 .into_iter()
-                .map(|((w, d, s), weight)| (w, d, s, weight))
+                .map(
+                    |((window_ms, deploy, endpoint, stack_id), weight)| StackSeriesRow {
+                        window_ms,
+                        deploy,
+                        endpoint,
+                        stack_id,
+                        weight,
+                    },
+                )
                 .collect(),
         })
     }

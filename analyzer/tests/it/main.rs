@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
 mod bad_input;
+mod detection;
 mod disk_full;
 mod round_trip;
 mod store;

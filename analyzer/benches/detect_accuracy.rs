@@ -1,0 +1,120 @@
+//! Accuracy of the detection core on the fleet simulator: precision,
+//! recall and F1 per (deploy, function), by regression size, and the
+//! share of decoy-only deploys with no alert.
+//!
+//! `cargo bench -p flameshift-analyzer --bench detect_accuracy`
+//! (`FS_SEEDS`, `FS_DEPLOYS`, `FS_HOSTS`, `FS_RPS`, `FS_WINDOWS` change
+//! the fleet).
+
+#![allow(clippy::print_stdout, reason = "a benchmark prints its results")]
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use flameshift_analyzer::detect::{compare_deploys, drift, DetectSettings};
+use flameshift_analyzer::simulate::{score, Fleet, FleetConfig, Score};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let seeds = env("FS_SEEDS", 5);
+    let deploys = env("FS_DEPLOYS", 40);
+    let mut settings = DetectSettings::default();
+    if let Ok(v) = std::env::var("FS_MIN_SAMPLES") {
+        settings.min_samples = v.parse().expect("FS_MIN_SAMPLES");
+    }
+    let mut total = Score::default();
+    let mut detect_time = 0.0;
+    let mut suppressed: std::collections::BTreeMap<String, usize> = Default::default();
+    for seed in 1..=seeds as u64 {
+        let fleet = Fleet::new(FleetConfig {
+            seed,
+            deploys,
+            hosts: env("FS_HOSTS", 10),
+            requests_per_second: env("FS_RPS", 20_000) as f64,
+            windows_per_deploy: env("FS_WINDOWS", 30),
+            ..FleetConfig::default()
+        });
+        let mut reported = Vec::new();
+        for d in 1..deploys {
+            let table = fleet.cost_table(d - 1, d);
+            let started = Instant::now();
+            let cmp = compare_deploys(&table, 0, 1, &settings, 0);
+            let skip: HashSet<_> = cmp
+                .regressions
+                .iter()
+                .map(|r| (r.endpoint.clone(), r.function.clone(), r.metric))
+                .collect();
+            let drifts = drift::drifts(&table, 1, &settings, 0, &skip);
+            detect_time += started.elapsed().as_secs_f64();
+            for s in &cmp.suppressed {
+                let kind = serde_json::to_value(&s.reason).expect("reasons serialize")["kind"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_owned();
+                *suppressed.entry(kind).or_default() += 1;
+            }
+            for r in cmp.regressions.iter().chain(&drifts) {
+                let function = r
+                    .cause
+                    .clone()
+                    .or_else(|| r.function.clone())
+                    .unwrap_or_else(|| format!("<total {}>", r.endpoint));
+                let injected = fleet.plans()[d]
+                    .regressions
+                    .iter()
+                    .any(|i| i.function == function);
+                if std::env::var_os("FS_VERBOSE").is_some() && !injected {
+                    println!("false positive, seed {seed}: {}", r.summary());
+                    println!("  that deploy: {:?}", fleet.plans()[d]);
+                }
+                reported.push((r.deploy_after.clone(), function));
+            }
+        }
+        let s = score(fleet.plans(), &reported, 1..deploys);
+        total.true_positives += s.true_positives;
+        total.false_positives += s.false_positives;
+        total.false_negatives += s.false_negatives;
+        total.decoy_only_deploys += s.decoy_only_deploys;
+        total.decoy_only_alerted += s.decoy_only_alerted;
+        for (size, (found, all)) in s.by_size {
+            let e = total.by_size.entry(size).or_default();
+            e.0 += found;
+            e.1 += all;
+        }
+    }
+    println!("fleets: {seeds} × {deploys} deploys; detection time {detect_time:.2} s");
+    println!(
+        "precision {:.3}  recall {:.3}  F1 {:.3}  (tp {}, fp {}, fn {})",
+        total.precision(),
+        total.recall(),
+        total.f1(),
+        total.true_positives,
+        total.false_positives,
+        total.false_negatives
+    );
+    println!("| size | found / injected | recall |");
+    for (size, (found, all)) in &total.by_size {
+        println!(
+            "| {size}% | {found} / {all} | {:.2} |",
+            *found as f64 / *all as f64
+        );
+    }
+    println!(
+        "recall ≥5%: {:.3}  ≥2%: {:.3}",
+        total.recall_at_least(0.05),
+        total.recall_at_least(0.02)
+    );
+    println!(
+        "decoy-only deploys without an alert: {} / {} ({:.3})",
+        total.decoy_only_deploys - total.decoy_only_alerted,
+        total.decoy_only_deploys,
+        1.0 - total.decoy_only_alerted as f64 / total.decoy_only_deploys.max(1) as f64
+    );
+    println!("suppressed by filters: {suppressed:?}");
+}

@@ -1,0 +1,771 @@
+//! The deploy comparison (DESIGN.md, Detection, layer 1): a deploy against
+//! the one before, per endpoint, for the endpoint total and every
+//! function's self and inclusive cost per request, each window one
+//! observation.
+//!
+//! 1. **Effect first**: a test is a candidate only when the mean rose by
+//!    at least the minimum effect (`min_relative` of the cost before, and
+//!    at least `min_share` of the endpoint's cost per request) and Welch's
+//!    one-sided p is within the false-discovery rate (otherwise its q-value
+//!    could not be either). The rest count in the family with p = 1.
+//! 2. **Tests**: one-sided Mann–Whitney U and Welch's t; a candidate's p is
+//!    the larger (both must agree). Benjamini–Hochberg over every test of
+//!    the deploy gives q; `q ≤ max_q` is significant.
+//! 3. **Filters**, after FBDetect: *went-away* (the second half of the new
+//!    deploy keeps at least `persist_fraction` of the rise), *cost-shift*
+//!    (a rise offset by significant falls of related functions — a caller,
+//!    a callee, or a sibling under a common caller — down to less than the
+//!    minimum effect is a rename or a refactor), *dedupe* (inclusive and
+//!    endpoint-total rises explained by the self-cost regressions below
+//!    them are listed in those regressions' `explains`).
+//! 4. **Estimates** for what is left: the Hodges–Lehmann shift with a
+//!    seeded bootstrap interval, and t intervals of both means.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use statrs::distribution::{ContinuousCDF, Normal};
+
+use super::costs::{CostTable, EndpointCosts};
+use super::regression::{links, regression_id, Estimate, Links, Metric, Regression, Source, State};
+use super::settings::DetectSettings;
+use super::stats::{
+    benjamini_hochberg_among, hodges_lehmann, hodges_lehmann_ci, mann_whitney_greater_p, mean, mean_ci,
+    welch_greater_p,
+};
+
+/// What the comparison of two deploys found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    /// The earlier deploy.
+    pub deploy_before: String,
+    /// The deploy under test.
+    pub deploy_after: String,
+    /// Tests in the Benjamini–Hochberg family.
+    pub tests: usize,
+    /// Endpoints with enough windows on both sides.
+    pub endpoints_compared: usize,
+    /// The regressions.
+    pub regressions: Vec<Regression>,
+    /// Significant rises a filter set aside, and why.
+    pub suppressed: Vec<Suppressed>,
+}
+
+/// A significant rise that is not a regression.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Suppressed {
+    /// The endpoint.
+    pub endpoint: String,
+    /// The function (none: the endpoint total).
+    pub function: Option<String>,
+    /// Which cost.
+    pub metric: Metric,
+    /// The rise, relative to before (none when it was zero before).
+    pub relative: Option<f64>,
+    /// Why it is not a regression.
+    pub reason: Reason,
+}
+
+/// Why a significant rise is not reported.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Reason {
+    /// The second half of the new deploy no longer shows it.
+    WentAway,
+    /// Related functions fell by about as much: cost moved.
+    CostShift {
+        /// The functions the cost came from.
+        from: Vec<String>,
+    },
+}
+
+/// A rise that passed the effect filter.
+struct Candidate {
+    endpoint: usize,
+    function: Option<usize>,
+    metric: Metric,
+    before: Vec<f64>,
+    after: Vec<f64>,
+    mean_before: f64,
+    delta: f64,
+    min_effect: f64,
+    p_mann_whitney: f64,
+    p_welch: f64,
+    q: f64,
+    explains: Vec<String>,
+    cause: Option<usize>,
+}
+
+/// A significant fall, as evidence for a cost shift.
+struct Fall {
+    endpoint: usize,
+    function: usize,
+    metric: Metric,
+    before: f64,
+    remaining: f64,
+}
+
+/// Mean and unbiased variance of `costs[c] / requests[c]` over `columns`,
+/// without allocating.
+fn moments(costs: &[f64], requests: &[f64], columns: &[usize]) -> (f64, f64) {
+    let n = columns.len() as f64;
+    let (mut sum, mut sum_sq) = (0.0, 0.0);
+    for &c in columns {
+        let x = costs[c] / requests[c];
+        sum += x;
+        sum_sq += x * x;
+    }
+    let m = sum / n;
+    let var = if columns.len() > 1 {
+        ((sum_sq - n * m * m) / (n - 1.0)).max(0.0)
+    } else {
+        0.0
+    };
+    (m, var)
+}
+
+/// Compares deploy `after` with deploy `before` (indexes into
+/// `table.deploys`) at time `now_ms`.
+pub fn compare_deploys(
+    table: &CostTable,
+    before: usize,
+    after: usize,
+    settings: &DetectSettings,
+    now_ms: i64,
+) -> Comparison {
+    let z_max = Normal::standard().inverse_cdf(1.0 - settings.max_q.clamp(1e-300, 0.5));
+    let mut tests = 0usize;
+    let mut endpoints_compared = 0;
+    let mut candidates: Vec<Candidate> = Vec::new();
+    let mut falls: Vec<Fall> = Vec::new();
+    let mut columns: Vec<(Vec<usize>, Vec<usize>, f64)> = Vec::with_capacity(table.endpoints.len());
+    for (ei, e) in table.endpoints.iter().enumerate() {
+        let cols_a = e.usable_columns(before, settings.min_requests);
+        let cols_b = e.usable_columns(after, settings.min_requests);
+        if cols_a.len() < settings.min_windows.max(2) || cols_b.len() < settings.min_windows.max(2) {
+            columns.push((cols_a, cols_b, 0.0));
+            continue;
+        }
+        endpoints_compared += 1;
+        let level = moments(&e.total, &e.requests, &cols_a).0;
+        let floor = settings.min_share * level;
+        let mut test = |function: Option<usize>, metric: Metric, costs: &[f64], samples: i64| {
+            if samples < settings.min_samples {
+                return;
+            }
+            tests += 1;
+            let (ma, va) = moments(costs, &e.requests, &cols_a);
+            let (mb, vb) = moments(costs, &e.requests, &cols_b);
+            let delta = mb - ma;
+            let min_effect = (settings.min_relative * ma).max(floor);
+            let se = (va / cols_a.len() as f64 + vb / cols_b.len() as f64).sqrt();
+            if delta >= min_effect && delta > 0.0 {
+                // Welch's p is above max_q when t is below the normal
+                // quantile (the t distribution's tails are heavier), and
+                // then q is too.
+                if se > 0.0 && delta / se < z_max {
+                    return;
+                }
+                let a = e.per_request(costs, &cols_a);
+                let b = e.per_request(costs, &cols_b);
+                candidates.push(Candidate {
+                    endpoint: ei,
+                    function,
+                    metric,
+                    p_mann_whitney: mann_whitney_greater_p(&a, &b),
+                    p_welch: welch_greater_p(&a, &b),
+                    before: a,
+                    after: b,
+                    mean_before: ma,
+                    delta,
+                    min_effect,
+                    q: 1.0,
+                    explains: Vec::new(),
+                    cause: None,
+                });
+            } else if let Some(function) = function.filter(|_| -delta >= floor && delta < 0.0) {
+                let a = e.per_request(costs, &cols_a);
+                let b = e.per_request(costs, &cols_b);
+                if mann_whitney_greater_p(&b, &a) < settings.shift_max_p {
+                    falls.push(Fall {
+                        endpoint: ei,
+                        function,
+                        metric,
+                        before: ma,
+                        remaining: -delta,
+                    });
+                }
+            }
+        };
+        test(
+            None,
+            Metric::Total,
+            &e.total,
+            e.total_samples[before] + e.total_samples[after],
+        );
+        for (fi, f) in e.functions.iter().enumerate() {
+            let self_samples = f.self_samples[before] + f.self_samples[after];
+            test(Some(fi), Metric::SelfCost, &f.self_cost, self_samples);
+            let inclusive_samples = f.inclusive_samples[before] + f.inclusive_samples[after];
+            if inclusive_samples > self_samples {
+                test(Some(fi), Metric::Inclusive, &f.inclusive, inclusive_samples);
+            }
+        }
+        columns.push((cols_a, cols_b, level));
+    }
+
+    let p: Vec<f64> = candidates
+        .iter()
+        .map(|c| c.p_mann_whitney.max(c.p_welch))
+        .collect();
+    for (c, q) in candidates.iter_mut().zip(benjamini_hochberg_among(&p, tests)) {
+        c.q = q;
+    }
+    candidates.retain(|c| c.q <= settings.max_q);
+    candidates.sort_by(|a, b| b.delta.total_cmp(&a.delta));
+
+    let mut suppressed = Vec::new();
+    let mut kept: Vec<Candidate> = Vec::new();
+    for c in candidates {
+        let e = &table.endpoints[c.endpoint];
+        let reason = went_away(&c, settings).or_else(|| cost_shift(&c, e, &mut falls, settings));
+        match reason {
+            Some(reason) => suppressed.push(Suppressed {
+                endpoint: e.endpoint.to_string(),
+                function: c.function.map(|f| e.functions[f].name.to_string()),
+                metric: c.metric,
+                relative: (c.mean_before > 0.0).then(|| c.delta / c.mean_before),
+                reason,
+            }),
+            None => kept.push(c),
+        }
+    }
+    let kept = dedupe(kept, table, &columns, settings);
+    let (deploy_before, deploy_after) = (&*table.deploys[before], &*table.deploys[after]);
+    let regressions = kept
+        .into_iter()
+        .map(|c| {
+            let e = &table.endpoints[c.endpoint];
+            let samples = match c.function {
+                None => [e.total_samples[before], e.total_samples[after]],
+                Some(f) => {
+                    let f = &e.functions[f];
+                    match c.metric {
+                        Metric::Inclusive => [f.inclusive_samples[before], f.inclusive_samples[after]],
+                        _ => [f.self_samples[before], f.self_samples[after]],
+                    }
+                }
+            };
+            let function = c.function.map(|f| &*e.functions[f].name);
+            let found = Found {
+                service: &table.service,
+                endpoint: &e.endpoint,
+                function,
+                metric: c.metric,
+                source: Source::Deploy,
+                deploys: [deploy_before, deploy_after],
+                samples,
+                q: c.q,
+                explains: c.explains,
+                cause: c.cause.map(|f| &*e.functions[f].name),
+                at_ms: None,
+                now_ms,
+            };
+            found.into_regression(
+                table,
+                &c.before,
+                &c.after,
+                [c.p_mann_whitney, c.p_welch],
+                settings,
+            )
+        })
+        .collect();
+    Comparison {
+        deploy_before: deploy_before.to_owned(),
+        deploy_after: deploy_after.to_owned(),
+        tests,
+        endpoints_compared,
+        regressions,
+        suppressed,
+    }
+}
+
+/// *Went-away*: the rise must still be there in the second half.
+fn went_away(c: &Candidate, settings: &DetectSettings) -> Option<Reason> {
+    let late = &c.after[c.after.len() / 2..];
+    (mean(late) - c.mean_before < settings.persist_fraction * c.delta).then_some(Reason::WentAway)
+}
+
+/// Whether cost can move between functions `f` and `g` of `e`: one calls
+/// the other, or they share a caller, or both are roots.
+fn related(e: &EndpointCosts, f: usize, g: usize) -> bool {
+    let (cf, cg) = (&e.callers[f], &e.callers[g]);
+    cf.binary_search(&(g as u32)).is_ok()
+        || cg.binary_search(&(f as u32)).is_ok()
+        || cf.iter().any(|x| cg.binary_search(x).is_ok())
+        || (cf.is_empty() && cg.is_empty())
+}
+
+/// *Cost-shift*: offsets the rise with significant falls of related
+/// functions; what remains must still be a minimum effect for the
+/// functions taken together (as if they were one function).
+fn cost_shift(
+    c: &Candidate,
+    e: &EndpointCosts,
+    falls: &mut [Fall],
+    settings: &DetectSettings,
+) -> Option<Reason> {
+    let f = c.function?;
+    let (mut offset, mut merged_before) = (0.0, c.mean_before);
+    let mut taken: Vec<(usize, f64)> = Vec::new();
+    for (i, fall) in falls.iter().enumerate() {
+        if offset >= c.delta {
+            break;
+        }
+        if fall.endpoint == c.endpoint
+            && fall.metric == c.metric
+            && fall.remaining > 0.0
+            && related(e, f, fall.function)
+        {
+            let take = fall.remaining.min(c.delta - offset);
+            offset += take;
+            merged_before += fall.before;
+            taken.push((i, take));
+        }
+    }
+    let merged_effect = (settings.min_relative * merged_before).max(c.min_effect);
+    if taken.is_empty() || c.delta - offset >= merged_effect {
+        return None;
+    }
+    for &(i, take) in &taken {
+        falls[i].remaining -= take;
+    }
+    Some(Reason::CostShift {
+        from: taken
+            .iter()
+            .map(|&(i, _)| e.functions[falls[i].function].name.to_string())
+            .collect(),
+    })
+}
+
+/// The function at or below `top` (anywhere in the endpoint when none)
+/// whose self cost per request rose most, if that rise explains at least
+/// `explain_fraction` of `delta`.
+fn likely_cause(
+    e: &EndpointCosts,
+    (cols_a, cols_b): (&[usize], &[usize]),
+    top: Option<usize>,
+    delta: f64,
+    settings: &DetectSettings,
+) -> Option<usize> {
+    let mut best: Option<(usize, f64)> = None;
+    for (s, f) in e.functions.iter().enumerate() {
+        let below = top.is_none_or(|a| s == a || e.ancestors[s].binary_search(&(a as u32)).is_ok());
+        if !below {
+            continue;
+        }
+        let rise =
+            moments(&f.self_cost, &e.requests, cols_b).0 - moments(&f.self_cost, &e.requests, cols_a).0;
+        if best.is_none_or(|(_, r)| rise > r) {
+            best = Some((s, rise));
+        }
+    }
+    best.filter(|&(_, rise)| rise >= settings.explain_fraction * delta)
+        .map(|(s, _)| s)
+}
+
+/// *Dedupe*: inclusive and total rises explained by self-cost regressions
+/// below them join those regressions' `explains`; the others name their
+/// likely cause (the function below them whose self cost rose most), and
+/// of several with the same cause only the deepest is kept.
+fn dedupe(
+    candidates: Vec<Candidate>,
+    table: &CostTable,
+    columns: &[(Vec<usize>, Vec<usize>, f64)],
+    settings: &DetectSettings,
+) -> Vec<Candidate> {
+    let (mut roots, rest): (Vec<Candidate>, Vec<Candidate>) =
+        candidates.into_iter().partition(|c| c.metric == Metric::SelfCost);
+    let (inclusive, totals): (Vec<Candidate>, Vec<Candidate>) =
+        rest.into_iter().partition(|c| c.metric == Metric::Inclusive);
+    let mut grouped: HashMap<usize, Vec<String>> = HashMap::new();
+    let mut unexplained = Vec::new();
+    for c in inclusive {
+        let (Some(a), e) = (c.function, &table.endpoints[c.endpoint]) else {
+            continue;
+        };
+        let below: Vec<usize> = roots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.endpoint == c.endpoint
+                    && s.function
+                        .is_some_and(|f| f == a || e.ancestors[f].binary_search(&(a as u32)).is_ok())
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let explained: f64 = below.iter().map(|&i| roots[i].delta).sum();
+        match below.first() {
+            Some(&biggest) if explained >= settings.explain_fraction * c.delta => grouped
+                .entry(biggest)
+                .or_default()
+                .push(format!("inclusive:{}", e.functions[a].name)),
+            _ => unexplained.push(c),
+        }
+    }
+    let mut kept_totals = Vec::new();
+    for c in totals {
+        let in_endpoint = |x: &&Candidate| x.endpoint == c.endpoint;
+        let explained: f64 = roots
+            .iter()
+            .chain(&unexplained)
+            .filter(in_endpoint)
+            .map(|x| x.delta)
+            .sum();
+        let biggest = roots.iter().position(|s| s.endpoint == c.endpoint);
+        match biggest {
+            Some(i) if explained >= settings.explain_fraction * c.delta => {
+                grouped.entry(i).or_default().push("total".to_owned())
+            }
+            _ => kept_totals.push(c),
+        }
+    }
+    for (i, explains) in grouped {
+        roots[i].explains.extend(explains);
+    }
+    // Unexplained rises: name the likely cause; keep the deepest per cause.
+    let mut by_cause: Vec<Candidate> = Vec::new();
+    for mut c in unexplained.into_iter().chain(kept_totals) {
+        let e = &table.endpoints[c.endpoint];
+        let (cols_a, cols_b, _) = &columns[c.endpoint];
+        c.cause = likely_cause(e, (cols_a, cols_b), c.function, c.delta, settings);
+        let depth = |x: &Candidate| x.function.map_or(0, |f| e.ancestors[f].len() + 1);
+        let same = by_cause
+            .iter()
+            .position(|k| k.endpoint == c.endpoint && k.cause.is_some() && k.cause == c.cause);
+        match same {
+            Some(i) => {
+                let name = |x: &Candidate| match x.function {
+                    Some(f) => format!("{}:{}", x.metric.as_str(), e.functions[f].name),
+                    None => "total".to_owned(),
+                };
+                let (deeper, shallower) = if depth(&c) > depth(&by_cause[i]) {
+                    (c, std::mem::replace(&mut by_cause[i], Candidate::placeholder()))
+                } else {
+                    (std::mem::replace(&mut by_cause[i], Candidate::placeholder()), c)
+                };
+                let mut deeper = deeper;
+                deeper.explains.push(name(&shallower));
+                deeper.explains.extend(shallower.explains);
+                by_cause[i] = deeper;
+            }
+            None => by_cause.push(c),
+        }
+    }
+    roots.extend(by_cause);
+    roots
+}
+
+impl Candidate {
+    fn placeholder() -> Candidate {
+        Candidate {
+            endpoint: 0,
+            function: None,
+            metric: Metric::Total,
+            before: Vec::new(),
+            after: Vec::new(),
+            mean_before: 0.0,
+            delta: 0.0,
+            min_effect: 0.0,
+            p_mann_whitney: 1.0,
+            p_welch: 1.0,
+            q: 1.0,
+            explains: Vec::new(),
+            cause: None,
+        }
+    }
+}
+
+/// Everything but the numbers a regression needs.
+pub(crate) struct Found<'a> {
+    pub service: &'a str,
+    pub endpoint: &'a str,
+    pub function: Option<&'a str>,
+    pub metric: Metric,
+    pub source: Source,
+    pub deploys: [&'a str; 2],
+    pub samples: [i64; 2],
+    pub q: f64,
+    pub explains: Vec<String>,
+    pub cause: Option<&'a str>,
+    pub at_ms: Option<i64>,
+    pub now_ms: i64,
+}
+
+impl Found<'_> {
+    /// The regression record, with its estimates from the windows
+    /// `before` and `after`.
+    pub fn into_regression(
+        self,
+        table: &CostTable,
+        before: &[f64],
+        after: &[f64],
+        [p_mann_whitney, p_welch]: [f64; 2],
+        settings: &DetectSettings,
+    ) -> Regression {
+        let id = regression_id(
+            self.service,
+            self.endpoint,
+            self.function,
+            self.metric,
+            self.deploys[1],
+        );
+        let seed = u64::from_str_radix(&id, 16).unwrap_or(1);
+        let estimate = |xs: &[f64]| {
+            let (low, high) = mean_ci(xs, settings.confidence);
+            Estimate {
+                mean: mean(xs),
+                low,
+                high,
+            }
+        };
+        let shift = hodges_lehmann(before, after);
+        let (low, high) = hodges_lehmann_ci(
+            before,
+            after,
+            settings.confidence,
+            settings.bootstrap_rounds,
+            seed,
+        );
+        let base = mean(before);
+        let links: Links = links(
+            self.service,
+            self.endpoint,
+            self.function,
+            self.metric == Metric::SelfCost,
+            self.deploys,
+        );
+        Regression {
+            id,
+            service: self.service.to_owned(),
+            endpoint: self.endpoint.to_owned(),
+            function: self.function.map(str::to_owned),
+            metric: self.metric,
+            source: self.source,
+            deploy_before: self.deploys[0].to_owned(),
+            deploy_after: self.deploys[1].to_owned(),
+            unit: table.unit,
+            before: estimate(before),
+            after: estimate(after),
+            change: Estimate {
+                mean: shift,
+                low,
+                high,
+            },
+            relative: (base > 0.0).then(|| Estimate {
+                mean: shift / base,
+                low: low / base,
+                high: high / base,
+            }),
+            p_value: p_mann_whitney.max(p_welch),
+            p_mann_whitney,
+            p_welch,
+            q_value: self.q,
+            windows: [before.len(), after.len()],
+            samples: self.samples,
+            explains: self.explains,
+            cause: self.cause.map(str::to_owned),
+            at_ms: self.at_ms,
+            first_seen_ms: self.now_ms,
+            last_seen_ms: self.now_ms,
+            state: State::Open,
+            resolved_by: None,
+            links,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::detect::costs::CostTableBuilder;
+    use crate::model::{Unit, Weight};
+    use crate::simulate::Rng;
+
+    const PERIOD: f64 = 10_000.0;
+
+    /// Two deploys of 20 windows of `requests(d, w)` requests to `GET /`;
+    /// `stacks(d, w)` gives each stack's cost per request; samples are
+    /// Poisson draws at a 10 µs period.
+    fn table(
+        seed: u64,
+        requests: impl Fn(usize, usize) -> i64,
+        stacks: impl Fn(usize, usize) -> Vec<(&'static str, f64)>,
+    ) -> CostTable {
+        let deploys: Vec<Arc<str>> = vec!["v1".into(), "v2".into()];
+        let mut b = CostTableBuilder::new("shop", Unit::CpuNs, &deploys);
+        let mut rng = Rng::new(seed);
+        let endpoint: Arc<str> = "GET /".into();
+        for (d, deploy) in deploys.iter().enumerate() {
+            for w in 0..20 {
+                let window = ((d * 20 + w) * 60_000) as i64;
+                let n = requests(d, w);
+                b.add_requests(window, deploy, &endpoint, n);
+                for (stack, cost) in stacks(d, w) {
+                    let count = rng.poisson(n as f64 * cost / PERIOD);
+                    let frames: Vec<Arc<str>> = stack.split(';').map(Arc::from).collect();
+                    let weight = Weight {
+                        weight: count * PERIOD as i64,
+                        count,
+                    };
+                    b.add_stack(window, deploy, &endpoint, &frames, weight);
+                }
+            }
+        }
+        b.finish()
+    }
+
+    fn base() -> Vec<(&'static str, f64)> {
+        vec![
+            ("main;handle;parse", 300_000.0),
+            ("main;handle;render;escape", 200_000.0),
+            ("main;handle;db;query", 400_000.0),
+            ("main;handle", 100_000.0),
+        ]
+    }
+
+    fn with(stacks: Vec<(&'static str, f64)>, changed: &[(&'static str, f64)]) -> Vec<(&'static str, f64)> {
+        let mut out: Vec<(&'static str, f64)> = stacks
+            .into_iter()
+            .filter(|(s, _)| !changed.iter().any(|(c, _)| c == s))
+            .collect();
+        out.extend_from_slice(changed);
+        out
+    }
+
+    fn compare(t: &CostTable) -> Comparison {
+        compare_deploys(t, 0, 1, &DetectSettings::default(), 0)
+    }
+
+    #[test]
+    fn finds_a_self_cost_regression_with_its_interval_and_groups_its_ancestors() {
+        let t = table(
+            1,
+            |_, _| 1_000,
+            |d, _| match d {
+                0 => base(),
+                _ => with(base(), &[("main;handle;render;escape", 230_000.0)]),
+            },
+        );
+        let c = compare(&t);
+        assert_eq!(c.regressions.len(), 1, "{:#?}", c.regressions);
+        let r = &c.regressions[0];
+        assert_eq!(
+            (r.function.as_deref(), r.metric),
+            (Some("escape"), Metric::SelfCost)
+        );
+        assert_eq!((r.deploy_before.as_str(), r.deploy_after.as_str()), ("v1", "v2"));
+        let rel = r.relative.expect("cost before");
+        assert!(rel.low <= 0.15 && 0.15 <= rel.high, "{rel:?}");
+        assert!(rel.high - rel.low < 0.05, "{rel:?}");
+        assert!(r.q_value <= 0.01 && r.p_value <= r.q_value);
+        assert!(
+            r.explains.contains(&"inclusive:render".to_owned()),
+            "{:?}",
+            r.explains
+        );
+        assert!(r.explains.contains(&"total".to_owned()), "{:?}", r.explains);
+        assert_eq!(r.windows, [20, 20]);
+        assert!(r.links.diff.contains("base=v1&candidate=v2"));
+        assert!(r.summary().contains("escape (self cost) +15"), "{}", r.summary());
+    }
+
+    #[test]
+    fn white_noise_gives_no_regression_at_the_stated_rate() {
+        let alarms = (0..100)
+            .filter(|&seed| {
+                !compare(&table(seed, |_, _| 1_000, |_, _| base()))
+                    .regressions
+                    .is_empty()
+            })
+            .count();
+        // q ≤ 0.01 per deploy family: expect about 1 in 100, allow 3.
+        assert!(alarms <= 3, "{alarms} of 100 noise-only deploys alerted");
+    }
+
+    #[test]
+    fn a_rename_or_a_refactor_is_a_cost_shift() {
+        let renamed = table(
+            2,
+            |_, _| 1_000,
+            |d, _| match d {
+                0 => base(),
+                _ => with(
+                    base(),
+                    &[("main;handle;parse", 0.0), ("main;handle;parse_v2", 300_000.0)],
+                ),
+            },
+        );
+        let c = compare(&renamed);
+        assert!(c.regressions.is_empty(), "{:#?}", c.regressions);
+        assert!(c
+            .suppressed
+            .iter()
+            .any(|s| s.function.as_deref() == Some("parse_v2")
+                && matches!(&s.reason, Reason::CostShift { from } if from == &["parse".to_owned()])));
+        let refactored = table(
+            3,
+            |_, _| 1_000,
+            |d, _| match d {
+                0 => base(),
+                _ => with(
+                    base(),
+                    &[
+                        ("main;handle;db;query", 250_000.0),
+                        ("main;handle;db;query;decode", 150_000.0),
+                    ],
+                ),
+            },
+        );
+        let c = compare(&refactored);
+        assert!(c.regressions.is_empty(), "{:#?}", c.regressions);
+        assert!(c
+            .suppressed
+            .iter()
+            .any(|s| matches!(s.reason, Reason::CostShift { .. })));
+    }
+
+    #[test]
+    fn a_spike_that_goes_away_and_a_traffic_shift_are_not_regressions() {
+        let spike = |seed, windows: std::ops::RangeInclusive<usize>| {
+            table(
+                seed,
+                |_, _| 1_000,
+                move |d, w| match d == 1 && windows.contains(&w) {
+                    true => with(base(), &[("main;handle;parse", 600_000.0)]),
+                    false => base(),
+                },
+            )
+        };
+        assert!(compare(&spike(4, 2..=7)).regressions.is_empty());
+        // Long enough for both tests, gone by the second half.
+        let c = compare(&spike(4, 0..=12));
+        assert!(c.regressions.is_empty(), "{:#?}", c.regressions);
+        assert!(
+            c.suppressed.iter().any(|s| s.reason == Reason::WentAway),
+            "{:#?}",
+            c.suppressed
+        );
+        let traffic = table(5, |d, _| if d == 0 { 1_000 } else { 3_000 }, |_, _| base());
+        assert!(compare(&traffic).regressions.is_empty());
+    }
+
+    #[test]
+    fn too_few_windows_is_not_enough_data() {
+        let t = table(6, |_, w| if w < 5 { 1_000 } else { 0 }, |_, _| base());
+        let c = compare(&t);
+        assert_eq!((c.endpoints_compared, c.tests), (0, 0));
+    }
+}

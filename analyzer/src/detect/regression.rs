@@ -1,0 +1,225 @@
+//! The record of one regression, as the API, the webhook and the CLI show it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Unit;
+
+/// Which cost rose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// The function's own cost (samples whose leaf it is).
+    #[serde(rename = "self")]
+    SelfCost,
+    /// The function's cost with everything it calls.
+    Inclusive,
+    /// The whole endpoint's cost per request.
+    Total,
+}
+
+impl Metric {
+    /// `self`, `inclusive` or `total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::SelfCost => "self",
+            Metric::Inclusive => "inclusive",
+            Metric::Total => "total",
+        }
+    }
+}
+
+/// Which layer found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The comparison of a deploy with the one before.
+    Deploy,
+    /// A change point inside one deploy's series.
+    ChangePoint,
+}
+
+/// Where a regression stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Found, nobody has looked at it yet.
+    #[default]
+    Open,
+    /// Somebody said they are on it.
+    Acknowledged,
+    /// A later deploy brought the cost back.
+    Resolved,
+}
+
+impl State {
+    /// `open`, `acknowledged` or `resolved`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Open => "open",
+            State::Acknowledged => "acknowledged",
+            State::Resolved => "resolved",
+        }
+    }
+}
+
+/// A cost per request with its confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    /// The mean over windows.
+    pub mean: f64,
+    /// Lower end of the interval.
+    pub low: f64,
+    /// Upper end of the interval.
+    pub high: f64,
+}
+
+/// One regression: a cost per request that rose and stayed up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Regression {
+    /// Stable identifier: the same regression found again keeps it.
+    pub id: String,
+    /// The service.
+    pub service: String,
+    /// The endpoint.
+    pub endpoint: String,
+    /// The function, or none for the endpoint's total.
+    pub function: Option<String>,
+    /// Which cost rose.
+    pub metric: Metric,
+    /// Which layer found it.
+    pub source: Source,
+    /// The deploy compared against (the same as `deploy_after` for a change
+    /// point inside one deploy).
+    pub deploy_before: String,
+    /// The deploy in which the cost rose.
+    pub deploy_after: String,
+    /// Unit of every cost.
+    pub unit: Unit,
+    /// Cost per request before.
+    pub before: Estimate,
+    /// Cost per request after.
+    pub after: Estimate,
+    /// The shift (Hodges–Lehmann) per request, with its bootstrap interval.
+    pub change: Estimate,
+    /// The shift relative to `before.mean`, with its interval (none when
+    /// the cost was zero before: new code).
+    pub relative: Option<Estimate>,
+    /// The larger of the one-sided Mann–Whitney and Welch p-values.
+    pub p_value: f64,
+    /// Mann–Whitney U, one-sided.
+    pub p_mann_whitney: f64,
+    /// Welch's t-test, one-sided.
+    pub p_welch: f64,
+    /// Benjamini–Hochberg q-value over every test of the deploy (for a
+    /// change point: its p-value times the series tested).
+    pub q_value: f64,
+    /// Windows before and after.
+    pub windows: [usize; 2],
+    /// Samples before and after.
+    pub samples: [i64; 2],
+    /// Other rises this one explains (`inclusive:FUNCTION`, `total`).
+    pub explains: Vec<String>,
+    /// For an inclusive or total rise: the function below whose self cost
+    /// rose most and explains at least half of it (its own rise may be too
+    /// small to be significant alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// For a change point: start of the first window after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<i64>,
+    /// When it was first found, ms since the Unix epoch.
+    pub first_seen_ms: i64,
+    /// When it was last confirmed, ms.
+    pub last_seen_ms: i64,
+    /// Where it stands.
+    pub state: State,
+    /// The deploy that brought the cost back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<String>,
+    /// API paths to look at it: the differential flame graph and the series.
+    pub links: Links,
+}
+
+/// Where to look at a regression.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Links {
+    /// Differential flame graph of the endpoint, before → after (SVG).
+    pub diff: String,
+    /// Cost-per-request series of the function in the endpoint.
+    pub series: String,
+}
+
+impl Regression {
+    /// One line for people and chat tools: what rose, where, by how much.
+    pub fn summary(&self) -> String {
+        let mut what = match &self.function {
+            Some(f) => format!("{f} ({} cost)", self.metric.as_str()),
+            None => "total cost".to_owned(),
+        };
+        if let Some(cause) = &self.cause {
+            what.push_str(&format!(", likely {cause}"));
+        }
+        let pct = |x: f64| format!("{:+.1}%", x * 100.0);
+        let deploys = match self.source {
+            Source::Deploy => format!("{} → {}", self.deploy_before, self.deploy_after),
+            Source::ChangePoint => format!("within {}", self.deploy_after),
+        };
+        let change = match &self.relative {
+            Some(r) => format!("{} per request [{}, {}]", pct(r.mean), pct(r.low), pct(r.high)),
+            None => format!("new, {:.0} {} per request", self.change.mean, self.unit.as_str()),
+        };
+        format!(
+            "{service} {endpoint}: {what} {change}, {deploys}, q={q:.1e}",
+            service = self.service,
+            endpoint = self.endpoint,
+            q = self.q_value,
+        )
+    }
+}
+
+/// The stable id of a regression of `metric` of `function` in `endpoint`
+/// first seen in `deploy`.
+pub fn regression_id(
+    service: &str,
+    endpoint: &str,
+    function: Option<&str>,
+    metric: Metric,
+    deploy: &str,
+) -> String {
+    let key = format!(
+        "{service}\u{1f}{endpoint}\u{1f}{}\u{1f}{}\u{1f}{deploy}",
+        function.unwrap_or(""),
+        metric.as_str()
+    );
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(key.as_bytes()))
+}
+
+/// Percent-encodes a query parameter value.
+pub(crate) fn query_value(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// The links of a regression.
+pub(crate) fn links(
+    service: &str,
+    endpoint: &str,
+    function: Option<&str>,
+    self_only: bool,
+    [before, after]: [&str; 2],
+) -> Links {
+    let (s, e) = (query_value(service), query_value(endpoint));
+    Links {
+        diff: format!(
+            "/api/v1/diff?service={s}&endpoint={e}&base={}&candidate={}&format=svg",
+            query_value(before),
+            query_value(after)
+        ),
+        series: match function {
+            Some(f) => format!(
+                "/api/v1/series?service={s}&endpoint={e}&function={}&self={self_only}",
+                query_value(f)
+            ),
+            None => format!("/api/v1/series?service={s}&endpoint={e}"),
+        },
+    }
+}

@@ -1,0 +1,340 @@
+//! Detection inside the analyzer: runs the deploy comparison and the
+//! change-point layer over the store whenever a deploy's data changed,
+//! keeps the regressions found (with their state: open, acknowledged,
+//! resolved when a later deploy brings the cost back) in
+//! `regressions.json` in the data directory, and tells a [`Notifier`]
+//! about each new one.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Debug;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::costs::{CostTable, CostTableBuilder};
+use crate::detect::{compare_deploys, drift, DetectSettings, Regression, State, Suppressed};
+use crate::store::{DeploySummary, Selection, Store};
+use crate::wal::sync_dir;
+use crate::{Error, Result};
+
+/// Told about every new regression (webhooks live in the binary).
+pub trait Notifier: Send + Sync + Debug {
+    /// Called once per regression, when it is first found.
+    fn notify(&self, regression: &Regression);
+}
+
+/// What one detection run did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DetectRun {
+    /// Deploy pairs compared (pairs whose data had not changed are skipped).
+    pub comparisons: usize,
+    /// Pairs skipped for lack of data (fewer windows than `min_windows`).
+    pub waiting: usize,
+    /// New regressions.
+    pub new: usize,
+    /// Regressions found again (numbers updated).
+    pub updated: usize,
+    /// Regressions a later deploy resolved.
+    pub resolved: usize,
+    /// Significant rises set aside by a filter, per compared pair.
+    pub suppressed: Vec<SuppressedIn>,
+}
+
+/// A suppressed rise and where.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SuppressedIn {
+    /// The service.
+    pub service: String,
+    /// The deploy compared with the one before.
+    pub deploy: String,
+    /// What was set aside and why.
+    #[serde(flatten)]
+    pub suppressed: Suppressed,
+}
+
+/// Which regressions to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only this service.
+    pub service: Option<String>,
+    /// Only in this state.
+    pub state: Option<State>,
+    /// Only found in this deploy.
+    pub deploy: Option<String>,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Book {
+    regressions: BTreeMap<String, Regression>,
+}
+
+/// The regressions of every service, and the runs that find them.
+#[derive(Debug)]
+pub struct Detector {
+    path: PathBuf,
+    settings: DetectSettings,
+    notifier: Option<Arc<dyn Notifier>>,
+    book: Mutex<BTreeMap<String, Regression>>,
+    /// (service, deploy) → the data both deploys of its pair had when it
+    /// was last compared.
+    evaluated: Mutex<HashMap<(String, String), [i64; 4]>>,
+    /// One run at a time.
+    running: Mutex<()>,
+}
+
+const FILE: &str = "regressions.json";
+
+impl Detector {
+    /// Loads `regressions.json` from `dir` (an unreadable file is moved
+    /// aside and reported, not fatal).
+    pub fn open(
+        dir: &Path,
+        settings: DetectSettings,
+        notifier: Option<Arc<dyn Notifier>>,
+    ) -> Result<Detector> {
+        let path = dir.join(FILE);
+        let book = match fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<Book>(&bytes) {
+                Ok(book) => book.regressions,
+                Err(e) => {
+                    let aside = dir.join(format!("{FILE}.corrupt"));
+                    tracing::error!(error = %e, moved_to = %aside.display(), "unreadable regressions file; starting empty");
+                    fs::rename(&path, &aside)
+                        .map_err(|e| Error::io(format!("move {} aside", path.display()), e))?;
+                    BTreeMap::new()
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+        };
+        Ok(Detector {
+            path,
+            settings,
+            notifier,
+            book: Mutex::new(book),
+            evaluated: Mutex::new(HashMap::new()),
+            running: Mutex::new(()),
+        })
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &DetectSettings {
+        &self.settings
+    }
+
+    /// The regressions `filter` selects, newest first.
+    pub fn list(&self, filter: &Filter) -> Vec<Regression> {
+        let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<Regression> = book
+            .values()
+            .filter(|r| filter.service.as_ref().is_none_or(|s| *s == r.service))
+            .filter(|r| filter.state.is_none_or(|s| s == r.state))
+            .filter(|r| filter.deploy.as_ref().is_none_or(|d| *d == r.deploy_after))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| {
+            b.first_seen_ms
+                .cmp(&a.first_seen_ms)
+                .then_with(|| b.change.mean.total_cmp(&a.change.mean))
+        });
+        out
+    }
+
+    /// Sets the state of regression `id` (acknowledging it, or opening it
+    /// again) and returns it.
+    pub fn set_state(&self, id: &str, state: State) -> Result<Regression> {
+        let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+        let regression = book.get_mut(id).ok_or_else(|| Error::NotFound {
+            what: "regression",
+            name: id.to_owned(),
+        })?;
+        regression.state = state;
+        if state != State::Resolved {
+            regression.resolved_by = None;
+        }
+        let out = regression.clone();
+        self.save(&book)?;
+        Ok(out)
+    }
+
+    /// Compares every deploy whose data changed since the last run with
+    /// the deploy before it (all services, or `only`), at time `now_ms`.
+    pub fn run(&self, store: &dyn Store, only: Option<&str>, now_ms: i64) -> Result<DetectRun> {
+        let _one = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut run = DetectRun::default();
+        let services: Vec<String> = match only {
+            Some(s) => vec![s.to_owned()],
+            None => store.services()?.into_iter().map(|s| s.service).collect(),
+        };
+        for service in services {
+            let deploys = store.deploys(&service)?;
+            for pair in deploys.windows(2) {
+                self.compare_pair(store, &service, &deploys, pair, now_ms, &mut run)?;
+            }
+        }
+        Ok(run)
+    }
+
+    fn compare_pair(
+        &self,
+        store: &dyn Store,
+        service: &str,
+        deploys: &[DeploySummary],
+        pair: &[DeploySummary],
+        now_ms: i64,
+        run: &mut DetectRun,
+    ) -> Result<()> {
+        let (before, after) = (&pair[0], &pair[1]);
+        let key = (service.to_owned(), after.deploy.clone());
+        let fingerprint = [before.samples, before.requests, after.samples, after.requests];
+        if self.evaluated.lock().unwrap_or_else(|e| e.into_inner()).get(&key) == Some(&fingerprint) {
+            return Ok(());
+        }
+        let table = cost_table(
+            store,
+            service,
+            [&before.deploy, &after.deploy],
+            self.settings.window_ms,
+        )?;
+        let comparison = compare_deploys(&table, 0, 1, &self.settings, now_ms);
+        if comparison.endpoints_compared == 0 {
+            run.waiting += 1;
+            return Ok(());
+        }
+        run.comparisons += 1;
+        let skip: HashSet<_> = comparison
+            .regressions
+            .iter()
+            .map(|r| (r.endpoint.clone(), r.function.clone(), r.metric))
+            .collect();
+        let drifts = drift::drifts(&table, 1, &self.settings, now_ms, &skip);
+        run.suppressed
+            .extend(comparison.suppressed.iter().map(|s| SuppressedIn {
+                service: service.to_owned(),
+                deploy: after.deploy.clone(),
+                suppressed: s.clone(),
+            }));
+        let order: HashMap<&str, usize> = deploys
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.deploy.as_str(), i))
+            .collect();
+        let after_index = order.get(after.deploy.as_str()).copied().unwrap_or(usize::MAX);
+        let mut fresh = Vec::new();
+        {
+            let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+            for found in comparison.regressions.into_iter().chain(drifts) {
+                match book.get_mut(&found.id) {
+                    Some(known) => {
+                        let (state, first_seen, resolved_by) =
+                            (known.state, known.first_seen_ms, known.resolved_by.take());
+                        *known = found;
+                        known.state = state;
+                        known.first_seen_ms = first_seen;
+                        known.resolved_by = resolved_by;
+                        run.updated += 1;
+                    }
+                    None => {
+                        fresh.push(found.clone());
+                        book.insert(found.id.clone(), found);
+                        run.new += 1;
+                    }
+                }
+            }
+            run.resolved += resolve(&mut book, &table, service, &order, after_index, &self.settings);
+            self.save(&book)?;
+        }
+        self.evaluated
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, fingerprint);
+        if let Some(notifier) = &self.notifier {
+            for regression in &fresh {
+                notifier.notify(regression);
+            }
+        }
+        for regression in &fresh {
+            tracing::warn!(id = %regression.id, "regression: {}", regression.summary());
+        }
+        Ok(())
+    }
+
+    fn save(&self, book: &BTreeMap<String, Regression>) -> Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(".{FILE}.tmp"));
+        let body = serde_json::to_vec_pretty(&serde_json::json!({ "regressions": book }))
+            .map_err(|e| Error::io("encode the regressions", std::io::Error::other(e)))?;
+        fs::write(&tmp, body)
+            .and_then(|_| fs::File::open(&tmp)?.sync_all())
+            .and_then(|_| fs::rename(&tmp, &self.path))
+            .map_err(|e| Error::io(format!("write {}", self.path.display()), e))?;
+        sync_dir(dir)
+    }
+}
+
+/// Marks open regressions of `service` found in deploys before
+/// `after_index` resolved when the new deploy (index 1 of `table`) brought
+/// their cost back at least halfway.
+fn resolve(
+    book: &mut BTreeMap<String, Regression>,
+    table: &CostTable,
+    service: &str,
+    order: &HashMap<&str, usize>,
+    after_index: usize,
+    settings: &DetectSettings,
+) -> usize {
+    let mut resolved = 0;
+    for r in book.values_mut() {
+        let earlier = order
+            .get(r.deploy_after.as_str())
+            .is_some_and(|&i| i < after_index);
+        if r.service != service || r.state == State::Resolved || !earlier {
+            continue;
+        }
+        let Some(endpoint) = table.endpoints.iter().find(|e| *e.endpoint == *r.endpoint) else {
+            continue;
+        };
+        let function = match &r.function {
+            Some(name) => match endpoint.function(name) {
+                Some(f) => Some(f),
+                None => continue,
+            },
+            None => None,
+        };
+        let Some(level) = endpoint.level(function, r.metric, 1, settings.min_requests) else {
+            continue;
+        };
+        let rise = r.after.mean - r.before.mean;
+        if rise > 0.0 && level - r.before.mean < 0.5 * rise {
+            r.state = State::Resolved;
+            r.resolved_by = Some(table.deploys[1].to_string());
+            resolved += 1;
+        }
+    }
+    resolved
+}
+
+/// The cost table of two deploys of `service` from the store.
+pub fn cost_table(store: &dyn Store, service: &str, deploys: [&str; 2], window_ms: i64) -> Result<CostTable> {
+    let selection = Selection {
+        service: service.to_owned(),
+        deploys: deploys.iter().map(|d| (*d).to_owned()).collect(),
+        ..Selection::default()
+    };
+    let stacks = store.stack_series(&selection, window_ms, true)?;
+    let names: Vec<Arc<str>> = deploys.iter().map(|d| Arc::from(*d)).collect();
+    let mut builder = CostTableBuilder::new(service, stacks.unit, &names);
+    let mut frames: HashMap<u64, Vec<Arc<str>>> = HashMap::new();
+    for row in &stacks.rows {
+        let stack = frames
+            .entry(row.stack_id)
+            .or_insert_with(|| store.stack_frames(service, row.stack_id).unwrap_or_default());
+        builder.add_stack(row.window_ms, &row.deploy, &row.endpoint, stack, row.weight);
+    }
+    for r in store.requests(&selection, window_ms)? {
+        builder.add_requests(r.window_ms, &r.deploy, &Arc::from(r.endpoint.as_str()), r.count);
+    }
+    Ok(builder.finish())
+}

@@ -1,0 +1,75 @@
+//! The regression routes: list, change state, and run detection now.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
+
+use super::params::Params;
+use super::response::{json, ApiError};
+use super::AppState;
+use crate::detect::State as RegressionState;
+use crate::regressions::Filter;
+use crate::Error;
+
+type Answer = std::result::Result<Response, ApiError>;
+
+fn parse_state(text: &str) -> Result<RegressionState, Error> {
+    match text {
+        "open" => Ok(RegressionState::Open),
+        "acknowledged" => Ok(RegressionState::Acknowledged),
+        "resolved" => Ok(RegressionState::Resolved),
+        other => Err(Error::bad(format!(
+            "unknown state {other:?}: use open, acknowledged or resolved"
+        ))),
+    }
+}
+
+/// `GET /api/v1/regressions?service=&state=&deploy=`.
+pub async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> Answer {
+    let params = Params::parse(query.as_deref());
+    let filter = Filter {
+        service: params.get("service").map(str::to_owned),
+        state: params.get("state").map(parse_state).transpose()?,
+        deploy: params.get("deploy").map(str::to_owned),
+    };
+    if let Some(service) = &filter.service {
+        let (store, service) = (state.store.clone(), service.clone());
+        super::handlers::blocking(move || store.deploys(&service).map(|_| ())).await?;
+    }
+    let regressions = state.detector.list(&filter);
+    Ok(json(&serde_json::json!({ "regressions": regressions })))
+}
+
+/// `POST /api/v1/regressions/{id}` with `{"state": "acknowledged"}` (or
+/// `open`, `resolved`).
+pub async fn set_state(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Answer {
+    let body = super::handlers::body_or_error(body)?;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Change {
+        state: String,
+    }
+    let change: Change = serde_json::from_slice(&body)
+        .map_err(|e| Error::bad(format!("expected {{\"state\": \"acknowledged\"}}: {e}")))?;
+    let new_state = parse_state(&change.state)?;
+    let detector = state.detector.clone();
+    let regression = super::handlers::blocking(move || detector.set_state(&id, new_state)).await?;
+    Ok(json(&regression))
+}
+
+/// `POST /api/v1/detect?service=`: runs detection now and reports what it did.
+pub async fn detect(State(state): State<AppState>, RawQuery(query): RawQuery) -> Answer {
+    let params = Params::parse(query.as_deref());
+    let service = params.get("service").map(str::to_owned);
+    let (store, detector) = (state.store.clone(), state.detector.clone());
+    let run = super::handlers::blocking(move || {
+        detector.run(&*store, service.as_deref(), super::handlers::now_ms())
+    })
+    .await?;
+    Ok(json(&run))
+}

@@ -1,0 +1,119 @@
+//! `flameshift regressions`: the regressions an analyzer found, as a table
+//! or JSON.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use flameshift_analyzer::detect::Regression;
+use flameshift_collector::http;
+
+/// What the command line said.
+pub struct RegressionsOptions {
+    pub analyzer: String,
+    pub service: Option<String>,
+    pub state: Option<String>,
+    pub token: Option<String>,
+    pub json: bool,
+    pub detect: bool,
+}
+
+fn query_value(text: &str) -> String {
+    http::encode_component(text)
+}
+
+/// Runs detection first when asked, then lists; returns the number listed.
+pub fn run(options: &RegressionsOptions) -> anyhow::Result<usize> {
+    let base = options.analyzer.trim_end_matches('/');
+    let auth = options.token.as_ref().map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let timeout = Duration::from_secs(120);
+    if options.detect {
+        let mut url = format!("{base}/api/v1/detect");
+        if let Some(s) = &options.service {
+            url.push_str(&format!("?service={}", query_value(s)));
+        }
+        let response = http::post(&url, &headers, b"", timeout).with_context(|| format!("POST {url}"))?;
+        if response.status >= 300 {
+            bail!("the analyzer refused detection: {}", response.error_message());
+        }
+    }
+    let mut params = Vec::new();
+    if let Some(s) = &options.service {
+        params.push(format!("service={}", query_value(s)));
+    }
+    if let Some(s) = &options.state {
+        params.push(format!("state={}", query_value(s)));
+    }
+    let url = format!("{base}/api/v1/regressions?{}", params.join("&"));
+    let response = http::get(&url, &headers, timeout).with_context(|| format!("GET {url}"))?;
+    if response.status >= 300 {
+        bail!(
+            "the analyzer answered {}: {}",
+            response.status,
+            response.error_message()
+        );
+    }
+    let mut listing: serde_json::Value =
+        serde_json::from_slice(&response.body).context("the analyzer's answer is not JSON")?;
+    let regressions: Vec<Regression> = serde_json::from_value(listing["regressions"].take())
+        .context("the analyzer's answer is not a regression list")?;
+    #[allow(clippy::print_stdout, reason = "the listing is the command's output")]
+    if options.json {
+        println!("{}", serde_json::to_string_pretty(&regressions)?);
+    } else if regressions.is_empty() {
+        println!("no regressions");
+    } else {
+        println!("{}", table(&regressions));
+    }
+    Ok(regressions.len())
+}
+
+/// The regressions as an aligned text table.
+pub fn table(regressions: &[Regression]) -> String {
+    let mut rows = vec![[
+        "STATE".to_owned(),
+        "SERVICE".to_owned(),
+        "ENDPOINT".to_owned(),
+        "FUNCTION".to_owned(),
+        "DEPLOYS".to_owned(),
+        "CHANGE [95% CI]".to_owned(),
+        "Q".to_owned(),
+    ]];
+    for r in regressions {
+        let pct = |x: f64| format!("{:+.1}%", x * 100.0);
+        rows.push([
+            r.state.as_str().to_owned(),
+            r.service.clone(),
+            r.endpoint.clone(),
+            match &r.function {
+                Some(f) => format!("{f} ({})", r.metric.as_str()),
+                None => "(total)".to_owned(),
+            },
+            if r.deploy_before == r.deploy_after {
+                format!("within {}", r.deploy_after)
+            } else {
+                format!("{} → {}", r.deploy_before, r.deploy_after)
+            },
+            match &r.relative {
+                Some(x) => format!("{} [{}, {}]", pct(x.mean), pct(x.low), pct(x.high)),
+                None => format!("new: {:.0} {}/req", r.change.mean, r.unit.as_str()),
+            },
+            format!("{:.1e}", r.q_value),
+        ]);
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|r| {
+            r.iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell}{}", " ".repeat(w - cell.chars().count())))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
