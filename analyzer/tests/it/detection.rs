@@ -159,7 +159,7 @@ async fn the_simulated_fleet_regressions_are_listed_and_its_decoys_are_not() {
 async fn upload_deploy(url: &str, deploy: &str, start_ms: i64, windows: i64, f_ns: i64) {
     for w in 0..windows {
         let requests = 1_000 + (w % 3) * 10;
-        let jitter = 1_000 + (w * 7 % 5) as i64; // ±0.2% of the cost
+        let jitter = 1_000 + w * 7 % 5; // ±0.2% of the cost
         let f_samples = requests * f_ns / 10_000_000 * jitter / 1_000;
         let g_samples = requests * 2_000_000 / 10_000_000;
         let time = start_ms + w * 60_000;
