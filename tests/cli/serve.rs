@@ -401,3 +401,149 @@ fn demo_service_output_has_endpoint_labels_and_the_configured_proportions() {
         "no order work under GET /feed"
     );
 }
+
+/// A webhook receiver: answers 500 to the first delivery and 200 after;
+/// returns its URL and the bodies it got.
+fn webhook_receiver() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            seen.lock().unwrap().push(String::from_utf8(body).unwrap());
+            let status = if n == 0 {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, bodies)
+}
+
+#[test]
+fn regressions_are_listed_by_the_cli_and_sent_to_the_webhook_with_retries() {
+    use flameshift_analyzer::simulate::{Fleet, FleetConfig};
+    let (hook, bodies) = webhook_receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, url) = start_serve(dir.path(), &["--webhook", &hook, "--detect-interval", "1h"]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let fleet = Fleet::new(FleetConfig {
+        seed: 3,
+        deploys: 2,
+        hosts: 1,
+        windows_per_deploy: 12,
+        regression_chance: 1.0,
+        regression_sizes: vec![0.3],
+        decoy_chance: 0.0,
+        start_ms: now - 3_600_000,
+        ..FleetConfig::default()
+    });
+    let injected = fleet.truth()[0].function.clone();
+    for d in 0..2 {
+        for w in 0..12 {
+            let window = fleet.host_window(d, w, 0);
+            let mut body = Vec::new();
+            format::pprof::write(&window.profile(), &mut body).unwrap();
+            let target = format!(
+                "{url}/api/v1/profiles?service=fleet&deploy={}&host=h",
+                window.deploy
+            );
+            let response = http::post(&target, &[], &body, Duration::from_secs(30)).unwrap();
+            assert_eq!(response.status, 200, "{}", response.text());
+            let stats = serde_json::to_vec(&window.requests_body("fleet")).unwrap();
+            let response = http::post(
+                &format!("{url}/api/v1/requests"),
+                &[],
+                &stats,
+                Duration::from_secs(30),
+            )
+            .unwrap();
+            assert_eq!(response.status, 200, "{}", response.text());
+        }
+    }
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_flameshift"))
+            .arg("regressions")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let table = cli(&["--analyzer", &url, "--detect"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.status.success(),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    assert!(text.starts_with("STATE"), "{text}");
+    assert!(
+        text.contains(&injected) && text.contains("d000 → d001") && text.contains("open"),
+        "{text}"
+    );
+    let json = cli(&["--analyzer", &url, "--service", "fleet", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["function"].as_str(), Some(injected.as_str()));
+
+    // The webhook got it on the second attempt (the first was a 500).
+    let mut waited = 0;
+    while bodies.lock().unwrap().len() < 2 && waited < 200 {
+        thread::sleep(Duration::from_millis(50));
+        waited += 1;
+    }
+    let bodies = bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2, "one failed delivery, one retry: {bodies:?}");
+    assert_eq!(bodies[0], bodies[1]);
+    let payload: serde_json::Value = serde_json::from_str(&bodies[1]).unwrap();
+    let text = payload["text"].as_str().unwrap();
+    assert!(
+        text.contains(&injected) && text.contains("d000 → d001") && text.contains("+3"),
+        "{text}"
+    );
+    assert_eq!(payload["regression"]["id"], listed[0]["id"]);
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let down = cli(&["--analyzer", &url]);
+    assert_eq!(down.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains("/api/v1/regressions"),
+        "{down:?}"
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_flameshift"))
+        .args(["serve", "--data"])
+        .arg(dir.path())
+        .args(["--webhook", "https://chat.example/hook"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("only http://"),
+        "{bad:?}"
+    );
+}
