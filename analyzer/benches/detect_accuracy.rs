@@ -30,6 +30,7 @@ fn main() {
     }
     let mut total = Score::default();
     let mut detect_time = 0.0;
+    let mut alert_windows: Vec<usize> = Vec::new();
     let mut suppressed: std::collections::BTreeMap<String, usize> = Default::default();
     for seed in 1..=seeds as u64 {
         let fleet = Fleet::new(FleetConfig {
@@ -58,6 +59,25 @@ fn main() {
                     .unwrap_or("?")
                     .to_owned();
                 *suppressed.entry(kind).or_default() += 1;
+            }
+            // Time to alert: the fewest windows of the new deploy at which
+            // each injected regression is already reported.
+            for injected in &fleet.plans()[d].regressions {
+                for k in (settings.min_windows..=fleet.config().windows_per_deploy).step_by(5) {
+                    let mut early = table.clone();
+                    for e in &mut early.endpoints {
+                        let range = e.deploy_columns[1].clone();
+                        e.deploy_columns[1] = range.start..(range.start + k).min(range.end);
+                    }
+                    let c = compare_deploys(&early, 0, 1, &settings, 0);
+                    let hit = c.regressions.iter().any(|r| {
+                        r.cause.as_ref().or(r.function.as_ref()) == Some(&injected.function)
+                    });
+                    if hit {
+                        alert_windows.push(k);
+                        break;
+                    }
+                }
             }
             for r in cmp.regressions.iter().chain(&drifts) {
                 let function = r
@@ -117,4 +137,15 @@ fn main() {
         1.0 - total.decoy_only_alerted as f64 / total.decoy_only_deploys.max(1) as f64
     );
     println!("suppressed by filters: {suppressed:?}");
+    alert_windows.sort_unstable();
+    if !alert_windows.is_empty() {
+        let at = |q: f64| alert_windows[((alert_windows.len() - 1) as f64 * q).round() as usize];
+        println!(
+            "time from deploy to alert (windows of {} s, detection running every window): median {}, p90 {}, of {} found",
+            settings.window_ms / 1000,
+            at(0.5),
+            at(0.9),
+            alert_windows.len()
+        );
+    }
 }
