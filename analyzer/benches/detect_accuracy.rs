@@ -70,9 +70,10 @@ fn main() {
                         e.deploy_columns[1] = range.start..(range.start + k).min(range.end);
                     }
                     let c = compare_deploys(&early, 0, 1, &settings, 0);
-                    let hit = c.regressions.iter().any(|r| {
-                        r.cause.as_ref().or(r.function.as_ref()) == Some(&injected.function)
-                    });
+                    let hit = c
+                        .regressions
+                        .iter()
+                        .any(|r| r.cause.as_ref().or(r.function.as_ref()) == Some(&injected.function));
                     if hit {
                         alert_windows.push(k);
                         break;

@@ -192,7 +192,7 @@ pub fn compare_deploys(
                         function,
                         metric,
                         before: ma,
-                        remaining: -delta,
+                        remaining: -hodges_lehmann(&a, &b),
                     });
                 }
             }
@@ -316,10 +316,13 @@ fn cost_shift(
     settings: &DetectSettings,
 ) -> Option<Reason> {
     let f = c.function?;
+    // Shifts are compared robustly (Hodges–Lehmann), so that a spike in a
+    // few windows of a renamed function does not leave a "remainder".
+    let rise = hodges_lehmann(&c.before, &c.after);
     let (mut offset, mut merged_before) = (0.0, c.mean_before);
     let mut taken: Vec<(usize, f64)> = Vec::new();
     for (i, fall) in falls.iter().enumerate() {
-        if offset >= c.delta {
+        if offset >= rise {
             break;
         }
         if fall.endpoint == c.endpoint
@@ -327,14 +330,14 @@ fn cost_shift(
             && fall.remaining > 0.0
             && related(e, f, fall.function)
         {
-            let take = fall.remaining.min(c.delta - offset);
+            let take = fall.remaining.min(rise - offset);
             offset += take;
             merged_before += fall.before;
             taken.push((i, take));
         }
     }
     let merged_effect = (settings.min_relative * merged_before).max(c.min_effect);
-    if taken.is_empty() || c.delta - offset >= merged_effect {
+    if taken.is_empty() || rise - offset >= merged_effect {
         return None;
     }
     for &(i, take) in &taken {

@@ -7,8 +7,9 @@
 //! E-Divisive finds its change points. A rise is reported when it is at
 //! least the minimum effect, persists (every later segment keeps at least
 //! `persist_fraction` of it: a spike that goes away is not a regression),
-//! and its p-value, Bonferroni-corrected for the splits and series
-//! examined, is within `drift_max_q`. Each is mapped to the deploy it fell in.
+//! and the larger of its one-sided Mann–Whitney and Welch p-values
+//! between the two segments, Bonferroni-corrected for the splits and
+//! series examined, is within `drift_max_q`. Each is mapped to the deploy it fell in.
 
 use std::collections::HashSet;
 
@@ -103,16 +104,18 @@ pub fn drifts(
             let persists = points[k + 1..]
                 .iter()
                 .all(|later| later.mean_after - point.mean_before >= settings.persist_fraction * delta);
-            let q = (point.p_value * s.values.len() as f64 * family).min(1.0);
-            if !persists || q > settings.drift_max_q {
-                continue;
-            }
             let before = &s.values[bounds[k]..bounds[k + 1]];
             let after = &s.values[bounds[k + 1]..bounds[k + 2]];
+            // Both tests must agree, as in the deploy comparison; a short
+            // run of high windows convinces Welch's t alone too easily.
             let p = [
                 mann_whitney_greater_p(before, after),
                 welch_greater_p(before, after),
             ];
+            let q = (p[0].max(p[1]) * s.values.len() as f64 * family).min(1.0);
+            if !persists || q > settings.drift_max_q {
+                continue;
+            }
             let deploy_name = &*table.deploys[deploy];
             let record = Found {
                 service: &table.service,
