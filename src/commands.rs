@@ -63,7 +63,7 @@ fn read_options(config: &InputConfig) -> ReadOptions {
     }
 }
 
-fn read_one(path: &Path, config: &InputConfig) -> anyhow::Result<Profile> {
+pub(crate) fn read_one(path: &Path, config: &InputConfig) -> anyhow::Result<Profile> {
     format::read_path(path, &read_options(config)).map_err(|e| match e {
         // I/O errors already name the path.
         flameshift_profile::Error::Io { .. } => anyhow::Error::new(e),
@@ -103,7 +103,7 @@ fn value_index(profile: &Profile, config: &InputConfig) -> anyhow::Result<usize>
 /// half-written file behind, and an existing file is replaced whole.
 /// Paths that exist but are not regular files (`/dev/null`, a FIFO) are
 /// written in place: renaming over them would replace the device.
-fn write_output(
+pub(crate) fn write_output(
     path: &Path,
     render: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {

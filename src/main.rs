@@ -7,6 +7,7 @@
 mod changepoints;
 mod commands;
 mod demo_service;
+mod gate;
 mod regressions;
 mod serve;
 mod webhook;
@@ -46,6 +47,41 @@ enum Command {
     Changepoints(ChangepointsArgs),
     /// List the regressions an analyzer found.
     Regressions(RegressionsArgs),
+    /// CI gate: exit 1 when the candidate's profiles show a function meaningfully more expensive than the baseline's.
+    Gate(GateArgs),
+}
+
+#[derive(Debug, Args)]
+struct GateArgs {
+    /// Baseline profiles: files (one run each) or directories of runs.
+    #[arg(long, num_args = 1.., required = true)]
+    baseline: Vec<PathBuf>,
+    /// Candidate profiles: files or directories of runs.
+    #[arg(long, num_args = 1.., required = true)]
+    candidate: Vec<PathBuf>,
+    /// Smallest relative rise that fails the build (`2%` or `0.02`).
+    #[arg(long, default_value = "2%")]
+    max_regression: String,
+    /// Largest Benjamini–Hochberg q-value of a failing rise.
+    #[arg(long, default_value_t = 0.01)]
+    significance: f64,
+    /// Functions below this share of the candidate's cost are not tested.
+    #[arg(long, default_value = "0.1%")]
+    min_share: String,
+    /// Which cost to test.
+    #[arg(long, default_value = "self", value_parser = ["self", "inclusive", "both"])]
+    metric: String,
+    /// Write the Markdown report here too.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the differential flame graph (baseline → candidate) here.
+    #[arg(long)]
+    diff_svg: Option<PathBuf>,
+    #[command(flatten)]
+    input: InputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -406,6 +442,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format: a.format,
             args: a.args.to_config(),
         })),
+        Command::Gate(a) => gate::run(&gate::GateOptions {
+            baseline: a.baseline,
+            candidate: a.candidate,
+            max_regression: a.max_regression,
+            significance: a.significance,
+            min_share: a.min_share,
+            metric: a.metric,
+            report: a.report,
+            json: a.json,
+            diff_svg: a.diff_svg,
+            input: a.input.to_config(),
+        })
+        .map(|failed| {
+            if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }),
         Command::Top(a) => done(commands::top(&commands::TopConfig {
             inputs: a.inputs,
             inclusive: a.inclusive,

@@ -424,3 +424,6 @@ fn changepoints_finds_a_step_in_a_csv_column_and_refuses_bad_series() {
     assert!(bad("words.json", "[1, \"two\"]").contains("JSON array of numbers"));
     assert!(bad("text.csv", "a\nx\ny\n").contains("no numeric column"));
 }
+
+#[path = "cli/gate.rs"]
+mod gate;

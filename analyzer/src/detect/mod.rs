@@ -12,6 +12,7 @@ pub mod changepoint;
 pub mod compare;
 pub mod costs;
 pub mod drift;
+pub mod gate;
 pub mod regression;
 pub mod settings;
 pub mod stats;

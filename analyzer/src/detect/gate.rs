@@ -1,0 +1,505 @@
+//! The CI gate's comparison: profiles of a benchmark on the base commit
+//! and on the change, per function, with significance.
+//!
+//! - **Several runs a side**: each run is one observation of each
+//!   function's self (and inclusive) cost — per request when the run
+//!   counted requests, else per run (the same benchmark each time). The
+//!   rise is tested with one-sided Welch's t (with 5 runs a side,
+//!   Mann–Whitney cannot go below p = 0.006, too coarse once a few
+//!   functions share the false-discovery budget) and estimated with the
+//!   Hodges–Lehmann shift and a seeded bootstrap interval.
+//! - **One run a side**: a one-sided two-proportion z-test on the
+//!   function's share of the samples, with a delta-method interval of the
+//!   ratio of shares.
+//!
+//! Either way, Benjamini–Hochberg runs over every function tested; a
+//! regression is significant (q ≤ `significance`), at least
+//! `max_regression` relative, and holds at least `min_share` of the
+//! candidate's cost. Functions under `min_share` or with too few samples
+//! are not tested, and the report says so.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use flameshift_profile::{Profile, TopBy};
+use serde::Serialize;
+use statrs::distribution::{ContinuousCDF, Normal};
+
+use super::regression::Metric;
+use super::stats::{benjamini_hochberg, hodges_lehmann, hodges_lehmann_ci, mean, welch_greater_p};
+
+/// Thresholds of the gate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateSettings {
+    /// Smallest relative rise that fails the gate (default 0.02 = 2%).
+    pub max_regression: f64,
+    /// Largest q-value of a failing rise (default 0.01).
+    pub significance: f64,
+    /// Smallest share of the candidate's total cost a function needs to be
+    /// tested (default 0.001 = 0.1%).
+    pub min_share: f64,
+    /// Test self cost (default true).
+    pub self_cost: bool,
+    /// Test inclusive cost (default false).
+    pub inclusive: bool,
+    /// Fewest samples, both sides together, for a function to be tested
+    /// (default 20).
+    pub min_samples: i64,
+    /// Level of the intervals (default 0.95).
+    pub confidence: f64,
+}
+
+impl Default for GateSettings {
+    fn default() -> Self {
+        GateSettings {
+            max_regression: 0.02,
+            significance: 0.01,
+            min_share: 0.001,
+            self_cost: true,
+            inclusive: false,
+            min_samples: 20,
+            confidence: 0.95,
+        }
+    }
+}
+
+/// Why two sets of runs cannot be compared.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum GateError {
+    /// A side has no runs, or only empty ones.
+    #[error("the {0} has no samples")]
+    Empty(&'static str),
+    /// The candidate's time goes to functions the baseline never spent
+    /// time in: two different programs.
+    #[error("the baseline and the candidate have no function in common where the time goes: are they the same program?")]
+    NoCommonFunctions,
+}
+
+/// One function's cost in one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FunctionRun {
+    /// Self cost.
+    pub self_value: f64,
+    /// Inclusive cost.
+    pub inclusive_value: f64,
+    /// Samples behind the self cost.
+    pub self_samples: f64,
+    /// Samples behind the inclusive cost.
+    pub inclusive_samples: f64,
+}
+
+/// The costs of one run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunCosts {
+    /// Total cost.
+    pub total: f64,
+    /// Total samples.
+    pub total_samples: f64,
+    /// Requests the run served, if it counted them.
+    pub requests: Option<f64>,
+    /// Per function.
+    pub functions: BTreeMap<String, FunctionRun>,
+}
+
+impl RunCosts {
+    /// The costs of `profile` in sample type `value_index`; samples come
+    /// from a `samples/count` type when there is one, else from the values
+    /// divided by the period (or the values themselves).
+    pub fn from_profile(profile: &Profile, value_index: usize) -> RunCosts {
+        let count_index = profile
+            .sample_types
+            .iter()
+            .position(|t| t.kind == "samples" && t.unit == "count");
+        let period = profile.period.as_ref().map(|p| p.value).filter(|&v| v > 0);
+        let costs = profile.top_functions(value_index, TopBy::SelfCost);
+        let counts: BTreeMap<String, (i64, i64)> = match count_index {
+            Some(i) if i != value_index => profile
+                .top_functions(i, TopBy::SelfCost)
+                .into_iter()
+                .map(|f| (f.name, (f.self_value, f.inclusive_value)))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        let as_samples = |value: i64| match period {
+            Some(p) => value as f64 / p as f64,
+            None => value as f64,
+        };
+        let mut run = RunCosts {
+            total: profile.total(value_index) as f64,
+            total_samples: match count_index {
+                Some(i) => profile.total(i) as f64,
+                None => as_samples(profile.total(value_index)),
+            },
+            requests: None,
+            functions: BTreeMap::new(),
+        };
+        for f in costs {
+            let (self_samples, inclusive_samples) = match counts.get(&f.name) {
+                Some(&(s, i)) => (s as f64, i as f64),
+                None => (as_samples(f.self_value), as_samples(f.inclusive_value)),
+            };
+            run.functions.insert(
+                f.name,
+                FunctionRun {
+                    self_value: f.self_value as f64,
+                    inclusive_value: f.inclusive_value as f64,
+                    self_samples,
+                    inclusive_samples,
+                },
+            );
+        }
+        run
+    }
+
+    fn value(&self, function: &str, metric: Metric) -> (f64, f64) {
+        let f = self.functions.get(function).copied().unwrap_or_default();
+        let per = self.requests.filter(|&r| r > 0.0).unwrap_or(1.0);
+        match metric {
+            Metric::Inclusive => (f.inclusive_value / per, f.inclusive_samples),
+            _ => (f.self_value / per, f.self_samples),
+        }
+    }
+}
+
+/// One function's comparison.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GateRow {
+    /// The function.
+    pub function: String,
+    /// Self or inclusive.
+    pub metric: Metric,
+    /// Mean cost before (per run, or per request).
+    pub before: f64,
+    /// Mean cost after.
+    pub after: f64,
+    /// Relative change.
+    pub change: f64,
+    /// Lower end of its interval.
+    pub low: f64,
+    /// Upper end of its interval.
+    pub high: f64,
+    /// One-sided p-value of the rise (or fall, for improvements).
+    pub p_value: f64,
+    /// Benjamini–Hochberg q-value.
+    pub q_value: f64,
+    /// Samples before and after (summed over runs).
+    pub samples: [f64; 2],
+}
+
+/// What the gate decided, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GateReport {
+    /// Runs on each side.
+    pub runs: [usize; 2],
+    /// Functions × metrics tested.
+    pub tests: usize,
+    /// The failing rises, largest first.
+    pub regressions: Vec<GateRow>,
+    /// The largest significant falls (at most five).
+    pub improvements: Vec<GateRow>,
+    /// Functions over `min_share` not tested for lack of samples.
+    pub untested: Vec<String>,
+}
+
+impl GateReport {
+    /// Whether the gate fails.
+    pub fn failed(&self) -> bool {
+        !self.regressions.is_empty()
+    }
+}
+
+/// Compares the candidate's runs with the baseline's.
+pub fn gate(
+    baseline: &[RunCosts],
+    candidate: &[RunCosts],
+    settings: &GateSettings,
+) -> Result<GateReport, GateError> {
+    if baseline.iter().all(|r| r.total_samples <= 0.0) {
+        return Err(GateError::Empty("baseline"));
+    }
+    if candidate.iter().all(|r| r.total_samples <= 0.0) {
+        return Err(GateError::Empty("candidate"));
+    }
+    let names = |runs: &[RunCosts]| -> BTreeSet<String> {
+        runs.iter().flat_map(|r| r.functions.keys().cloned()).collect()
+    };
+    let (before_names, after_names) = (names(baseline), names(candidate));
+    // Programs share `main` and the like; what must be shared is where
+    // the time goes: at least a tenth of the candidate's self cost in
+    // functions with self cost in the baseline too.
+    let before_costly: BTreeSet<&String> = baseline
+        .iter()
+        .flat_map(|r| {
+            r.functions
+                .iter()
+                .filter(|(_, f)| f.self_value > 0.0)
+                .map(|(n, _)| n)
+        })
+        .collect();
+    let shared: f64 = candidate
+        .iter()
+        .flat_map(|r| r.functions.iter())
+        .filter(|(n, _)| before_costly.contains(n))
+        .map(|(_, f)| f.self_value)
+        .sum();
+    if shared < 0.1 * candidate.iter().map(|r| r.total).sum::<f64>() {
+        return Err(GateError::NoCommonFunctions);
+    }
+    let candidate_total: f64 = candidate.iter().map(|r| r.total).sum();
+    let mut metrics = Vec::new();
+    if settings.self_cost {
+        metrics.push(Metric::SelfCost);
+    }
+    if settings.inclusive {
+        metrics.push(Metric::Inclusive);
+    }
+    let several = baseline.len() >= 2 && candidate.len() >= 2;
+    let mut rows = Vec::new();
+    let mut falls = Vec::new();
+    let mut untested = BTreeSet::new();
+    for name in before_names.union(&after_names) {
+        for &metric in &metrics {
+            let side = |runs: &[RunCosts]| -> (Vec<f64>, f64) {
+                let values: Vec<(f64, f64)> = runs.iter().map(|r| r.value(name, metric)).collect();
+                (
+                    values.iter().map(|v| v.0).collect(),
+                    values.iter().map(|v| v.1).sum(),
+                )
+            };
+            let ((a, sa), (b, sb)) = (side(baseline), side(candidate));
+            let after_cost: f64 = candidate
+                .iter()
+                .map(|r| r.value(name, metric).0 * r.requests.unwrap_or(1.0))
+                .sum();
+            let before_share = sa / baseline.iter().map(|r| r.total_samples).sum::<f64>().max(1.0);
+            let share = (after_cost / candidate_total.max(1.0)).max(before_share);
+            if share < settings.min_share {
+                continue;
+            }
+            if sa + sb < settings.min_samples as f64 {
+                untested.insert(name.clone());
+                continue;
+            }
+            let row = if several {
+                compare_runs(name, metric, &a, &b, [sa, sb], settings)
+            } else {
+                compare_shares(
+                    name,
+                    metric,
+                    (sa, total_samples(baseline)),
+                    (sb, total_samples(candidate)),
+                    settings,
+                )
+            };
+            rows.push(row.0);
+            falls.push(row.1);
+        }
+    }
+    let q = benjamini_hochberg(&rows.iter().map(|r| r.p_value).collect::<Vec<_>>());
+    for (row, q) in rows.iter_mut().zip(q) {
+        row.q_value = q;
+    }
+    let tests = rows.len();
+    let mut regressions: Vec<GateRow> = rows
+        .into_iter()
+        .filter(|r| r.q_value <= settings.significance && r.change >= settings.max_regression)
+        .collect();
+    regressions.sort_by(|a, b| b.change.total_cmp(&a.change));
+    let q = benjamini_hochberg(&falls.iter().map(|r| r.p_value).collect::<Vec<_>>());
+    for (row, q) in falls.iter_mut().zip(q) {
+        row.q_value = q;
+    }
+    let mut improvements: Vec<GateRow> = falls
+        .into_iter()
+        .filter(|r| r.q_value <= settings.significance && r.change <= -settings.max_regression)
+        .collect();
+    improvements.sort_by(|a, b| a.change.total_cmp(&b.change));
+    improvements.truncate(5);
+    Ok(GateReport {
+        runs: [baseline.len(), candidate.len()],
+        tests,
+        regressions,
+        improvements,
+        untested: untested.into_iter().collect(),
+    })
+}
+
+fn total_samples(runs: &[RunCosts]) -> f64 {
+    runs.iter().map(|r| r.total_samples).sum()
+}
+
+/// Several runs a side: (the rise's row, the fall's row).
+fn compare_runs(
+    name: &str,
+    metric: Metric,
+    a: &[f64],
+    b: &[f64],
+    samples: [f64; 2],
+    settings: &GateSettings,
+) -> (GateRow, GateRow) {
+    let (before, after) = (mean(a), mean(b));
+    let shift = hodges_lehmann(a, b);
+    let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, c| {
+        (h ^ c as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    let (low, high) = hodges_lehmann_ci(a, b, settings.confidence, 400, seed);
+    let base = before.abs().max(f64::MIN_POSITIVE);
+    let row = |p_value: f64| GateRow {
+        function: name.to_owned(),
+        metric,
+        before,
+        after,
+        change: if before > 0.0 {
+            shift / base
+        } else {
+            f64::from(u8::from(after > 0.0))
+        },
+        low: low / base,
+        high: high / base,
+        p_value,
+        q_value: 1.0,
+        samples,
+    };
+    let (up, down) = (welch_greater_p(a, b), welch_greater_p(b, a));
+    (row(up), row(down))
+}
+
+/// One run a side: a two-proportion z-test on the function's share of the
+/// samples. (the rise's row, the fall's row).
+fn compare_shares(
+    name: &str,
+    metric: Metric,
+    (sa, na): (f64, f64),
+    (sb, nb): (f64, f64),
+    settings: &GateSettings,
+) -> (GateRow, GateRow) {
+    let (pa, pb) = (sa / na.max(1.0), sb / nb.max(1.0));
+    let pooled = (sa + sb) / (na + nb).max(1.0);
+    let se = (pooled * (1.0 - pooled) * (1.0 / na.max(1.0) + 1.0 / nb.max(1.0))).sqrt();
+    let normal = Normal::standard();
+    let z = if se > 0.0 { (pb - pa) / se } else { 0.0 };
+    let ratio = if pa > 0.0 {
+        pb / pa
+    } else {
+        f64::from(u8::from(pb > 0.0)) + 1.0
+    };
+    let z_ci = normal.inverse_cdf(1.0 - (1.0 - settings.confidence) / 2.0);
+    let se_log = (1.0 / sa.max(0.5) - 1.0 / na.max(1.0) + 1.0 / sb.max(0.5) - 1.0 / nb.max(1.0))
+        .max(0.0)
+        .sqrt();
+    let row = |p_value: f64| GateRow {
+        function: name.to_owned(),
+        metric,
+        before: pa,
+        after: pb,
+        change: ratio - 1.0,
+        low: ratio * (-z_ci * se_log).exp() - 1.0,
+        high: ratio * (z_ci * se_log).exp() - 1.0,
+        p_value,
+        q_value: 1.0,
+        samples: [sa, sb],
+    };
+    (row(1.0 - normal.cdf(z)), row(normal.cdf(z)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulate::Rng;
+
+    /// A run of `funcs` (name, mean samples), Poisson-drawn, 1 sample = 1 unit.
+    fn run(rng: &mut Rng, funcs: &[(&str, f64)]) -> RunCosts {
+        let mut r = RunCosts::default();
+        for (name, mean) in funcs {
+            let n = rng.poisson(*mean) as f64;
+            r.total += n;
+            r.total_samples += n;
+            r.functions.insert(
+                (*name).to_owned(),
+                FunctionRun {
+                    self_value: n,
+                    inclusive_value: n,
+                    self_samples: n,
+                    inclusive_samples: n,
+                },
+            );
+        }
+        r
+    }
+
+    const BASE: [(&str, f64); 4] = [
+        ("parse", 2_000.0),
+        ("render", 3_000.0),
+        ("sort", 4_000.0),
+        ("tiny", 2.0),
+    ];
+
+    #[test]
+    fn a_20_percent_slowdown_is_caught_and_named_with_runs_or_shares() {
+        let mut rng = Rng::new(1);
+        let slow = [
+            ("parse", 2_400.0),
+            ("render", 3_000.0),
+            ("sort", 4_000.0),
+            ("tiny", 2.0),
+        ];
+        for runs in [5, 1] {
+            let a: Vec<RunCosts> = (0..runs).map(|_| run(&mut rng, &BASE)).collect();
+            let b: Vec<RunCosts> = (0..runs).map(|_| run(&mut rng, &slow)).collect();
+            let report = gate(&a, &b, &GateSettings::default()).unwrap();
+            assert!(report.failed(), "{runs} runs: {report:#?}");
+            assert_eq!(report.regressions.len(), 1, "{report:#?}");
+            let r = &report.regressions[0];
+            assert_eq!(r.function, "parse");
+            // Several runs: the cost per run rose 20%. One run: its share
+            // of the samples rose from 2,000/9,002 to 2,400/9,402.
+            let truth = if runs > 1 {
+                0.2
+            } else {
+                (2_400.0 / 9_402.0) / (2_000.0 / 9_002.0) - 1.0
+            };
+            assert!(r.low <= truth && truth <= r.high, "{runs} runs: {r:?}");
+        }
+        // Over the share floor, under the sample floor: said, not tested.
+        let rare = [("big", 3_000.0), ("rare", 6.0)];
+        let report = gate(
+            &[run(&mut rng, &rare)],
+            &[run(&mut rng, &rare)],
+            &GateSettings::default(),
+        )
+        .unwrap();
+        assert_eq!(report.untested, vec!["rare".to_owned()]);
+        assert_eq!(report.tests, 1);
+    }
+
+    #[test]
+    fn identical_builds_pass_at_the_defaults() {
+        let mut rng = Rng::new(2);
+        let failed = (0..50)
+            .filter(|_| {
+                let a: Vec<RunCosts> = (0..5).map(|_| run(&mut rng, &BASE)).collect();
+                let b: Vec<RunCosts> = (0..5).map(|_| run(&mut rng, &BASE)).collect();
+                gate(&a, &b, &GateSettings::default()).unwrap().failed()
+            })
+            .count();
+        assert_eq!(failed, 0);
+    }
+
+    #[test]
+    fn empty_sides_and_different_programs_are_errors() {
+        let mut rng = Rng::new(3);
+        let a = vec![run(&mut rng, &BASE)];
+        assert_eq!(
+            gate(&a, &[RunCosts::default()], &GateSettings::default()),
+            Err(GateError::Empty("candidate"))
+        );
+        assert_eq!(
+            gate(&[], &a, &GateSettings::default()),
+            Err(GateError::Empty("baseline"))
+        );
+        let other = vec![run(&mut rng, &[("main", 100.0)])];
+        assert_eq!(
+            gate(&a, &other, &GateSettings::default()),
+            Err(GateError::NoCommonFunctions)
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! `flameshift gate` on profile files: a slowdown fails the build with a
+//! report, a JSON file and a diff flame graph; identical builds pass; bad
+//! inputs are errors, never a silent pass.
+
+use std::path::Path;
+use std::process::Command;
+
+use flameshift_analyzer::simulate::Rng;
+use flameshift_profile::{format, LabelSetId, Period, Profile, SampleType};
+
+/// A cpu-clock profile of one benchmark run: `funcs` (leaf, mean samples
+/// at 10 ms) under `main;bench`, Poisson-drawn.
+fn write_run(path: &Path, rng: &mut Rng, funcs: &[(&str, f64)]) {
+    let ty = SampleType::new("cpu", "nanoseconds");
+    let mut p = Profile::new(vec![SampleType::new("samples", "count"), ty.clone()]);
+    p.period = Some(Period {
+        kind: ty,
+        value: 10_000_000,
+    });
+    for (leaf, mean) in funcs {
+        let n = rng.poisson(*mean);
+        let stack = p.stack_from_names(["main", "bench", leaf]);
+        p.push_sample(stack, LabelSetId::EMPTY, &[n, n * 10_000_000]);
+    }
+    let mut out = Vec::new();
+    format::pprof::write(&p, &mut out).unwrap();
+    std::fs::write(path, out).unwrap();
+}
+
+fn runs(dir: &Path, rng: &mut Rng, count: usize, funcs: &[(&str, f64)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..count {
+        write_run(&dir.join(format!("run-{i}.pb.gz")), rng, funcs);
+    }
+}
+
+const BASE: [(&str, f64); 3] = [("parse", 500.0), ("render", 2_000.0), ("sort", 2_500.0)];
+
+fn gate(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_flameshift"))
+        .arg("gate")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_slowdown_fails_with_a_report_and_identical_builds_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(11);
+    let (base, slow, same) = (
+        dir.path().join("base"),
+        dir.path().join("slow"),
+        dir.path().join("same"),
+    );
+    runs(&base, &mut rng, 5, &BASE);
+    runs(
+        &slow,
+        &mut rng,
+        5,
+        &[("parse", 600.0), ("render", 2_000.0), ("sort", 2_500.0)],
+    );
+    runs(&same, &mut rng, 5, &BASE);
+    let (report, json, svg) = (
+        dir.path().join("r.md"),
+        dir.path().join("r.json"),
+        dir.path().join("d.svg"),
+    );
+    let out = gate(&[
+        "--baseline",
+        base.to_str().unwrap(),
+        "--candidate",
+        slow.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "--diff-svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(&report).unwrap();
+    assert!(md.starts_with("**flameshift gate: FAIL**"), "{md}");
+    assert!(md.contains("| `parse` | self |"), "{md}");
+    assert!(!md.contains("`render`") && !md.contains("`sort`"), "{md}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), md.trim());
+    let parsed: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(parsed["failed"], true);
+    let change = parsed["report"]["regressions"][0]["change"].as_f64().unwrap();
+    assert!((0.1..0.3).contains(&change), "{change}");
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        drawn.contains("<svg") && drawn.contains("parse"),
+        "a diff flame graph"
+    );
+
+    let pass = gate(&[
+        "--baseline",
+        base.to_str().unwrap(),
+        "--candidate",
+        same.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        pass.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&pass.stdout)
+    );
+    assert!(String::from_utf8_lossy(&pass.stdout).starts_with("**flameshift gate: pass**"));
+}
+
+#[test]
+fn bad_inputs_are_errors_not_a_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(12);
+    let base = dir.path().join("base.pb.gz");
+    write_run(&base, &mut rng, &BASE);
+    let other = dir.path().join("other.pb.gz");
+    write_run(&other, &mut rng, &[("unrelated", 1_000.0)]);
+    let folded = dir.path().join("counts.folded");
+    std::fs::write(&folded, "main;bench;parse 10\n").unwrap();
+    let empty = dir.path().join("empty.pb.gz");
+    format::pprof::write(
+        &Profile::new(vec![SampleType::new("cpu", "nanoseconds")]),
+        &mut std::fs::File::create(&empty).unwrap(),
+    )
+    .unwrap();
+    for (candidate, message) in [
+        (&other, "no function in common"),
+        (&folded, "mismatched units"),
+        (&empty, "candidate has no samples"),
+    ] {
+        let out = gate(&[
+            "--baseline",
+            base.to_str().unwrap(),
+            "--candidate",
+            candidate.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{candidate:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(message),
+            "{candidate:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = gate(&[
+        "--baseline",
+        base.to_str().unwrap(),
+        "--candidate",
+        base.to_str().unwrap(),
+        "--max-regression",
+        "lots",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a percentage"));
+}
