@@ -315,6 +315,38 @@ pub fn record(
     Ok(std::process::ExitCode::from(code.clamp(0, 255) as u8))
 }
 
+/// Runs `command` under valgrind's callgrind and delivers its exact
+/// instruction counts like a sampled profile; exits with the command's code.
+pub fn record_callgrind(
+    config: &SamplingConfig,
+    command: &[std::ffi::OsString],
+) -> anyhow::Result<std::process::ExitCode> {
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let out = dir.path().join("callgrind.out");
+    let status = std::process::Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg("--quiet")
+        // Keep glibc's start-up functions apart: merged into `(below
+        // main)` they form a cycle through main.
+        .arg("--show-below-main=yes")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg("--")
+        .args(command)
+        .status()
+        .context("running valgrind (apt-get install valgrind)")?;
+    let bytes = std::fs::read(&out)
+        .with_context(|| format!("callgrind wrote no output (valgrind exited with {status})"))?;
+    let profile = format::callgrind::read(&bytes).context("reading callgrind's output")?;
+    deliver(
+        &profile,
+        "flameshift record --callgrind (instructions, exact)".to_owned(),
+        config,
+    )?;
+    Ok(std::process::ExitCode::from(
+        status.code().unwrap_or(2).clamp(0, 255) as u8,
+    ))
+}
+
 /// Attaches to `pid` until Ctrl-C, `duration` or the target's exit, then
 /// writes what was collected.
 pub fn attach(config: &SamplingConfig, pid: u32, duration: Option<&str>) -> anyhow::Result<()> {

@@ -179,7 +179,9 @@ fn table(out: &mut String, rows: &[GateRow]) {
 pub fn markdown(report: &GateReport, settings: &GateSettings, unit: &str) -> String {
     let mut out = String::new();
     let [a, b] = report.runs;
-    let mode = if a >= 2 && b >= 2 {
+    let mode = if report.exact {
+        format!("{a} vs {b} run(s), exact counts compared as values")
+    } else if a >= 2 && b >= 2 {
         format!("{a} baseline runs vs {b} candidate runs, cost per run")
     } else {
         format!("{a} vs {b} run(s), share of samples")

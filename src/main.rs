@@ -311,6 +311,10 @@ struct SamplingArgs {
 struct RecordArgs {
     #[command(flatten)]
     sampling: SamplingArgs,
+    /// Count instructions exactly under valgrind's callgrind instead of
+    /// sampling (deterministic, for CI machines without a PMU; ~50× slower).
+    #[arg(long)]
+    callgrind: bool,
     /// The command to run, after `--`.
     #[arg(required = true, last = true, value_name = "CMD")]
     command: Vec<std::ffi::OsString>,
@@ -415,6 +419,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             detect: a.detect,
         })
         .map(|_| ExitCode::SUCCESS),
+        Command::Record(a) if a.callgrind => commands::record_callgrind(&a.sampling.to_config(), &a.command),
         Command::Record(a) => commands::record(&a.sampling.to_config(), &a.command),
         Command::Attach(a) => done(commands::attach(
             &a.sampling.to_config(),

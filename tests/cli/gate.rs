@@ -159,3 +159,75 @@ fn bad_inputs_are_errors_not_a_pass() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a percentage"));
 }
+
+#[test]
+fn under_callgrind_a_2_percent_instruction_increase_is_caught_every_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("bench.c");
+    std::fs::write(
+        &source,
+        "#include <stdlib.h>\n\
+         static volatile long sink;\n\
+         __attribute__((noinline)) void work(long n) { for (long i = 0; i < n; i++) sink += i * 7; }\n\
+         __attribute__((noinline)) void other(long n) { for (long i = 0; i < n; i++) sink ^= i; }\n\
+         int main(int argc, char **argv) {\n\
+           long extra = argc > 1 ? atol(argv[1]) : 0;\n\
+           for (int r = 0; r < 10; r++) { work(100000 + extra); other(50000); }\n\
+           return 0;\n\
+         }\n",
+    )
+    .unwrap();
+    let program = dir.path().join("bench");
+    let cc = Command::new("gcc")
+        .args(["-O1", "-o"])
+        .arg(&program)
+        .arg(&source)
+        .status()
+        .unwrap();
+    assert!(cc.success());
+    let record = |name: &str, extra: &str| {
+        let out = dir.path().join(name);
+        let status = Command::new(env!("CARGO_BIN_EXE_flameshift"))
+            .args(["record", "--callgrind", "-o"])
+            .arg(&out)
+            .arg("--")
+            .arg(&program)
+            .arg(extra)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        out
+    };
+    // `work` runs 2,100 more iterations of 100,000: +2.1% of its instructions.
+    let (base, again, slower) = (
+        record("base.pb.gz", "0"),
+        record("again.pb.gz", "0"),
+        record("slow.pb.gz", "2100"),
+    );
+    let same = gate(&[
+        "--baseline",
+        base.to_str().unwrap(),
+        "--candidate",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&same.stdout)
+    );
+    assert!(String::from_utf8_lossy(&same.stdout).contains("exact counts"));
+    let out = gate(&[
+        "--baseline",
+        base.to_str().unwrap(),
+        "--candidate",
+        slower.to_str().unwrap(),
+    ]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("| `work` | self |") && report.contains("+2.1%"),
+        "{report}"
+    );
+    assert!(!report.contains("`other`"), "{report}");
+}

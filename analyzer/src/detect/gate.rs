@@ -98,6 +98,8 @@ pub struct RunCosts {
     pub requests: Option<f64>,
     /// Per function.
     pub functions: BTreeMap<String, FunctionRun>,
+    /// Exact, deterministic counts (callgrind): compared as values.
+    pub exact: bool,
 }
 
 impl RunCosts {
@@ -131,6 +133,10 @@ impl RunCosts {
             },
             requests: None,
             functions: BTreeMap::new(),
+            exact: profile
+                .comments
+                .iter()
+                .any(|c| c == flameshift_profile::format::callgrind::EXACT_COUNTS),
         };
         for f in costs {
             let (self_samples, inclusive_samples) = match counts.get(&f.name) {
@@ -190,6 +196,8 @@ pub struct GateRow {
 pub struct GateReport {
     /// Runs on each side.
     pub runs: [usize; 2],
+    /// Whether exact counts (callgrind) were compared as values.
+    pub exact: bool,
     /// Functions × metrics tested.
     pub tests: usize,
     /// The failing rises, largest first.
@@ -253,6 +261,7 @@ pub fn gate(
         metrics.push(Metric::Inclusive);
     }
     let several = baseline.len() >= 2 && candidate.len() >= 2;
+    let exact = baseline.iter().chain(candidate).all(|r| r.exact);
     let mut rows = Vec::new();
     let mut falls = Vec::new();
     let mut untested = BTreeSet::new();
@@ -279,7 +288,9 @@ pub fn gate(
                 untested.insert(name.clone());
                 continue;
             }
-            let row = if several {
+            let row = if exact {
+                compare_exact(name, metric, &a, &b, [sa, sb])
+            } else if several {
                 compare_runs(name, metric, &a, &b, [sa, sb], settings)
             } else {
                 compare_shares(
@@ -316,11 +327,39 @@ pub fn gate(
     improvements.truncate(5);
     Ok(GateReport {
         runs: [baseline.len(), candidate.len()],
+        exact,
         tests,
         regressions,
         improvements,
         untested: untested.into_iter().collect(),
     })
+}
+
+/// Exact counts: the values themselves are compared (a rise is a rise;
+/// p is 0 for any rise and 1 otherwise, so q follows).
+fn compare_exact(name: &str, metric: Metric, a: &[f64], b: &[f64], samples: [f64; 2]) -> (GateRow, GateRow) {
+    let (before, after) = (mean(a), mean(b));
+    let change = if before > 0.0 {
+        after / before - 1.0
+    } else {
+        f64::from(u8::from(after > 0.0))
+    };
+    let row = |p_value: f64| GateRow {
+        function: name.to_owned(),
+        metric,
+        before,
+        after,
+        change,
+        low: change,
+        high: change,
+        p_value,
+        q_value: 1.0,
+        samples,
+    };
+    (
+        row(if change > 0.0 { 0.0 } else { 1.0 }),
+        row(if change < 0.0 { 0.0 } else { 1.0 }),
+    )
 }
 
 fn total_samples(runs: &[RunCosts]) -> f64 {
@@ -482,6 +521,33 @@ mod tests {
             })
             .count();
         assert_eq!(failed, 0);
+    }
+
+    #[test]
+    fn exact_counts_catch_a_2_percent_rise_every_time() {
+        let exact = |work: f64| RunCosts {
+            total: 1_000_000.0 + work,
+            total_samples: 1_000_000.0 + work,
+            requests: None,
+            functions: [("work", work), ("other", 1_000_000.0)]
+                .into_iter()
+                .map(|(n, v)| {
+                    let f = FunctionRun {
+                        self_value: v,
+                        inclusive_value: v,
+                        self_samples: v,
+                        inclusive_samples: v,
+                    };
+                    (n.to_owned(), f)
+                })
+                .collect(),
+            exact: true,
+        };
+        let report = gate(&[exact(100_000.0)], &[exact(102_000.0)], &GateSettings::default()).unwrap();
+        assert_eq!(report.regressions.len(), 1);
+        assert!((report.regressions[0].change - 0.02).abs() < 1e-12);
+        let same = gate(&[exact(100_000.0)], &[exact(100_000.0)], &GateSettings::default()).unwrap();
+        assert!(!same.failed());
     }
 
     #[test]

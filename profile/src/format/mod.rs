@@ -2,6 +2,7 @@
 //! (read), speedscope (write). The input format is detected from the
 //! content, so a misnamed file still reads.
 
+pub mod callgrind;
 pub mod folded;
 pub mod perf_script;
 pub mod pprof;
@@ -29,6 +30,8 @@ pub enum Format {
     PerfScript,
     /// speedscope JSON (write only).
     Speedscope,
+    /// valgrind callgrind output (read only).
+    Callgrind,
 }
 
 impl Format {
@@ -46,6 +49,8 @@ impl Format {
             Some(Format::Speedscope)
         } else if ends(&[".perf", ".script", ".perf-script"]) {
             Some(Format::PerfScript)
+        } else if name.starts_with("callgrind.out") {
+            Some(Format::Callgrind)
         } else {
             None
         }
@@ -58,6 +63,7 @@ impl Format {
             "folded" | "collapsed" => Some(Format::Folded),
             "perf" | "perf-script" => Some(Format::PerfScript),
             "speedscope" => Some(Format::Speedscope),
+            "callgrind" => Some(Format::Callgrind),
             _ => None,
         }
     }
@@ -135,6 +141,9 @@ pub fn detect(bytes: &[u8]) -> Result<Format> {
     if first == Some(b'{') || first == Some(b'[') {
         return Ok(Format::Speedscope);
     }
+    if callgrind::looks_like_callgrind(head) {
+        return Ok(Format::Callgrind);
+    }
     if looks_like_perf_script(head) {
         return Ok(Format::PerfScript);
     }
@@ -175,6 +184,7 @@ pub fn read_bytes(bytes: &[u8], options: &ReadOptions) -> Result<Profile> {
         Format::Pprof => pprof::read(bytes, options.max_decompressed),
         Format::Folded => folded::read(bytes),
         Format::PerfScript => perf_script::read(bytes),
+        Format::Callgrind => callgrind::read(bytes),
         Format::Speedscope => Err(Error::UnknownFormat(
             "JSON input (speedscope is a write-only format here; use pprof or folded)".into(),
         )),
@@ -230,8 +240,8 @@ pub fn write(profile: &Profile, format: Format, options: &WriteOptions, out: &mu
         Format::Speedscope => {
             speedscope::write(profile, options.name.as_deref().unwrap_or("flameshift"), out)
         }
-        Format::PerfScript => Err(Error::UnknownFormat(
-            "perf script is a read-only format; write pprof, folded or speedscope".into(),
+        Format::PerfScript | Format::Callgrind => Err(Error::UnknownFormat(
+            "perf script and callgrind are read-only formats; write pprof, folded or speedscope".into(),
         )),
     }
 }
