@@ -52,8 +52,13 @@ fn csv_columns(text: &str) -> anyhow::Result<Vec<(String, Vec<f64>)>> {
 }
 
 fn series(options: &ChangepointOptions) -> anyhow::Result<Vec<(String, Vec<f64>)>> {
-    let text = std::fs::read_to_string(&options.input)
-        .with_context(|| format!("reading {}", options.input.display()))?;
+    read_series(&options.input, options.column.as_deref())
+}
+
+/// The numeric series of a CSV (a header row, one column per metric) or a
+/// JSON array, or only the one called `column`.
+pub fn read_series(input: &std::path::Path, column: Option<&str>) -> anyhow::Result<Vec<(String, Vec<f64>)>> {
+    let text = std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
     let all = if text.trim_start().starts_with('[') {
         let values: Vec<f64> = serde_json::from_str(&text).context("expected a JSON array of numbers")?;
         vec![("value".to_owned(), values)]
@@ -61,9 +66,9 @@ fn series(options: &ChangepointOptions) -> anyhow::Result<Vec<(String, Vec<f64>)
         csv_columns(&text)?
     };
     if all.is_empty() {
-        bail!("no numeric column in {}", options.input.display());
+        bail!("no numeric column in {}", input.display());
     }
-    match &options.column {
+    match column {
         None => Ok(all),
         Some(name) => match all.into_iter().find(|(n, _)| n == name) {
             Some(column) => Ok(vec![column]),

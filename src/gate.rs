@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use flameshift_analyzer::detect::gate::{gate, GateReport, GateRow, GateSettings, RunCosts};
+use flameshift_analyzer::detect::gate::{gate, newest_point, GateReport, GateRow, GateSettings, RunCosts};
 use flameshift_profile::render::{self, FlameGraphOptions};
 use flameshift_profile::Profile;
 
@@ -73,6 +73,64 @@ fn load_side(what: &str, paths: &[PathBuf], input: &InputConfig) -> anyhow::Resu
             Ok((path, profile))
         })
         .collect()
+}
+
+/// History mode: judges the newest point of every column of `path` (or
+/// of `column`); `Ok(true)` when one starts a regression.
+pub fn history(options: &GateOptions, path: &std::path::Path, column: Option<&str>) -> anyhow::Result<bool> {
+    let settings = GateSettings {
+        max_regression: parse_fraction("--max-regression", &options.max_regression)?,
+        significance: options.significance,
+        ..GateSettings::default()
+    };
+    let mut out = String::new();
+    let mut failed = Vec::new();
+    for (name, values) in crate::changepoints::read_series(path, column)? {
+        let Some(v) = newest_point(&values, &settings) else {
+            bail!(
+                "{name}: {} points are too few to judge the newest one (at least 4)",
+                values.len()
+            );
+        };
+        let verdict = if v.regression { "REGRESSION" } else { "ok" };
+        let _ = writeln!(
+            out,
+            "| `{name}` | {:.4} | {:.4} ± {:.4} (points {}–{}) | {} | {:.1e} | {verdict} |",
+            v.value,
+            v.mean,
+            v.sd,
+            v.segment_start,
+            values.len() - 2,
+            pct(v.change),
+            v.p_value
+        );
+        if v.regression {
+            failed.push(name);
+        }
+    }
+    let verdict = if failed.is_empty() {
+        "**flameshift gate: pass** — the newest point of every series is in line with its history.".to_owned()
+    } else {
+        format!(
+            "**flameshift gate: FAIL** — the newest point starts a regression in {}.",
+            failed
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let markdown = format!(
+        "{verdict}\n\n| series | newest | segment mean ± sd | change | p | verdict |\n|---|---|---|---|---|---|\n{out}"
+    );
+    if let Some(report) = &options.report {
+        write_output(report, |w| Ok(w.write_all(markdown.as_bytes())?))?;
+    }
+    #[allow(clippy::print_stdout, reason = "the report is the command's output")]
+    {
+        println!("{markdown}");
+    }
+    Ok(!failed.is_empty())
 }
 
 /// Runs the gate; `Ok(true)` when it fails (a regression).

@@ -54,11 +54,18 @@ enum Command {
 #[derive(Debug, Args)]
 struct GateArgs {
     /// Baseline profiles: files (one run each) or directories of runs.
-    #[arg(long, num_args = 1.., required = true)]
+    #[arg(long, num_args = 1.., required_unless_present = "history")]
     baseline: Vec<PathBuf>,
     /// Candidate profiles: files or directories of runs.
-    #[arg(long, num_args = 1.., required = true)]
+    #[arg(long, num_args = 1.., required_unless_present = "history")]
     candidate: Vec<PathBuf>,
+    /// History mode: a CSV (header row, a column per benchmark, oldest row
+    /// first) or JSON array; fail when the newest point starts a regression.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["baseline", "candidate"])]
+    history: Option<PathBuf>,
+    /// History mode: only this column.
+    #[arg(long, requires = "history")]
+    column: Option<String>,
     /// Smallest relative rise that fails the build (`2%` or `0.02`).
     #[arg(long, default_value = "2%")]
     max_regression: String,
@@ -447,25 +454,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format: a.format,
             args: a.args.to_config(),
         })),
-        Command::Gate(a) => gate::run(&gate::GateOptions {
-            baseline: a.baseline,
-            candidate: a.candidate,
-            max_regression: a.max_regression,
-            significance: a.significance,
-            min_share: a.min_share,
-            metric: a.metric,
-            report: a.report,
-            json: a.json,
-            diff_svg: a.diff_svg,
-            input: a.input.to_config(),
-        })
-        .map(|failed| {
-            if failed {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
+        Command::Gate(a) => {
+            let options = gate::GateOptions {
+                baseline: a.baseline,
+                candidate: a.candidate,
+                max_regression: a.max_regression,
+                significance: a.significance,
+                min_share: a.min_share,
+                metric: a.metric,
+                report: a.report,
+                json: a.json,
+                diff_svg: a.diff_svg,
+                input: a.input.to_config(),
+            };
+            match &a.history {
+                Some(path) => gate::history(&options, path, a.column.as_deref()),
+                None => gate::run(&options),
             }
-        }),
+            .map(|failed| {
+                if failed {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            })
+        }
         Command::Top(a) => done(commands::top(&commands::TopConfig {
             inputs: a.inputs,
             inclusive: a.inclusive,

@@ -231,3 +231,44 @@ fn under_callgrind_a_2_percent_instruction_increase_is_caught_every_time() {
     );
     assert!(!report.contains("`other`"), "{report}");
 }
+
+#[test]
+fn history_mode_fails_when_the_newest_point_starts_a_regression() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(13);
+    let mut rows = vec!["parse_ms,render_ms".to_owned()];
+    for _ in 0..30 {
+        rows.push(format!(
+            "{:.3},{:.3}",
+            100.0 + rng.normal(),
+            50.0 + 0.5 * rng.normal()
+        ));
+    }
+    let write = |name: &str, last: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{}\n{last}\n", rows.join("\n"))).unwrap();
+        path
+    };
+    let (steady, worse) = (write("ok.csv", "100.2,50.1"), write("bad.csv", "100.2,56.0"));
+    let ok = gate(&["--history", steady.to_str().unwrap()]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let bad = gate(&["--history", worse.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAIL") && text.contains("`render_ms` | 56.0000"),
+        "{text}"
+    );
+    let one = gate(&["--history", worse.to_str().unwrap(), "--column", "parse_ms"]);
+    assert_eq!(one.status.code(), Some(0));
+    let short = dir.path().join("short.json");
+    std::fs::write(&short, "[1, 2, 3]").unwrap();
+    let too_few = gate(&["--history", short.to_str().unwrap()]);
+    assert_eq!(too_few.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&too_few.stderr).contains("too few"));
+}

@@ -440,6 +440,66 @@ fn compare_shares(
     (row(1.0 - normal.cdf(z)), row(normal.cdf(z)))
 }
 
+/// How the newest point of a benchmark history compares with the
+/// segment it would extend.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewestPoint {
+    /// The newest value.
+    pub value: f64,
+    /// First index of the current segment (after the last change point
+    /// before the newest value).
+    pub segment_start: usize,
+    /// Mean of that segment.
+    pub mean: f64,
+    /// Its standard deviation.
+    pub sd: f64,
+    /// `value / mean − 1`.
+    pub change: f64,
+    /// One-sided p-value that the newest value comes from the segment
+    /// (Student-t prediction: `(x − mean) / (sd·√(1 + 1/n))`, n − 1 df).
+    pub p_value: f64,
+    /// Whether it starts a regression (higher is worse).
+    pub regression: bool,
+}
+
+/// History mode: does the newest point of `xs` start a regression? The
+/// series before it is cut at its E-Divisive change points; the newest
+/// value is tested against the last segment. `None` with fewer than four
+/// earlier points.
+pub fn newest_point(xs: &[f64], settings: &GateSettings) -> Option<NewestPoint> {
+    use super::changepoint::{e_divisive, EDivisive};
+    use statrs::distribution::StudentsT;
+    let (&value, earlier) = xs.split_last()?;
+    let start = e_divisive(earlier, &EDivisive::default())
+        .last()
+        .map_or(0, |c| c.index);
+    let segment = &earlier[start..];
+    if segment.len() < 3 {
+        return None;
+    }
+    let n = segment.len() as f64;
+    let m = mean(segment);
+    let sd = super::stats::variance(segment).sqrt();
+    let change = if m != 0.0 { value / m - 1.0 } else { 0.0 };
+    let p_value = if sd > 0.0 {
+        let t = (value - m) / (sd * (1.0 + 1.0 / n).sqrt());
+        StudentsT::new(0.0, 1.0, n - 1.0).map_or(1.0, |d| 1.0 - d.cdf(t))
+    } else if value > m {
+        0.0
+    } else {
+        1.0
+    };
+    Some(NewestPoint {
+        value,
+        segment_start: start,
+        mean: m,
+        sd,
+        change,
+        p_value,
+        regression: p_value <= settings.significance && change >= settings.max_regression,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,6 +608,28 @@ mod tests {
         assert!((report.regressions[0].change - 0.02).abs() < 1e-12);
         let same = gate(&[exact(100_000.0)], &[exact(100_000.0)], &GateSettings::default()).unwrap();
         assert!(!same.failed());
+    }
+
+    #[test]
+    fn the_newest_point_of_a_history_is_judged_against_its_segment() {
+        let mut rng = Rng::new(4);
+        // An old step (100 → 110) the team accepted, then a steady series.
+        let mut history: Vec<f64> = (0..20).map(|_| 100.0 + rng.normal()).collect();
+        history.extend((0..15).map(|_| 110.0 + rng.normal()));
+        let settings = GateSettings::default();
+        let mut steady = history.clone();
+        steady.push(110.5);
+        let verdict = newest_point(&steady, &settings).unwrap();
+        assert_eq!(verdict.segment_start, 20, "the old step is a change point");
+        assert!(!verdict.regression, "{verdict:?}");
+        let mut worse = history.clone();
+        worse.push(116.0);
+        let verdict = newest_point(&worse, &settings).unwrap();
+        assert!(verdict.regression && verdict.p_value < 1e-3, "{verdict:?}");
+        let mut better = history;
+        better.push(104.0);
+        assert!(!newest_point(&better, &settings).unwrap().regression);
+        assert_eq!(newest_point(&[1.0, 2.0, 3.0], &settings), None);
     }
 
     #[test]
