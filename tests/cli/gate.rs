@@ -272,3 +272,55 @@ fn history_mode_fails_when_the_newest_point_starts_a_regression() {
     assert_eq!(too_few.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&too_few.stderr).contains("too few"));
 }
+
+/// Builds `fixtures/gate/bench.c` into `dir`.
+fn bench_program(dir: &Path) -> std::path::PathBuf {
+    let program = dir.join("bench");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/gate/bench.c");
+    let cc = Command::new("gcc")
+        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"])
+        .arg(&program)
+        .arg(&source)
+        .status()
+        .unwrap();
+    assert!(cc.success());
+    program
+}
+
+#[test]
+fn with_cpu_clock_sampling_and_5_runs_a_side_a_20_percent_slowdown_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = bench_program(dir.path());
+    let record = |side: &str, i: usize, args: &[&str]| {
+        let out = dir.path().join(side).join(format!("{i}.pb.gz"));
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let status = Command::new(env!("CARGO_BIN_EXE_flameshift"))
+            .args(["record", "-F", "4000", "-o"])
+            .arg(&out)
+            .arg("--")
+            .arg(&program)
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    for i in 0..5 {
+        record("base", i, &[]);
+        record("slow", i, &["--slow", "parse=20"]);
+    }
+    let (base, slow) = (dir.path().join("base"), dir.path().join("slow"));
+    let out = gate(&[
+        "--baseline",
+        base.to_str().unwrap(),
+        "--candidate",
+        slow.to_str().unwrap(),
+    ]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.contains("| `parse` | self |"), "{report}");
+    assert!(
+        !report.contains("`render`") && !report.contains("`sort_items`"),
+        "{report}"
+    );
+    assert!(report.contains("5 baseline runs vs 5 candidate runs"), "{report}");
+}
