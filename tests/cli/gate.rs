@@ -94,10 +94,19 @@ fn a_slowdown_fails_with_a_report_and_identical_builds_pass() {
     let change = parsed["report"]["regressions"][0]["change"].as_f64().unwrap();
     assert!((0.1..0.3).contains(&change), "{change}");
     let drawn = std::fs::read_to_string(&svg).unwrap();
+    // The regressed function is drawn in red (grew); sort_items is not.
+    let fill = |name: &str| {
+        let at = drawn.find(&format!("<title>{name} ")).unwrap();
+        let rest = &drawn[at..];
+        let start = rest.find("fill=\"").unwrap() + 6;
+        rest[start..start + rest[start..].find('"').unwrap()].to_owned()
+    };
     assert!(
-        drawn.contains("<svg") && drawn.contains("parse"),
-        "a diff flame graph"
+        fill("parse").starts_with("rgb(255,"),
+        "parse is {}",
+        fill("parse")
     );
+    assert_ne!(fill("sort"), fill("parse"), "sort is drawn like parse");
 
     let pass = gate(&[
         "--baseline",
