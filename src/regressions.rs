@@ -17,10 +17,6 @@ pub struct RegressionsOptions {
     pub detect: bool,
 }
 
-fn query_value(text: &str) -> String {
-    http::encode_component(text)
-}
-
 /// Runs detection first when asked, then lists; returns the number listed.
 pub fn run(options: &RegressionsOptions) -> anyhow::Result<usize> {
     let base = options.analyzer.trim_end_matches('/');
@@ -30,7 +26,7 @@ pub fn run(options: &RegressionsOptions) -> anyhow::Result<usize> {
     if options.detect {
         let mut url = format!("{base}/api/v1/detect");
         if let Some(s) = &options.service {
-            url.push_str(&format!("?service={}", query_value(s)));
+            url.push_str(&format!("?service={}", http::encode_component(s)));
         }
         let response = http::post(&url, &headers, b"", timeout).with_context(|| format!("POST {url}"))?;
         if response.status >= 300 {
@@ -39,10 +35,10 @@ pub fn run(options: &RegressionsOptions) -> anyhow::Result<usize> {
     }
     let mut params = Vec::new();
     if let Some(s) = &options.service {
-        params.push(format!("service={}", query_value(s)));
+        params.push(format!("service={}", http::encode_component(s)));
     }
     if let Some(s) = &options.state {
-        params.push(format!("state={}", query_value(s)));
+        params.push(format!("state={}", http::encode_component(s)));
     }
     let url = format!("{base}/api/v1/regressions?{}", params.join("&"));
     let response = http::get(&url, &headers, timeout).with_context(|| format!("GET {url}"))?;

@@ -98,16 +98,7 @@ fn main() {
             }
         }
         let s = score(fleet.plans(), &reported, 1..deploys);
-        total.true_positives += s.true_positives;
-        total.false_positives += s.false_positives;
-        total.false_negatives += s.false_negatives;
-        total.decoy_only_deploys += s.decoy_only_deploys;
-        total.decoy_only_alerted += s.decoy_only_alerted;
-        for (size, (found, all)) in s.by_size {
-            let e = total.by_size.entry(size).or_default();
-            e.0 += found;
-            e.1 += all;
-        }
+        total.add(&s);
     }
     println!("fleets: {seeds} × {deploys} deploys; detection time {detect_time:.2} s");
     println!(

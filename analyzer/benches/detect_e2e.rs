@@ -141,16 +141,7 @@ fn main() {
         let (s, u, d) = runtime.block_on(run_fleet(&fleet));
         uploads += u;
         detect += d;
-        total.true_positives += s.true_positives;
-        total.false_positives += s.false_positives;
-        total.false_negatives += s.false_negatives;
-        total.decoy_only_deploys += s.decoy_only_deploys;
-        total.decoy_only_alerted += s.decoy_only_alerted;
-        for (size, (found, all)) in s.by_size {
-            let e = total.by_size.entry(size).or_default();
-            e.0 += found;
-            e.1 += all;
-        }
+        total.add(&s);
     }
     println!("uploads {uploads:.1} s, detection (POST /api/v1/detect) {detect:.2} s");
     println!(

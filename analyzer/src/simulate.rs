@@ -704,6 +704,20 @@ pub struct Score {
 }
 
 impl Score {
+    /// Adds another fleet's counts.
+    pub fn add(&mut self, other: &Score) {
+        self.true_positives += other.true_positives;
+        self.false_positives += other.false_positives;
+        self.false_negatives += other.false_negatives;
+        self.decoy_only_deploys += other.decoy_only_deploys;
+        self.decoy_only_alerted += other.decoy_only_alerted;
+        for (&size, &(found, all)) in &other.by_size {
+            let e = self.by_size.entry(size).or_default();
+            e.0 += found;
+            e.1 += all;
+        }
+    }
+
     /// `tp / (tp + fp)` (1 with no reports).
     pub fn precision(&self) -> f64 {
         let reported = self.true_positives + self.false_positives;
@@ -867,5 +881,11 @@ mod tests {
         assert_eq!((s.decoy_only_deploys, s.decoy_only_alerted), (1, 1));
         assert_eq!(s.precision(), 0.5);
         assert_eq!(s.recall_at_least(0.05), 1.0);
+        let mut twice = s.clone();
+        twice.add(&s);
+        assert_eq!(
+            (twice.true_positives, twice.false_positives, twice.by_size[&5]),
+            (2, 2, (2, 2))
+        );
     }
 }
