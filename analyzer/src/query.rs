@@ -1,6 +1,8 @@
 //! Answers built from a [`Store`]: profiles for flame graphs (and their
 //! JSON tree), top functions with per-request costs and shares, and cost
-//! per request series. Functions of data; the store does the scanning.
+//! per request series (of a function, or of every endpoint), and the
+//! differential tree of two deploys. Functions of data; the store does
+//! the scanning.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -11,6 +13,12 @@ use serde::Serialize;
 use crate::model::Unit;
 use crate::store::{Selection, StackSeriesRow, Store};
 use crate::{Error, Result};
+
+mod diff;
+mod endpoints;
+
+pub use diff::{diff_tree, DiffNode, DiffTree};
+pub use endpoints::{endpoint_series, EndpointLine, EndpointSeries};
 
 /// A selection's samples as a profile: sample types `samples/count` and
 /// the unit's (`cpu/instructions` or `cpu/nanoseconds`, the default).

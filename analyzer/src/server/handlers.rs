@@ -265,7 +265,8 @@ pub async fn flamegraph(State(state): State<AppState>, RawQuery(query): RawQuery
     Ok(answer)
 }
 
-/// `GET /api/v1/diff?service=&base=&candidate=&endpoint=&label=&format=svg|json|folded`.
+/// `GET /api/v1/diff?service=&base=&candidate=&endpoint=&label=&format=svg|json|tree&max_nodes=`
+/// (`tree`: the dashboard's differential tree).
 pub async fn diff(State(state): State<AppState>, RawQuery(query): RawQuery) -> Answer {
     let params = Params::parse(query.as_deref());
     let format = params.get("format").unwrap_or("svg").to_owned();
@@ -274,6 +275,10 @@ pub async fn diff(State(state): State<AppState>, RawQuery(query): RawQuery) -> A
         let candidate = params.required("candidate")?.to_owned();
         let mut sel = params.selection()?;
         check_deploys(&*store, &sel.service, &[&base, &candidate])?;
+        if format == "tree" {
+            let max_nodes = params.int("max_nodes")?.unwrap_or(20_000).max(0) as usize;
+            return Ok(json(&query::diff_tree(&*store, &sel, &base, &candidate, max_nodes)?));
+        }
         sel.deploys = vec![base.clone()];
         let (before, _) = query::profile(&*store, &sel)?;
         sel.deploys = vec![candidate.clone()];
@@ -319,7 +324,7 @@ pub async fn diff(State(state): State<AppState>, RawQuery(query): RawQuery) -> A
                     "stacks": rows,
                 })))
             }
-            other => Err(Error::bad(format!("unknown format `{other}`: use svg or json"))),
+            other => Err(Error::bad(format!("unknown format `{other}`: use svg, json or tree"))),
         }
     })
     .await?;
@@ -355,6 +360,19 @@ pub async fn series(State(state): State<AppState>, RawQuery(query): RawQuery) ->
         let window = params.duration_ms("window")?.unwrap_or(60_000);
         let self_only = params.get("self").is_some_and(|v| v == "true" || v == "1");
         query::series(&*store, &sel, window, params.get("function"), self_only)
+    })
+    .await?;
+    Ok(json(&series))
+}
+
+/// `GET /api/v1/endpoints?service=&deploy=&from=&until=&label=&window=60s`:
+/// cost per request of every endpoint per window.
+pub async fn endpoints(State(state): State<AppState>, RawQuery(query): RawQuery) -> Answer {
+    let params = Params::parse(query.as_deref());
+    let series = timed(&state, "endpoints", move |store| {
+        let sel = checked_selection(&*store, &params)?;
+        let window = params.duration_ms("window")?.unwrap_or(60_000);
+        query::endpoint_series(&*store, &sel, window)
     })
     .await?;
     Ok(json(&series))

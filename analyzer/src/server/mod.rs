@@ -102,6 +102,7 @@ pub fn router(
         .route("/api/v1/diff", get(handlers::diff))
         .route("/api/v1/functions", get(handlers::functions))
         .route("/api/v1/series", get(handlers::series))
+        .route("/api/v1/endpoints", get(handlers::endpoints))
         .route("/api/v1/regressions", get(regressions::list))
         .route("/api/v1/regressions/{id}", post(regressions::set_state))
         .route("/api/v1/detect", post(regressions::detect))

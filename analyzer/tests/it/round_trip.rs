@@ -138,6 +138,25 @@ async fn profiles_requests_and_deploys_round_trip_exactly() {
     .await;
     assert_eq!(parse["points"][0]["cost_per_request"], 7.5e6);
 
+    // Every endpoint's cost per request; work outside requests is `""`.
+    let (status, endpoints) = get(&format!("{url}/api/v1/endpoints?service=shop&window=1d")).await;
+    assert_eq!(status, 200, "{endpoints}");
+    let lines = endpoints["endpoints"].as_array().unwrap();
+    assert_eq!(lines.len(), 2, "{endpoints}");
+    assert_eq!(
+        (
+            lines[0]["endpoint"].as_str(),
+            lines[0]["requests"].as_i64(),
+            lines[0]["cost"].as_i64()
+        ),
+        (Some("GET /a"), Some(4), Some(40 * MS))
+    );
+    assert_eq!(lines[0]["points"][0]["cost_per_request"], 1e7);
+    assert_eq!(
+        (lines[1]["endpoint"].as_str(), lines[1]["cost"].as_i64()),
+        (Some(""), Some(20 * MS))
+    );
+
     // Deploys with their event; services with their totals.
     let (_, deploys) = get(&format!("{url}/api/v1/services/shop/deploys")).await;
     let v1 = &deploys["deploys"][0];
@@ -175,6 +194,38 @@ async fn profiles_requests_and_deploys_round_trip_exactly() {
         (parse_row["base"].as_i64(), parse_row["candidate"].as_i64()),
         (Some(30 * MS), Some(60 * MS))
     );
+    // The dashboard's tree: v2 counted no requests, so the baseline is
+    // scaled by totals (90 / 60); with 5 nodes at most, the threshold is
+    // 90 / 5 = 18 ms and only `render` (15 ms scaled, then 10 ms: a change
+    // of 5 ms) is pruned.
+    let (status, tree) = get(&format!(
+        "{url}/api/v1/diff?service=shop&base=v1&candidate=v2&format=tree&max_nodes=5"
+    ))
+    .await;
+    assert_eq!(status, 200, "{tree}");
+    assert_eq!(
+        (tree["scale"].as_f64(), tree["per_request"].as_bool()),
+        (Some(1.5), Some(false))
+    );
+    assert_eq!(tree["pruned_nodes"], 1, "{tree}");
+    let main = &tree["root"]["children"][0];
+    let names: Vec<&str> = main["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["handle", "gc"]);
+    let parse_node = &main["children"][0]["children"][0];
+    assert_eq!(
+        (
+            parse_node["name"].as_str(),
+            parse_node["base"].as_i64(),
+            parse_node["candidate"].as_i64()
+        ),
+        (Some("parse"), Some(30 * MS), Some(60 * MS))
+    );
+    assert_eq!(main["children"][0]["children"].as_array().unwrap().len(), 1);
     let (status, svg) = get_text(&format!("{url}/api/v1/diff?service=shop&base=v1&candidate=v2")).await;
     assert_eq!(status, 200);
     assert!(svg.contains("<svg"));
