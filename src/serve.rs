@@ -43,6 +43,7 @@ pub fn serve(options: ServeOptions) -> anyhow::Result<()> {
     config.listen = options.listen;
     config.token = options.token;
     config.max_body_bytes = options.max_body;
+    config.ui = Some(flameshift_dashboard::router());
     config.flush_interval =
         Duration::from_millis(duration("--flush-interval", &options.flush_interval)? as u64);
     config.detect_interval =

@@ -1,14 +1,17 @@
 //! # flameshift-dashboard
 //!
-//! The web UI served by the analyzer at `/`: pages and embedded static
-//! assets over the analyzer's JSON API.
-//!
-//! This crate is a placeholder until the dashboard lands (issue 8); today it
-//! only re-exports the analyzer it will sit on.
+//! The web UI served by `flameshift serve` at `/`: one page and its
+//! static assets, embedded in the binary (no Node build step), over the
+//! analyzer's JSON API. The page keeps its state in the URL fragment
+//! (`/#/services/shop`, `/#/flame?service=shop&deploy=v2`), so every view
+//! can be linked to.
 //!
 //! ```
-//! use flameshift_dashboard::analyzer::profile::Profile;
-//! assert!(Profile::default().sample_types.is_empty());
+//! let ui = flameshift_dashboard::router();
+//! // Give it to the analyzer: `ServeConfig { ui: Some(ui), .. }`.
+//! # let _ = ui;
 //! ```
 
-pub use flameshift_analyzer as analyzer;
+mod assets;
+
+pub use assets::{router, ASSETS};

@@ -50,6 +50,9 @@ pub struct ServeConfig {
     pub detect_interval: Duration,
     /// Told about each new regression (webhooks).
     pub notifier: Option<Arc<dyn Notifier>>,
+    /// Pages served outside `/api` (the dashboard), without the token:
+    /// they are static, and every query they make carries it.
+    pub ui: Option<Router>,
 }
 
 impl ServeConfig {
@@ -65,6 +68,7 @@ impl ServeConfig {
             detect: DetectSettings::default(),
             detect_interval: Duration::from_secs(60),
             notifier: None,
+            ui: None,
         }
     }
 }
@@ -185,12 +189,15 @@ pub async fn serve(
         config.detect.clone(),
         config.notifier.clone(),
     )?);
-    let app = router(
+    let mut app = router(
         store.clone(),
         detector.clone(),
         config.token.clone(),
         config.max_body_bytes,
     );
+    if let Some(ui) = config.ui.clone() {
+        app = ui.merge(app);
+    }
     let detecting = {
         let (store, detector) = (store.clone(), detector.clone());
         let interval = config.detect_interval;

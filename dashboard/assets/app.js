@@ -1,0 +1,591 @@
+// The flameshift dashboard: pages over the analyzer's JSON API. The page
+// state is in the URL fragment, so every view can be linked to:
+//   #/                                    services
+//   #/service/NAME[?endpoint=E]           a service
+//   #/regression/ID                       a regression
+//   #/flame?service=&deploy=&endpoint=&from=&until=&label=k=v&icicle=1&search=
+//   #/compare?service=&base=&candidate=&endpoint=&focus=
+// Every name and label reaches the DOM through textContent, never HTML.
+"use strict";
+
+import { FlameGraph, diffColour } from "./flame.js";
+import { lineChart, legend } from "./chart.js";
+
+const app = document.getElementById("app");
+
+// ---- helpers ---------------------------------------------------------
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v == null || v === false) continue;
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k === "class") e.className = v;
+    else e.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c == null || c === false) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+function link(hash, ...children) {
+  return el("a", { href: hash }, ...children);
+}
+
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v == null || v === "") continue;
+    for (const one of Array.isArray(v) ? v : [v]) q.append(k, one);
+  }
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
+class ApiError extends Error {}
+
+async function api(path) {
+  const headers = {};
+  const token = localStorage.getItem("flameshift-token");
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let response;
+  try {
+    response = await fetch(path, { headers });
+  } catch (e) {
+    throw new ApiError(`the analyzer did not answer (${e.message})`);
+  }
+  const text = await response.text();
+  let body;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = null;
+  }
+  if (!response.ok) {
+    const why = body && body.error ? body.error : text || response.statusText;
+    if (response.status === 401) throw new ApiError(`${why} — set the token with the key button at the top right`);
+    throw new ApiError(why);
+  }
+  return body;
+}
+
+export function formatValue(unit) {
+  if (unit === "instructions") {
+    return (v) => {
+      const a = Math.abs(v);
+      if (a >= 1e9) return `${(v / 1e9).toFixed(2)} G instr`;
+      if (a >= 1e6) return `${(v / 1e6).toFixed(2)} M instr`;
+      if (a >= 1e3) return `${(v / 1e3).toFixed(1)} K instr`;
+      return `${Math.round(v)} instr`;
+    };
+  }
+  return (v) => {
+    const a = Math.abs(v);
+    if (a >= 1e9) return `${(v / 1e9).toFixed(2)} s`;
+    if (a >= 1e6) return `${(v / 1e6).toFixed(2)} ms`;
+    if (a >= 1e3) return `${(v / 1e3).toFixed(1)} µs`;
+    return `${Math.round(v)} ns`;
+  };
+}
+
+const pct = (x) => `${x >= 0 ? "+" : ""}${(x * 100).toFixed(1)}%`;
+const when = (ms) => (ms == null ? "—" : new Date(ms).toISOString().replace("T", " ").slice(0, 19));
+
+function message(kind, ...children) {
+  return el("div", { class: `message ${kind}`, role: kind === "error" ? "alert" : "status" }, ...children);
+}
+
+function emptyState() {
+  return message(
+    "empty",
+    el("h2", {}, "No profiles yet"),
+    el("p", {}, "Attach the agent to a service and point it at this analyzer:"),
+    el(
+      "pre",
+      {},
+      [
+        "# Cargo.toml",
+        'flameshift-collector = { version = "0.1", features = ["axum"] }',
+        "",
+        "// main.rs",
+        "use flameshift_collector::agent::{Agent, AgentConfig};",
+        "use flameshift_collector::layer::{AxumRoute, CpuLayer};",
+        "",
+        'let agent = Agent::start(AgentConfig::new("my-service", "v1")',
+        `    .analyzer("${location.origin}"))?;`,
+        "let app = Router::new()",
+        '    .route("/", get(handler))',
+        "    .layer(CpuLayer::new(agent.request_stats(), AxumRoute));",
+      ].join("\n"),
+    ),
+    el("p", {}, "Or run ", el("code", {}, "cargo run --release -- demo"), " to see the whole product on simulated deploys."),
+  );
+}
+
+function table(headers, rows, options = {}) {
+  const head = el(
+    "tr",
+    {},
+    headers.map((h, k) =>
+      el(
+        "th",
+        options.sort ? { class: "sortable", onclick: () => options.sort(k), "data-key": h } : {},
+        h,
+        options.sorted === k ? " ▾" : "",
+      ),
+    ),
+  );
+  return el("table", { class: options.class || "" }, el("thead", {}, head), el("tbody", {}, rows));
+}
+
+function setTitle(...parts) {
+  document.title = [...parts, "flameshift"].join(" · ");
+}
+
+// ---- pages -------------------------------------------------------------
+
+async function servicesPage() {
+  setTitle("Services");
+  const [{ services }, { regressions }] = await Promise.all([
+    api("/api/v1/services"),
+    api("/api/v1/regressions?state=open"),
+  ]);
+  if (services.length === 0) return [el("h1", {}, "Services"), emptyState()];
+  const rows = await Promise.all(
+    services.map(async (s) => {
+      const { deploys } = await api(`/api/v1/services/${encodeURIComponent(s.service)}/deploys`);
+      const latest = deploys.find((d) => d.deploy === s.latest_deploy) || deploys[deploys.length - 1];
+      const format = formatValue(s.units[0]);
+      const perRequest = latest && latest.requests > 0 ? format(latest.weight / latest.requests) : "—";
+      const open = regressions.filter((r) => r.service === s.service).length;
+      return el(
+        "tr",
+        { "data-service": s.service },
+        el("td", {}, link(`#/service/${encodeURIComponent(s.service)}`, s.service)),
+        el("td", {}, s.latest_deploy || "—"),
+        el("td", {}, String(s.deploys)),
+        el("td", { class: open ? "bad" : "" }, open ? `${open} open` : "none"),
+        el("td", {}, perRequest),
+        el("td", {}, s.units.join(", ")),
+        el("td", {}, when(s.last_seen_ms)),
+      );
+    }),
+  );
+  return [
+    el("h1", {}, "Services"),
+    table(["service", "latest deploy", "deploys", "regressions", "cost per request (latest)", "unit", "last seen"], rows),
+  ];
+}
+
+function regressionRows(regressions, format) {
+  return regressions.map((r) =>
+    el(
+      "tr",
+      { "data-regression": r.id, class: r.state },
+      el("td", {}, link(`#/regression/${encodeURIComponent(r.id)}`, r.function || "(endpoint total)")),
+      el("td", {}, r.endpoint || "(outside requests)"),
+      el("td", {}, r.metric),
+      el("td", {}, `${r.deploy_before} → ${r.deploy_after}`),
+      el("td", { class: "bad" }, r.relative ? pct(r.relative.mean) : `+${format(r.change.mean)}`),
+      el("td", {}, r.relative ? `${pct(r.relative.low)} … ${pct(r.relative.high)}` : "new"),
+      el("td", {}, r.q_value.toExponential(1)),
+      el("td", {}, r.state),
+    ),
+  );
+}
+
+const REGRESSION_HEADERS = ["function", "endpoint", "metric", "deploys", "change", "95% interval", "q", "state"];
+
+async function servicePage(service, params) {
+  setTitle(service);
+  const s = encodeURIComponent(service);
+  const { deploys } = await api(`/api/v1/services/${s}/deploys`);
+  const [{ regressions }, series] = await Promise.all([
+    api(`/api/v1/regressions?service=${s}`),
+    api(`/api/v1/endpoints${query({ service, window: params.get("window") || "5m" })}`),
+  ]);
+  const format = formatValue(series.unit);
+  const endpoint = params.get("endpoint");
+  let lines = series.endpoints.filter((e) => e.requests > 0);
+  if (endpoint != null) lines = lines.filter((e) => e.endpoint === endpoint);
+  const chartLines = lines.map((e) => ({
+    name: e.endpoint,
+    points: e.points.map((p) => ({ t: p.window_ms, v: p.cost_per_request })),
+  }));
+  const markers = deploys.map((d) => ({ t: d.first_seen_ms, label: d.deploy, kind: "deploy" }));
+  for (const r of regressions) {
+    if (r.at_ms != null && (endpoint == null || r.endpoint === endpoint)) {
+      markers.push({ t: r.at_ms, label: `change point: ${r.function || r.endpoint}`, kind: "change" });
+    }
+  }
+  const select = el(
+    "select",
+    {
+      id: "endpoint-filter",
+      "aria-label": "endpoint",
+      onchange: (e) => {
+        location.hash = `#/service/${s}${query({ endpoint: e.target.value === "*" ? null : e.target.value })}`;
+      },
+    },
+    el("option", { value: "*" }, "every endpoint"),
+    series.endpoints
+      .filter((e) => e.requests > 0)
+      .map((e) => el("option", { value: e.endpoint, selected: e.endpoint === endpoint }, e.endpoint)),
+  );
+  const deployRows = deploys.map((d, k) =>
+    el(
+      "tr",
+      { "data-deploy": d.deploy },
+      el("td", {}, d.deploy),
+      el("td", {}, when(d.first_seen_ms)),
+      el("td", {}, when(d.last_seen_ms)),
+      el("td", {}, String(d.requests)),
+      el("td", {}, d.requests > 0 ? format(d.weight / d.requests) : "—"),
+      el("td", {}, d.event && d.event.commit ? d.event.commit : ""),
+      el(
+        "td",
+        {},
+        link(`#/flame${query({ service, deploy: d.deploy, endpoint })}`, "flame graph"),
+        k > 0 ? " · " : "",
+        k > 0
+          ? link(`#/compare${query({ service, base: deploys[k - 1].deploy, candidate: d.deploy, endpoint })}`, `diff vs ${deploys[k - 1].deploy}`)
+          : "",
+      ),
+    ),
+  );
+  const shown = regressions.filter((r) => endpoint == null || r.endpoint === endpoint);
+  return [
+    el("h1", {}, service),
+    el("div", { class: "toolbar" }, el("label", {}, "Endpoint ", select), link(`#/flame${query({ service, endpoint })}`, "flame graph"), link(`#/compare${query({ service, endpoint, base: deploys.length > 1 ? deploys[deploys.length - 2].deploy : null, candidate: deploys.length ? deploys[deploys.length - 1].deploy : null })}`, "compare deploys")),
+    el("h2", {}, `Cost per request (${series.unit === "instructions" ? "CPU instructions" : "CPU time"}), per endpoint`),
+    chartLines.length ? el("div", { class: "chart-box", id: "endpoint-chart" }, lineChart(chartLines, markers, format), legend(chartLines)) : message("empty", "No requests counted in this selection."),
+    el("h2", {}, "Regressions"),
+    shown.length ? table(REGRESSION_HEADERS, regressionRows(shown, format), { class: "regressions" }) : message("empty", "No regression found. Detection runs every minute and after each deploy."),
+    el("h2", {}, "Deploys"),
+    table(["deploy", "first seen", "last seen", "requests", "cost per request", "commit", ""], deployRows),
+  ];
+}
+
+async function regressionPage(id) {
+  const { regressions } = await api("/api/v1/regressions");
+  const r = regressions.find((x) => x.id === id);
+  if (!r) throw new ApiError(`no regression with id ${id}: it may have been found under another id after a restart; see the service page`);
+  setTitle(r.function || r.endpoint, r.service);
+  const format = formatValue(r.unit);
+  const seriesQuery = {
+    service: r.service,
+    endpoint: r.endpoint,
+    function: r.function,
+    self: r.metric === "self" ? "true" : null,
+    window: "5m",
+  };
+  const [series, stacks] = await Promise.all([
+    api(`/api/v1/series${query(seriesQuery)}`),
+    api(`/api/v1/diff${query({ service: r.service, base: r.deploy_before, candidate: r.deploy_after, endpoint: r.endpoint, format: "json" })}`),
+  ]);
+  const line = { name: r.function || r.endpoint, points: series.points.map((p) => ({ t: p.window_ms, v: p.cost_per_request })) };
+  const markers = [];
+  let last = null;
+  for (const p of series.points) {
+    if (p.deploy !== last) markers.push({ t: p.window_ms, label: p.deploy, kind: "deploy" });
+    last = p.deploy;
+  }
+  // Stacks that contributed: those through the function, by their rise.
+  const scale = stacks.base_total > 0 ? stacks.candidate_total / stacks.base_total : 1;
+  const contributing = stacks.stacks
+    .filter((row) => !r.function || row.stack.split(";").includes(r.function))
+    .map((row) => ({ ...row, delta: row.candidate - row.base * scale }))
+    .sort((a, b) => b.delta - a.delta)
+    .slice(0, 10);
+  const est = (e) => `${format(e.mean)} (${format(e.low)} … ${format(e.high)})`;
+  const box = el("div", { class: "flame-box", id: "diff-flame" });
+  const page = [
+    el("p", {}, link(`#/service/${encodeURIComponent(r.service)}`, `← ${r.service}`)),
+    el("h1", {}, el("span", { class: "bad" }, r.relative ? pct(r.relative.mean) : "new cost"), " ", r.function || "(endpoint total)"),
+    el("p", { class: "lead" }, `${r.metric} cost per request of `, el("code", {}, r.endpoint || "(outside requests)"), ` rose in deploy `, el("strong", {}, r.deploy_after), ` (compared with ${r.deploy_before}); found by ${r.source}, ${r.state}.`),
+    el(
+      "dl",
+      { class: "facts" },
+      el("dt", {}, "before"), el("dd", {}, est(r.before)),
+      el("dt", {}, "after"), el("dd", {}, est(r.after)),
+      el("dt", {}, "change"), el("dd", {}, r.relative ? `${pct(r.relative.mean)} (95%: ${pct(r.relative.low)} … ${pct(r.relative.high)})` : est(r.change)),
+      el("dt", {}, "p / q"), el("dd", {}, `${r.p_value.toExponential(2)} / ${r.q_value.toExponential(2)}`),
+      el("dt", {}, "windows"), el("dd", {}, `${r.windows[0]} before, ${r.windows[1]} after (${r.samples[0]} / ${r.samples[1]} samples)`),
+      r.cause ? [el("dt", {}, "cause"), el("dd", {}, r.cause)] : [],
+      r.explains.length ? [el("dt", {}, "explains"), el("dd", {}, r.explains.join(", "))] : [],
+    ),
+    el("h2", {}, "Series"),
+    el("div", { class: "chart-box" }, lineChart([line], markers, format)),
+    el("h2", {}, "Differential flame graph ", link(`#/compare${query({ service: r.service, base: r.deploy_before, candidate: r.deploy_after, endpoint: r.endpoint, focus: r.function })}`, "open")),
+    box,
+    el("h2", {}, "Stacks that contributed"),
+    table(
+      ["stack", `before (${r.deploy_before}, scaled)`, `after (${r.deploy_after})`, "rise"],
+      contributing.map((row) =>
+        el("tr", {}, el("td", { class: "stack" }, row.stack.split(";").join(" → ")), el("td", {}, format(row.base * scale)), el("td", {}, format(row.candidate)), el("td", { class: row.delta > 0 ? "bad" : "" }, format(row.delta))),
+      ),
+    ),
+  ];
+  after(() => diffFlame(box, { service: r.service, base: r.deploy_before, candidate: r.deploy_after, endpoint: r.endpoint }, r.function));
+  return page;
+}
+
+let pendingAfter = [];
+function after(f) {
+  pendingAfter.push(f);
+}
+
+let current = null;
+
+async function diffFlame(box, sel, focus) {
+  const diff = await api(`/api/v1/diff${query({ ...sel, format: "tree", max_nodes: 100000 })}`);
+  const format = formatValue(diff.unit);
+  const status = el("span", { class: "flame-status", id: "flame-status" });
+  box.append(flameToolbar(status), diffLegend(diff), diff.pruned_nodes > 0 ? message("note", `${diff.pruned_nodes} nodes below ${format(diff.min_value)} in both deploys are hidden (a change that small is too); they stay in their parents' width.`) : "");
+  const holder = el("div", { class: "flame-holder" });
+  box.append(holder);
+  current = new FlameGraph(holder, { diff, format, onChange: (g) => flameStatus(status, g) });
+  if (focus) {
+    const i = current.find(focus);
+    if (i >= 0) current.zoom(i);
+  }
+  flameStatus(status, current);
+}
+
+function diffLegend(diff) {
+  const stops = [-0.5, -0.25, -0.1, 0, 0.1, 0.25, 0.5];
+  return el(
+    "div",
+    { class: "diff-legend" },
+    el("span", {}, diff.per_request ? "change in cost per request:" : "change in share of the total:"),
+    stops.map((s) => {
+      const chip = el("span", { class: "chip" }, s === 0 ? "0" : pct(s));
+      chip.style.background = diffColour(s);
+      return chip;
+    }),
+    el("span", {}, `width: ${diff.base} (scaled) + ${diff.candidate}`),
+  );
+}
+
+function flameToolbar(status) {
+  const input = el("input", {
+    type: "search",
+    id: "flame-search",
+    placeholder: "search functions",
+    "aria-label": "search functions",
+    oninput: (e) => current && current.search(e.target.value),
+  });
+  return el("div", { class: "toolbar" }, input, el("button", { id: "flame-reset", onclick: () => current && current.reset() }, "reset zoom"), status);
+}
+
+function flameStatus(status, g) {
+  const focus = g.flat.nodes[g.focus].name;
+  const parts = [g.focus === 0 ? "whole graph" : `zoomed on ${focus}`];
+  if (g.query) parts.push(`"${g.query}" matches ${(g.matchedShare * 100).toFixed(2)}%`);
+  parts.push(`${g.flat.nodes.length} nodes`);
+  status.textContent = parts.join(" · ");
+  status.dataset.focus = focus;
+  status.dataset.matched = g.query ? g.matchedShare.toFixed(4) : "";
+}
+
+async function flamePage(params) {
+  const service = params.get("service");
+  if (!service) throw new ApiError("which service? open it from the services page");
+  setTitle("flame graph", service);
+  const sel = {
+    service,
+    deploy: params.getAll("deploy"),
+    endpoint: params.get("endpoint"),
+    from: params.get("from"),
+    until: params.get("until"),
+    label: params.getAll("label"),
+  };
+  const [{ deploys }, endpoints] = await Promise.all([
+    api(`/api/v1/services/${encodeURIComponent(service)}/deploys`),
+    api(`/api/v1/endpoints${query({ service, window: "1d" })}`),
+  ]);
+  const [tree, top] = await Promise.all([
+    api(`/api/v1/flamegraph${query({ ...sel, format: "json", max_nodes: 100000 })}`),
+    api(`/api/v1/functions${query({ ...sel, limit: 200 })}`),
+  ]);
+  const format = formatValue(tree.unit);
+  const icicle = params.get("icicle") === "1";
+  const go = (change) => {
+    const next = new URLSearchParams(params);
+    for (const [k, v] of Object.entries(change)) {
+      next.delete(k);
+      for (const one of [v].flat()) if (one != null && one !== "") next.append(k, one);
+    }
+    location.hash = `#/flame?${next}`;
+  };
+  const toMs = (v) => (v ? String(Date.parse(`${v}Z`)) : null);
+  const fromMs = (v) => (v ? new Date(Number(v)).toISOString().slice(0, 16) : "");
+  const filters = el(
+    "form",
+    {
+      class: "filters",
+      id: "flame-filters",
+      onsubmit: (e) => {
+        e.preventDefault();
+        const f = new FormData(e.target);
+        go({
+          deploy: f.get("deploy") === "*" ? null : f.get("deploy"),
+          endpoint: f.get("endpoint") === "*" ? null : f.get("endpoint"),
+          from: toMs(f.get("from")),
+          until: toMs(f.get("until")),
+          label: String(f.get("label") || "").split(/[\s,]+/).filter(Boolean),
+          icicle: f.get("icicle") ? "1" : null,
+        });
+      },
+    },
+    el("label", {}, "deploy ", el("select", { name: "deploy" }, el("option", { value: "*" }, "all"), deploys.map((d) => el("option", { value: d.deploy, selected: sel.deploy.includes(d.deploy) }, d.deploy)))),
+    el("label", {}, "endpoint ", el("select", { name: "endpoint", id: "flame-endpoint" }, el("option", { value: "*" }, "all"), endpoints.endpoints.map((e) => el("option", { value: e.endpoint, selected: e.endpoint === sel.endpoint }, e.endpoint || "(outside requests)")))),
+    el("label", {}, "from ", el("input", { type: "datetime-local", name: "from", value: fromMs(sel.from) })),
+    el("label", {}, "until ", el("input", { type: "datetime-local", name: "until", value: fromMs(sel.until) })),
+    el("label", {}, "labels ", el("input", { name: "label", placeholder: "key=value", value: sel.label.join(" ") })),
+    el("label", {}, el("input", { type: "checkbox", name: "icicle", checked: icicle }), " icicle"),
+    el("button", { type: "submit" }, "apply"),
+  );
+  const box = el("div", { class: "flame-box", id: "flame" });
+  const status = el("span", { class: "flame-status", id: "flame-status" });
+  box.append(flameToolbar(status));
+  if (tree.pruned_nodes > 0) box.append(message("note", `${tree.pruned_nodes} nodes below ${format(tree.min_value)} are hidden; their cost stays in their parents.`));
+  const holder = el("div", { class: "flame-holder" });
+  box.append(holder);
+  after(() => {
+    if (tree.root.value === 0) {
+      holder.append(message("empty", "No samples in this selection: widen the time range or remove a filter."));
+      return;
+    }
+    current = new FlameGraph(holder, { tree, format, icicle, requests: tree.requests, onChange: (g) => flameStatus(status, g) });
+    flameStatus(status, current);
+    const search = params.get("search");
+    if (search) {
+      document.getElementById("flame-search").value = search;
+      current.search(search);
+    }
+  });
+  return [
+    el("p", {}, link(`#/service/${encodeURIComponent(service)}`, `← ${service}`)),
+    el("h1", {}, "Flame graph"),
+    filters,
+    el("p", { class: "lead" }, `${tree.samples} samples, ${format(tree.root.value)}`, tree.requests > 0 ? `, ${tree.requests} requests: ${format(tree.root.value / tree.requests)} per request` : ""),
+    box,
+    el("h2", {}, "Top functions"),
+    topTable(top, format),
+  ];
+}
+
+function topTable(top, format) {
+  const columns = [
+    ["function", (f) => f.name],
+    ["self", (f) => f.self_value],
+    ["inclusive", (f) => f.inclusive_value],
+    ["self per request", (f) => f.self_per_request ?? -1],
+    ["inclusive per request", (f) => f.inclusive_per_request ?? -1],
+    ["self share", (f) => f.self_share],
+  ];
+  const holder = el("div", { id: "top-functions" });
+  const render = (k) => {
+    const key = columns[k][1];
+    const rows = [...top.functions].sort((a, b) => (k === 0 ? String(key(a)).localeCompare(key(b)) : key(b) - key(a)));
+    holder.replaceChildren(
+      table(
+        columns.map((c) => c[0]),
+        rows.map((f) =>
+          el(
+            "tr",
+            {},
+            el("td", { class: "fn" }, f.name),
+            el("td", {}, format(f.self_value)),
+            el("td", {}, format(f.inclusive_value)),
+            el("td", {}, f.self_per_request != null ? format(f.self_per_request) : "—"),
+            el("td", {}, f.inclusive_per_request != null ? format(f.inclusive_per_request) : "—"),
+            el("td", {}, `${(f.self_share * 100).toFixed(2)}%`),
+          ),
+        ),
+        { sort: render, sorted: k, class: "top" },
+      ),
+    );
+  };
+  render(1);
+  return holder;
+}
+
+async function comparePage(params) {
+  const service = params.get("service");
+  if (!service) throw new ApiError("which service? open it from the services page");
+  setTitle("compare", service);
+  const { deploys } = await api(`/api/v1/services/${encodeURIComponent(service)}/deploys`);
+  if (deploys.length < 2) return [el("h1", {}, `Compare deploys of ${service}`), message("empty", "This service has one deploy so far: a comparison needs two.")];
+  const base = params.get("base") || deploys[deploys.length - 2].deploy;
+  const candidate = params.get("candidate") || deploys[deploys.length - 1].deploy;
+  const endpoint = params.get("endpoint");
+  const pick = (name, value) =>
+    el("select", { name, "aria-label": name }, deploys.map((d) => el("option", { value: d.deploy, selected: d.deploy === value }, d.deploy)));
+  const form = el(
+    "form",
+    {
+      class: "filters",
+      onsubmit: (e) => {
+        e.preventDefault();
+        const f = new FormData(e.target);
+        location.hash = `#/compare${query({ service, base: f.get("base"), candidate: f.get("candidate"), endpoint })}`;
+      },
+    },
+    el("label", {}, "base ", pick("base", base)),
+    el("label", {}, "candidate ", pick("candidate", candidate)),
+    el("button", { type: "submit" }, "compare"),
+  );
+  const box = el("div", { class: "flame-box", id: "diff-flame" });
+  after(() => diffFlame(box, { service, base, candidate, endpoint }, params.get("focus")));
+  return [
+    el("p", {}, link(`#/service/${encodeURIComponent(service)}`, `← ${service}`)),
+    el("h1", {}, `${service}: ${base} → ${candidate}`, endpoint != null ? ` (${endpoint})` : ""),
+    form,
+    box,
+  ];
+}
+
+// ---- routing -----------------------------------------------------------
+
+async function route() {
+  const hash = location.hash.replace(/^#/, "") || "/";
+  const [path, search] = hash.split("?");
+  const params = new URLSearchParams(search || "");
+  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  if (current) current.destroy();
+  current = null;
+  pendingAfter = [];
+  app.replaceChildren(el("p", { class: "loading" }, "Loading…"));
+  try {
+    let page;
+    if (parts.length === 0) page = await servicesPage();
+    else if (parts[0] === "service" && parts[1]) page = await servicePage(parts[1], params);
+    else if (parts[0] === "regression" && parts[1]) page = await regressionPage(parts[1]);
+    else if (parts[0] === "flame") page = await flamePage(params);
+    else if (parts[0] === "compare") page = await comparePage(params);
+    else throw new ApiError(`no page at ${hash}`);
+    app.replaceChildren(...[page].flat());
+    for (const f of pendingAfter) await f();
+    app.dataset.ready = hash;
+  } catch (e) {
+    app.replaceChildren(
+      message("error", el("h2", {}, "Could not show this page"), el("p", {}, e.message), el("p", {}, link("#/", "back to the services"))),
+    );
+    app.dataset.ready = hash;
+    if (!(e instanceof ApiError)) throw e;
+  }
+}
+
+document.getElementById("token").addEventListener("click", () => {
+  const token = prompt("Analyzer token (empty to clear):", localStorage.getItem("flameshift-token") || "");
+  if (token === null) return;
+  if (token) localStorage.setItem("flameshift-token", token);
+  else localStorage.removeItem("flameshift-token");
+  route();
+});
+window.addEventListener("hashchange", route);
+route();

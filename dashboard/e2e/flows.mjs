@@ -1,0 +1,159 @@
+// The dashboard's flows in real headless Chromium:
+//   node flows.mjs http://127.0.0.1:PORT SCREENSHOT_DIR
+// services → service → regression → differential flame graph; zoom and
+// search; the endpoint filter; HTML names render as text; unknown
+// service; no console errors. Exits non-zero on the first failure.
+import { chromium } from "playwright-core";
+import path from "node:path";
+
+const [url, shots] = process.argv.slice(2);
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+
+function check(condition, what) {
+  if (!condition) throw new Error(`FAILED: ${what}`);
+  console.log(`ok: ${what}`);
+}
+
+const browser = await chromium.launch({ executablePath, args: ["--no-sandbox"] });
+// Playwright's waits evaluate strings, which the page's CSP forbids; with
+// the CSP bypassed, the XSS checks below test the escaping alone.
+const page = await browser.newPage({ viewport: { width: 1400, height: 1000 }, bypassCSP: true });
+const problems = [];
+page.on("console", (m) => {
+  if (m.type() === "error") problems.push(`console: ${m.text()}`);
+});
+page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+page.on("dialog", (d) => {
+  problems.push(`dialog: ${d.message()}`);
+  d.dismiss();
+});
+
+// Waits until the app has rendered `hash` (it sets data-ready when done).
+async function open(hash) {
+  await page.goto(`${url}/${hash}`);
+  await page.waitForFunction((h) => document.getElementById("app").dataset.ready === h.replace(/^#/, ""), hash);
+}
+async function shot(name) {
+  await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+}
+
+try {
+  // 1. Services.
+  await open("#/");
+  const services = await page.locator("tr[data-service]").allTextContents();
+  check(services.some((s) => s.startsWith("fleet")), "the services page lists the simulated service");
+  check(await page.locator('tr[data-service="fleet"] td.bad').count() === 1, "fleet shows open regressions");
+  await shot("services");
+
+  // 2. Click → the service page: chart, deploys, regressions.
+  await page.click('tr[data-service="fleet"] a');
+  await page.waitForFunction(() => document.getElementById("app").dataset.ready === "/service/fleet");
+  check(await page.locator("#endpoint-chart path.series").count() >= 2, "per-endpoint cost per request lines");
+  check(await page.locator("#endpoint-chart line.marker.deploy").count() === 3, "a marker per deploy");
+  const regressions = await page.locator("tr[data-regression]").count();
+  check(regressions >= 1, `regressions listed (${regressions})`);
+  await shot("service");
+
+  // 3. Filter by endpoint: one line, the URL says so.
+  const endpoints = await page.locator("#endpoint-filter option").evaluateAll((os) => os.map((o) => o.value));
+  const endpoint = endpoints.find((v) => v !== "*");
+  await page.selectOption("#endpoint-filter", endpoint);
+  await page.waitForFunction(
+    (e) => document.getElementById("app").dataset.ready === `/service/fleet?endpoint=${encodeURIComponent(e).replace(/%20/g, "+")}`,
+    endpoint,
+  );
+  check(await page.locator("#endpoint-chart path.series").count() === 1, `endpoint filter shows one line (${endpoint})`);
+  check(decodeURIComponent(page.url()).includes(`endpoint=${endpoint}`.replace(/ /g, "+")), "the filter is in the URL");
+  await shot("service-endpoint");
+
+  // 4. Click → a regression: facts, series, differential flame graph.
+  await open("#/service/fleet");
+  const regressionLink = page.locator("tr[data-regression] a").first();
+  const regressedFunction = await regressionLink.textContent();
+  await regressionLink.click();
+  await page.waitForFunction(() => (document.getElementById("app").dataset.ready || "").startsWith("/regression/"));
+  check((await page.locator("h1").textContent()).includes(regressedFunction), `regression page of ${regressedFunction}`);
+  check(await page.locator(".facts dd").count() >= 5, "before / after / change with intervals");
+  check(await page.locator("#diff-flame canvas").count() === 1, "the differential flame graph is drawn");
+  check(await page.locator(".diff-legend .chip").count() === 7, "the diff legend");
+  const focus = await page.getAttribute("#flame-status", "data-focus");
+  check(focus === regressedFunction, `the diff opens zoomed on the regressed function (${focus})`);
+  // The regressed node is red: sample the canvas where the focus is drawn.
+  const red = await page.evaluate(() => {
+    const c = document.querySelector("#diff-flame canvas");
+    const ctx = c.getContext("2d");
+    const data = ctx.getImageData(0, 0, c.width, c.height).data;
+    let reddish = 0;
+    for (let i = 0; i < data.length; i += 4) if (data[i] > 200 && data[i + 1] < 200 && data[i + 2] < 200) reddish++;
+    return reddish;
+  });
+  check(red > 1000, `red (risen) frames in the diff (${red} pixels)`);
+  check(await page.locator("table tbody tr").count() >= 1, "contributing stacks listed");
+  await shot("regression");
+
+  // 5. The flame graph page: zoom by click, search with matched share, reset.
+  await open("#/flame?service=fleet");
+  check(await page.locator("#flame canvas").count() === 1, "flame graph drawn");
+  const box = await page.locator("#flame canvas").boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height - 9 - 18);
+  await page.waitForSelector(".tooltip:not([hidden])");
+  const tip = await page.locator(".tooltip").textContent();
+  check(/%/.test(tip) && /per request/.test(tip), `tooltip with share and per-request cost (${tip.slice(0, 60)}…)`);
+  await page.mouse.click(box.x + box.width / 2, box.y + box.height - 9 - 18);
+  const zoomed = await page.getAttribute("#flame-status", "data-focus");
+  check(zoomed !== "all", `click zooms (${zoomed})`);
+  await page.fill("#flame-search", "validate");
+  const matched = Number(await page.getAttribute("#flame-status", "data-matched"));
+  check(matched > 0 && matched <= 1, `search highlights and reports the matched share (${matched})`);
+  await shot("flame-search");
+  await page.click("#flame-reset");
+  check((await page.getAttribute("#flame-status", "data-focus")) === "all", "reset zoom");
+  // Sort the top-functions table by inclusive cost.
+  await page.click('#top-functions th[data-key="inclusive"]');
+  const firstInclusive = await page.locator("#top-functions tbody tr td.fn").first().textContent();
+  check(firstInclusive === "main" || firstInclusive.length > 0, `top functions sort by inclusive (${firstInclusive})`);
+  // Filter by endpoint through the form; icicle.
+  await page.selectOption("#flame-endpoint", endpoint);
+  await page.check('input[name="icicle"]');
+  await page.click('#flame-filters button[type="submit"]');
+  await page.waitForFunction(() => (document.getElementById("app").dataset.ready || "").includes("icicle=1"));
+  check(page.url().includes("endpoint="), "flame filters are in the URL");
+  await shot("flame-icicle-endpoint");
+
+  // 6. Compare any two deploys.
+  await open("#/compare?service=fleet&base=d000&candidate=d002");
+  check(await page.locator("#diff-flame canvas").count() === 1, "comparison of two deploys");
+  await shot("compare");
+
+  // 7. HTML in names and labels renders as text.
+  await open("#/flame?service=xss");
+  const names = await page.locator("#top-functions td.fn").allTextContents();
+  check(names.includes("<img src=x onerror=window.__xss=1>"), "an HTML function name is shown as text");
+  check(names.includes("<script>window.__xss=2</script>"), "a script function name is shown as text");
+  const endpointsXss = await page.locator("#flame-endpoint option").allTextContents();
+  check(endpointsXss.includes("<img src=x onerror=window.__xss=1>"), "an HTML endpoint label is shown as text");
+  await open("#/service/xss");
+  check((await page.evaluate(() => window.__xss)) === undefined, "no injected script ran");
+  check(await page.locator("main img, main script").count() === 0, "no element was injected");
+  await shot("xss");
+
+  // 8. An unknown service in the URL: a clear message, not a blank page.
+  await open("#/service/nope");
+  const error = await page.locator(".message.error").textContent();
+  check(/nope/.test(error), `unknown service says so (${error.trim().slice(0, 80)})`);
+  await open("#/flame?service=fleet&deploy=v404");
+  check(/v404/.test(await page.locator(".message.error").textContent()), "unknown deploy says so");
+  await shot("unknown");
+
+  // 404s of the API for unknown names are expected; anything else is not.
+  const unexpected = problems.filter((p) => !/404 \(Not Found\)/.test(p));
+  check(unexpected.length === 0, `no console errors (${unexpected.join("; ")})`);
+  console.log("all flows passed");
+} catch (e) {
+  console.error(e.message);
+  console.error(problems.join("\n"));
+  await shot("failure").catch(() => {});
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
