@@ -6,6 +6,7 @@
 
 mod changepoints;
 mod commands;
+mod demo;
 mod demo_service;
 mod gate;
 mod regressions;
@@ -41,6 +42,8 @@ enum Command {
     Attach(AttachArgs),
     /// Run the analyzer: ingest uploads, store them durably, answer queries.
     Serve(ServeArgs),
+    /// The whole product in one command: analyzer, dashboard, services with the agent, three deploys, a regression found.
+    Demo(DemoArgs),
     /// Run a small axum service with the in-process agent attached (for the demo and benchmarks).
     DemoService(DemoServiceArgs),
     /// Find change points in a numeric series (CSV with a header row, or a JSON array).
@@ -49,6 +52,22 @@ enum Command {
     Regressions(RegressionsArgs),
     /// CI gate: exit 1 when the candidate's profiles show a function meaningfully more expensive than the baseline's.
     Gate(GateArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Where the analyzer and the dashboard listen.
+    #[arg(long, default_value = "127.0.0.1:7411")]
+    listen: std::net::SocketAddr,
+    /// Data directory (default: a fresh temporary one, removed on exit).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Exit after the summary (0: the injected regression was found, 1: not) instead of serving until Ctrl-C.
+    #[arg(long)]
+    exit: bool,
+    /// Seconds of load per deploy.
+    #[arg(long, default_value_t = 70)]
+    deploy_seconds: u64,
 }
 
 #[derive(Debug, Args)]
@@ -389,6 +408,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             method: a.method,
             max_p_value: a.max_p_value,
         })),
+        Command::Demo(a) => demo::run(demo::DemoOptions {
+            listen: a.listen,
+            data: a.data,
+            exit: a.exit,
+            deploy_duration: std::time::Duration::from_secs(a.deploy_seconds.max(1)),
+        }),
         Command::DemoService(a) => done(demo_service::run(demo_service::DemoOptions {
             listen: a.listen,
             analyzer: a.analyzer,

@@ -280,6 +280,13 @@ impl Resolver {
         }
     }
 
+    /// Forgets the cached frames: they are ids in the profile they were
+    /// prepared for, so a resolver used for a new profile must start
+    /// here (blazesym keeps its parsed files, so this costs little).
+    pub fn forget_frames(&mut self) {
+        self.cache.clear();
+    }
+
     /// The frames of a location (after [`Resolver::prepare`]).
     pub fn frames(&self, location: &Location) -> &[FrameId] {
         self.cache.get(location).map(Vec::as_slice).unwrap_or(&[])
@@ -535,6 +542,22 @@ mod tests {
         let names: Vec<String> = frames
             .iter()
             .map(|&f| profile.frame_name(f).into_owned())
+            .collect();
+        assert!(
+            names.iter().any(|n| n.contains("symbolizes_this_test_binary")),
+            "{names:?}"
+        );
+        // The next profile (the agent's next interval) has its own ids:
+        // frames cached for the first would name the wrong function, or
+        // be out of its bounds.
+        let mut next = Profile::default();
+        next.intern_str("something interned first");
+        resolver.forget_frames();
+        resolver.prepare(&mut next, [location.clone()]);
+        let names: Vec<String> = resolver
+            .frames(&location)
+            .iter()
+            .map(|&f| next.frame_name(f).into_owned())
             .collect();
         assert!(
             names.iter().any(|n| n.contains("symbolizes_this_test_binary")),

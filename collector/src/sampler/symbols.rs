@@ -137,6 +137,8 @@ impl SelfSymbolizer {
             }
             located.push((locations, *labels, *counts));
         }
+        // Cached frames are ids in the previous interval's profile.
+        self.resolver.forget_frames();
         self.resolver.prepare(
             &mut profile,
             located.iter().flat_map(|(l, _, _)| l.iter().cloned()),

@@ -1,0 +1,345 @@
+//! `flameshift demo`: the whole product on this machine. The analyzer
+//! (with the dashboard) on an embedded store; `demo-service` child
+//! processes with the agent attached, loaded by a loopback load generator
+//! through deploys `v1` (baseline), `v2` (+15% in `score_items` of
+//! `GET /feed`, and a cost-neutral `parse_order` → `validate_order`
+//! refactor in `POST /orders`) and `v3` (the regression fixed); then
+//! detection, and a summary of what it found.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use flameshift_analyzer::detect::DetectSettings;
+use flameshift_analyzer::server::{self, ServeConfig};
+use flameshift_analyzer::store::StoreConfig;
+use flameshift_collector::http;
+
+/// How `flameshift demo` runs.
+pub struct DemoOptions {
+    /// Where the analyzer and dashboard listen.
+    pub listen: SocketAddr,
+    /// The data directory (a fresh temporary one when none).
+    pub data: Option<PathBuf>,
+    /// Exit after the summary instead of serving until Ctrl-C.
+    pub exit: bool,
+    /// How long each deploy is loaded.
+    pub deploy_duration: Duration,
+}
+
+const SERVICE: &str = "demo";
+const DEPLOYS: [(&str, &str); 3] = [
+    ("v1", "baseline"),
+    ("v2", "+15% in score_items (GET /feed), parse_order → validate_order refactor (POST /orders)"),
+    ("v3", "score_items fixed"),
+];
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[allow(clippy::print_stdout, reason = "progress and the summary are the command's output")]
+fn say(line: &str) {
+    println!("{line}");
+}
+
+/// Detection over the store's finest windows (10 s) and fewer of them
+/// than in production, so each deploy needs about a minute, not ten.
+fn detect_settings() -> DetectSettings {
+    DetectSettings {
+        window_ms: flameshift_analyzer::model::SAMPLE_BUCKET_MS,
+        min_windows: 6,
+        ..DetectSettings::default()
+    }
+}
+
+/// Runs the demo; exit code 0 when the injected regression was found
+/// (and, with `exit`, after the summary), 1 when it was not.
+pub fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
+    let (data, _temp) = match &options.data {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("flameshift-demo-")
+                .tempdir()
+                .context("creating a data directory")?;
+            (temp.path().to_owned(), Some(temp))
+        }
+    };
+    let mut config = ServeConfig::new(StoreConfig::new(&data));
+    config.listen = options.listen;
+    config.detect = detect_settings();
+    config.detect_interval = Duration::from_secs(3600);
+    config.ui = Some(flameshift_dashboard::router());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = runtime.spawn(server::serve(
+        config,
+        async move {
+            tokio::select! {
+                _ = stop_rx => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        },
+        move |running| {
+            let _ = ready_tx.send(running.addr);
+        },
+    ));
+    let addr = match ready_rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(addr) => addr,
+        Err(_) => {
+            let why = runtime
+                .block_on(server)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .and_then(|r| r.map_err(anyhow::Error::from));
+            bail!("the analyzer did not start on {}: {why:?}", options.listen);
+        }
+    };
+    let url = format!("http://{addr}");
+    say(&format!("flameshift demo: analyzer and dashboard on {url}/ (data in {})", data.display()));
+    let exe = std::env::current_exe().context("finding the flameshift binary")?;
+    for (deploy, what) in DEPLOYS {
+        say(&format!("[{deploy}] deploying: {what}"));
+        let event = serde_json::json!({"service": SERVICE, "deploy": deploy, "commit": format!("demo-{deploy}"), "author": "flameshift demo", "message": what});
+        let posted = http::post(&format!("{url}/api/v1/deploys"), &[], event.to_string().as_bytes(), TIMEOUT)
+            .context("posting the deploy event")?;
+        if posted.status != 200 {
+            bail!("the deploy event was refused: {} {}", posted.status, posted.text());
+        }
+        let served = run_deploy(&exe, &url, deploy, options.deploy_duration)?;
+        say(&format!("[{deploy}] served {served} requests; the agent shipped its last profile"));
+    }
+    say("detecting regressions between deploys…");
+    let found = http::post(&format!("{url}/api/v1/detect?service={SERVICE}"), &[], b"", TIMEOUT)
+        .context("asking the analyzer to detect")?;
+    if found.status != 200 {
+        bail!("detection failed: {} {}", found.status, found.text());
+    }
+    let listing = http::get(&format!("{url}/api/v1/regressions?service={SERVICE}"), &[], TIMEOUT)?;
+    let listing: serde_json::Value = serde_json::from_slice(&listing.body).context("reading the regressions")?;
+    let summary = Summary::of(&listing);
+    summary.print(&url);
+    let code = if summary.regression_found() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
+    // Without --exit the sender stays alive (dropping it would stop the
+    // server) and Ctrl-C ends the serving.
+    let keep_serving = if options.exit {
+        let _ = stop_tx.send(());
+        None
+    } else {
+        say("serving the dashboard until Ctrl-C");
+        Some(stop_tx)
+    };
+    runtime
+        .block_on(server)
+        .context("the analyzer task")?
+        .context("the analyzer")?;
+    drop(keep_serving);
+    Ok(code)
+}
+
+/// Starts `demo-service` for `deploy`, loads it for `duration`, stops it
+/// (SIGTERM: the agent ships what it has) and returns the requests served.
+fn run_deploy(exe: &std::path::Path, url: &str, deploy: &str, duration: Duration) -> anyhow::Result<u64> {
+    let mut child = Command::new(exe)
+        .args(["demo-service", "--listen", "127.0.0.1:0", "--service", SERVICE])
+        .args(["--deploy", deploy, "--analyzer", url])
+        .env("FLAMESHIFT_UPLOAD_INTERVAL", "1")
+        .env("FLAMESHIFT_FREQUENCY", "499")
+        .env("FLAMESHIFT_HOST", "demo-host")
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting demo-service")?;
+    let app = match service_address(&mut child) {
+        Ok(app) => app,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    let served = load(&app, duration);
+    stop(&mut child)?;
+    Ok(served?)
+}
+
+/// Reads the child's `listening on` line; keeps draining its stderr.
+fn service_address(child: &mut Child) -> anyhow::Result<String> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().context("demo-service stderr")?;
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let prefix = "flameshift demo-service: listening on ";
+    for line in lines.by_ref() {
+        let line = line.context("reading demo-service output")?;
+        if let Some(addr) = line.strip_prefix(prefix) {
+            std::thread::spawn(move || for _ in lines {});
+            return Ok(addr.trim().to_owned());
+        }
+        tracing::debug!(line, "demo-service");
+    }
+    bail!("demo-service exited before listening")
+}
+
+fn stop(child: &mut Child) -> anyhow::Result<()> {
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").arg(&pid).status().context("running kill")?;
+    if !killed.success() {
+        bail!("could not stop demo-service (pid {pid})");
+    }
+    let status = child.wait().context("waiting for demo-service")?;
+    if !status.success() {
+        bail!("demo-service exited with {status}");
+    }
+    Ok(())
+}
+
+/// Two loopback clients, each cycling through the three endpoints, for
+/// `duration`; a progress line every few seconds.
+fn load(app: &str, duration: Duration) -> anyhow::Result<u64> {
+    let served = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicBool::new(false));
+    let until = Instant::now() + duration;
+    let workers: Vec<_> = (0..2u64)
+        .map(|worker| {
+            let (app, served, failed) = (app.to_owned(), served.clone(), failed.clone());
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let mut i = worker;
+                while Instant::now() < until && !failed.load(Ordering::Relaxed) {
+                    for (method, path) in [("GET", "/feed".to_owned()), ("GET", format!("/users/{i}")), ("POST", "/orders".to_owned())] {
+                        let url = format!("{app}{path}");
+                        let answer = match method {
+                            "GET" => http::get(&url, &[], TIMEOUT),
+                            _ => http::post(&url, &[], b"", TIMEOUT),
+                        };
+                        match answer {
+                            Ok(r) if r.status == 200 => {
+                                served.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(r) => {
+                                failed.store(true, Ordering::Relaxed);
+                                bail!("{method} {path}: status {}", r.status);
+                            }
+                            Err(e) => {
+                                failed.store(true, Ordering::Relaxed);
+                                bail!("{method} {path}: {e}");
+                            }
+                        }
+                    }
+                    i += 2;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    while Instant::now() < until && !failed.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(200).min(until.saturating_duration_since(Instant::now())));
+        let elapsed = started.elapsed().as_secs();
+        if elapsed > 0 && elapsed % 5 == 0 && started.elapsed().subsec_millis() < 200 {
+            say(&format!(
+                "      {elapsed:>3} s of {} s, {} requests",
+                duration.as_secs(),
+                served.load(Ordering::Relaxed)
+            ));
+        }
+    }
+    for worker in workers {
+        worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("a load generator thread panicked"))??;
+    }
+    Ok(served.load(Ordering::Relaxed))
+}
+
+/// What detection found, against what was injected.
+struct Summary {
+    regression: Option<serde_json::Value>,
+    refactor_flagged: Vec<String>,
+    others: Vec<String>,
+}
+
+impl Summary {
+    fn of(listing: &serde_json::Value) -> Summary {
+        let all = listing["regressions"].as_array().cloned().unwrap_or_default();
+        let function = |r: &serde_json::Value| {
+            r["cause"]
+                .as_str()
+                .or(r["function"].as_str())
+                .unwrap_or("(endpoint total)")
+                .to_owned()
+        };
+        // The function, or the one below that explains an inclusive rise.
+        let is = |r: &serde_json::Value, name: &str| {
+            function(r).ends_with(name) || r["function"].as_str().is_some_and(|f| f.ends_with(name))
+        };
+        let regression = all
+            .iter()
+            .find(|r| is(r, "score_items") && r["endpoint"] == "GET /feed" && r["deploy_after"] == "v2")
+            .cloned();
+        let refactor_flagged = all
+            .iter()
+            .filter(|r| is(r, "parse_order") || is(r, "validate_order"))
+            .map(|r| format!("{} in {}", function(r), r["deploy_after"].as_str().unwrap_or("?")))
+            .collect();
+        let others = all
+            .iter()
+            .filter(|r| !(is(r, "score_items") || is(r, "parse_order") || is(r, "validate_order")))
+            .map(|r| format!("{} ({}) in {}", function(r), r["endpoint"].as_str().unwrap_or(""), r["deploy_after"].as_str().unwrap_or("?")))
+            .collect();
+        Summary {
+            regression,
+            refactor_flagged,
+            others,
+        }
+    }
+
+    /// The injected regression was found and the refactor was not flagged.
+    fn regression_found(&self) -> bool {
+        self.regression.is_some() && self.refactor_flagged.is_empty()
+    }
+
+    fn print(&self, url: &str) {
+        say("");
+        say("== summary");
+        match &self.regression {
+            Some(r) => {
+                let pct = |v: &serde_json::Value| v.as_f64().map_or("?".to_owned(), |x| format!("{:+.1}%", x * 100.0));
+                let rel = &r["relative"];
+                say(&format!(
+                    "regression found: {} on {} in deploy {} (vs {}): {} per request (95% interval {} … {}), q = {:.1e}, state {}",
+                    r["function"].as_str().unwrap_or("?"),
+                    r["endpoint"].as_str().unwrap_or("?"),
+                    r["deploy_after"].as_str().unwrap_or("?"),
+                    r["deploy_before"].as_str().unwrap_or("?"),
+                    pct(&rel["mean"]),
+                    pct(&rel["low"]),
+                    pct(&rel["high"]),
+                    r["q_value"].as_f64().unwrap_or(f64::NAN),
+                    r["state"].as_str().unwrap_or("?"),
+                ));
+                say(&format!(
+                    "  open it: {url}/#/regression/{}",
+                    r["id"].as_str().unwrap_or("")
+                ));
+            }
+            None => say("regression NOT found: score_items on GET /feed in v2 was injected (+15%) but not detected"),
+        }
+        if self.refactor_flagged.is_empty() {
+            say("refactor not flagged: parse_order → validate_order in v2 moved cost without adding any");
+        } else {
+            say(&format!("refactor FLAGGED (a false alarm): {}", self.refactor_flagged.join(", ")));
+        }
+        if !self.others.is_empty() {
+            say(&format!("also reported: {}", self.others.join("; ")));
+        }
+        say(&format!("dashboard: {url}/#/service/{SERVICE}"));
+    }
+}
