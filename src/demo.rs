@@ -34,12 +34,18 @@ pub struct DemoOptions {
 const SERVICE: &str = "demo";
 const DEPLOYS: [(&str, &str); 3] = [
     ("v1", "baseline"),
-    ("v2", "+15% in score_items (GET /feed), parse_order → validate_order refactor (POST /orders)"),
+    (
+        "v2",
+        "+15% in score_items (GET /feed), parse_order → validate_order refactor (POST /orders)",
+    ),
     ("v3", "score_items fixed"),
 ];
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-#[allow(clippy::print_stdout, reason = "progress and the summary are the command's output")]
+#[allow(
+    clippy::print_stdout,
+    reason = "progress and the summary are the command's output"
+)]
 fn say(line: &str) {
     println!("{line}");
 }
@@ -101,27 +107,51 @@ pub fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
         }
     };
     let url = format!("http://{addr}");
-    say(&format!("flameshift demo: analyzer and dashboard on {url}/ (data in {})", data.display()));
+    say(&format!(
+        "flameshift demo: analyzer and dashboard on {url}/ (data in {})",
+        data.display()
+    ));
     let exe = std::env::current_exe().context("finding the flameshift binary")?;
     for (deploy, what) in DEPLOYS {
         say(&format!("[{deploy}] deploying: {what}"));
         let event = serde_json::json!({"service": SERVICE, "deploy": deploy, "commit": format!("demo-{deploy}"), "author": "flameshift demo", "message": what});
-        let posted = http::post(&format!("{url}/api/v1/deploys"), &[], event.to_string().as_bytes(), TIMEOUT)
-            .context("posting the deploy event")?;
+        let posted = http::post(
+            &format!("{url}/api/v1/deploys"),
+            &[],
+            event.to_string().as_bytes(),
+            TIMEOUT,
+        )
+        .context("posting the deploy event")?;
         if posted.status != 200 {
-            bail!("the deploy event was refused: {} {}", posted.status, posted.text());
+            bail!(
+                "the deploy event was refused: {} {}",
+                posted.status,
+                posted.text()
+            );
         }
         let served = run_deploy(&exe, &url, deploy, options.deploy_duration)?;
-        say(&format!("[{deploy}] served {served} requests; the agent shipped its last profile"));
+        say(&format!(
+            "[{deploy}] served {served} requests; the agent shipped its last profile"
+        ));
     }
     say("detecting regressions between deploys…");
-    let found = http::post(&format!("{url}/api/v1/detect?service={SERVICE}"), &[], b"", TIMEOUT)
-        .context("asking the analyzer to detect")?;
+    let found = http::post(
+        &format!("{url}/api/v1/detect?service={SERVICE}"),
+        &[],
+        b"",
+        TIMEOUT,
+    )
+    .context("asking the analyzer to detect")?;
     if found.status != 200 {
         bail!("detection failed: {} {}", found.status, found.text());
     }
-    let listing = http::get(&format!("{url}/api/v1/regressions?service={SERVICE}"), &[], TIMEOUT)?;
-    let listing: serde_json::Value = serde_json::from_slice(&listing.body).context("reading the regressions")?;
+    let listing = http::get(
+        &format!("{url}/api/v1/regressions?service={SERVICE}"),
+        &[],
+        TIMEOUT,
+    )?;
+    let listing: serde_json::Value =
+        serde_json::from_slice(&listing.body).context("reading the regressions")?;
     let summary = Summary::of(&listing);
     summary.print(&url);
     let code = if summary.regression_found() {
@@ -168,7 +198,7 @@ fn run_deploy(exe: &std::path::Path, url: &str, deploy: &str, duration: Duration
     };
     let served = load(&app, duration);
     stop(&mut child)?;
-    Ok(served?)
+    served
 }
 
 /// Reads the child's `listening on` line; keeps draining its stderr.
@@ -202,7 +232,11 @@ fn stop(child: &mut Child) -> anyhow::Result<()> {
 }
 
 /// Two loopback clients, each cycling through the three endpoints, for
-/// `duration`; a progress line every few seconds.
+/// `duration`, and resting after each cycle as long as it took: the
+/// service gets about one core of two, so the machine is never
+/// oversubscribed (an oversubscribed CPU delays cpu-clock signals and
+/// loses samples, which is noise the demo does not need). A progress line
+/// every few seconds.
 fn load(app: &str, duration: Duration) -> anyhow::Result<u64> {
     let served = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicBool::new(false));
@@ -213,7 +247,12 @@ fn load(app: &str, duration: Duration) -> anyhow::Result<u64> {
             std::thread::spawn(move || -> anyhow::Result<()> {
                 let mut i = worker;
                 while Instant::now() < until && !failed.load(Ordering::Relaxed) {
-                    for (method, path) in [("GET", "/feed".to_owned()), ("GET", format!("/users/{i}")), ("POST", "/orders".to_owned())] {
+                    let cycle = Instant::now();
+                    for (method, path) in [
+                        ("GET", "/feed".to_owned()),
+                        ("GET", format!("/users/{i}")),
+                        ("POST", "/orders".to_owned()),
+                    ] {
                         let url = format!("{app}{path}");
                         let answer = match method {
                             "GET" => http::get(&url, &[], TIMEOUT),
@@ -234,6 +273,7 @@ fn load(app: &str, duration: Duration) -> anyhow::Result<u64> {
                         }
                     }
                     i += 2;
+                    std::thread::sleep(cycle.elapsed());
                 }
                 Ok(())
             })
@@ -292,7 +332,14 @@ impl Summary {
         let others = all
             .iter()
             .filter(|r| !(is(r, "score_items") || is(r, "parse_order") || is(r, "validate_order")))
-            .map(|r| format!("{} ({}) in {}", function(r), r["endpoint"].as_str().unwrap_or(""), r["deploy_after"].as_str().unwrap_or("?")))
+            .map(|r| {
+                format!(
+                    "{} ({}) in {}",
+                    function(r),
+                    r["endpoint"].as_str().unwrap_or(""),
+                    r["deploy_after"].as_str().unwrap_or("?")
+                )
+            })
             .collect();
         Summary {
             regression,
@@ -311,7 +358,10 @@ impl Summary {
         say("== summary");
         match &self.regression {
             Some(r) => {
-                let pct = |v: &serde_json::Value| v.as_f64().map_or("?".to_owned(), |x| format!("{:+.1}%", x * 100.0));
+                let pct = |v: &serde_json::Value| {
+                    v.as_f64()
+                        .map_or("?".to_owned(), |x| format!("{:+.1}%", x * 100.0))
+                };
                 let rel = &r["relative"];
                 say(&format!(
                     "regression found: {} on {} in deploy {} (vs {}): {} per request (95% interval {} … {}), q = {:.1e}, state {}",
@@ -330,12 +380,17 @@ impl Summary {
                     r["id"].as_str().unwrap_or("")
                 ));
             }
-            None => say("regression NOT found: score_items on GET /feed in v2 was injected (+15%) but not detected"),
+            None => say(
+                "regression NOT found: score_items on GET /feed in v2 was injected (+15%) but not detected",
+            ),
         }
         if self.refactor_flagged.is_empty() {
             say("refactor not flagged: parse_order → validate_order in v2 moved cost without adding any");
         } else {
-            say(&format!("refactor FLAGGED (a false alarm): {}", self.refactor_flagged.join(", ")));
+            say(&format!(
+                "refactor FLAGGED (a false alarm): {}",
+                self.refactor_flagged.join(", ")
+            ));
         }
         if !self.others.is_empty() {
             say(&format!("also reported: {}", self.others.join("; ")));

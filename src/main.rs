@@ -66,7 +66,7 @@ struct DemoArgs {
     #[arg(long)]
     exit: bool,
     /// Seconds of load per deploy.
-    #[arg(long, default_value_t = 70)]
+    #[arg(long, default_value_t = 110)]
     deploy_seconds: u64,
 }
 

@@ -427,6 +427,3 @@ fn changepoints_finds_a_step_in_a_csv_column_and_refuses_bad_series() {
 
 #[path = "cli/gate.rs"]
 mod gate;
-
-#[path = "cli/demo.rs"]
-mod demo;
