@@ -24,7 +24,5 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --all-features --locked
-echo "== flameshift demo --exit (release build)"
-scripts/demo-check.sh
 echo "== interop: go tool pprof reads what flameshift writes"
 scripts/interop-go.sh

@@ -63,58 +63,43 @@ fn costs(deploy: &str) -> Costs {
     }
 }
 
-/// Burns `units` of CPU where it is expanded: a macro, not a function, so
-/// each piece of work's cost is its own self cost. The loop uses only
-/// primitive operators: a method (`rotate_left`, `wrapping_mul`, the
-/// range iterator) would be an inlined frame with the same name under
-/// every caller, and the cost would be that frame's.
-macro_rules! burn {
-    ($units:expr) => {{
-        let units: u64 = $units;
-        let mut x = black_box(units);
-        let mut i = 0u64;
-        let n = units * 2_500;
-        while i < n {
-            #[allow(
-                clippy::manual_rotate,
-                reason = "rotate_left would be an inlined frame of its own"
-            )]
-            let rotated = x << 5 | x >> 59;
-            x = rotated ^ i;
-            i += 1;
-        }
-        black_box(x)
-    }};
+#[inline(never)]
+fn burn(units: u64) -> u64 {
+    let mut x = units;
+    for i in 0..units * 2_000 {
+        x = black_box(x.rotate_left(5) ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    }
+    x
 }
 
 #[inline(never)]
 fn lookup_user(costs: &Costs, id: u64) -> u64 {
-    burn!(costs.lookup_user) ^ id
+    burn(costs.lookup_user) ^ id
 }
 
 #[inline(never)]
 fn score_items(costs: &Costs) -> u64 {
-    burn!(costs.score_items)
+    burn(costs.score_items)
 }
 
 #[inline(never)]
 fn render_feed(costs: &Costs) -> u64 {
-    burn!(costs.render_feed)
+    burn(costs.render_feed)
 }
 
 #[inline(never)]
 fn parse_order(costs: &Costs) -> u64 {
-    burn!(costs.parse_order)
+    burn(costs.parse_order)
 }
 
 #[inline(never)]
 fn validate_order(costs: &Costs) -> u64 {
-    burn!(costs.validate_order)
+    burn(costs.validate_order)
 }
 
 #[inline(never)]
 fn price_order(costs: &Costs) -> u64 {
-    burn!(costs.price_order)
+    burn(costs.price_order)
 }
 
 async fn user(State(costs): State<Arc<Costs>>, Path(id): Path<u64>) -> String {
