@@ -251,6 +251,21 @@ pub struct SeriesPoint {
     pub measured_per_request: Option<f64>,
 }
 
+impl SeriesPoint {
+    /// A window of `deploy` with nothing counted yet.
+    pub fn empty(window_ms: i64, deploy: &str) -> SeriesPoint {
+        SeriesPoint {
+            window_ms,
+            deploy: deploy.to_owned(),
+            requests: 0,
+            cost: 0,
+            samples: 0,
+            cost_per_request: None,
+            measured_per_request: None,
+        }
+    }
+}
+
 /// A cost-per-request series.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Series {
@@ -279,15 +294,7 @@ pub fn series(
     let stacks = store.stack_series(sel, window_ms, false)?;
     let mut matches: HashMap<u64, bool> = HashMap::new();
     let mut points: BTreeMap<(i64, String), SeriesPoint> = BTreeMap::new();
-    let blank = |window_ms: i64, deploy: &str| SeriesPoint {
-        window_ms,
-        deploy: deploy.to_owned(),
-        requests: 0,
-        cost: 0,
-        samples: 0,
-        cost_per_request: None,
-        measured_per_request: None,
-    };
+    let blank = SeriesPoint::empty;
     for StackSeriesRow {
         window_ms: window,
         deploy,

@@ -50,15 +50,7 @@ pub fn endpoint_series(store: &dyn Store, sel: &Selection, window_ms: i64) -> Re
     ) -> &'a mut SeriesPoint {
         points
             .entry((endpoint.to_owned(), window_ms, deploy.to_owned()))
-            .or_insert_with(|| SeriesPoint {
-                window_ms,
-                deploy: deploy.to_owned(),
-                requests: 0,
-                cost: 0,
-                samples: 0,
-                cost_per_request: None,
-                measured_per_request: None,
-            })
+            .or_insert_with(|| SeriesPoint::empty(window_ms, deploy))
     }
     for row in &stacks.rows {
         let p = point(&mut points, &row.endpoint, row.window_ms, &row.deploy);
