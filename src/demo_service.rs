@@ -26,7 +26,7 @@ pub struct DemoOptions {
     pub regress: Vec<(String, u64)>,
 }
 
-/// How expensive each piece of work is in this deploy (units of ~10 µs).
+/// How expensive each piece of work is in this deploy (in [`ROUNDS_PER_UNIT`]s).
 #[derive(Debug, Clone, Copy)]
 struct Costs {
     lookup_user: u64,
@@ -63,47 +63,43 @@ fn costs(deploy: &str) -> Costs {
     }
 }
 
-#[inline(never)]
-fn burn(units: u64) -> u64 {
-    let mut x = units;
-    for i in 0..units * 2_000 {
-        x = black_box(x.rotate_left(5) ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    }
-    x
+/// Xorshift rounds per cost unit (a unit is ~2 µs on the release build).
+const ROUNDS_PER_UNIT: u64 = 1_000;
+
+/// Defines a work function that spends `costs.$field` units of CPU in its
+/// own frame: the loop is in the function itself (no tail call into a
+/// shared helper, which would leave no frame), made of plain integer
+/// operators (no inlined std function becomes the leaf), and each function
+/// starts from its own seed, so LLVM cannot merge two of them into one
+/// symbol (rustc merges identical functions, and the profile would then
+/// name whichever symbol the linker kept).
+macro_rules! work_fn {
+    ($name:ident, $field:ident, $seed:literal) => {
+        #[inline(never)]
+        fn $name(costs: &Costs) -> u64 {
+            let rounds = black_box(costs.$field) * ROUNDS_PER_UNIT;
+            let mut x: u64 = $seed;
+            let mut round = 0;
+            while round < rounds {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                round += 1;
+            }
+            black_box(x)
+        }
+    };
 }
 
-#[inline(never)]
-fn lookup_user(costs: &Costs, id: u64) -> u64 {
-    burn(costs.lookup_user) ^ id
-}
-
-#[inline(never)]
-fn score_items(costs: &Costs) -> u64 {
-    burn(costs.score_items)
-}
-
-#[inline(never)]
-fn render_feed(costs: &Costs) -> u64 {
-    burn(costs.render_feed)
-}
-
-#[inline(never)]
-fn parse_order(costs: &Costs) -> u64 {
-    burn(costs.parse_order)
-}
-
-#[inline(never)]
-fn validate_order(costs: &Costs) -> u64 {
-    burn(costs.validate_order)
-}
-
-#[inline(never)]
-fn price_order(costs: &Costs) -> u64 {
-    burn(costs.price_order)
-}
+work_fn!(lookup_user, lookup_user, 0x243f_6a88_85a3_08d3);
+work_fn!(score_items, score_items, 0x1319_8a2e_0370_7344);
+work_fn!(render_feed, render_feed, 0xa409_3822_299f_31d0);
+work_fn!(parse_order, parse_order, 0x082e_fa98_ec4e_6c89);
+work_fn!(validate_order, validate_order, 0x4528_21e6_38d0_1377);
+work_fn!(price_order, price_order, 0xbe54_66cf_34e9_0c6c);
 
 async fn user(State(costs): State<Arc<Costs>>, Path(id): Path<u64>) -> String {
-    format!("user {}\n", lookup_user(&costs, id) % 1000)
+    format!("user {}\n", (lookup_user(&costs) ^ id) % 1000)
 }
 
 async fn feed(State(costs): State<Arc<Costs>>) -> String {

@@ -427,9 +427,17 @@ fn collect(
         if !(due || stopping) {
             continue;
         }
+        // Cut the interval here, requests and samples at the same instant
+        // (the samples were drained just above): building the profile can
+        // take a while (the first symbolization reads the binary's debug
+        // info), and what happens meanwhile belongs to the next interval.
+        let requests = stats.take();
+        let (start_ms, duration) = (started_ms, started.elapsed());
+        started = Instant::now();
+        started_ms = now_ms();
         let mut profile = symbolizer.profile(&stacks, sampler.mode(), sampler.period());
-        profile.time_nanos = started_ms * 1_000_000;
-        profile.duration_nanos = started.elapsed().as_nanos() as i64;
+        profile.time_nanos = start_ms * 1_000_000;
+        profile.duration_nanos = duration.as_nanos() as i64;
         profile.comments.push(format!(
             "flameshift agent: {:?} every {} units",
             sampler.mode(),
@@ -442,8 +450,7 @@ fn collect(
         c.dropped_samples
             .fetch_add(dropped - dropped_before, Ordering::Relaxed);
         dropped_before = dropped;
-        let requests = stats.take();
-        let window_ms = started.elapsed().as_millis() as i64;
+        let window_ms = duration.as_millis() as i64;
         if config.analyzer.is_some() {
             let mut dest = Destination::new("", config.service.clone(), config.deploy.clone());
             dest.host = config.host.clone();
@@ -452,7 +459,7 @@ fn collect(
                 queue.push_back(Payload::Profile(Box::new(profile.clone())));
             }
             if !requests.is_empty() {
-                let body = export::requests_json(&dest, request_unit, started_ms, window_ms, &requests);
+                let body = export::requests_json(&dest, request_unit, start_ms, window_ms, &requests);
                 queue.push_back(Payload::Requests { body });
             }
             while queue.len() > config.max_pending.max(1) {
@@ -478,8 +485,6 @@ fn collect(
         }
         *shared.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(profile);
         stacks = StackCounts::default();
-        started = Instant::now();
-        started_ms = now_ms();
         if stopping {
             break;
         }

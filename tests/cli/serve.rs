@@ -400,6 +400,33 @@ fn demo_service_output_has_endpoint_labels_and_the_configured_proportions() {
         0,
         "no order work under GET /feed"
     );
+    // Each work function spends its cost in its own frame (the leaf), not
+    // in a helper or an inlined std function: detection names the leaf.
+    let self_cost = |function: &str| -> i64 {
+        profile
+            .iter_samples()
+            .filter(|(s, _)| {
+                profile
+                    .stack(s.stack)
+                    .last()
+                    .is_some_and(|&leaf| profile.frame_name(leaf).ends_with(function))
+            })
+            .map(|(_, v)| v[1])
+            .sum()
+    };
+    for (endpoint, function) in [
+        ("GET /feed", "score_items"),
+        ("GET /feed", "render_feed"),
+        ("POST /orders", "parse_order"),
+        ("POST /orders", "price_order"),
+    ] {
+        let share = ratio(self_cost(function), cost(endpoint, function));
+        assert!(
+            share > 0.9,
+            "{function}: self cost is {:.0}% of its inclusive cost",
+            share * 100.0
+        );
+    }
 }
 
 /// A webhook receiver: answers 500 to the first delivery and 200 after;

@@ -1,7 +1,12 @@
 //! The agent in this process: profiles with labels at every interval,
-//! and a dead analyzer that neither blocks nor crashes the service.
+//! samples and requests cut at the same instant, and a dead analyzer that
+//! neither blocks nor crashes the service.
 
+use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flameshift_collector::agent::{Agent, AgentConfig};
@@ -98,4 +103,115 @@ fn a_disabled_agent_starts_nothing() {
     assert_eq!(agent.mode(), None);
     // And a real sampler can still start while it lives.
     drop(flameshift_collector::sampler::Sampler::start(&Default::default()).unwrap());
+}
+
+/// A stand-in analyzer on a real socket: answers 200 to every `POST` and
+/// keeps `(path, body)` of each.
+fn receiver() -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let kept = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let path = request_line.split(' ').nth(1).unwrap_or("").to_owned();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap();
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            kept.lock().unwrap().push((path, body));
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+                .unwrap();
+        }
+    });
+    (url, received)
+}
+
+/// Samples and requests are cut at the same instant: an interval's
+/// samples per request are the same in every interval, the first one
+/// included (whose profile takes longest to build, since the symbolizer
+/// reads the binary's debug info then). Before the fix the requests were
+/// counted after the profile was built, so the first interval got the
+/// requests of that pause without their samples, and the next interval
+/// the samples without their requests.
+#[test]
+fn every_interval_has_the_samples_of_its_requests() {
+    let _serial = crate::serial();
+    let (url, received) = receiver();
+    let config = AgentConfig::new("svc", "v1")
+        .analyzer(url)
+        .frequency(999)
+        .upload_interval(Duration::from_millis(700));
+    let agent = Agent::start(config).unwrap();
+    let stats = agent.request_stats();
+    let id = labels::intern(LabelSet::new([("endpoint", "GET /work")]));
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        let _entered = labels::enter(id);
+        agent_test_work(Duration::from_millis(2));
+        stats.record("GET /work", 2_000_000);
+    }
+    agent.shutdown();
+
+    let mut samples: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut requests: BTreeMap<i64, i64> = BTreeMap::new();
+    for (path, body) in received.lock().unwrap().iter() {
+        if path.starts_with("/api/v1/profiles") {
+            let profile = flameshift_profile::format::read_bytes(body, &Default::default()).unwrap();
+            let labelled: i64 = profile
+                .iter_samples()
+                .filter(|(s, _)| {
+                    profile
+                        .label_set(s.labels)
+                        .iter()
+                        .any(|l| profile.str(l.key) == "endpoint")
+                })
+                .map(|(_, v)| v[0])
+                .sum();
+            *samples.entry(profile.time_nanos / 1_000_000).or_default() += labelled;
+        } else if path.starts_with("/api/v1/requests") {
+            let json: serde_json::Value = serde_json::from_slice(body).unwrap();
+            let count: i64 = json["endpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["count"].as_i64().unwrap())
+                .sum();
+            *requests.entry(json["start_ms"].as_i64().unwrap()).or_default() += count;
+        }
+    }
+    // Every interval but the last (cut short by the shutdown) is whole.
+    let intervals: Vec<(i64, f64)> = requests
+        .iter()
+        .filter(|&(_, &n)| n >= 50)
+        .map(|(start, &n)| (*start, samples.get(start).copied().unwrap_or(0) as f64 / n as f64))
+        .collect();
+    assert!(intervals.len() >= 4, "{intervals:?}");
+    let mut ratios: Vec<f64> = intervals.iter().map(|&(_, r)| r).collect();
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    // 2 ms of CPU per request at 999 Hz: ~2 samples each, ~500 an interval.
+    assert!(median > 1.0, "{median} samples per request");
+    for (start, ratio) in &intervals {
+        assert!(
+            (ratio / median - 1.0).abs() < 0.25,
+            "interval at {start} ms: {ratio:.2} samples per request, median {median:.2}; all: {intervals:?}"
+        );
+    }
 }
