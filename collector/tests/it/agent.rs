@@ -105,9 +105,12 @@ fn a_disabled_agent_starts_nothing() {
     drop(flameshift_collector::sampler::Sampler::start(&Default::default()).unwrap());
 }
 
+/// What the stand-in analyzer received: `(path, body)` of each `POST`.
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A stand-in analyzer on a real socket: answers 200 to every `POST` and
-/// keeps `(path, body)` of each.
-fn receiver() -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+/// keeps what it got.
+fn receiver() -> (String, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let received = Arc::new(Mutex::new(Vec::new()));
