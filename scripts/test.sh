@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command from the README: formatting, lints, every test of every
 # crate (unit, integration, property, golden, doc; the dashboard's in
-# headless Chromium, screenshots in target/dashboard-screenshots/), then the
-# interoperability check against Go's own pprof tool.
+# headless Chromium, screenshots in target/dashboard-screenshots/), the
+# demo end to end on the release build, then the interoperability check
+# against Go's own pprof tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,5 +25,7 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --all-features --locked
+echo "== flameshift demo --exit (release build): the regression found, the refactor not"
+scripts/demo-check.sh
 echo "== interop: go tool pprof reads what flameshift writes"
 scripts/interop-go.sh
