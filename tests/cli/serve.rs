@@ -24,7 +24,31 @@ fn address(child: &mut Child, prefix: &str) -> (String, std::io::Lines<BufReader
 }
 
 /// Starts `flameshift serve` on a free port; returns the child and its URL.
-pub fn start_serve(data: &std::path::Path, extra: &[&str]) -> (Child, String) {
+/// A child process that is killed when the test ends, passed or not (a
+/// leaked server would keep the test's output pipe open).
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn start_serve(data: &std::path::Path, extra: &[&str]) -> (KillOnDrop, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_flameshift"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
@@ -35,7 +59,7 @@ pub fn start_serve(data: &std::path::Path, extra: &[&str]) -> (Child, String) {
     let (url, lines) = address(&mut child, "flameshift: listening on ");
     // Keep draining stderr so the server never blocks on it.
     thread::spawn(move || for _ in lines {});
-    (child, url)
+    (KillOnDrop(child), url)
 }
 
 fn profile_body(leaf: &str) -> Vec<u8> {
@@ -240,25 +264,29 @@ fn record_ships_to_the_analyzer_and_keeps_the_profile_when_it_is_down() {
 fn the_agent_in_a_service_reports_requests_and_functions_per_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let (mut server, url) = start_serve(&dir.path().join("data"), &[]);
-    let mut service = Command::new(env!("CARGO_BIN_EXE_flameshift"))
-        .args([
-            "demo-service",
-            "--listen",
-            "127.0.0.1:0",
-            "--service",
-            "shop",
-            "--deploy",
-            "v1",
-        ])
-        .args(["--analyzer", &url])
-        .env("FLAMESHIFT_UPLOAD_INTERVAL", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut service = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_flameshift"))
+            .args([
+                "demo-service",
+                "--listen",
+                "127.0.0.1:0",
+                "--service",
+                "shop",
+                "--deploy",
+                "v1",
+            ])
+            .args(["--analyzer", &url])
+            .env("FLAMESHIFT_UPLOAD_INTERVAL", "1")
+            // ~0.2 s of CPU in all (debug build): ~200 samples at 999 Hz.
+            .env("FLAMESHIFT_FREQUENCY", "999")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let (app, lines) = address(&mut service, "flameshift demo-service: listening on ");
     thread::spawn(move || for _ in lines {});
     let timeout = Duration::from_secs(10);
-    for i in 0..60 {
+    for i in 0..300 {
         assert_eq!(
             http::get(&format!("{app}/feed"), &[], timeout).unwrap().status,
             200
@@ -270,7 +298,7 @@ fn the_agent_in_a_service_reports_requests_and_functions_per_endpoint() {
             200
         );
     }
-    for _ in 0..20 {
+    for _ in 0..100 {
         assert_eq!(
             http::post(&format!("{app}/orders"), &[], b"", timeout)
                 .unwrap()
@@ -298,10 +326,10 @@ fn the_agent_in_a_service_reports_requests_and_functions_per_endpoint() {
         .iter()
         .map(|p| p["requests"].as_i64().unwrap())
         .sum();
-    assert_eq!(requests, 60, "requests are counted exactly: {series}");
+    assert_eq!(requests, 300, "requests are counted exactly: {series}");
     assert!(series["points"][0]["measured_per_request"].as_f64().unwrap() > 0.0);
     let orders = get("/api/v1/series?service=shop&endpoint=POST%20%2Forders&window=1d");
-    assert_eq!(orders["points"][0]["requests"], 20);
+    assert_eq!(orders["points"][0]["requests"], 100);
     // Measured cost per request keeps the configured order: feed (300
     // units) > orders (200) > users (40).
     let users = get("/api/v1/series?service=shop&endpoint=GET%20%2Fusers%2F%7Bid%7D&window=1d");
@@ -332,14 +360,16 @@ fn the_agent_in_a_service_reports_requests_and_functions_per_endpoint() {
 fn demo_service_output_has_endpoint_labels_and_the_configured_proportions() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("p.pb.gz");
-    let mut service = Command::new(env!("CARGO_BIN_EXE_flameshift"))
-        .args(["demo-service", "--listen", "127.0.0.1:0", "--output"])
-        .arg(&output)
-        .env("FLAMESHIFT_UPLOAD_INTERVAL", "1")
-        .env("FLAMESHIFT_FREQUENCY", "999")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut service = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_flameshift"))
+            .args(["demo-service", "--listen", "127.0.0.1:0", "--output"])
+            .arg(&output)
+            .env("FLAMESHIFT_UPLOAD_INTERVAL", "1")
+            .env("FLAMESHIFT_FREQUENCY", "999")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let (app, lines) = address(&mut service, "flameshift demo-service: listening on ");
     thread::spawn(move || for _ in lines {});
     let timeout = Duration::from_secs(10);
