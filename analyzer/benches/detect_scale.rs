@@ -70,6 +70,9 @@ fn table() -> CostTable {
                 endpoint: format!("GET /e{e}").into(),
                 windows: (0..columns as i64).map(|c| c * 60_000).collect(),
                 deploy_columns: (0..DEPLOYS).map(|d| d * WINDOWS..(d + 1) * WINDOWS).collect(),
+                // No exact costs: the samples alone decide, as at scale
+                // without the agent's counters.
+                measured: vec![0.0; columns],
                 requests,
                 total,
                 total_samples,

@@ -334,7 +334,11 @@ pub fn cost_table(store: &dyn Store, service: &str, deploys: [&str; 2], window_m
         builder.add_stack(row.window_ms, &row.deploy, &row.endpoint, stack, row.weight);
     }
     for r in store.requests(&selection, window_ms)? {
-        builder.add_requests(r.window_ms, &r.deploy, &Arc::from(r.endpoint.as_str()), r.count);
+        let endpoint = Arc::from(r.endpoint.as_str());
+        builder.add_requests(r.window_ms, &r.deploy, &endpoint, r.count);
+        if r.unit == stacks.unit && r.cost > 0 {
+            builder.add_measured(r.window_ms, &r.deploy, &endpoint, r.cost);
+        }
     }
     Ok(builder.finish())
 }

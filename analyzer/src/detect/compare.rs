@@ -77,6 +77,13 @@ pub enum Reason {
         /// The functions the cost came from.
         from: Vec<String>,
     },
+    /// The agent's exact cost per request of the endpoint did not rise by
+    /// `exact_fraction` of the sampled rise: the samples moved, the cost
+    /// did not.
+    ExactCostFlat {
+        /// The endpoint's exact cost per request, relative change.
+        endpoint_rise: f64,
+    },
 }
 
 /// A rise that passed the effect filter.
@@ -228,7 +235,10 @@ pub fn compare_deploys(
     let mut kept: Vec<Candidate> = Vec::new();
     for c in candidates {
         let e = &table.endpoints[c.endpoint];
-        let reason = went_away(&c, settings).or_else(|| cost_shift(&c, e, &mut falls, settings));
+        let (cols_a, cols_b, _) = &columns[c.endpoint];
+        let reason = went_away(&c, settings)
+            .or_else(|| exact_cost_flat(&c, e, cols_a, cols_b, settings))
+            .or_else(|| cost_shift(&c, e, &mut falls, settings));
         match reason {
             Some(reason) => suppressed.push(Suppressed {
                 endpoint: e.endpoint.to_string(),
@@ -294,6 +304,30 @@ pub fn compare_deploys(
 fn went_away(c: &Candidate, settings: &DetectSettings) -> Option<Reason> {
     let late = &c.after[c.after.len() / 2..];
     (mean(late) - c.mean_before < settings.persist_fraction * c.delta).then_some(Reason::WentAway)
+}
+
+/// *Exact cost*: a sampled rise (of a function or of the endpoint's total)
+/// that the endpoint's exact cost per request (every column of both
+/// deploys measured) does not show, by at least `exact_fraction` of it at
+/// the upper end of its 95% interval.
+fn exact_cost_flat(
+    c: &Candidate,
+    e: &EndpointCosts,
+    cols_a: &[usize],
+    cols_b: &[usize],
+    settings: &DetectSettings,
+) -> Option<Reason> {
+    let measured = |cols: &[usize]| cols.len() >= 2 && cols.iter().all(|&i| e.measured[i] > 0.0);
+    if !(measured(cols_a) && measured(cols_b)) {
+        return None;
+    }
+    let (ma, va) = moments(&e.measured, &e.requests, cols_a);
+    let (mb, vb) = moments(&e.measured, &e.requests, cols_b);
+    let se = (va / cols_a.len() as f64 + vb / cols_b.len() as f64).sqrt();
+    let rise = mb - ma;
+    (rise + 1.96 * se < settings.exact_fraction * c.delta).then(|| Reason::ExactCostFlat {
+        endpoint_rise: rise / ma,
+    })
 }
 
 /// Whether cost can move between functions `f` and `g` of `e`: one calls
@@ -607,6 +641,15 @@ mod tests {
         requests: impl Fn(usize, usize) -> i64,
         stacks: impl Fn(usize, usize) -> Vec<(&'static str, f64)>,
     ) -> CostTable {
+        builder(seed, requests, stacks).finish()
+    }
+
+    /// The builder of [`table`], to add more before it is finished.
+    fn builder(
+        seed: u64,
+        requests: impl Fn(usize, usize) -> i64,
+        stacks: impl Fn(usize, usize) -> Vec<(&'static str, f64)>,
+    ) -> CostTableBuilder {
         let deploys: Vec<Arc<str>> = vec!["v1".into(), "v2".into()];
         let mut b = CostTableBuilder::new("shop", Unit::CpuNs, &deploys);
         let mut rng = Rng::new(seed);
@@ -627,7 +670,49 @@ mod tests {
                 }
             }
         }
-        b.finish()
+        b
+    }
+
+    #[test]
+    fn a_sampled_rise_the_exact_cost_does_not_show_is_not_a_regression() {
+        let rise = |d: usize, _| match d {
+            0 => base(),
+            _ => with(base(), &[("main;handle;render;escape", 230_000.0)]),
+        };
+        // The agent measured every request: 1 ms each (± 0.5%), then
+        // either the same (the samples moved, the cost did not) or 30 µs
+        // more (the rise is real).
+        let measured = |extra: f64| {
+            let mut b = builder(7, |_, _| 1_000, rise);
+            let mut rng = Rng::new(8);
+            let endpoint: Arc<str> = "GET /".into();
+            for (d, deploy) in ["v1", "v2"].into_iter().enumerate() {
+                for w in 0..20 {
+                    let per_request = 1_000_000.0 * (1.0 + 0.005 * rng.normal()) + extra * d as f64;
+                    let window = ((d * 20 + w) * 60_000) as i64;
+                    b.add_measured(window, deploy, &endpoint, (per_request * 1_000.0) as i64);
+                }
+            }
+            compare(&b.finish())
+        };
+        let flat = measured(0.0);
+        assert!(flat.regressions.is_empty(), "{:#?}", flat.regressions);
+        assert!(
+            flat.suppressed.iter().any(|s| s.function.as_deref() == Some("escape")
+                && matches!(s.reason, Reason::ExactCostFlat { endpoint_rise } if endpoint_rise.abs() < 0.01)),
+            "{:#?}",
+            flat.suppressed
+        );
+        let real = measured(30_000.0);
+        assert!(
+            real.regressions
+                .iter()
+                .any(|r| r.function.as_deref() == Some("escape")),
+            "{:#?}",
+            real.suppressed
+        );
+        // Without exact costs, the samples alone decide (as before).
+        assert_eq!(compare(&table(7, |_, _| 1_000, rise)).regressions.len(), 1);
     }
 
     fn base() -> Vec<(&'static str, f64)> {

@@ -35,6 +35,9 @@ pub struct EndpointCosts {
     pub deploy_columns: Vec<Range<usize>>,
     /// Requests per column.
     pub requests: Vec<f64>,
+    /// The requests' own exact cost per column, as the agent's counters
+    /// measured it (0 where none was reported), in the table's unit.
+    pub measured: Vec<f64>,
     /// Sampled cost of the whole endpoint per column.
     pub total: Vec<f64>,
     /// Samples behind `total`, per deploy.
@@ -108,6 +111,7 @@ impl EndpointCosts {
 #[derive(Default)]
 struct EndpointBuilder {
     requests: HashMap<(usize, i64), f64>,
+    measured: HashMap<(usize, i64), f64>,
     total: HashMap<(usize, i64), f64>,
     total_samples: HashMap<usize, i64>,
     index: HashMap<Arc<str>, u32>,
@@ -209,6 +213,16 @@ impl CostTableBuilder {
         *e.requests.entry((d, window_ms)).or_default() += count as f64;
     }
 
+    /// Adds the exact cost of requests of `endpoint` in one window (in the
+    /// table's unit), as the agent's counters measured it.
+    pub fn add_measured(&mut self, window_ms: i64, deploy: &str, endpoint: &Arc<str>, cost: i64) {
+        let Some(&d) = self.deploy_index.get(deploy) else {
+            return;
+        };
+        let e = self.endpoints.entry(endpoint.clone()).or_default();
+        *e.measured.entry((d, window_ms)).or_default() += cost as f64;
+    }
+
     /// The table.
     pub fn finish(self) -> CostTable {
         let deploy_count = self.deploys.len();
@@ -275,6 +289,7 @@ impl CostTableBuilder {
                     windows: cells.iter().map(|&(_, w)| w).collect(),
                     deploy_columns,
                     requests: dense(&b.requests),
+                    measured: dense(&b.measured),
                     total: dense(&b.total),
                     total_samples: (0..deploy_count)
                         .map(|d| b.total_samples.get(&d).copied().unwrap_or(0))

@@ -48,6 +48,14 @@ pub struct DetectSettings {
     /// self-cost regressions below it when they explain at least this
     /// fraction of it (default 0.5).
     pub explain_fraction: f64,
+    /// *Exact cost*: where the agent measured every request's own cost
+    /// (its counters, not samples), a sampled rise (of a function or of
+    /// the endpoint's total) is kept only if the endpoint's exact cost per
+    /// request rose by at least this fraction of it, at the upper end of
+    /// its 95% interval (default 0.5). Sampling
+    /// attributes cost to functions; the counters say whether there is
+    /// more of it.
+    pub exact_fraction: f64,
     /// Change points within a deploy: how many of an endpoint's most
     /// expensive functions get a series of their own (default 20), besides
     /// the endpoint total.
@@ -77,6 +85,7 @@ impl Default for DetectSettings {
             persist_fraction: 0.5,
             shift_max_p: 0.01,
             explain_fraction: 0.5,
+            exact_fraction: 0.5,
             drift_functions: 20,
             drift_max_p: 0.001,
             drift_max_q: 0.001,
