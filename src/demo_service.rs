@@ -24,6 +24,8 @@ pub struct DemoOptions {
     pub output: Option<std::path::PathBuf>,
     /// (function, percent): that function costs this much more.
     pub regress: Vec<(String, u64)>,
+    /// Every function's cost is multiplied by this (at least 1).
+    pub scale: u64,
 }
 
 /// How expensive each piece of work is in this deploy (in [`ROUNDS_PER_UNIT`]s).
@@ -149,6 +151,16 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
             ),
         };
         *slot += *slot * percent / 100;
+    }
+    for slot in [
+        &mut costs.lookup_user,
+        &mut costs.score_items,
+        &mut costs.render_feed,
+        &mut costs.parse_order,
+        &mut costs.validate_order,
+        &mut costs.price_order,
+    ] {
+        *slot *= options.scale.max(1);
     }
     let costs = Arc::new(costs);
     let mut app = Router::new()

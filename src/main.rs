@@ -175,6 +175,9 @@ struct DemoServiceArgs {
     /// Make FUNCTION cost PERCENT more (repeatable), e.g. `score_items=15`.
     #[arg(long, value_name = "FUNCTION=PERCENT")]
     regress: Vec<String>,
+    /// Multiply every function's cost by N (heavier requests, same proportions).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    scale: u64,
 }
 
 #[derive(Debug, Args)]
@@ -430,6 +433,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .ok_or_else(|| anyhow::anyhow!("--regress {r:?}: expected FUNCTION=PERCENT"))
                 })
                 .collect::<anyhow::Result<_>>()?,
+            scale: a.scale,
         })),
         Command::Serve(a) => done(serve::serve(serve::ServeOptions {
             listen: a.listen,
