@@ -183,8 +183,9 @@ fn run_deploy(exe: &std::path::Path, url: &str, deploy: &str, duration: Duration
         .args(["demo-service", "--listen", "127.0.0.1:0", "--service", SERVICE])
         .args(["--deploy", deploy, "--analyzer", url])
         .env("FLAMESHIFT_UPLOAD_INTERVAL", "1")
-        // ~1,700 samples of score_items per 10 s window: its cost per
-        // request is known to ±2.5%, so a 15% rise separates the windows.
+        // ~1,800 samples of score_items per 10 s window: its cost per
+        // request is known to about ±3%, so a 15% rise separates the
+        // windows (BENCHMARKS.md, "flameshift demo end to end").
         .env("FLAMESHIFT_FREQUENCY", "999")
         .env("FLAMESHIFT_HOST", "demo-host")
         .stderr(Stdio::piped())
