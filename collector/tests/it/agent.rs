@@ -26,6 +26,20 @@ fn agent_test_work(cpu: Duration) -> u64 {
     x
 }
 
+/// Samples (first value) of `profile` that carry an `endpoint` label.
+fn endpoint_samples(profile: &flameshift_profile::Profile) -> i64 {
+    profile
+        .iter_samples()
+        .filter(|(s, _)| {
+            profile
+                .label_set(s.labels)
+                .iter()
+                .any(|l| profile.str(l.key) == "endpoint")
+        })
+        .map(|(_, v)| v[0])
+        .sum()
+}
+
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !done() {
@@ -47,16 +61,7 @@ fn profiles_carry_the_labels_of_the_work() {
     wait_for("a profile", || agent.stats().profiles >= 1);
     let profile = agent.latest_profile().unwrap();
     assert!(profile.total(0) >= 20, "{} samples", profile.total(0));
-    let labelled: i64 = profile
-        .iter_samples()
-        .filter(|(s, _)| {
-            profile
-                .label_set(s.labels)
-                .iter()
-                .any(|l| profile.str(l.key) == "endpoint")
-        })
-        .map(|(_, v)| v[0])
-        .sum();
+    let labelled = endpoint_samples(&profile);
     assert!(labelled as f64 > 0.8 * profile.total(0) as f64);
     let top = profile.top_functions(1, flameshift_profile::TopBy::Inclusive);
     assert!(top.iter().any(|f| f.name.ends_with("agent_test_work")), "{top:?}");
@@ -177,17 +182,7 @@ fn every_interval_has_the_samples_of_its_requests() {
     for (path, body) in received.lock().unwrap().iter() {
         if path.starts_with("/api/v1/profiles") {
             let profile = flameshift_profile::format::read_bytes(body, &Default::default()).unwrap();
-            let labelled: i64 = profile
-                .iter_samples()
-                .filter(|(s, _)| {
-                    profile
-                        .label_set(s.labels)
-                        .iter()
-                        .any(|l| profile.str(l.key) == "endpoint")
-                })
-                .map(|(_, v)| v[0])
-                .sum();
-            *samples.entry(profile.time_nanos / 1_000_000).or_default() += labelled;
+            *samples.entry(profile.time_nanos / 1_000_000).or_default() += endpoint_samples(&profile);
         } else if path.starts_with("/api/v1/requests") {
             let json: serde_json::Value = serde_json::from_slice(body).unwrap();
             let count: i64 = json["endpoints"]
