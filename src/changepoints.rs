@@ -2,17 +2,38 @@
 //! a CSV (a header row, one column per metric) or a JSON array of numbers.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use flameshift_analyzer::detect::changepoint::{e_divisive, pelt, ChangePoint, EDivisive, Pelt};
+use clap::{Args, ValueEnum};
+use flameshift_detect::changepoint::{e_divisive, pelt, ChangePoint, EDivisive, Pelt};
 
-/// What the command line said.
-pub struct ChangepointOptions {
-    pub input: PathBuf,
-    pub column: Option<String>,
-    pub json: bool,
-    pub method: String,
-    pub max_p_value: f64,
+/// Find change points in a numeric series (CSV with a header row, or a JSON array).
+#[derive(Debug, Args)]
+pub struct ChangepointsArgs {
+    /// CSV (one column per metric, a header row) or JSON array of numbers.
+    file: PathBuf,
+    /// Only this column (default: every numeric column).
+    #[arg(long)]
+    column: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// The search method.
+    #[arg(long, value_enum, default_value_t = Method::EDivisive)]
+    method: Method,
+    /// E-Divisive's significance threshold (after a Bonferroni correction over the splits tried).
+    #[arg(long, default_value_t = 0.001, value_parser = crate::parse::probability)]
+    max_p_value: f64,
+}
+
+/// `--method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Method {
+    /// E-Divisive means with a t-test significance step (as Apache Otava).
+    EDivisive,
+    /// PELT with an MBIC-like penalty.
+    Pelt,
 }
 
 /// Named numeric columns of a CSV text: every column whose cells all parse
@@ -51,10 +72,6 @@ fn csv_columns(text: &str) -> anyhow::Result<Vec<(String, Vec<f64>)>> {
         .collect())
 }
 
-fn series(options: &ChangepointOptions) -> anyhow::Result<Vec<(String, Vec<f64>)>> {
-    read_series(&options.input, options.column.as_deref())
-}
-
 /// The numeric series of a CSV (a header row, one column per metric) or a
 /// JSON array, or only the one called `column`.
 pub fn read_series(input: &std::path::Path, column: Option<&str>) -> anyhow::Result<Vec<(String, Vec<f64>)>> {
@@ -79,22 +96,18 @@ pub fn read_series(input: &std::path::Path, column: Option<&str>) -> anyhow::Res
 
 /// Prints the change points of each series; exit status is always 0 on
 /// success (finding change points is not an error).
-pub fn run(options: &ChangepointOptions) -> anyhow::Result<()> {
-    if !(options.max_p_value > 0.0 && options.max_p_value < 1.0) {
-        bail!("--max-p-value must be between 0 and 1");
-    }
+pub fn run(options: ChangepointsArgs) -> anyhow::Result<ExitCode> {
     let mut results: Vec<(String, usize, Vec<ChangePoint>)> = Vec::new();
-    for (name, values) in series(options)? {
-        let found = match options.method.as_str() {
-            "e-divisive" => e_divisive(
+    for (name, values) in read_series(&options.file, options.column.as_deref())? {
+        let found = match options.method {
+            Method::EDivisive => e_divisive(
                 &values,
                 &EDivisive {
                     max_p_value: options.max_p_value,
                     ..EDivisive::default()
                 },
             ),
-            "pelt" => pelt(&values, &Pelt::default()),
-            other => bail!("unknown method {other:?}"),
+            Method::Pelt => pelt(&values, &Pelt::default()),
         };
         results.push((name, values.len(), found));
     }
@@ -128,5 +141,5 @@ pub fn run(options: &ChangepointOptions) -> anyhow::Result<()> {
     }
     use std::io::Write;
     std::io::stdout().write_all(out.as_bytes())?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -14,21 +14,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use flameshift_analyzer::detect::DetectSettings;
+use clap::Args;
 use flameshift_analyzer::server::{self, ServeConfig};
 use flameshift_analyzer::store::StoreConfig;
-use flameshift_collector::http;
+use flameshift_collector::export;
+use flameshift_detect::DetectSettings;
 
-/// How `flameshift demo` runs.
-pub struct DemoOptions {
-    /// Where the analyzer and dashboard listen.
-    pub listen: SocketAddr,
-    /// The data directory (a fresh temporary one when none).
-    pub data: Option<PathBuf>,
-    /// Exit after the summary instead of serving until Ctrl-C.
-    pub exit: bool,
-    /// How long each deploy is loaded.
-    pub deploy_duration: Duration,
+/// The whole product in one command: analyzer, dashboard, services with the agent, three deploys, a regression found.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the analyzer and the dashboard listen.
+    #[arg(long, default_value = "127.0.0.1:7411")]
+    listen: SocketAddr,
+    /// Data directory (default: a fresh temporary one, removed on exit).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Exit after the summary (0: the injected regression was found, 1: not) instead of serving until Ctrl-C.
+    #[arg(long)]
+    exit: bool,
+    /// Seconds of load per deploy (detection compares 3-second windows,
+    /// at least 6 a side; about 10 a side make it sure).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    deploy_seconds: u64,
 }
 
 const SERVICE: &str = "demo";
@@ -50,11 +57,16 @@ fn say(line: &str) {
     println!("{line}");
 }
 
-/// Detection over the store's finest windows (10 s) and fewer of them
-/// than in production, so each deploy needs about a minute, not ten.
+/// The demo's store sums samples per second (production: per 10 s), so
+/// that detection can compare short windows.
+const BUCKET_MS: i64 = 1_000;
+
+/// Detection over 3-second windows and fewer of them than in production,
+/// so each deploy needs half a minute, not ten. Only the windows change:
+/// every threshold (minimum effect, q-value, filters) is the default.
 fn detect_settings() -> DetectSettings {
     DetectSettings {
-        window_ms: flameshift_analyzer::model::SAMPLE_BUCKET_MS,
+        window_ms: 3 * BUCKET_MS,
         min_windows: 6,
         ..DetectSettings::default()
     }
@@ -62,7 +74,7 @@ fn detect_settings() -> DetectSettings {
 
 /// Runs the demo; exit code 0 when the injected regression was found
 /// (and, with `exit`, after the summary), 1 when it was not.
-pub fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
+pub fn run(options: DemoArgs) -> anyhow::Result<ExitCode> {
     let (data, _temp) = match &options.data {
         Some(dir) => (dir.clone(), None),
         None => {
@@ -73,7 +85,9 @@ pub fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
             (temp.path().to_owned(), Some(temp))
         }
     };
-    let mut config = ServeConfig::new(StoreConfig::new(&data));
+    let mut store = StoreConfig::new(&data);
+    store.limits.bucket_ms = BUCKET_MS;
+    let mut config = ServeConfig::new(store);
     config.listen = options.listen;
     config.detect = detect_settings();
     config.detect_interval = Duration::from_secs(3600);
@@ -115,7 +129,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     for (deploy, what) in DEPLOYS {
         say(&format!("[{deploy}] deploying: {what}"));
         let event = serde_json::json!({"service": SERVICE, "deploy": deploy, "commit": format!("demo-{deploy}"), "author": "flameshift demo", "message": what});
-        let posted = http::post(
+        let posted = export::post(
             &format!("{url}/api/v1/deploys"),
             &[],
             event.to_string().as_bytes(),
@@ -129,13 +143,13 @@ pub fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
                 posted.text()
             );
         }
-        let served = run_deploy(&exe, &url, deploy, options.deploy_duration)?;
+        let served = run_deploy(&exe, &url, deploy, Duration::from_secs(options.deploy_seconds))?;
         say(&format!(
             "[{deploy}] served {served} requests; the agent shipped its last profile"
         ));
     }
     say("detecting regressions between deploys…");
-    let found = http::post(
+    let found = export::post(
         &format!("{url}/api/v1/detect?service={SERVICE}"),
         &[],
         b"",
@@ -145,7 +159,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     if found.status != 200 {
         bail!("detection failed: {} {}", found.status, found.text());
     }
-    let listing = http::get(
+    let listing = export::get(
         &format!("{url}/api/v1/regressions?service={SERVICE}"),
         &[],
         TIMEOUT,
@@ -258,8 +272,8 @@ fn load(app: &str, duration: Duration) -> anyhow::Result<u64> {
                     ] {
                         let url = format!("{app}{path}");
                         let answer = match method {
-                            "GET" => http::get(&url, &[], TIMEOUT),
-                            _ => http::post(&url, &[], b"", TIMEOUT),
+                            "GET" => export::get(&url, &[], TIMEOUT),
+                            _ => export::post(&url, &[], b"", TIMEOUT),
                         };
                         match answer {
                             Ok(r) if r.status == 200 => {
@@ -286,7 +300,7 @@ fn load(app: &str, duration: Duration) -> anyhow::Result<u64> {
     while Instant::now() < until && !failed.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(200).min(until.saturating_duration_since(Instant::now())));
         let elapsed = started.elapsed().as_secs();
-        if elapsed > 0 && elapsed % 5 == 0 && started.elapsed().subsec_millis() < 200 {
+        if elapsed > 0 && elapsed.is_multiple_of(5) && started.elapsed().subsec_millis() < 200 {
             say(&format!(
                 "      {elapsed:>3} s of {} s, {} requests",
                 duration.as_secs(),

@@ -4,28 +4,47 @@
 
 use std::hint::black_box;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::Router;
+use clap::Args;
 use flameshift_collector::agent::{Agent, AgentConfig};
 use flameshift_collector::layer::{AxumRoute, CpuLayer};
 use flameshift_collector::requests::RequestStats;
 
-/// What the command line said.
-pub struct DemoOptions {
-    pub listen: SocketAddr,
-    pub analyzer: Option<String>,
-    pub service: String,
-    pub deploy: String,
-    pub agent: bool,
-    pub output: Option<std::path::PathBuf>,
-    /// (function, percent): that function costs this much more.
-    pub regress: Vec<(String, u64)>,
-    /// Every function's cost is multiplied by this (at least 1).
-    pub scale: u64,
+/// Run a small axum service with the in-process agent attached (for the demo and benchmarks).
+#[derive(Debug, Args)]
+pub struct DemoServiceArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Ship to this analyzer (or FLAMESHIFT_ANALYZER).
+    #[arg(long)]
+    analyzer: Option<String>,
+    /// Service name.
+    #[arg(long, default_value = "demo")]
+    service: String,
+    /// Deploy: `v1` baseline, `v2` makes `score_items` (GET /feed) 15% more
+    /// expensive and moves cost from `parse_order` to `validate_order`
+    /// (POST /orders, cost-neutral), `v3` fixes the regression.
+    #[arg(long, default_value = "v1")]
+    deploy: String,
+    /// Run without the agent (for overhead benchmarks).
+    #[arg(long)]
+    no_agent: bool,
+    /// Without --analyzer: write the profile (since start) to this pprof file every interval.
+    #[arg(long)]
+    output: Option<std::path::PathBuf>,
+    /// Make FUNCTION cost PERCENT more (repeatable), e.g. `score_items=15`.
+    #[arg(long, value_name = "FUNCTION=PERCENT", value_parser = crate::parse::function_percent)]
+    regress: Vec<(String, u64)>,
+    /// Multiply every function's cost by N (heavier requests, same proportions).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    scale: u64,
 }
 
 /// How expensive each piece of work is in this deploy (in [`ROUNDS_PER_UNIT`]s).
@@ -120,7 +139,7 @@ async fn health() -> &'static str {
 }
 
 /// Runs the service until Ctrl-C or SIGTERM, then ships what the agent has.
-pub fn run(options: DemoOptions) -> anyhow::Result<()> {
+pub fn run(options: DemoServiceArgs) -> anyhow::Result<ExitCode> {
     let mut config = AgentConfig::new(&options.service, &options.deploy);
     if let Some(analyzer) = &options.analyzer {
         config = config.analyzer(analyzer);
@@ -128,7 +147,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
     if let Some(output) = &options.output {
         config = config.output(output);
     }
-    let agent = if options.agent {
+    let agent = if !options.no_agent {
         Some(Agent::start(config).context("starting the agent")?)
     } else {
         None
@@ -169,7 +188,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
         .route("/orders", post(order))
         .route("/health", get(health))
         .with_state(costs);
-    if options.agent {
+    if !options.no_agent {
         app = app.layer(CpuLayer::new(stats, AxumRoute));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -204,5 +223,5 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
         agent.flush();
         agent.shutdown();
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -6,37 +6,82 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use std::process::ExitCode;
+
 use anyhow::{bail, Context};
-use flameshift_analyzer::detect::gate::{gate, newest_point, GateReport, GateRow, GateSettings, RunCosts};
+use clap::{Args, ValueEnum};
+use flameshift_detect::gate::{gate, newest_point, GateReport, GateRow, GateSettings, RunCosts};
 use flameshift_profile::render::{self, FlameGraphOptions};
 use flameshift_profile::Profile;
 
-use crate::commands::{read_one, write_output, InputConfig};
+use crate::input::InputArgs;
+use crate::output::write_output;
+use crate::parse;
 
-/// What the command line said.
-pub struct GateOptions {
-    pub baseline: Vec<PathBuf>,
-    pub candidate: Vec<PathBuf>,
-    pub max_regression: String,
-    pub significance: f64,
-    pub min_share: String,
-    pub metric: String,
-    pub report: Option<PathBuf>,
-    pub json: Option<PathBuf>,
-    pub diff_svg: Option<PathBuf>,
-    pub input: InputConfig,
+/// CI gate: exit 1 when the candidate's profiles show a function meaningfully more expensive than the baseline's.
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// Baseline profiles: files (one run each) or directories of runs.
+    #[arg(long, num_args = 1.., required_unless_present = "history")]
+    baseline: Vec<PathBuf>,
+    /// Candidate profiles: files or directories of runs.
+    #[arg(long, num_args = 1.., required_unless_present = "history")]
+    candidate: Vec<PathBuf>,
+    /// History mode: a CSV (header row, a column per benchmark, oldest row
+    /// first) or JSON array; fail when the newest point starts a regression.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["baseline", "candidate"])]
+    history: Option<PathBuf>,
+    /// History mode: only this column.
+    #[arg(long, requires = "history")]
+    column: Option<String>,
+    /// Smallest relative rise that fails the build (`2%` or `0.02`).
+    #[arg(long, default_value = "2%", value_parser = parse::fraction)]
+    max_regression: f64,
+    /// Largest Benjamini–Hochberg q-value of a failing rise.
+    #[arg(long, default_value_t = 0.01, value_parser = parse::probability)]
+    significance: f64,
+    /// Functions below this share of the candidate's cost are not tested.
+    #[arg(long, default_value = "0.1%", value_parser = parse::fraction)]
+    min_share: f64,
+    /// Which cost to test.
+    #[arg(long, value_enum, default_value_t = GateMetric::SelfCost)]
+    metric: GateMetric,
+    /// Write the Markdown report here too.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the differential flame graph (baseline → candidate) here.
+    #[arg(long)]
+    diff_svg: Option<PathBuf>,
+    #[command(flatten)]
+    input: InputArgs,
 }
 
-/// `2%` → 0.02; `0.02` → 0.02.
-pub fn parse_fraction(what: &str, text: &str) -> anyhow::Result<f64> {
-    let value = match text.strip_suffix('%') {
-        Some(pct) => pct.trim().parse::<f64>().map(|v| v / 100.0),
-        None => text.trim().parse::<f64>(),
-    }
-    .ok()
-    .filter(|v| v.is_finite() && *v >= 0.0)
-    .with_context(|| format!("{what} {text:?} is not a percentage such as 2% or a fraction such as 0.02"))?;
-    Ok(value)
+/// `--metric`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GateMetric {
+    /// The function's own cost.
+    #[value(name = "self")]
+    SelfCost,
+    /// The function and everything it calls.
+    Inclusive,
+    /// Both, each a test of its own.
+    Both,
+}
+
+/// Runs the gate: exit 0 (pass), 1 (a regression).
+pub fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
+    let failed = match &args.history {
+        Some(path) => history(&args, path, args.column.as_deref())?,
+        None => compare(&args)?,
+    };
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// The profile files of `paths`: files as given, directories' regular
@@ -62,14 +107,14 @@ fn runs_of(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn load_side(what: &str, paths: &[PathBuf], input: &InputConfig) -> anyhow::Result<Vec<(PathBuf, Profile)>> {
+fn load_side(what: &str, paths: &[PathBuf], input: &InputArgs) -> anyhow::Result<Vec<(PathBuf, Profile)>> {
     if paths.is_empty() {
         bail!("no {what} profiles given");
     }
     runs_of(paths)?
         .into_iter()
         .map(|path| {
-            let profile = read_one(&path, input)?;
+            let profile = input.read_one(&path)?;
             Ok((path, profile))
         })
         .collect()
@@ -77,9 +122,9 @@ fn load_side(what: &str, paths: &[PathBuf], input: &InputConfig) -> anyhow::Resu
 
 /// History mode: judges the newest point of every column of `path` (or
 /// of `column`); `Ok(true)` when one starts a regression.
-pub fn history(options: &GateOptions, path: &std::path::Path, column: Option<&str>) -> anyhow::Result<bool> {
+fn history(options: &GateArgs, path: &std::path::Path, column: Option<&str>) -> anyhow::Result<bool> {
     let settings = GateSettings {
-        max_regression: parse_fraction("--max-regression", &options.max_regression)?,
+        max_regression: options.max_regression,
         significance: options.significance,
         ..GateSettings::default()
     };
@@ -133,14 +178,14 @@ pub fn history(options: &GateOptions, path: &std::path::Path, column: Option<&st
     Ok(!failed.is_empty())
 }
 
-/// Runs the gate; `Ok(true)` when it fails (a regression).
-pub fn run(options: &GateOptions) -> anyhow::Result<bool> {
+/// Compares the runs; `Ok(true)` when the gate fails (a regression).
+fn compare(options: &GateArgs) -> anyhow::Result<bool> {
     let settings = GateSettings {
-        max_regression: parse_fraction("--max-regression", &options.max_regression)?,
+        max_regression: options.max_regression,
         significance: options.significance,
-        min_share: parse_fraction("--min-share", &options.min_share)?,
-        self_cost: options.metric != "inclusive",
-        inclusive: options.metric != "self",
+        min_share: options.min_share,
+        self_cost: options.metric != GateMetric::Inclusive,
+        inclusive: options.metric != GateMetric::SelfCost,
         ..GateSettings::default()
     };
     let baseline = load_side("baseline", &options.baseline, &options.input)?;

@@ -1,24 +1,60 @@
 //! `flameshift regressions`: the regressions an analyzer found, as a table
 //! or JSON.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use flameshift_analyzer::detect::Regression;
-use flameshift_collector::http;
+use clap::{Args, ValueEnum};
+use flameshift_collector::export;
+use flameshift_detect::Regression;
 
-/// What the command line said.
-pub struct RegressionsOptions {
-    pub analyzer: String,
-    pub service: Option<String>,
-    pub state: Option<String>,
-    pub token: Option<String>,
-    pub json: bool,
-    pub detect: bool,
+/// List the regressions an analyzer found.
+#[derive(Debug, Args)]
+pub struct RegressionsArgs {
+    /// The analyzer (or FLAMESHIFT_ANALYZER).
+    #[arg(long, env = "FLAMESHIFT_ANALYZER", default_value = "http://127.0.0.1:7411")]
+    analyzer: String,
+    /// Only this service.
+    #[arg(long)]
+    service: Option<String>,
+    /// Only regressions in this state.
+    #[arg(long, value_enum)]
+    state: Option<StateChoice>,
+    /// Bearer token, if the analyzer requires one.
+    #[arg(long, env = "FLAMESHIFT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Ask the analyzer to run detection now, first.
+    #[arg(long)]
+    detect: bool,
 }
 
-/// Runs detection first when asked, then lists; returns the number listed.
-pub fn run(options: &RegressionsOptions) -> anyhow::Result<usize> {
+/// `--state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateChoice {
+    /// Found, nobody has looked yet.
+    Open,
+    /// Someone said they are on it.
+    Acknowledged,
+    /// A later deploy brought the cost back.
+    Resolved,
+}
+
+impl StateChoice {
+    fn as_str(self) -> &'static str {
+        match self {
+            StateChoice::Open => "open",
+            StateChoice::Acknowledged => "acknowledged",
+            StateChoice::Resolved => "resolved",
+        }
+    }
+}
+
+/// Runs detection first when asked, then lists.
+pub fn run(options: RegressionsArgs) -> anyhow::Result<ExitCode> {
     let base = options.analyzer.trim_end_matches('/');
     let auth = options.token.as_ref().map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
@@ -26,22 +62,22 @@ pub fn run(options: &RegressionsOptions) -> anyhow::Result<usize> {
     if options.detect {
         let mut url = format!("{base}/api/v1/detect");
         if let Some(s) = &options.service {
-            url.push_str(&format!("?service={}", http::encode_component(s)));
+            url.push_str(&format!("?service={}", export::encode_component(s)));
         }
-        let response = http::post(&url, &headers, b"", timeout).with_context(|| format!("POST {url}"))?;
+        let response = export::post(&url, &headers, b"", timeout).with_context(|| format!("POST {url}"))?;
         if response.status >= 300 {
             bail!("the analyzer refused detection: {}", response.error_message());
         }
     }
     let mut params = Vec::new();
     if let Some(s) = &options.service {
-        params.push(format!("service={}", http::encode_component(s)));
+        params.push(format!("service={}", export::encode_component(s)));
     }
-    if let Some(s) = &options.state {
-        params.push(format!("state={}", http::encode_component(s)));
+    if let Some(s) = options.state {
+        params.push(format!("state={}", s.as_str()));
     }
     let url = format!("{base}/api/v1/regressions?{}", params.join("&"));
-    let response = http::get(&url, &headers, timeout).with_context(|| format!("GET {url}"))?;
+    let response = export::get(&url, &headers, timeout).with_context(|| format!("GET {url}"))?;
     if response.status >= 300 {
         bail!(
             "the analyzer answered {}: {}",
@@ -61,7 +97,7 @@ pub fn run(options: &RegressionsOptions) -> anyhow::Result<usize> {
     } else {
         println!("{}", table(&regressions));
     }
-    Ok(regressions.len())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The regressions as an aligned text table.

@@ -5,36 +5,56 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::process::ExitCode;
+
 use anyhow::{bail, Context};
-use flameshift_analyzer::server::{self, parse_duration_ms, ServeConfig};
+use clap::Args;
+use flameshift_analyzer::server::{self, ServeConfig};
 use flameshift_analyzer::store::StoreConfig;
 
+use crate::parse::{self, Retention};
 use crate::webhook::Webhooks;
 
-/// What the command line said.
-pub struct ServeOptions {
-    pub listen: SocketAddr,
-    pub data: PathBuf,
-    pub token: Option<String>,
-    pub retention: String,
-    pub max_body: usize,
-    pub flush_interval: String,
-    pub detect_interval: String,
-    pub detect_settings: Option<PathBuf>,
-    pub webhooks: Vec<String>,
-}
-
-fn duration(what: &str, text: &str) -> anyhow::Result<i64> {
-    parse_duration_ms(text)
-        .with_context(|| format!("{what} {text:?} is not a duration such as 10s, 12h or 14d"))
+/// Run the analyzer: ingest uploads, store them durably, answer queries.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback by default; use 0.0.0.0:7411 to accept other hosts).
+    #[arg(long, default_value = "127.0.0.1:7411")]
+    listen: SocketAddr,
+    /// The data directory (created if missing).
+    #[arg(long, default_value = "./flameshift-data")]
+    data: PathBuf,
+    /// Require `Authorization: Bearer TOKEN` on every route but /healthz.
+    #[arg(long, env = "FLAMESHIFT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Delete samples and request statistics older than this (`14d`, `12h`; `forever` keeps all).
+    #[arg(long, default_value = "14d", value_parser = parse::retention)]
+    retention: Retention,
+    /// Largest accepted request body (`64MiB`; a bare number is bytes).
+    #[arg(long, default_value = "64MiB", value_parser = parse::size)]
+    max_body: u64,
+    /// How often what is only in the write-ahead log is written to Parquet.
+    #[arg(long, default_value = "10s", value_parser = parse::duration)]
+    flush_interval: Duration,
+    /// How often regression detection runs.
+    #[arg(long, default_value = "60s", value_parser = parse::duration)]
+    detect_interval: Duration,
+    /// Detection thresholds: a JSON object with any of the settings in
+    /// docs (e.g. `{"min_relative": 0.05}`); the rest keep their defaults.
+    #[arg(long, value_name = "FILE")]
+    detect_settings: Option<PathBuf>,
+    /// POST each new regression to this URL (repeatable); the JSON has a
+    /// one-line `text` that chat tools display.
+    #[arg(long, value_name = "URL")]
+    webhook: Vec<String>,
 }
 
 /// Runs the analyzer until Ctrl-C or SIGTERM, then flushes and exits.
-pub fn serve(options: ServeOptions) -> anyhow::Result<()> {
+pub fn run(options: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut store = StoreConfig::new(&options.data);
-    store.retention_ms = match options.retention.as_str() {
-        "forever" | "none" => None,
-        text => Some(duration("--retention", text)?),
+    store.retention_ms = match options.retention {
+        Retention::Forever => None,
+        Retention::For(d) => Some(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
     };
     if options.token.as_deref() == Some("") {
         bail!("--token is empty");
@@ -42,19 +62,17 @@ pub fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let mut config = ServeConfig::new(store);
     config.listen = options.listen;
     config.token = options.token;
-    config.max_body_bytes = options.max_body;
+    config.max_body_bytes = usize::try_from(options.max_body).unwrap_or(usize::MAX);
     config.ui = Some(flameshift_dashboard::router());
-    config.flush_interval =
-        Duration::from_millis(duration("--flush-interval", &options.flush_interval)? as u64);
-    config.detect_interval =
-        Duration::from_millis(duration("--detect-interval", &options.detect_interval)?.max(1) as u64);
+    config.flush_interval = options.flush_interval;
+    config.detect_interval = options.detect_interval;
     if let Some(path) = &options.detect_settings {
         let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         config.detect = serde_json::from_slice(&text)
             .with_context(|| format!("{} is not a JSON object of detection settings", path.display()))?;
     }
-    if !options.webhooks.is_empty() {
-        for url in &options.webhooks {
+    if !options.webhook.is_empty() {
+        for url in &options.webhook {
             if !url.starts_with("http://") {
                 bail!(
                     "--webhook {url:?}: only http:// URLs are supported (put a TLS proxy in front for https)"
@@ -62,7 +80,7 @@ pub fn serve(options: ServeOptions) -> anyhow::Result<()> {
             }
         }
         config.notifier = Some(Arc::new(Webhooks::start(
-            options.webhooks.clone(),
+            options.webhook.clone(),
             Duration::from_secs(1),
         )));
     }
@@ -92,5 +110,6 @@ pub fn serve(options: ServeOptions) -> anyhow::Result<()> {
             })
             .await
         })
-        .with_context(|| format!("serving from {}", options.data.display()))
+        .with_context(|| format!("serving from {}", options.data.display()))?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -7,9 +7,9 @@
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::time::Duration;
 
-use flameshift_analyzer::detect::Regression;
 use flameshift_analyzer::regressions::Notifier;
-use flameshift_collector::http;
+use flameshift_collector::export;
+use flameshift_detect::Regression;
 
 /// Sends each new regression to every URL.
 #[derive(Debug)]
@@ -53,7 +53,7 @@ fn deliver(url: &str, body: &str, first_backoff: Duration) {
     let mut wait = first_backoff;
     for attempt in 1..=ATTEMPTS {
         let headers = [("Content-Type", "application/json")];
-        match http::post(url, &headers, body.as_bytes(), Duration::from_secs(10)) {
+        match export::post(url, &headers, body.as_bytes(), Duration::from_secs(10)) {
             Ok(response) if response.status < 300 => return,
             Ok(response) if (400..500).contains(&response.status) && response.status != 429 => {
                 tracing::warn!(%url, status = response.status, "webhook refused the regression; not retrying");

@@ -324,7 +324,26 @@ fn record_writes_a_profile_and_returns_the_commands_exit_code() {
     );
 
     let pb = dir.path().join("rec.pb.gz");
-    ok(&["record", "-o", path_str(&pb), "--", path_str(&exe), "100"]);
+    let said = ok(&["record", "-o", path_str(&pb), "--", path_str(&exe), "100"]).stderr;
+    let said = String::from_utf8(said).unwrap();
+    // What it is doing, then a summary and where the profile went.
+    let lines: Vec<&str> = said.lines().collect();
+    assert!(
+        lines[0].starts_with("flameshift: recording pid ") && lines[0].contains(" at 99 Hz"),
+        "{said}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(" samples (") && l.contains("records lost")),
+        "{said}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with(&format!("wrote {}", pb.display()))),
+        "{said}"
+    );
     let top = String::from_utf8(ok(&["top", path_str(&pb), "--inclusive"]).stdout).unwrap();
     assert!(top.contains("main") && top.contains("run"), "{top}");
 
@@ -342,7 +361,7 @@ fn attach_stops_cleanly_on_ctrl_c_and_writes_what_it_has() {
         .spawn()
         .unwrap();
     let out = dir.path().join("attach.folded");
-    let mut attach = Command::new(env!("CARGO_BIN_EXE_flameshift"))
+    let attach = Command::new(env!("CARGO_BIN_EXE_flameshift"))
         .args([
             "attach",
             "--pid",
@@ -352,6 +371,7 @@ fn attach_stops_cleanly_on_ctrl_c_and_writes_what_it_has() {
             "-o",
             path_str(&out),
         ])
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1200));
@@ -361,10 +381,16 @@ fn attach_stops_cleanly_on_ctrl_c_and_writes_what_it_has() {
         .status()
         .unwrap();
     assert!(sent.success());
-    let status = attach.wait().unwrap();
+    let attached = attach.wait_with_output().unwrap();
     target.kill().unwrap();
     target.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(attached.status.code(), Some(0));
+    let said = String::from_utf8(attached.stderr).unwrap();
+    assert!(
+        said.contains(&format!("recording pid {} (sh -c", target.id())),
+        "{said}"
+    );
+    assert!(said.contains(" samples (") && said.contains("wrote"), "{said}");
     let folded = std::fs::read_to_string(&out).unwrap();
     assert!(
         folded.lines().count() > 0,
@@ -374,7 +400,15 @@ fn attach_stops_cleanly_on_ctrl_c_and_writes_what_it_has() {
     let err = fails(&["attach", "--pid", "4294967000", "--duration", "1s"]);
     assert!(err.contains("no such process"), "{err}");
     let err = fails(&["attach", "--pid", "1", "--duration", "soon"]);
-    assert!(err.contains("bad duration"), "{err}");
+    assert!(
+        err.contains("is not a duration") && err.contains("--duration"),
+        "{err}"
+    );
+    let err = fails(&["attach", "--pid", "1", "--event", "cycles"]);
+    assert!(
+        err.contains("possible values: auto, instructions, cpu-clock"),
+        "{err}"
+    );
 }
 
 #[path = "cli/serve.rs"]
@@ -427,3 +461,6 @@ fn changepoints_finds_a_step_in_a_csv_column_and_refuses_bad_series() {
 
 #[path = "cli/gate.rs"]
 mod gate;
+
+#[path = "cli/workspace.rs"]
+mod workspace;

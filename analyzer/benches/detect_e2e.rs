@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use flameshift_analyzer::profile::format;
 use flameshift_analyzer::server::{self, ServeConfig};
-use flameshift_analyzer::simulate::{score, Fleet, FleetConfig, Score};
 use flameshift_analyzer::store::StoreConfig;
+use flameshift_detect::sim::{score, Fleet, FleetConfig, Score};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)

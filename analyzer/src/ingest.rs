@@ -5,6 +5,8 @@
 //! or an error naming the problem out. The same function runs when an
 //! upload arrives and when the write-ahead log is replayed, so replay
 //! rebuilds exactly what was acknowledged.
+//!
+//! Length: over 600 lines with its tests: one decoder per upload kind, sharing the validation rules (names, labels, times, units) that must not diverge.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,6 +14,8 @@ use std::sync::Arc;
 use flameshift_profile::{format, units, FrameId, LabelSetId, LabelValue, Profile, StackId};
 use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
+
+pub use flameshift_profile::wire::{DeployBody, EndpointRequests, RequestsBody};
 
 use crate::model::{
     bucket, stack_node_id, Batch, DeployEvent, RequestAgg, RequestKey, SampleKey, StackNode, Unit, Weight,
@@ -47,17 +51,22 @@ pub struct Upload {
     pub body: Vec<u8>,
 }
 
-/// Limits applied to uploads.
+/// Limits applied to uploads, and the time resolution they are stored at.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Cap on a gzipped body's decompressed size.
     pub max_decompressed: u64,
+    /// Width of the time buckets samples and request statistics are
+    /// summed in (default [`SAMPLE_BUCKET_MS`], 10 s). Detection windows
+    /// are multiples of it.
+    pub bucket_ms: i64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_decompressed: 256 << 20,
+            bucket_ms: SAMPLE_BUCKET_MS,
         }
     }
 }
@@ -73,7 +82,7 @@ const MAX_FUTURE_MS: i64 = 3_600_000;
 pub fn decode(upload: &Upload, limits: &Limits) -> Result<Batch> {
     match upload.kind {
         UploadKind::Profile => profile_upload(upload, limits),
-        UploadKind::Requests => requests_upload(upload),
+        UploadKind::Requests => requests_upload(upload, limits),
         UploadKind::Deploy => deploy_upload(upload),
         UploadKind::Pyroscope => pyroscope_upload(upload, limits),
     }
@@ -363,9 +372,9 @@ impl StackBuilder {
 }
 
 /// Rows of a decoded profile for `id`.
-fn profile_rows(profile: &Profile, id: &Identity) -> Result<Batch> {
+fn profile_rows(profile: &Profile, id: &Identity, bucket_ms: i64) -> Result<Batch> {
     let weighting = weighting(profile)?;
-    let time_ms = bucket(id.time_ms, SAMPLE_BUCKET_MS);
+    let time_ms = bucket(id.time_ms, bucket_ms.max(1));
     let period = profile.period.as_ref().map(|p| p.value).filter(|&p| p > 0);
     let mut stacks = StackBuilder::default();
     let mut label_cache: HashMap<LabelSetId, (Arc<str>, Arc<str>)> = HashMap::default();
@@ -426,60 +435,21 @@ fn profile_upload(upload: &Upload, limits: &Limits) -> Result<Batch> {
     let profile = format::read_bytes(&upload.body, &options)?;
     let labels = profile_labels(&profile);
     let id = identity(upload, &labels, profile.time_nanos / 1_000_000)?;
-    profile_rows(&profile, &id)
+    profile_rows(&profile, &id, limits.bucket_ms)
 }
 
-/// Request statistics as the agent sends them (`POST /api/v1/requests`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RequestsBody {
-    /// The service.
-    pub service: String,
-    /// The deploy.
-    pub deploy: String,
-    /// The host (default `unknown`).
-    #[serde(default)]
-    pub host: Option<String>,
-    /// Unit of the costs: `instructions` or `cpu_ns`.
-    pub unit: String,
-    /// Start of the window, ms since the Unix epoch.
-    pub start_ms: i64,
-    /// Length of the window in ms.
-    #[serde(default)]
-    pub duration_ms: i64,
-    /// One entry per endpoint.
-    pub endpoints: Vec<EndpointRequests>,
-}
-
-/// One endpoint's requests in a window.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EndpointRequests {
-    /// The endpoint (route template).
-    pub endpoint: String,
-    /// Requests completed.
-    pub count: i64,
-    /// Sum of their own CPU cost.
-    pub cost_sum: i64,
-    /// `[bucket, requests]` pairs of the log-linear cost histogram.
-    #[serde(default)]
-    pub histogram: Vec<(u32, u64)>,
-}
-
-fn requests_upload(upload: &Upload) -> Result<Batch> {
+fn requests_upload(upload: &Upload, limits: &Limits) -> Result<Batch> {
     let body: RequestsBody = serde_json::from_slice(&upload.body)
         .map_err(|e| Error::bad(format!("malformed request statistics: {e}")))?;
     check_name("service", &body.service)?;
     check_name("deploy", &body.deploy)?;
     let host = body.host.clone().unwrap_or_else(|| "unknown".to_owned());
     check_name("host", &host)?;
-    let unit = Unit::parse(&body.unit).ok_or_else(|| {
-        Error::bad(format!(
-            "unknown unit {:?}: use instructions or cpu_ns",
-            body.unit
-        ))
-    })?;
-    let time_ms = bucket(check_time(body.start_ms, upload.received_ms)?, SAMPLE_BUCKET_MS);
+    let unit = body.unit;
+    let time_ms = bucket(
+        check_time(body.start_ms, upload.received_ms)?,
+        limits.bucket_ms.max(1),
+    );
     let (deploy, host): (Arc<str>, Arc<str>) = (body.deploy.as_str().into(), host.into());
     let mut rows: HashMap<RequestKey, RequestAgg> = HashMap::default();
     for e in &body.endpoints {
@@ -515,28 +485,6 @@ fn requests_upload(upload: &Upload) -> Result<Batch> {
         requests: rows.into_iter().collect(),
         ..Batch::default()
     })
-}
-
-/// A deploy event as sent to `POST /api/v1/deploys`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeployBody {
-    /// The service.
-    pub service: String,
-    /// The deploy (version).
-    pub deploy: String,
-    /// When, ms since the Unix epoch (default: when received).
-    #[serde(default)]
-    pub time_ms: Option<i64>,
-    /// Commit.
-    #[serde(default)]
-    pub commit: Option<String>,
-    /// Author.
-    #[serde(default)]
-    pub author: Option<String>,
-    /// Message.
-    #[serde(default)]
-    pub message: Option<String>,
 }
 
 fn deploy_upload(upload: &Upload) -> Result<Batch> {
@@ -674,7 +622,7 @@ fn pyroscope_upload(upload: &Upload, limits: &Limits) -> Result<Batch> {
             )))
         }
     };
-    profile_rows(&profile, &id)
+    profile_rows(&profile, &id, limits.bucket_ms)
 }
 
 #[cfg(test)]

@@ -33,16 +33,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod detect;
 mod error;
 pub mod ingest;
 pub mod model;
 pub mod query;
 pub mod regressions;
-pub mod simulate;
 pub mod store;
 pub mod wal;
 
 pub use error::{Error, Result};
+pub use flameshift_detect as detect;
 pub use flameshift_profile as profile;
 pub mod server;

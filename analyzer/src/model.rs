@@ -1,4 +1,4 @@
-//! The rows the analyzer stores, in long format (DESIGN.md, Storage):
+//! The rows the analyzer stores, in long format (docs/architecture.md, Storage):
 //! samples, stack nodes, request statistics and deploy events, each owned
 //! by one service.
 //!
@@ -16,49 +16,7 @@ use serde::{Deserialize, Serialize};
 /// Width of a sample time bucket: samples are summed per 10 s window.
 pub const SAMPLE_BUCKET_MS: i64 = 10_000;
 
-/// The unit of every weight: CPU instructions, or CPU nanoseconds where
-/// the host has no hardware counter. Never mixed, never converted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Unit {
-    /// Retired CPU instructions.
-    Instructions,
-    /// CPU time in nanoseconds.
-    CpuNs,
-}
-
-impl Unit {
-    /// The name used on the wire and in storage.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Unit::Instructions => "instructions",
-            Unit::CpuNs => "cpu_ns",
-        }
-    }
-
-    /// Parses [`Unit::as_str`]'s names.
-    pub fn parse(text: &str) -> Option<Unit> {
-        match text {
-            "instructions" => Some(Unit::Instructions),
-            "cpu_ns" => Some(Unit::CpuNs),
-            _ => None,
-        }
-    }
-
-    /// The pprof sample type of this unit.
-    pub fn sample_type(self) -> flameshift_profile::SampleType {
-        match self {
-            Unit::Instructions => flameshift_profile::SampleType::new("cpu", "instructions"),
-            Unit::CpuNs => flameshift_profile::SampleType::new("cpu", "nanoseconds"),
-        }
-    }
-}
-
-impl std::fmt::Display for Unit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use flameshift_profile::wire::Unit;
 
 /// The id of the stack node for `function` under `parent` (0 is the root).
 pub fn stack_node_id(parent: u64, function: &str) -> u64 {
@@ -98,22 +56,7 @@ pub struct SampleKey {
     pub unit: Unit,
 }
 
-/// Summed weight and sample count.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Weight {
-    /// Total cost in the key's unit.
-    pub weight: i64,
-    /// Number of samples.
-    pub count: i64,
-}
-
-impl Weight {
-    /// Adds another weight, saturating.
-    pub fn add(&mut self, other: Weight) {
-        self.weight = self.weight.saturating_add(other.weight);
-        self.count = self.count.saturating_add(other.count);
-    }
-}
+pub use flameshift_detect::costs::Weight;
 
 /// What identifies a request-statistics row.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -54,7 +54,7 @@ fn hot_path(c: &mut Criterion) {
                 libc::raise(libc::SIGPROF)
             };
             raised += 1;
-            if raised % 4_096 == 0 {
+            if raised.is_multiple_of(4_096) {
                 drained.clear();
                 sampler.drain(&mut drained); // keep slots free (amortised)
             }

@@ -22,6 +22,8 @@
 //! `FLAMESHIFT_TOKEN`, `FLAMESHIFT_FREQUENCY` (Hz, default 99),
 //! `FLAMESHIFT_UPLOAD_INTERVAL` (seconds, default 10),
 //! `FLAMESHIFT_DISABLED=1` (start nothing).
+//!
+//! Length: over 600 lines with its tests: the agent's three threads (collect, upload, scan) share one `Shared` state and its shutdown order, which reads best in one place.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,14 +31,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use flameshift_profile::wire::Unit;
 use flameshift_profile::Profile;
 
 use crate::counters::{CounterMode, ThreadCounter};
 use crate::export::{self, Destination};
 use crate::requests::RequestStats;
-use crate::sampler::buffer::RawSample;
-use crate::sampler::symbols::{SelfSymbolizer, StackCounts};
-use crate::sampler::{Sampler, SamplerConfig};
+use crate::sampler::{RawSample, Sampler, SamplerConfig, SelfSymbolizer, StackCounts};
 use crate::{Error, Result};
 
 /// How the agent runs.
@@ -261,10 +262,10 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn unit_name(mode: CounterMode) -> &'static str {
+fn unit_of(mode: CounterMode) -> Unit {
     match mode {
-        CounterMode::Instructions => "instructions",
-        CounterMode::TaskClock | CounterMode::ThreadCpuTime => "cpu_ns",
+        CounterMode::Instructions => Unit::Instructions,
+        CounterMode::TaskClock | CounterMode::ThreadCpuTime => Unit::CpuNs,
     }
 }
 
@@ -305,7 +306,7 @@ impl Agent {
             ..SamplerConfig::default()
         })?;
         let mode = sampler.mode();
-        let request_unit = unit_name(ThreadCounter::open().mode());
+        let request_unit = unit_of(ThreadCounter::open().mode());
         let mut threads = Vec::new();
         {
             let (shared, stats, config) = (shared.clone(), stats.clone(), config.clone());
@@ -407,7 +408,7 @@ fn collect(
     shared: Arc<Shared>,
     stats: Arc<RequestStats>,
     config: AgentConfig,
-    request_unit: &str,
+    request_unit: Unit,
 ) {
     sampler.exclude_current_thread();
     let mut symbolizer = SelfSymbolizer::default();

@@ -9,9 +9,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use flameshift_profile::wire::{EndpointRequests, RequestsBody, Unit};
 use flameshift_profile::{format, Profile};
 
-use crate::http::{self, encode_component};
+use crate::http;
+pub use crate::http::{encode_component, get, post, Response};
 use crate::requests::EndpointStats;
 use crate::{Error, Result};
 
@@ -113,56 +115,51 @@ pub fn upload_profile(dest: &Destination, profile: &Profile) -> Result<String> {
     Ok(send_with_retries(dest, &url, &body)?.text())
 }
 
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
+/// The request statistics body the analyzer takes.
+pub fn requests_body(
+    dest: &Destination,
+    unit: Unit,
+    start_ms: i64,
+    duration_ms: i64,
+    stats: &BTreeMap<String, EndpointStats>,
+) -> RequestsBody {
+    let saturating = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    RequestsBody {
+        service: dest.service.clone(),
+        deploy: dest.deploy.clone(),
+        host: Some(dest.host.clone()),
+        unit,
+        start_ms,
+        duration_ms,
+        endpoints: stats
+            .iter()
+            .map(|(endpoint, s)| EndpointRequests {
+                endpoint: endpoint.clone(),
+                count: saturating(s.count),
+                cost_sum: saturating(s.cost_sum),
+                histogram: s.costs.buckets().collect(),
+            })
+            .collect(),
     }
-    out.push('"');
-    out
 }
 
-/// The request statistics JSON the analyzer takes.
+/// [`requests_body`] as the JSON the analyzer takes.
 pub fn requests_json(
     dest: &Destination,
-    unit: &str,
+    unit: Unit,
     start_ms: i64,
     duration_ms: i64,
     stats: &BTreeMap<String, EndpointStats>,
 ) -> String {
-    let endpoints: Vec<String> = stats
-        .iter()
-        .map(|(endpoint, s)| {
-            let histogram: Vec<String> = s.costs.buckets().map(|(b, n)| format!("[{b},{n}]")).collect();
-            format!(
-                "{{\"endpoint\":{},\"count\":{},\"cost_sum\":{},\"histogram\":[{}]}}",
-                json_string(endpoint),
-                s.count,
-                s.cost_sum,
-                histogram.join(",")
-            )
-        })
-        .collect();
-    format!(
-        "{{\"service\":{},\"deploy\":{},\"host\":{},\"unit\":{},\"start_ms\":{start_ms},\"duration_ms\":{duration_ms},\"endpoints\":[{}]}}",
-        json_string(&dest.service),
-        json_string(&dest.deploy),
-        json_string(&dest.host),
-        json_string(unit),
-        endpoints.join(",")
-    )
+    let body = requests_body(dest, unit, start_ms, duration_ms, stats);
+    // Strings, numbers and sequences only: serializing cannot fail.
+    serde_json::to_string(&body).unwrap_or_default()
 }
 
 /// Uploads request statistics for a window.
 pub fn upload_requests(
     dest: &Destination,
-    unit: &str,
+    unit: Unit,
     start_ms: i64,
     duration_ms: i64,
     stats: &BTreeMap<String, EndpointStats>,
@@ -188,9 +185,10 @@ mod tests {
         };
         s.costs.record(9);
         stats.insert("GET /a\n".to_owned(), s);
-        let json = requests_json(&dest, "cpu_ns", 5, 10, &stats);
+        let json = requests_json(&dest, Unit::CpuNs, 5, 10, &stats);
         assert!(json.contains("\"service\":\"sh\\\"op\""), "{json}");
-        assert!(json.contains("\"endpoint\":\"GET /a\\u000a\""), "{json}");
+        assert!(json.contains("\"endpoint\":\"GET /a\\n\""), "{json}");
+        assert!(json.contains("\"unit\":\"cpu_ns\""), "{json}");
         assert!(json.contains("\"histogram\":[[9,1]]"), "{json}");
     }
 
@@ -214,7 +212,7 @@ mod tests {
             listener.accept().is_ok() // a retry would connect again
         });
         let dest = Destination::new(format!("http://{addr}"), "s", "d");
-        let err = upload_requests(&dest, "cpu_ns", 0, 0, &BTreeMap::new()).unwrap_err();
+        let err = upload_requests(&dest, Unit::CpuNs, 0, 0, &BTreeMap::new()).unwrap_err();
         assert!(err.to_string().contains("HTTP 400: missing deploy"), "{err}");
         assert!(!server.join().unwrap(), "no second attempt");
     }

@@ -6,12 +6,13 @@
 //!   thread (instructions where the machine has a PMU, task-clock or a
 //!   thread-CPU-clock timer otherwise), [`labels`] that follow async tasks,
 //!   the tower/axum `layer` that counts and meters
-//!   requests per endpoint (features `tower`, `axum`), and the [`export`]er
-//!   that ships profiles and request statistics to `flameshift serve`;
-//! - the external sampler behind `flameshift record -- CMD` and `attach`
-//!   ([`recorder`]): perf events on every CPU that follow the command and
-//!   its children, frame-pointer or DWARF ([`unwind`]) stacks, symbols,
-//!   lines and inlined functions ([`symbolize`]).
+//!   requests per endpoint (features `tower`, `axum`; [`counters`] and
+//!   [`requests`] behind it), and the [`export`]er that ships profiles and
+//!   request statistics to `flameshift serve`;
+//! - with the `record` feature, the external sampler behind `flameshift
+//!   record -- CMD` and `attach` (`recorder`): perf events on every CPU
+//!   that follow the command and its children, frame-pointer or DWARF
+//!   (`unwind`) stacks, symbols, lines and inlined functions.
 //!
 //! It depends only on [`flameshift_profile`] (no polars, inferno or a
 //! runtime; axum only behind the `axum` feature), so that it stays small
@@ -34,34 +35,31 @@
 //! agent.shutdown(); // ships the last interval
 //! ```
 //!
-//! Profiling a command from the outside:
-//!
-//! ```no_run
-//! use flameshift_collector::recorder::{record, RecordOptions};
-//! let recording = record(&["sleep".into(), "1".into()], &RecordOptions::default())?;
-//! println!("{} samples", recording.profile.samples().len());
-//! # Ok::<(), flameshift_collector::Error>(())
-//! ```
-//!
 //! # Features
 //!
 //! - `tower`: the `layer` module's tower `Layer`;
-//! - `axum`: endpoint names from axum's matched route template.
+//! - `axum`: endpoint names from axum's matched route template;
+//! - `record`: the external recorder behind `flameshift record` and
+//!   `attach` (`recorder`, `perf`, `unwind`: the perf ring buffer and
+//!   the DWARF unwinder). Services that link the agent leave it off.
 
 pub mod agent;
 pub mod counters;
 mod error;
 pub mod export;
-pub mod http;
+mod http;
 pub mod labels;
 #[cfg(feature = "tower")]
 pub mod layer;
+#[cfg(feature = "record")]
 pub mod perf;
+#[cfg(feature = "record")]
 pub mod recorder;
 pub mod requests;
 pub mod sampler;
-pub mod symbolize;
-pub mod unwind;
+mod symbolize;
+#[cfg(feature = "record")]
+mod unwind;
 
 pub use error::{Error, Result};
 pub use flameshift_profile as profile;

@@ -85,6 +85,7 @@ impl Maps {
         );
     }
 
+    #[cfg(any(test, feature = "record"))]
     /// A new process starts with its parent's mappings.
     pub fn fork(&mut self, pid: u32, ppid: u32) {
         if pid != ppid && !self.by_pid.contains_key(&pid) {
@@ -94,11 +95,13 @@ impl Maps {
         }
     }
 
+    #[cfg(any(test, feature = "record"))]
     /// `exec` replaces the address space.
     pub fn exec(&mut self, pid: u32) {
         self.by_pid.remove(&pid);
     }
 
+    #[cfg(any(test, feature = "record"))]
     /// The mappings of `pid`: start, end, file offset, path.
     pub fn entries(&self, pid: u32) -> Vec<(u64, u64, u64, Arc<str>)> {
         self.by_pid
@@ -139,6 +142,7 @@ impl Maps {
             .unwrap_or(location)
     }
 
+    #[cfg(feature = "record")]
     /// Whether `addr` lies in a mapped file (not a pseudo mapping) of `pid`.
     pub fn is_mapped(&self, pid: u32, addr: u64) -> bool {
         matches!(self.locate(pid, addr), Location::File { path, .. } if path.starts_with('/'))

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use flameshift_analyzer::profile::format;
 use flameshift_analyzer::server::{self, ServeConfig};
-use flameshift_analyzer::simulate::{Fleet, FleetConfig};
 use flameshift_analyzer::store::StoreConfig;
+use flameshift_detect::sim::{Fleet, FleetConfig};
 use tokio::sync::oneshot;
 
 const XSS: &str = "<img src=x onerror=window.__xss=1>";

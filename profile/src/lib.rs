@@ -38,6 +38,7 @@ mod ops;
 pub mod render;
 pub mod report;
 pub mod units;
+pub mod wire;
 
 pub use error::{Error, Result};
 pub use intern::Interner;

@@ -1,5 +1,7 @@
 //! Operations on profiles: merge, filter by labels, scale, fold into
 //! stacks, top functions. Pure functions over data.
+//!
+//! Length: over 600 lines with its tests: about 530 lines of code; the rest is its tests.
 
 use std::collections::BTreeMap;
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use flameshift_analyzer::simulate::Rng;
+use flameshift_detect::sim::Rng;
 use flameshift_profile::{format, LabelSetId, Period, Profile, SampleType};
 
 /// A cpu-clock profile of one benchmark run: `funcs` (leaf, mean samples

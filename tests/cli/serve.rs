@@ -1,5 +1,7 @@
 //! `flameshift serve` as a process: kill -9 during continuous uploads
 //! loses nothing acknowledged; SIGTERM flushes and exits 0.
+//!
+//! Length: over 600 lines with its tests: one test per behaviour of `flameshift serve`, each starting its own real server.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStderr, Command, Stdio};
@@ -8,7 +10,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use flameshift_collector::http;
+use flameshift_collector::export;
 use flameshift_profile::{format, LabelSetId, Profile, SampleType};
 
 /// Reads `child`'s stderr up to the line `PREFIX URL`; returns the URL and
@@ -75,7 +77,7 @@ fn profile_body(leaf: &str) -> Vec<u8> {
 }
 
 fn deploy_samples(url: &str) -> Vec<(String, i64)> {
-    let response = http::get(
+    let response = export::get(
         &format!("{url}/api/v1/services/crash/deploys"),
         &[],
         Duration::from_secs(30),
@@ -112,7 +114,7 @@ fn kill_9_during_uploads_loses_nothing_acknowledged() {
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
                     let body = profile_body(&format!("f{}", i % 50));
-                    match http::post(&target, &[], &body, Duration::from_secs(10)) {
+                    match export::post(&target, &[], &body, Duration::from_secs(10)) {
                         Ok(r) if r.status == 200 => acknowledged += 1,
                         Ok(r) => panic!("refused: {} {}", r.status, r.text()),
                         Err(_) => break, // the server is gone
@@ -169,14 +171,14 @@ fn sigterm_flushes_and_exits_zero_and_the_token_comes_from_the_environment() {
     let target = format!("{url}/api/v1/profiles?service=s&deploy=v1");
     let body = profile_body("leaf");
     assert_eq!(
-        http::post(&target, &[], &body, Duration::from_secs(10))
+        export::post(&target, &[], &body, Duration::from_secs(10))
             .unwrap()
             .status,
         401
     );
     let auth = [("Authorization", "Bearer tok")];
     assert_eq!(
-        http::post(&target, &auth, &body, Duration::from_secs(10))
+        export::post(&target, &auth, &body, Duration::from_secs(10))
             .unwrap()
             .status,
         200
@@ -226,7 +228,7 @@ fn record_ships_to_the_analyzer_and_keeps_the_profile_when_it_is_down() {
     };
     let out = record(&url);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let top = http::get(
+    let top = export::get(
         &format!("{url}/api/v1/functions?service=bench&deploy=abc123"),
         &[],
         Duration::from_secs(30),
@@ -288,11 +290,11 @@ fn the_agent_in_a_service_reports_requests_and_functions_per_endpoint() {
     let timeout = Duration::from_secs(10);
     for i in 0..300 {
         assert_eq!(
-            http::get(&format!("{app}/feed"), &[], timeout).unwrap().status,
+            export::get(&format!("{app}/feed"), &[], timeout).unwrap().status,
             200
         );
         assert_eq!(
-            http::get(&format!("{app}/users/{i}"), &[], timeout)
+            export::get(&format!("{app}/users/{i}"), &[], timeout)
                 .unwrap()
                 .status,
             200
@@ -300,7 +302,7 @@ fn the_agent_in_a_service_reports_requests_and_functions_per_endpoint() {
     }
     for _ in 0..100 {
         assert_eq!(
-            http::post(&format!("{app}/orders"), &[], b"", timeout)
+            export::post(&format!("{app}/orders"), &[], b"", timeout)
                 .unwrap()
                 .status,
             200
@@ -315,7 +317,7 @@ fn the_agent_in_a_service_reports_requests_and_functions_per_endpoint() {
     assert!(service.wait().unwrap().success());
 
     let get = |path: &str| -> serde_json::Value {
-        let r = http::get(&format!("{url}{path}"), &[], timeout).unwrap();
+        let r = export::get(&format!("{url}{path}"), &[], timeout).unwrap();
         assert_eq!(r.status, 200, "{path}: {}", r.text());
         serde_json::from_slice(&r.body).unwrap()
     };
@@ -384,11 +386,11 @@ fn demo_service_output_has_endpoint_labels_and_the_configured_proportions() {
     let timeout = Duration::from_secs(10);
     for _ in 0..200 {
         assert_eq!(
-            http::get(&format!("{app}/feed"), &[], timeout).unwrap().status,
+            export::get(&format!("{app}/feed"), &[], timeout).unwrap().status,
             200
         );
         assert_eq!(
-            http::post(&format!("{app}/orders"), &[], b"", timeout)
+            export::post(&format!("{app}/orders"), &[], b"", timeout)
                 .unwrap()
                 .status,
             200
@@ -513,7 +515,7 @@ fn webhook_receiver() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
 
 #[test]
 fn regressions_are_listed_by_the_cli_and_sent_to_the_webhook_with_retries() {
-    use flameshift_analyzer::simulate::{Fleet, FleetConfig};
+    use flameshift_detect::sim::{Fleet, FleetConfig};
     let (hook, bodies) = webhook_receiver();
     let dir = tempfile::tempdir().unwrap();
     let (mut server, url) = start_serve(dir.path(), &["--webhook", &hook, "--detect-interval", "1h"]);
@@ -542,10 +544,10 @@ fn regressions_are_listed_by_the_cli_and_sent_to_the_webhook_with_retries() {
                 "{url}/api/v1/profiles?service=fleet&deploy={}&host=h",
                 window.deploy
             );
-            let response = http::post(&target, &[], &body, Duration::from_secs(30)).unwrap();
+            let response = export::post(&target, &[], &body, Duration::from_secs(30)).unwrap();
             assert_eq!(response.status, 200, "{}", response.text());
             let stats = serde_json::to_vec(&window.requests_body("fleet")).unwrap();
-            let response = http::post(
+            let response = export::post(
                 &format!("{url}/api/v1/requests"),
                 &[],
                 &stats,

@@ -1,5 +1,5 @@
 //! The HTTP server of `flameshift serve`: the `/api/v1` routes of
-//! DESIGN.md, Pyroscope's `/ingest`, `/healthz` and `/metrics`, bearer
+//! docs/wire-format.md, Pyroscope's `/ingest`, `/healthz` and `/metrics`, bearer
 //! token authentication, a body limit, a periodic flush to Parquet, and a
 //! graceful shutdown that flushes; detection runs periodically and on
 //! `POST /api/v1/detect`, its findings under `GET /api/v1/regressions`.

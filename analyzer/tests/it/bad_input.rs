@@ -115,7 +115,13 @@ async fn bad_uploads_are_refused_and_store_nothing() {
     )
     .await;
     let unit = serde_json::json!({"service": "shop", "deploy": "v1", "unit": "cycles", "start_ms": now_ms(), "endpoints": []});
-    refused(&requests, unit.to_string().into_bytes(), 400, "unknown unit").await;
+    refused(
+        &requests,
+        unit.to_string().into_bytes(),
+        400,
+        "unknown variant `cycles`, expected `instructions` or `cpu_ns`",
+    )
+    .await;
     let deploys = format!("{}/api/v1/deploys", server.url);
     refused(
         &deploys,

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use flameshift_analyzer::profile::{format, Profile, SampleType};
-use flameshift_analyzer::simulate::{Decoy, Fleet, FleetConfig};
+use flameshift_detect::sim::{Decoy, Fleet, FleetConfig};
 
 use crate::{get, now_ms, post, TestServer};
 

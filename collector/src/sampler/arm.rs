@@ -25,8 +25,10 @@ struct OwnerEx {
     pid: libc::pid_t,
 }
 
-/// What signals one thread.
+/// What signals one thread. Held only for its `Drop`: closing the event
+/// or deleting the timer stops that thread's signals.
 #[derive(Debug)]
+#[allow(dead_code, reason = "the handles are held for their Drop")]
 pub enum Armed {
     /// A perf event (closed on drop).
     Perf(OwnedFd),

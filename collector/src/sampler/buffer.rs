@@ -143,11 +143,6 @@ impl SampleBuffer {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
-
-    /// Samples written.
-    pub fn written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
-    }
 }
 
 #[cfg(test)]

@@ -94,7 +94,7 @@ pub fn walk(ip: u64, mut fp: u64, sp: u64, out: &mut [u64; MAX_FRAMES]) -> usize
     let mut n = 1;
     let limit = sp.saturating_add(MAX_STACK);
     while n < MAX_FRAMES {
-        if fp < sp || fp >= limit || fp % 8 != 0 {
+        if fp < sp || fp >= limit || !fp.is_multiple_of(8) {
             break;
         }
         let Some([next_fp, ret]) = read_pair(fp) else {

@@ -4,20 +4,23 @@
 //! Every `period` units of a thread's work (retired instructions where
 //! the machine has a PMU, task-clock nanoseconds where it has none, a
 //! thread-CPU-clock timer where perf events are forbidden), the kernel
-//! sends that thread `SIGPROF`; the [`handler`] walks its frame pointers
-//! and writes the raw addresses, the thread's label set and the weight
-//! into a lock-free [`buffer::SampleBuffer`]. A scanner thread arms new
-//! threads every 100 ms (`/proc/self/task`); [`Sampler::drain`] empties
-//! the buffer, and [`symbols::SelfSymbolizer`] turns aggregated stacks into
-//! a profile.
+//! sends that thread `SIGPROF`; the signal handler (`handler`) walks its
+//! frame pointers and writes the raw addresses, the thread's label set and
+//! the weight into a lock-free buffer (`buffer`). A scanner thread arms
+//! new threads every 100 ms (`/proc/self/task`); [`Sampler::drain`]
+//! empties the buffer into [`RawSample`]s, and [`SelfSymbolizer`] turns
+//! the aggregated [`StackCounts`] into a profile.
 //!
 //! One sampler runs per process. It uses `SIGPROF`: do not run another
 //! `SIGPROF` profiler (gperftools, pprof-rs) in the same process.
 
-pub mod arm;
-pub mod buffer;
-pub mod handler;
-pub mod symbols;
+mod arm;
+mod buffer;
+mod handler;
+mod symbols;
+
+pub use buffer::RawSample;
+pub use symbols::{SelfSymbolizer, StackCounts};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +31,7 @@ use std::time::Duration;
 use crate::counters::{choose_counter, CounterMode, CounterSource};
 use crate::{Error, Result};
 use arm::Armed;
-use buffer::{RawSample, SampleBuffer};
+use buffer::SampleBuffer;
 
 /// How to sample.
 #[derive(Debug, Clone)]

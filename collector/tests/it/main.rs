@@ -3,13 +3,16 @@
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
+#[cfg(feature = "record")]
 mod accuracy;
 mod agent;
 mod labels;
 #[cfg(feature = "axum")]
 mod layer;
+#[cfg(feature = "record")]
 mod record;
 mod sampler;
+#[cfg(feature = "record")]
 mod versus_perf;
 
 /// The sampling tests measure CPU-bound programs on a 2-core machine: run

@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 
 use flameshift_collector::counters::{CounterMode, ThreadCounter};
 use flameshift_collector::labels::{self, LabelSet};
-use flameshift_collector::sampler::buffer::RawSample;
-use flameshift_collector::sampler::symbols::{SelfSymbolizer, StackCounts};
-use flameshift_collector::sampler::{Sampler, SamplerConfig};
+use flameshift_collector::sampler::{RawSample, Sampler, SamplerConfig, SelfSymbolizer, StackCounts};
 use flameshift_profile::TopBy;
 
 #[inline(never)]

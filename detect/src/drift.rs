@@ -1,4 +1,4 @@
-//! Change points inside one deploy (DESIGN.md, Detection, layer 2): a
+//! Change points inside one deploy (docs/detection.md, layer 2): a
 //! cost per request that steps up while one version runs — a dependency,
 //! a data change, a flag flipped — which no deploy comparison sees.
 //!
@@ -13,12 +13,12 @@
 
 use std::collections::HashSet;
 
-use super::changepoint::{e_divisive, EDivisive};
-use super::compare::Found;
-use super::costs::CostTable;
-use super::regression::{Metric, Regression, Source};
-use super::settings::DetectSettings;
-use super::stats::{mann_whitney_greater_p, mean, welch_greater_p};
+use crate::changepoint::{e_divisive, EDivisive};
+use crate::compare::Found;
+use crate::costs::CostTable;
+use crate::regression::{Metric, Regression, Source};
+use crate::settings::DetectSettings;
+use crate::stats::{mann_whitney_greater_p, mean, welch_greater_p};
 
 /// Fewest windows on each side of a change point.
 const MIN_SEGMENT: usize = 5;

@@ -11,8 +11,8 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use flameshift_analyzer::detect::{compare_deploys, drift, DetectSettings};
-use flameshift_analyzer::simulate::{score, Fleet, FleetConfig, Score};
+use flameshift_detect::sim::{score, Fleet, FleetConfig, Score};
+use flameshift_detect::{compare_deploys, drift, DetectSettings};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -12,10 +12,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use flameshift_analyzer::detect::costs::{CostTable, EndpointCosts, FunctionCosts};
-use flameshift_analyzer::detect::{compare_deploys, drift, DetectSettings};
-use flameshift_analyzer::model::Unit;
-use flameshift_analyzer::simulate::Rng;
+use flameshift_detect::costs::{CostTable, EndpointCosts, FunctionCosts};
+use flameshift_detect::sim::Rng;
+use flameshift_detect::{compare_deploys, drift, DetectSettings};
+use flameshift_profile::wire::Unit;
 
 const ENDPOINTS: usize = 10;
 const FUNCTIONS: usize = 1_000;

@@ -7,8 +7,26 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::regression::Metric;
-use crate::model::{Unit, Weight};
+use flameshift_profile::wire::Unit;
+
+use crate::regression::Metric;
+
+/// Summed weight and sample count of a stack in a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Weight {
+    /// Total cost in the unit of the table.
+    pub weight: i64,
+    /// Number of samples.
+    pub count: i64,
+}
+
+impl Weight {
+    /// Adds another weight, saturating.
+    pub fn add(&mut self, other: Weight) {
+        self.weight = self.weight.saturating_add(other.weight);
+        self.count = self.count.saturating_add(other.count);
+    }
+}
 
 /// Cost series of one service over a few deploys.
 #[derive(Debug, Clone, PartialEq)]

@@ -15,8 +15,8 @@
 
 use std::time::Instant;
 
-use flameshift_analyzer::detect::changepoint::{e_divisive, pelt, EDivisive, Pelt};
-use flameshift_analyzer::simulate::{Fleet, FleetConfig, Rng};
+use flameshift_detect::changepoint::{e_divisive, pelt, EDivisive, Pelt};
+use flameshift_detect::sim::{Fleet, FleetConfig, Rng};
 
 /// Pooled (tp, fp, fn) of `found` against `truth`, a truth point matching
 /// at most one change point within `margin` points.

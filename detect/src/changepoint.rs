@@ -21,7 +21,7 @@
 
 use serde::Serialize;
 
-use super::stats::{mean, welch_p};
+use crate::stats::{mean, welch_p};
 
 /// One change point: the series shifts at `index` (the first point of the
 /// new segment).
@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn the_one_pass_split_search_equals_scoring_every_split() {
-        let mut rng = crate::simulate::Rng::new(5);
+        let mut rng = crate::rng::Rng::new(5);
         for n in [10, 11, 37, 120] {
             let xs: Vec<f64> = (0..n)
                 .map(|i| rng.normal() + if i > n / 3 { 1.5 } else { 0.0 })

@@ -1,0 +1,236 @@
+//! What `record` and `attach` share: how to sample, where the profile
+//! goes, and the lines that tell the user what is happening.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use flameshift_collector::export::{self, Destination};
+use flameshift_collector::perf::event::{CallGraph, EventChoice, EventKind, Rate};
+use flameshift_collector::recorder::{RecordOptions, Started};
+use flameshift_profile::format::{self, Format, WriteOptions};
+use flameshift_profile::render::{self, FlameGraphOptions};
+use flameshift_profile::Profile;
+
+use crate::output::write_output;
+
+/// How to sample and where the profile goes.
+#[derive(Debug, Args)]
+pub struct SamplingArgs {
+    /// Output: `.svg` draws a flame graph, `.folded`/`.txt` folded stacks,
+    /// `.json` speedscope, anything else pprof (`-` for pprof on stdout).
+    /// Default `profile.pb.gz`, or none when shipping with --analyzer.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Ship the profile to this analyzer (`flameshift serve`), e.g. http://127.0.0.1:7411.
+    #[arg(long, requires_all = ["service", "deploy"])]
+    analyzer: Option<String>,
+    /// Service name for --analyzer.
+    #[arg(long)]
+    service: Option<String>,
+    /// Deploy (version) for --analyzer, e.g. a git SHA.
+    #[arg(long)]
+    deploy: Option<String>,
+    /// Host name for --analyzer (default: this machine's).
+    #[arg(long)]
+    host: Option<String>,
+    /// Bearer token for --analyzer.
+    #[arg(long, env = "FLAMESHIFT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Sampling event: instructions when the machine has a PMU, else cpu-clock.
+    #[arg(long, value_enum, default_value_t = Event::Auto)]
+    event: Event,
+    /// Samples per second.
+    #[arg(short = 'F', long = "freq", default_value_t = 99, conflicts_with = "period",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    frequency: u64,
+    /// Sample every N units of the event instead (instructions or ns).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    period: Option<u64>,
+    /// How stacks are walked: frame pointers, DWARF unwinding of a stack
+    /// copy (code without frame pointers), or per sample whichever works.
+    #[arg(long, value_enum, default_value_t = CallGraphChoice::Auto)]
+    call_graph: CallGraphChoice,
+}
+
+/// `--event`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Event {
+    /// Instructions if the hardware counter opens, else cpu-clock.
+    Auto,
+    /// Retired instructions only (an error without a PMU).
+    Instructions,
+    /// CPU time only.
+    CpuClock,
+}
+
+/// `--call-graph`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CallGraphChoice {
+    /// Frame pointers (cheap; needs code built with them).
+    Fp,
+    /// DWARF unwinding of a copy of the stack.
+    Dwarf,
+    /// Both; per sample, whichever worked.
+    Auto,
+}
+
+impl SamplingArgs {
+    /// The recorder's options.
+    pub fn record_options(&self) -> RecordOptions {
+        RecordOptions {
+            event: match self.event {
+                Event::Auto => EventChoice::Auto,
+                Event::Instructions => EventChoice::Instructions,
+                Event::CpuClock => EventChoice::CpuClock,
+            },
+            rate: match self.period {
+                Some(period) => Rate::Period(period),
+                None => Rate::Frequency(self.frequency),
+            },
+            call_graph: match self.call_graph {
+                CallGraphChoice::Fp => CallGraph::FramePointers,
+                CallGraphChoice::Dwarf => CallGraph::Dwarf,
+                CallGraphChoice::Auto => CallGraph::Auto,
+            },
+            on_start: Some(say_started),
+            ..RecordOptions::default()
+        }
+    }
+
+    fn destination(&self) -> Option<Destination> {
+        let analyzer = self.analyzer.as_ref()?;
+        let mut dest = Destination::new(
+            analyzer.clone(),
+            self.service.clone().unwrap_or_default(),
+            self.deploy.clone().unwrap_or_default(),
+        );
+        if let Some(host) = &self.host {
+            dest.host = host.clone();
+        }
+        dest.token = self.token.clone();
+        Some(dest)
+    }
+
+    fn output(&self) -> Option<PathBuf> {
+        match (&self.output, &self.analyzer) {
+            (Some(output), _) => Some(output.clone()),
+            (None, Some(_)) => None,
+            (None, None) => Some(PathBuf::from("profile.pb.gz")),
+        }
+    }
+
+    /// Writes the profile to `-o` and/or ships it to the analyzer; says
+    /// where it went. A failed upload keeps the profile: it is written to
+    /// a file named in the error.
+    pub fn deliver(&self, profile: &Profile, title: String) -> anyhow::Result<()> {
+        let output = self.output();
+        if let Some(output) = &output {
+            write_sampled(profile, title, output)?;
+            if output != Path::new("-") {
+                say(&format!("flameshift: wrote {}", output.display()));
+            }
+        }
+        let Some(dest) = self.destination() else {
+            return Ok(());
+        };
+        match export::upload_profile(&dest, profile) {
+            Ok(receipt) => {
+                tracing::info!(analyzer = %dest.analyzer, %receipt, "profile shipped");
+                say(&format!(
+                    "flameshift: shipped to {} (service {}, deploy {})",
+                    dest.analyzer, dest.service, dest.deploy
+                ));
+                Ok(())
+            }
+            Err(e) => {
+                let keep = output.clone().unwrap_or_else(|| {
+                    PathBuf::from(format!("flameshift-unsent-{}.pb.gz", std::process::id()))
+                });
+                if output.is_none() {
+                    write_output(&keep, |out| {
+                        Ok(format::write(
+                            profile,
+                            Format::Pprof,
+                            &WriteOptions::default(),
+                            out,
+                        )?)
+                    })?;
+                }
+                anyhow::bail!("{e}; the profile is kept in {}", keep.display())
+            }
+        }
+    }
+}
+
+/// The line that says sampling runs.
+fn say_started(started: &Started) {
+    let rate = match started.rate {
+        Rate::Frequency(hz) => format!("at {hz} Hz"),
+        Rate::Period(period) => format!("every {period} units"),
+    };
+    say(&format!(
+        "flameshift: recording pid {} ({}) on {} {rate}; Ctrl-C stops it",
+        started.pid,
+        started.command,
+        started.event.name()
+    ));
+}
+
+/// One progress line on stderr (stdout may be the profile).
+pub fn say(line: &str) {
+    eprintln!("{line}");
+}
+
+/// The closing summary of a recording.
+pub fn summary(profile: &Profile, event: EventKind, lost: u64, elapsed: Duration) -> String {
+    // The recorder's profiles count samples in a `samples` sample type.
+    let samples = profile
+        .sample_type_index(Some("samples"))
+        .map(|index| profile.total(index))
+        .unwrap_or_default();
+    format!(
+        "flameshift: {samples} samples ({} distinct stacks) of {} in {:.1} s, {lost} records lost{}",
+        profile.samples().len(),
+        event.name(),
+        elapsed.as_secs_f64(),
+        if lost > 0 {
+            " (the ring buffer overflowed: sample less often with a lower -F)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Sets a flag on SIGINT and SIGTERM instead of dying, so that what was
+/// collected is still written. (A handler, not SIG_IGN: a child started
+/// afterwards gets the default disposition back at exec.)
+pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, flag.clone()).context("installing the Ctrl-C handler")?;
+    }
+    Ok(flag)
+}
+
+fn write_sampled(profile: &Profile, title: String, output: &Path) -> anyhow::Result<()> {
+    if profile.samples().is_empty() {
+        tracing::warn!("no samples: the target ran too briefly or was idle");
+    }
+    let is_svg = output.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+    if is_svg {
+        let options = FlameGraphOptions {
+            title: Some(title),
+            ..FlameGraphOptions::default()
+        };
+        write_output(output, |out| Ok(render::flamegraph(profile, &options, out)?))
+    } else {
+        let format = Format::from_path(output).unwrap_or(Format::Pprof);
+        write_output(output, |out| {
+            Ok(format::write(profile, format, &WriteOptions::default(), out)?)
+        })
+    }
+}
