@@ -133,6 +133,63 @@ fn labels_filter_and_names_are_escaped_in_svg() {
 }
 
 #[test]
+fn completions_man_pages_and_help_come_from_the_same_definitions() {
+    let bash = String::from_utf8(ok(&["completions", "bash"]).stdout).unwrap();
+    assert!(
+        bash.contains("_flameshift()") && bash.contains("--call-graph"),
+        "a bash completion script"
+    );
+    let man = String::from_utf8(ok(&["manpage"]).stdout).unwrap();
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH flameshift 1"),
+        "a roff page: {man:.200}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    ok(&["manpage", "--dir", path_str(dir.path())]);
+    for page in ["flameshift.1", "flameshift-gate.1", "flameshift-record.1"] {
+        assert!(dir.path().join(page).is_file(), "{page}");
+    }
+    // The demo's service is a helper: runnable, not advertised.
+    let help = String::from_utf8(ok(&["--help"]).stdout).unwrap();
+    assert!(help.contains("demo ") && !help.contains("demo-service"), "{help}");
+    ok(&["demo-service", "--help"]);
+}
+
+#[test]
+fn values_are_checked_by_the_parser_with_one_grammar() {
+    // Durations: the same grammar everywhere (`1d` and `1.5s` were refused once).
+    let err = fails(&["attach", "--pid", "1", "--duration", "5 fortnights"]);
+    assert!(
+        err.contains("--duration") && err.contains("is not a duration"),
+        "{err}"
+    );
+    let err = fails(&["serve", "--flush-interval", "soon"]);
+    assert!(err.contains("--flush-interval"), "{err}");
+    let err = fails(&["serve", "--max-body", "12 parsecs"]);
+    assert!(
+        err.contains("--max-body") && err.contains("unknown unit"),
+        "{err}"
+    );
+    let err = fails(&[
+        "gate",
+        "--baseline",
+        "a",
+        "--candidate",
+        "b",
+        "--max-regression",
+        "lots",
+    ]);
+    assert!(err.contains("--max-regression") && err.contains("2%"), "{err}");
+    let err = fails(&["changepoints", "x.csv", "--method", "binseg"]);
+    assert!(err.contains("possible values: e-divisive, pelt"), "{err}");
+    let err = fails(&["regressions", "--state", "closed"]);
+    assert!(
+        err.contains("possible values: open, acknowledged, resolved"),
+        "{err}"
+    );
+}
+
+#[test]
 fn errors_exit_2_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.pb");
