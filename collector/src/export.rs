@@ -5,6 +5,11 @@
 //! with backoff for failures that may pass (no connection, 5xx, 507).
 //! A 4xx other than 507 is the caller's fault and is not retried: the
 //! error carries the analyzer's message.
+//!
+//! The plain requests underneath ([`get`], [`post`], [`Response`],
+//! [`encode_component`]: HTTP/1.1 over a socket, no TLS) are offered as
+//! they are for the CLI's other calls to the analyzer and for webhooks,
+//! so that flameshift has one client.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
