@@ -6,6 +6,7 @@
 mod bad_input;
 mod detection;
 mod disk_full;
+mod earlier_data;
 mod round_trip;
 mod store;
 
