@@ -33,9 +33,14 @@ pub enum Error {
         /// The error.
         source: std::io::Error,
     },
-    /// The query engine failed (HTTP 500).
-    #[error("query engine: {0}")]
-    Polars(#[from] polars::error::PolarsError),
+    /// A Parquet file of the store could not be written or read (HTTP 500).
+    #[error("storage: Parquet file {}: {source}", path.display())]
+    Parquet {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the Parquet library said.
+        source: parquet::errors::ParquetError,
+    },
 }
 
 impl Error {

@@ -5,8 +5,8 @@
 //! clients; request statistics; deploy events) are validated, appended
 //! to a write-ahead log and fsynced before they are acknowledged, kept in
 //! an in-memory head, and flushed to Parquet tables partitioned by service
-//! and day. Queries aggregate with polars over the Parquet files and the
-//! head: flame graphs, differential flame graphs, top functions and cost
+//! and day. Queries sum the rows of the Parquet files (row groups outside
+//! the time range skipped) and of the head: flame graphs, differential flame graphs, top functions and cost
 //! per request series, per service, deploy, endpoint, time range and label.
 //!
 //! ```

@@ -14,7 +14,7 @@
 //!   that follow the command and its children, frame-pointer or DWARF
 //!   (`unwind`) stacks, symbols, lines and inlined functions.
 //!
-//! It depends only on [`flameshift_profile`] (no polars, inferno or a
+//! It depends only on [`flameshift_profile`] (no Parquet, inferno or a
 //! runtime; axum only behind the `axum` feature), so that it stays small
 //! enough to link into any service. `unsafe` is confined to `perf::event`,
 //! `perf::ring`, `counters`, the sampler's `arm`, `buffer` and `handler`,

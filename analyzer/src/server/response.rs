@@ -45,7 +45,7 @@ impl From<Error> for ApiError {
             Error::BadRequest(_) | Error::Profile(_) | Error::MixedUnits(_) => StatusCode::BAD_REQUEST,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
-            Error::Io { .. } | Error::Polars(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Io { .. } | Error::Parquet { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
             tracing::error!(error = %error, "request failed");

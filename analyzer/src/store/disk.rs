@@ -20,13 +20,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use polars::prelude::*;
-
-use super::head::{self, Head};
+use super::format::{self, TimeRange};
+use super::head::Head;
 use super::tables::{self, day_of, PartFile, Table};
 use super::{Receipt, StoreStats};
 use crate::ingest::{self, Limits, Upload};
-use crate::model::{Batch, DeployEvent, StackNode};
+use crate::model::{Batch, DeployEvent, RequestAgg, RequestKey, SampleKey, StackNode, Weight};
 use crate::wal::{sync_dir, Wal};
 use crate::{Error, Result};
 
@@ -147,7 +146,7 @@ impl DiskStore {
             for file in &files {
                 match file.table {
                     Table::Stacks => load_stacks(&file.path, &mut svc.stacks)?,
-                    Table::Deploys => svc.deploys.extend(load_deploys(&file.path)?),
+                    Table::Deploys => svc.deploys.extend(format::read_deploys(&file.path)?),
                     Table::Samples | Table::Requests => {}
                 }
             }
@@ -283,52 +282,48 @@ impl DiskStore {
                 .or_default()
                 .push((key, *weight));
         }
-        for (day, rows) in sample_days {
-            let mut frame = head::samples_frame(rows.into_iter())?;
+        for (day, mut rows) in sample_days {
             files.push(tables::write(
                 &self.tables,
                 Table::Samples,
                 service,
                 Some(day),
                 range,
-                &mut frame,
+                |file, path| format::write_samples(file, path, &mut rows),
             )?);
         }
         let mut request_days: BTreeMap<i64, Vec<_>> = BTreeMap::new();
         for row in &head.requests {
             request_days.entry(day_of(row.0.time_ms)).or_default().push(row);
         }
-        for (day, rows) in request_days {
-            let mut frame = head::requests_frame(rows.into_iter())?;
+        for (day, mut rows) in request_days {
             files.push(tables::write(
                 &self.tables,
                 Table::Requests,
                 service,
                 Some(day),
                 range,
-                &mut frame,
+                |file, path| format::write_requests(file, path, &mut rows),
             )?);
         }
         if !head.stacks.is_empty() {
-            let mut frame = head::stacks_frame(&head.stacks)?;
             files.push(tables::write(
                 &self.tables,
                 Table::Stacks,
                 service,
                 None,
                 range,
-                &mut frame,
+                |file, path| format::write_stacks(file, path, &head.stacks),
             )?);
         }
         if !head.deploys.is_empty() {
-            let mut frame = head::deploys_frame(&head.deploys)?;
             files.push(tables::write(
                 &self.tables,
                 Table::Deploys,
                 service,
                 None,
                 range,
-                &mut frame,
+                |file, path| format::write_deploys(file, path, &head.deploys),
             )?);
         }
         Ok(files)
@@ -358,33 +353,11 @@ impl DiskStore {
             groups
         };
         for (service, inputs) in groups {
-            let table = inputs[0].table;
-            let frames: Vec<LazyFrame> = inputs
-                .iter()
-                .map(|f| tables::read(&f.path).map(IntoLazy::lazy))
-                .collect::<Result<_>>()?;
-            let all = concat(frames, UnionArgs::default())?;
-            let merged = match table {
-                Table::Samples => all
-                    .group_by([
-                        col("time_ms"),
-                        col("deploy"),
-                        col("host"),
-                        col("endpoint"),
-                        col("labels"),
-                        col("stack_id"),
-                        col("unit"),
-                    ])
-                    .agg([col("weight").sum(), col("count").sum()]),
-                Table::Stacks => all.unique(None, UniqueKeepStrategy::First),
-                Table::Requests | Table::Deploys => all,
-            };
-            let mut frame = merged.collect()?;
             let range = (
                 inputs.iter().map(|f| f.from).min().unwrap_or(0),
                 inputs.iter().map(|f| f.to).max().unwrap_or(0),
             );
-            let output = tables::write(&self.tables, table, &service, inputs[0].day, range, &mut frame)?;
+            let output = merge(&self.tables, &service, &inputs, range)?;
             {
                 let mut state = write(&self.state);
                 if let Some(svc) = state.services.get_mut(&service) {
@@ -497,36 +470,64 @@ fn apply(state: &mut State, batch: Batch) -> Receipt {
 }
 
 fn load_stacks(path: &Path, into: &mut HashMap<u64, (u64, Arc<str>)>) -> Result<()> {
-    let frame = tables::read(path)?;
-    let ids = frame.column("id")?.u64()?;
-    let parents = frame.column("parent")?.u64()?;
-    let functions = frame.column("function")?.str()?;
-    for i in 0..frame.height() {
-        if let (Some(id), Some(parent), Some(function)) = (ids.get(i), parents.get(i), functions.get(i)) {
-            into.insert(id, (parent, function.into()));
-        }
+    for node in format::read_stacks(path)? {
+        into.insert(node.id, (node.parent, node.function));
     }
     Ok(())
 }
 
-fn load_deploys(path: &Path) -> Result<Vec<DeployEvent>> {
-    let frame = tables::read(path)?;
-    let deploys = frame.column("deploy")?.str()?;
-    let times = frame.column("time_ms")?.i64()?;
-    let commits = frame.column("commit")?.str()?;
-    let authors = frame.column("author")?.str()?;
-    let messages = frame.column("message")?.str()?;
-    let mut events = Vec::new();
-    for i in 0..frame.height() {
-        if let (Some(deploy), Some(time_ms)) = (deploys.get(i), times.get(i)) {
-            events.push(DeployEvent {
-                deploy: deploy.to_owned(),
-                time_ms,
-                commit: commits.get(i).map(str::to_owned),
-                author: authors.get(i).map(str::to_owned),
-                message: messages.get(i).map(str::to_owned),
-            });
+/// Writes the rows of `inputs` (files of one partition) as one file:
+/// sample and request rows with equal keys summed, stack nodes
+/// deduplicated, deploy events kept.
+fn merge(root: &Path, service: &str, inputs: &[PartFile], range: (u64, u64)) -> Result<PartFile> {
+    let (table, day) = (inputs[0].table, inputs[0].day);
+    match table {
+        Table::Samples => {
+            let mut rows: HashMap<SampleKey, Weight> = HashMap::default();
+            for input in inputs {
+                format::read_samples(&input.path, TimeRange::default(), |key, weight| {
+                    rows.entry(key).or_default().add(weight)
+                })?;
+            }
+            let mut rows: Vec<(&SampleKey, Weight)> = rows.iter().map(|(k, w)| (k, *w)).collect();
+            tables::write(root, table, service, day, range, |file, path| {
+                format::write_samples(file, path, &mut rows)
+            })
+        }
+        Table::Requests => {
+            let mut rows: HashMap<RequestKey, RequestAgg> = HashMap::default();
+            for input in inputs {
+                format::read_requests(&input.path, TimeRange::default(), true, |key, agg| {
+                    rows.entry(key).or_default().add(&agg)
+                })?;
+            }
+            let mut rows: Vec<(&RequestKey, &RequestAgg)> = rows.iter().collect();
+            tables::write(root, table, service, day, range, |file, path| {
+                format::write_requests(file, path, &mut rows)
+            })
+        }
+        Table::Stacks => {
+            let mut seen = std::collections::HashSet::new();
+            let mut nodes = Vec::new();
+            for input in inputs {
+                nodes.extend(
+                    format::read_stacks(&input.path)?
+                        .into_iter()
+                        .filter(|n| seen.insert(n.id)),
+                );
+            }
+            tables::write(root, table, service, day, range, |file, path| {
+                format::write_stacks(file, path, &nodes)
+            })
+        }
+        Table::Deploys => {
+            let mut events = Vec::new();
+            for input in inputs {
+                events.extend(format::read_deploys(&input.path)?);
+            }
+            tables::write(root, table, service, day, range, |file, path| {
+                format::write_deploys(file, path, &events)
+            })
         }
     }
-    Ok(events)
 }

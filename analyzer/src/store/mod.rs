@@ -3,6 +3,7 @@
 //! queries.
 
 mod disk;
+mod format;
 mod head;
 mod scan;
 mod tables;

@@ -1,23 +1,26 @@
-//! Queries over the embedded store: polars scans of the Parquet files of
-//! the selection's days, plus the head, filtered and aggregated lazily.
+//! Queries over the embedded store: every row of the selection, from the
+//! Parquet files of its days ([`super::format`] skips row groups outside
+//! its time range) and from the head, folded into sums per key.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use polars::prelude::*;
-
 use super::disk::{DiskStore, ServiceState};
+use super::format::{self, TimeRange};
 use super::tables::{day_of, Table};
 use super::{
     DeploySummary, Receipt, RequestWindow, Selection, ServiceSummary, StackSeries, StackSeriesRow,
     StackTotals, Store, StoreStats,
 };
 use crate::ingest::Upload;
-use crate::model::{RequestKey, SampleKey, Unit, Weight};
+use crate::model::{RequestAgg, RequestKey, SampleKey, Unit, Weight};
 use crate::{Error, Result};
 
-fn in_range(sel: &Selection, time_ms: i64) -> bool {
-    sel.from_ms.is_none_or(|f| time_ms >= f) && sel.until_ms.is_none_or(|u| time_ms < u)
+fn time_range(sel: &Selection) -> TimeRange {
+    TimeRange {
+        from_ms: sel.from_ms,
+        until_ms: sel.until_ms,
+    }
 }
 
 fn day_in_range(sel: &Selection, day: Option<i64>) -> bool {
@@ -25,49 +28,19 @@ fn day_in_range(sel: &Selection, day: Option<i64>) -> bool {
     sel.from_ms.is_none_or(|f| day >= day_of(f)) && sel.until_ms.is_none_or(|u| day <= day_of(u - 1))
 }
 
-fn sample_kept(sel: &Selection, key: &SampleKey) -> bool {
-    in_range(sel, key.time_ms)
-        && (sel.deploys.is_empty() || sel.deploys.iter().any(|d| **d == *key.deploy))
-        && sel.endpoint.as_deref().is_none_or(|e| e == &*key.endpoint)
-}
-
-fn request_kept(sel: &Selection, key: &RequestKey) -> bool {
-    in_range(sel, key.time_ms)
-        && (sel.deploys.is_empty() || sel.deploys.iter().any(|d| **d == *key.deploy))
-        && sel.endpoint.as_deref().is_none_or(|e| e == &*key.endpoint)
-}
-
-/// The polars filter of a selection (labels are filtered afterwards).
-fn predicate(sel: &Selection) -> Option<Expr> {
-    let mut parts = Vec::new();
-    if let Some(deploys) = sel
-        .deploys
-        .iter()
-        .map(|d| col("deploy").eq(lit(d.as_str())))
-        .reduce(|a, b| a.or(b))
-    {
-        parts.push(deploys);
-    }
-    if let Some(from) = sel.from_ms {
-        parts.push(col("time_ms").gt_eq(lit(from)));
-    }
-    if let Some(until) = sel.until_ms {
-        parts.push(col("time_ms").lt(lit(until)));
-    }
-    if let Some(endpoint) = &sel.endpoint {
-        parts.push(col("endpoint").eq(lit(endpoint.as_str())));
-    }
-    parts.into_iter().reduce(|a, b| a.and(b))
-}
-
-fn window_expr(window_ms: i64) -> Expr {
-    (col("time_ms") - col("time_ms") % lit(window_ms)).alias("window_ms")
+/// Whether a row of `deploy` and `endpoint` at `time_ms` is selected
+/// (labels aside).
+fn selected(sel: &Selection, time_ms: i64, deploy: &str, endpoint: &str) -> bool {
+    sel.from_ms.is_none_or(|f| time_ms >= f)
+        && sel.until_ms.is_none_or(|u| time_ms < u)
+        && (sel.deploys.is_empty() || sel.deploys.iter().any(|d| d == deploy))
+        && sel.endpoint.as_deref().is_none_or(|e| e == endpoint)
 }
 
 /// Whether a row's labels (canonical JSON) hold every selected label.
 struct LabelFilter<'a> {
     wanted: &'a [(String, String)],
-    cache: HashMap<String, bool>,
+    cache: HashMap<Arc<str>, bool>,
 }
 
 impl<'a> LabelFilter<'a> {
@@ -78,17 +51,16 @@ impl<'a> LabelFilter<'a> {
         }
     }
 
-    fn keeps(&mut self, labels: Option<&str>) -> bool {
+    fn keeps(&mut self, labels: &Arc<str>) -> bool {
         if self.wanted.is_empty() {
             return true;
         }
-        let labels = labels.unwrap_or("{}");
         if let Some(&keep) = self.cache.get(labels) {
             return keep;
         }
         let parsed: BTreeMap<String, String> = serde_json::from_str(labels).unwrap_or_default();
         let keep = self.wanted.iter().all(|(k, v)| parsed.get(k) == Some(v));
-        self.cache.insert(labels.to_owned(), keep);
+        self.cache.insert(labels.clone(), keep);
         keep
     }
 }
@@ -103,84 +75,99 @@ fn one_unit(units: &BTreeSet<Unit>) -> Result<Option<Unit>> {
     }
 }
 
-fn strs<'a>(frame: &'a DataFrame, name: &str) -> Result<&'a StringChunked> {
-    Ok(frame.column(name)?.str()?)
-}
-
-fn i64s<'a>(frame: &'a DataFrame, name: &str) -> Result<&'a Int64Chunked> {
-    Ok(frame.column(name)?.i64()?)
+/// The files of one table that a selection reads.
+fn files_of(svc: &ServiceState, table: Table, sel: &Selection) -> Vec<std::path::PathBuf> {
+    svc.files
+        .iter()
+        .filter(|f| f.table == table && day_in_range(sel, f.day))
+        .map(|f| f.path.clone())
+        .collect()
 }
 
 impl DiskStore {
-    /// The lazy union of a table's files (days of the selection) and the
-    /// head rows of the selection, filtered.
-    fn table_frame(&self, table: Table, sel: &Selection) -> Result<LazyFrame> {
-        let (paths, heads) = {
-            let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-            let svc: &ServiceState = state.services.get(&sel.service).ok_or_else(|| Error::NotFound {
-                what: "service",
-                name: sel.service.clone(),
-            })?;
-            let paths: Vec<_> = svc
-                .files
-                .iter()
-                .filter(|f| f.table == table && day_in_range(sel, f.day))
-                .map(|f| f.path.clone())
-                .collect();
-            let mut heads = Vec::new();
-            for head in std::iter::once(&svc.head).chain(svc.flushing.as_deref()) {
-                heads.push(match table {
-                    Table::Samples => head.samples_frame(|k| sample_kept(sel, k))?,
-                    _ => head.requests_frame(|k| request_kept(sel, k))?,
-                });
-            }
-            (paths, heads)
-        };
-        let mut frames: Vec<LazyFrame> = heads.into_iter().map(IntoLazy::lazy).collect();
-        for path in paths {
-            let path = PlRefPath::try_from_path(&path)?;
-            frames.push(LazyFrame::scan_parquet(path, ScanArgsParquet::default())?);
-        }
-        let all = concat(frames, UnionArgs::default())?;
-        Ok(match predicate(sel) {
-            Some(p) => all.filter(p),
-            None => all,
+    fn service<'a>(state: &'a super::disk::State, service: &str) -> Result<&'a ServiceState> {
+        state.services.get(service).ok_or_else(|| Error::NotFound {
+            what: "service",
+            name: service.to_owned(),
         })
     }
 
-    /// Samples grouped by `keys` (plus unit and, when filtering by labels,
-    /// labels), with summed weight and count, labels already filtered.
-    fn grouped_samples(&self, sel: &Selection, mut keys: Vec<Expr>) -> Result<DataFrame> {
-        if !sel.labels.is_empty() {
-            keys.push(col("labels"));
+    /// Calls `visit` with every sample row of the selection, labels
+    /// filtered: the head's (and a flushing head's) rows and the files'
+    /// rows, read under one look at the state so that no row counts twice.
+    fn each_sample(&self, sel: &Selection, mut visit: impl FnMut(&SampleKey, Weight)) -> Result<()> {
+        let mut labels = LabelFilter::new(&sel.labels);
+        let mut keep = |key: &SampleKey| {
+            selected(sel, key.time_ms, &key.deploy, &key.endpoint) && labels.keeps(&key.labels)
+        };
+        let paths = {
+            let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+            let svc = Self::service(&state, &sel.service)?;
+            for head in std::iter::once(&svc.head).chain(svc.flushing.as_deref()) {
+                for (key, weight) in &head.samples {
+                    if keep(key) {
+                        visit(key, *weight);
+                    }
+                }
+            }
+            files_of(svc, Table::Samples, sel)
+        };
+        for path in paths {
+            format::read_samples(&path, time_range(sel), |key, weight| {
+                if keep(&key) {
+                    visit(&key, weight);
+                }
+            })?;
         }
-        // The unit is not a grouping key (hashing strings is what costs);
-        // its smallest and largest value per group tell mixed units apart.
-        let frame = self
-            .table_frame(Table::Samples, sel)?
-            .group_by(keys)
-            .agg([
-                col("weight").sum(),
-                col("count").sum(),
-                col("unit").min().alias("unit"),
-                col("unit").max().alias("unit_max"),
-            ])
-            .collect()?;
-        if sel.labels.is_empty() {
-            return Ok(frame);
-        }
-        let mut filter = LabelFilter::new(&sel.labels);
-        let labels = strs(&frame, "labels")?;
-        let mask: BooleanChunked = (0..frame.height()).map(|i| filter.keeps(labels.get(i))).collect();
-        Ok(frame.filter(&mask)?)
+        Ok(())
     }
 
-    fn units_of(frame: &DataFrame) -> Result<BTreeSet<Unit>> {
-        let (low, high) = (strs(frame, "unit")?, strs(frame, "unit_max")?);
-        Ok((0..frame.height())
-            .flat_map(|i| [low.get(i), high.get(i)])
-            .filter_map(|u| u.and_then(Unit::parse))
-            .collect())
+    /// Calls `visit` with every request row of the selection (histograms
+    /// left empty), like [`DiskStore::each_sample`].
+    fn each_request(&self, sel: &Selection, mut visit: impl FnMut(&RequestKey, &RequestAgg)) -> Result<()> {
+        let keep = |key: &RequestKey| selected(sel, key.time_ms, &key.deploy, &key.endpoint);
+        let paths = {
+            let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+            let svc = Self::service(&state, &sel.service)?;
+            for head in std::iter::once(&svc.head).chain(svc.flushing.as_deref()) {
+                for (key, agg) in &head.requests {
+                    if keep(key) {
+                        visit(key, agg);
+                    }
+                }
+            }
+            files_of(svc, Table::Requests, sel)
+        };
+        for path in paths {
+            format::read_requests(&path, time_range(sel), false, |key, agg| {
+                if keep(&key) {
+                    visit(&key, &agg);
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Window start, deploy, endpoint (or `""`) and unit.
+type WindowKey = (i64, Arc<str>, Arc<str>, Unit);
+
+/// First and last time, rows' counts, weights and units of one deploy.
+#[derive(Default)]
+struct DeploySeen {
+    first: Option<i64>,
+    last: Option<i64>,
+    samples: i64,
+    weight: i64,
+    requests: i64,
+    units: BTreeSet<Unit>,
+}
+
+impl DeploySeen {
+    fn saw(&mut self, time_ms: i64, unit: Unit) {
+        self.first = Some(self.first.map_or(time_ms, |f| f.min(time_ms)));
+        self.last = Some(self.last.map_or(time_ms, |l| l.max(time_ms)));
+        self.units.insert(unit);
     }
 }
 
@@ -222,60 +209,34 @@ impl Store for DiskStore {
             service: service.to_owned(),
             ..Selection::default()
         };
-        let samples = self
-            .table_frame(Table::Samples, &sel)?
-            .group_by([col("deploy"), col("unit")])
-            .agg([
-                col("time_ms").min().alias("first"),
-                col("time_ms").max().alias("last"),
-                col("count").sum(),
-                col("weight").sum(),
-            ])
-            .collect()?;
-        let requests = self
-            .table_frame(Table::Requests, &sel)?
-            .group_by([col("deploy"), col("unit")])
-            .agg([
-                col("time_ms").min().alias("first"),
-                col("time_ms").max().alias("last"),
-                col("count").sum(),
-            ])
-            .collect()?;
-        let mut by_deploy: BTreeMap<String, DeploySummary> = BTreeMap::new();
-        let blank = |deploy: &str| DeploySummary {
-            deploy: deploy.to_owned(),
-            first_seen_ms: i64::MAX,
-            last_seen_ms: i64::MIN,
-            samples: 0,
-            weight: 0,
-            requests: 0,
-            units: Vec::new(),
-            event: None,
-        };
-        for (frame, is_samples) in [(&samples, true), (&requests, false)] {
-            let deploys = strs(frame, "deploy")?;
-            let units = strs(frame, "unit")?;
-            let (first, last, count) = (i64s(frame, "first")?, i64s(frame, "last")?, i64s(frame, "count")?);
-            for i in 0..frame.height() {
-                let Some(deploy) = deploys.get(i) else { continue };
-                let d = by_deploy
-                    .entry(deploy.to_owned())
-                    .or_insert_with(|| blank(deploy));
-                d.first_seen_ms = d.first_seen_ms.min(first.get(i).unwrap_or(i64::MAX));
-                d.last_seen_ms = d.last_seen_ms.max(last.get(i).unwrap_or(i64::MIN));
-                if let Some(unit) = units.get(i).and_then(Unit::parse) {
-                    if !d.units.contains(&unit) {
-                        d.units.push(unit);
-                    }
-                }
-                if is_samples {
-                    d.samples += count.get(i).unwrap_or(0);
-                    d.weight += i64s(frame, "weight")?.get(i).unwrap_or(0);
-                } else {
-                    d.requests += count.get(i).unwrap_or(0);
-                }
-            }
-        }
+        let mut seen: HashMap<Arc<str>, DeploySeen> = HashMap::new();
+        self.each_sample(&sel, |key, weight| {
+            let d = seen.entry(key.deploy.clone()).or_default();
+            d.saw(key.time_ms, key.unit);
+            d.samples += weight.count;
+            d.weight += weight.weight;
+        })?;
+        self.each_request(&sel, |key, agg| {
+            let d = seen.entry(key.deploy.clone()).or_default();
+            d.saw(key.time_ms, key.unit);
+            d.requests += agg.count;
+        })?;
+        let mut by_deploy: BTreeMap<String, DeploySummary> = seen
+            .into_iter()
+            .map(|(deploy, d)| {
+                let summary = DeploySummary {
+                    deploy: deploy.to_string(),
+                    first_seen_ms: d.first.unwrap_or(i64::MAX),
+                    last_seen_ms: d.last.unwrap_or(i64::MIN),
+                    samples: d.samples,
+                    weight: d.weight,
+                    requests: d.requests,
+                    units: d.units.into_iter().collect(),
+                    event: None,
+                };
+                (deploy.to_string(), summary)
+            })
+            .collect();
         let events = {
             let state = self.state.read().unwrap_or_else(|e| e.into_inner());
             state
@@ -287,7 +248,16 @@ impl Store for DiskStore {
         for event in events {
             let d = by_deploy
                 .entry(event.deploy.clone())
-                .or_insert_with(|| blank(&event.deploy));
+                .or_insert_with(|| DeploySummary {
+                    deploy: event.deploy.clone(),
+                    first_seen_ms: i64::MAX,
+                    last_seen_ms: i64::MIN,
+                    samples: 0,
+                    weight: 0,
+                    requests: 0,
+                    units: Vec::new(),
+                    event: None,
+                });
             d.first_seen_ms = d.first_seen_ms.min(event.time_ms);
             d.last_seen_ms = d.last_seen_ms.max(event.time_ms);
             d.event = Some(event);
@@ -337,118 +307,85 @@ impl Store for DiskStore {
 
     fn stack_totals(&self, sel: &Selection) -> Result<StackTotals> {
         let _scan = self.scan_guard();
-        let frame = self.grouped_samples(sel, vec![col("stack_id")])?;
-        let unit = one_unit(&Self::units_of(&frame)?)?.unwrap_or(Unit::CpuNs);
-        let ids = frame.column("stack_id")?.u64()?;
-        let (weights, counts) = (i64s(&frame, "weight")?, i64s(&frame, "count")?);
-        let mut stacks: HashMap<u64, Weight> = HashMap::with_capacity(frame.height());
-        for i in 0..frame.height() {
-            if let Some(id) = ids.get(i) {
-                stacks.entry(id).or_default().add(Weight {
-                    weight: weights.get(i).unwrap_or(0),
-                    count: counts.get(i).unwrap_or(0),
-                });
-            }
-        }
+        let mut units = BTreeSet::new();
+        let mut stacks: HashMap<u64, Weight> = HashMap::new();
+        self.each_sample(sel, |key, weight| {
+            units.insert(key.unit);
+            stacks.entry(key.stack_id).or_default().add(weight);
+        })?;
+        let unit = one_unit(&units)?.unwrap_or(Unit::CpuNs);
         Ok(StackTotals { unit, stacks })
     }
 
     fn stack_series(&self, sel: &Selection, window_ms: i64, by_endpoint: bool) -> Result<StackSeries> {
         let _scan = self.scan_guard();
         let window_ms = window_ms.max(1);
-        let mut keys = vec![window_expr(window_ms), col("deploy"), col("stack_id")];
-        if by_endpoint {
-            keys.push(col("endpoint"));
-        }
-        let frame = self.grouped_samples(sel, keys)?;
-        let unit = one_unit(&Self::units_of(&frame)?)?.unwrap_or(Unit::CpuNs);
-        let windows = i64s(&frame, "window_ms")?;
-        let deploys = strs(&frame, "deploy")?;
-        let endpoints = if by_endpoint {
-            Some(strs(&frame, "endpoint")?)
-        } else {
-            None
-        };
-        let ids = frame.column("stack_id")?.u64()?;
-        let (weights, counts) = (i64s(&frame, "weight")?, i64s(&frame, "count")?);
-        let mut names: HashMap<&str, Arc<str>> = HashMap::new();
-        let mut summed: BTreeMap<(i64, Arc<str>, Arc<str>, u64), Weight> = BTreeMap::new();
-        for i in 0..frame.height() {
-            let (Some(window), Some(deploy), Some(id)) = (windows.get(i), deploys.get(i), ids.get(i)) else {
-                continue;
+        let every_endpoint: Arc<str> = "".into();
+        let mut units = BTreeSet::new();
+        let mut summed: HashMap<(WindowKey, u64), Weight> = HashMap::new();
+        self.each_sample(sel, |key, weight| {
+            units.insert(key.unit);
+            let window = key.time_ms - key.time_ms.rem_euclid(window_ms);
+            let endpoint = if by_endpoint {
+                key.endpoint.clone()
+            } else {
+                every_endpoint.clone()
             };
-            let endpoint = endpoints.as_ref().and_then(|e| e.get(i)).unwrap_or("");
-            let deploy = names.entry(deploy).or_insert_with(|| deploy.into()).clone();
-            let endpoint = names.entry(endpoint).or_insert_with(|| endpoint.into()).clone();
             summed
-                .entry((window, deploy, endpoint, id))
+                .entry(((window, key.deploy.clone(), endpoint, key.unit), key.stack_id))
                 .or_default()
-                .add(Weight {
-                    weight: weights.get(i).unwrap_or(0),
-                    count: counts.get(i).unwrap_or(0),
-                });
-        }
-        Ok(StackSeries {
-            unit,
-            rows: summed
-                .into_iter()
-                .map(
-                    |((window_ms, deploy, endpoint, stack_id), weight)| StackSeriesRow {
-                        window_ms,
-                        deploy,
-                        endpoint,
-                        stack_id,
-                        weight,
-                    },
-                )
-                .collect(),
-        })
+                .add(weight);
+        })?;
+        let unit = one_unit(&units)?.unwrap_or(Unit::CpuNs);
+        let mut rows: Vec<StackSeriesRow> = summed
+            .into_iter()
+            .map(
+                |(((window_ms, deploy, endpoint, _), stack_id), weight)| StackSeriesRow {
+                    window_ms,
+                    deploy,
+                    endpoint,
+                    stack_id,
+                    weight,
+                },
+            )
+            .collect();
+        rows.sort_unstable_by(|a, b| {
+            (a.window_ms, &a.deploy, &a.endpoint, a.stack_id).cmp(&(
+                b.window_ms,
+                &b.deploy,
+                &b.endpoint,
+                b.stack_id,
+            ))
+        });
+        Ok(StackSeries { unit, rows })
     }
 
     fn requests(&self, sel: &Selection, window_ms: i64) -> Result<Vec<RequestWindow>> {
         let _scan = self.scan_guard();
         let window_ms = window_ms.max(1);
-        let frame = self
-            .table_frame(Table::Requests, sel)?
-            .group_by([
-                window_expr(window_ms),
-                col("deploy"),
-                col("endpoint"),
-                col("unit"),
-            ])
-            .agg([col("count").sum(), col("cost").sum()])
-            .sort(
-                ["window_ms", "deploy", "endpoint"],
-                SortMultipleOptions::default(),
+        // (window, deploy, endpoint, unit) → (requests, cost)
+        let mut summed: BTreeMap<WindowKey, (i64, i64)> = BTreeMap::new();
+        self.each_request(sel, |key, agg| {
+            let window = key.time_ms - key.time_ms.rem_euclid(window_ms);
+            let sums = summed
+                .entry((window, key.deploy.clone(), key.endpoint.clone(), key.unit))
+                .or_default();
+            sums.0 += agg.count;
+            sums.1 += agg.cost;
+        })?;
+        Ok(summed
+            .into_iter()
+            .map(
+                |((window_ms, deploy, endpoint, unit), (count, cost))| RequestWindow {
+                    window_ms,
+                    deploy: deploy.to_string(),
+                    endpoint: endpoint.to_string(),
+                    count,
+                    cost,
+                    unit,
+                },
             )
-            .collect()?;
-        let (windows, deploys, endpoints, units) = (
-            i64s(&frame, "window_ms")?,
-            strs(&frame, "deploy")?,
-            strs(&frame, "endpoint")?,
-            strs(&frame, "unit")?,
-        );
-        let (counts, costs) = (i64s(&frame, "count")?, i64s(&frame, "cost")?);
-        let mut out = Vec::with_capacity(frame.height());
-        for i in 0..frame.height() {
-            let (Some(window_ms), Some(deploy), Some(endpoint), Some(unit)) = (
-                windows.get(i),
-                deploys.get(i),
-                endpoints.get(i),
-                units.get(i).and_then(Unit::parse),
-            ) else {
-                continue;
-            };
-            out.push(RequestWindow {
-                window_ms,
-                deploy: deploy.to_owned(),
-                endpoint: endpoint.to_owned(),
-                count: counts.get(i).unwrap_or(0),
-                cost: costs.get(i).unwrap_or(0),
-                unit,
-            });
-        }
-        Ok(out)
+            .collect())
     }
 
     fn stack_frames(&self, service: &str, id: u64) -> Option<Vec<Arc<str>>> {

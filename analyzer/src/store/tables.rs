@@ -18,11 +18,9 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use polars::prelude::*;
-
+use super::format;
 use crate::wal::sync_dir;
 use crate::{Error, Result};
 
@@ -161,14 +159,15 @@ fn parse_file_name(name: &str) -> Option<(u64, u64)> {
     Some((from.parse().ok()?, to.parse().ok()?))
 }
 
-/// Writes `frame` as a new file of `table` for `service`, durably.
+/// Writes a new file of `table` for `service`, durably: `contents`
+/// writes the Parquet data to the (temporary) file it is given.
 pub fn write(
     root: &Path,
     table: Table,
     service: &str,
     day: Option<i64>,
     (from, to): (u64, u64),
-    frame: &mut DataFrame,
+    contents: impl FnOnce(&mut File, &Path) -> Result<()>,
 ) -> Result<PartFile> {
     let dir = partition_dir(root, table, service, day);
     fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
@@ -176,18 +175,8 @@ pub fn write(
     let tmp = dir.join(format!(".part-{from:016}-{to:016}.parquet.tmp"));
     let result = (|| {
         let mut file = File::create(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
-        ParquetWriter::new(&mut file)
-            .with_compression(ParquetCompression::Zstd(None))
-            .finish(frame)
-            .map_err(|e| match e {
-                PolarsError::IO { error, .. } => Error::io(
-                    format!("write {}", tmp.display()),
-                    std::io::Error::new(error.kind(), error.to_string()),
-                ),
-                other => Error::Polars(other),
-            })?;
-        file.flush()
-            .and_then(|_| file.sync_all())
+        contents(&mut file, &tmp)?;
+        file.sync_all()
             .map_err(|e| Error::io(format!("fsync {}", tmp.display()), e))?;
         fs::rename(&tmp, &path).map_err(|e| Error::io(format!("rename {}", path.display()), e))?;
         sync_dir(&dir)
@@ -205,21 +194,6 @@ pub fn write(
         path,
         bytes,
     })
-}
-
-/// Reads a whole file.
-pub fn read(path: &Path) -> Result<DataFrame> {
-    let file = File::open(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-    Ok(ParquetReader::new(file).finish()?)
-}
-
-/// Checks a file's footer (schema and row count) without reading its data.
-fn check(path: &Path) -> Result<()> {
-    let file = File::open(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-    let mut reader = ParquetReader::new(file);
-    reader.schema()?;
-    reader.num_rows()?;
-    Ok(())
 }
 
 /// The files of every service, after the start-up rules: files past
@@ -274,7 +248,7 @@ pub fn load(root: &Path, checkpoint: u64, quarantine: &Path) -> Result<(FilesByS
                             .map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
                         continue;
                     }
-                    if let Err(e) = check(&path) {
+                    if let Err(e) = format::check(&path, table) {
                         tracing::error!(file = %path.display(), error = %e, "corrupt Parquet file; moved to quarantine and skipped");
                         fs::create_dir_all(quarantine).map_err(|e| Error::io("create quarantine", e))?;
                         let target = quarantine.join(format!(

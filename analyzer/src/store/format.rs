@@ -1,0 +1,645 @@
+//! The four tables' rows in Parquet files: each table's schema, rows
+//! written as zstd-compressed row groups, and rows read back column by
+//! column with the `parquet` crate's column API (no query engine: the
+//! store's queries are sums over a few columns, done in [`super::scan`]).
+//!
+//! Columns are found by name, so files written by earlier versions (whose
+//! columns were nullable, with dictionary pages and an Arrow schema in the
+//! footer) read the same; a null where a value belongs reads as `0` or
+//! `""`. Sample and request rows are written sorted by time, so a row
+//! group's `time_ms` statistics let a query skip it.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::column::reader::{get_typed_column_reader, ColumnReaderImpl};
+use parquet::data_type::{ByteArray, ByteArrayType, DataType, Int64Type};
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+use parquet::file::reader::{FileReader, RowGroupReader};
+use parquet::file::serialized_reader::SerializedFileReader;
+use parquet::file::statistics::Statistics;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::parser::parse_message_type;
+use rustc_hash::FxHashMap as HashMap;
+
+use super::tables::Table;
+use crate::model::{DeployEvent, RequestAgg, RequestKey, SampleKey, StackNode, Unit, Weight};
+use crate::{Error, Result};
+
+/// Rows per row group: small enough that a time filter skips most of a
+/// compacted day, large enough that each column compresses well.
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+const SAMPLES: &str = "message samples {
+    REQUIRED INT64 time_ms;
+    REQUIRED BYTE_ARRAY deploy (STRING);
+    REQUIRED BYTE_ARRAY host (STRING);
+    REQUIRED BYTE_ARRAY endpoint (STRING);
+    REQUIRED BYTE_ARRAY labels (STRING);
+    REQUIRED INT64 stack_id (INTEGER(64, false));
+    REQUIRED BYTE_ARRAY unit (STRING);
+    REQUIRED INT64 weight;
+    REQUIRED INT64 count;
+}";
+
+const REQUESTS: &str = "message requests {
+    REQUIRED INT64 time_ms;
+    REQUIRED BYTE_ARRAY deploy (STRING);
+    REQUIRED BYTE_ARRAY host (STRING);
+    REQUIRED BYTE_ARRAY endpoint (STRING);
+    REQUIRED BYTE_ARRAY unit (STRING);
+    REQUIRED INT64 count;
+    REQUIRED INT64 cost;
+    REQUIRED BYTE_ARRAY histogram (STRING);
+}";
+
+const STACKS: &str = "message stacks {
+    REQUIRED INT64 id (INTEGER(64, false));
+    REQUIRED INT64 parent (INTEGER(64, false));
+    REQUIRED BYTE_ARRAY function (STRING);
+}";
+
+const DEPLOYS: &str = "message deploys {
+    REQUIRED BYTE_ARRAY deploy (STRING);
+    REQUIRED INT64 time_ms;
+    OPTIONAL BYTE_ARRAY commit (STRING);
+    OPTIONAL BYTE_ARRAY author (STRING);
+    OPTIONAL BYTE_ARRAY message (STRING);
+}";
+
+impl Table {
+    fn schema(self) -> &'static str {
+        match self {
+            Table::Samples => SAMPLES,
+            Table::Requests => REQUESTS,
+            Table::Stacks => STACKS,
+            Table::Deploys => DEPLOYS,
+        }
+    }
+
+    /// The columns a file of this table must have.
+    fn columns(self) -> impl Iterator<Item = &'static str> {
+        self.schema()
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.trim().trim_end_matches(';').split_whitespace().nth(2))
+            .map(|name| name.trim_end_matches(';'))
+    }
+}
+
+/// One column's values, in schema order, for writing.
+enum Values {
+    Int(Vec<i64>),
+    Text(Vec<ByteArray>),
+    MaybeText(Vec<Option<ByteArray>>),
+}
+
+fn text(s: &str) -> ByteArray {
+    ByteArray::from(s.as_bytes().to_vec())
+}
+
+fn parquet_error(path: &Path, source: ParquetError) -> Error {
+    // I/O errors (a full disk above all) keep their kind.
+    if let ParquetError::External(inner) = &source {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            return Error::io(
+                format!("write {}", path.display()),
+                std::io::Error::new(io.kind(), io.to_string()),
+            );
+        }
+    }
+    Error::Parquet {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes `columns` (each `rows` long, in the table's schema order) to
+/// `file` as a Parquet file.
+fn write_columns(
+    file: &mut File,
+    path: &Path,
+    table: Table,
+    rows: usize,
+    columns: Vec<Values>,
+) -> Result<()> {
+    let schema = Arc::new(parse_message_type(table.schema()).map_err(|e| parquet_error(path, e))?);
+    let properties = Arc::new(
+        WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .build(),
+    );
+    let result = (|| -> std::result::Result<(), ParquetError> {
+        let mut writer = SerializedFileWriter::new(&mut *file, schema, properties)?;
+        let mut start = 0;
+        loop {
+            let end = (start + ROW_GROUP_ROWS).min(rows);
+            let mut group = writer.next_row_group()?;
+            let mut values = columns.iter();
+            while let Some(mut column) = group.next_column()? {
+                match values.next() {
+                    Some(Values::Int(v)) => {
+                        column
+                            .typed::<Int64Type>()
+                            .write_batch(&v[start..end], None, None)?;
+                    }
+                    Some(Values::Text(v)) => {
+                        column
+                            .typed::<ByteArrayType>()
+                            .write_batch(&v[start..end], None, None)?;
+                    }
+                    Some(Values::MaybeText(v)) => {
+                        let slice = &v[start..end];
+                        let levels: Vec<i16> = slice.iter().map(|x| i16::from(x.is_some())).collect();
+                        let present: Vec<ByteArray> = slice.iter().flatten().cloned().collect();
+                        column
+                            .typed::<ByteArrayType>()
+                            .write_batch(&present, Some(&levels), None)?;
+                    }
+                    None => return Err(ParquetError::General("fewer values than columns".into())),
+                }
+                column.close()?;
+            }
+            group.close()?;
+            start = end;
+            if start >= rows {
+                break;
+            }
+        }
+        writer.close()?;
+        Ok(())
+    })();
+    result.map_err(|e| parquet_error(path, e))
+}
+
+/// Writes sample rows, sorted by time.
+pub fn write_samples(file: &mut File, path: &Path, rows: &mut [(&SampleKey, Weight)]) -> Result<()> {
+    rows.sort_unstable_by_key(|(k, _)| k.time_ms);
+    let strings = |f: fn(&SampleKey) -> &str| Values::Text(rows.iter().map(|(k, _)| text(f(k))).collect());
+    let columns = vec![
+        Values::Int(rows.iter().map(|(k, _)| k.time_ms).collect()),
+        strings(|k| &k.deploy),
+        strings(|k| &k.host),
+        strings(|k| &k.endpoint),
+        strings(|k| &k.labels),
+        Values::Int(rows.iter().map(|(k, _)| k.stack_id as i64).collect()),
+        strings(|k| k.unit.as_str()),
+        Values::Int(rows.iter().map(|(_, w)| w.weight).collect()),
+        Values::Int(rows.iter().map(|(_, w)| w.count).collect()),
+    ];
+    write_columns(file, path, Table::Samples, rows.len(), columns)
+}
+
+/// Writes request rows, sorted by time; histograms as JSON pairs.
+pub fn write_requests(file: &mut File, path: &Path, rows: &mut [(&RequestKey, &RequestAgg)]) -> Result<()> {
+    rows.sort_unstable_by_key(|(k, _)| k.time_ms);
+    let strings = |f: fn(&RequestKey) -> &str| Values::Text(rows.iter().map(|(k, _)| text(f(k))).collect());
+    let histograms = rows.iter().map(|(_, r)| {
+        let pairs: Vec<(u32, u64)> = r.histogram.iter().map(|(&b, &n)| (b, n)).collect();
+        text(&serde_json::to_string(&pairs).unwrap_or_default())
+    });
+    let columns = vec![
+        Values::Int(rows.iter().map(|(k, _)| k.time_ms).collect()),
+        strings(|k| &k.deploy),
+        strings(|k| &k.host),
+        strings(|k| &k.endpoint),
+        strings(|k| k.unit.as_str()),
+        Values::Int(rows.iter().map(|(_, r)| r.count).collect()),
+        Values::Int(rows.iter().map(|(_, r)| r.cost).collect()),
+        Values::Text(histograms.collect()),
+    ];
+    write_columns(file, path, Table::Requests, rows.len(), columns)
+}
+
+/// Writes stack nodes.
+pub fn write_stacks(file: &mut File, path: &Path, nodes: &[StackNode]) -> Result<()> {
+    let columns = vec![
+        Values::Int(nodes.iter().map(|n| n.id as i64).collect()),
+        Values::Int(nodes.iter().map(|n| n.parent as i64).collect()),
+        Values::Text(nodes.iter().map(|n| text(&n.function)).collect()),
+    ];
+    write_columns(file, path, Table::Stacks, nodes.len(), columns)
+}
+
+/// Writes deploy events.
+pub fn write_deploys(file: &mut File, path: &Path, events: &[DeployEvent]) -> Result<()> {
+    let maybe = |f: fn(&DeployEvent) -> &Option<String>| {
+        Values::MaybeText(events.iter().map(|e| f(e).as_deref().map(text)).collect())
+    };
+    let columns = vec![
+        Values::Text(events.iter().map(|e| text(&e.deploy)).collect()),
+        Values::Int(events.iter().map(|e| e.time_ms).collect()),
+        maybe(|e| &e.commit),
+        maybe(|e| &e.author),
+        maybe(|e| &e.message),
+    ];
+    write_columns(file, path, Table::Deploys, events.len(), columns)
+}
+
+/// A time range to read, ms, `from` inclusive and `until` exclusive.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimeRange {
+    /// Start, if any.
+    pub from_ms: Option<i64>,
+    /// End, if any.
+    pub until_ms: Option<i64>,
+}
+
+impl TimeRange {
+    fn contains(self, time_ms: i64) -> bool {
+        self.from_ms.is_none_or(|f| time_ms >= f) && self.until_ms.is_none_or(|u| time_ms < u)
+    }
+
+    fn overlaps(self, (low, high): (i64, i64)) -> bool {
+        self.from_ms.is_none_or(|f| high >= f) && self.until_ms.is_none_or(|u| low < u)
+    }
+}
+
+/// An open Parquet file of one table, its footer read.
+pub struct TableFile {
+    path: PathBuf,
+    reader: SerializedFileReader<File>,
+    /// Column index of each of the table's columns, by schema order.
+    columns: Vec<usize>,
+}
+
+impl TableFile {
+    /// Opens `path` and checks that its footer has every column of `table`.
+    pub fn open(path: &Path, table: Table) -> Result<TableFile> {
+        let file = File::open(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        let reader = SerializedFileReader::new(file).map_err(|e| parquet_error(path, e))?;
+        let schema = reader.metadata().file_metadata().schema_descr();
+        let columns = table
+            .columns()
+            .map(|name| {
+                schema
+                    .columns()
+                    .iter()
+                    .position(|c| c.path().string() == name)
+                    .ok_or_else(|| Error::Parquet {
+                        path: path.to_owned(),
+                        source: ParquetError::General(format!("no column `{name}`")),
+                    })
+            })
+            .collect::<Result<_>>()?;
+        Ok(TableFile {
+            path: path.to_owned(),
+            reader,
+            columns,
+        })
+    }
+
+    fn row_groups(&self) -> usize {
+        self.reader.metadata().num_row_groups()
+    }
+
+    fn group(&self, index: usize) -> Result<Box<dyn RowGroupReader + '_>> {
+        self.reader
+            .get_row_group(index)
+            .map_err(|e| parquet_error(&self.path, e))
+    }
+
+    /// The smallest and largest value of column `column` in row group
+    /// `index`, if its statistics say.
+    fn int_range(&self, index: usize, column: usize) -> Option<(i64, i64)> {
+        let meta = self.reader.metadata().row_group(index);
+        match meta.column(self.columns[column]).statistics()? {
+            Statistics::Int64(s) => Some((*s.min_opt()?, *s.max_opt()?)),
+            _ => None,
+        }
+    }
+
+    /// Every value of a column of one row group, `None` for nulls.
+    fn read<T: DataType>(&self, group: &dyn RowGroupReader, column: usize) -> Result<Vec<Option<T::T>>>
+    where
+        T::T: Clone,
+    {
+        let rows = group.metadata().num_rows() as usize;
+        let index = self.columns[column];
+        let reader = group
+            .get_column_reader(index)
+            .map_err(|e| parquet_error(&self.path, e))?;
+        let mut reader: ColumnReaderImpl<T> = get_typed_column_reader(reader);
+        let nullable = group.metadata().column(index).column_descr().max_def_level() > 0;
+        let (mut values, mut levels) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+        let mut read = 0;
+        while read < rows {
+            let (records, _, _) = reader
+                .read_records(rows - read, nullable.then_some(&mut levels), None, &mut values)
+                .map_err(|e| parquet_error(&self.path, e))?;
+            if records == 0 {
+                break;
+            }
+            read += records;
+        }
+        if !nullable {
+            return Ok(values.into_iter().map(Some).collect());
+        }
+        let mut present = values.into_iter();
+        Ok(levels
+            .iter()
+            .map(|&level| if level > 0 { present.next() } else { None })
+            .collect())
+    }
+
+    fn ints(&self, group: &dyn RowGroupReader, column: usize) -> Result<Vec<i64>> {
+        Ok(self
+            .read::<Int64Type>(group, column)?
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect())
+    }
+
+    fn texts(&self, group: &dyn RowGroupReader, column: usize) -> Result<Vec<Option<ByteArray>>> {
+        self.read::<ByteArrayType>(group, column)
+    }
+
+    fn utf8<'a>(&self, bytes: &'a Option<ByteArray>) -> Result<&'a str> {
+        match bytes {
+            None => Ok(""),
+            Some(b) => std::str::from_utf8(b.data()).map_err(|_| Error::Parquet {
+                path: self.path.clone(),
+                source: ParquetError::General("a string column holds invalid UTF-8".into()),
+            }),
+        }
+    }
+}
+
+/// One shared copy of each distinct string of a row group.
+#[derive(Default)]
+struct Interner(HashMap<Box<str>, Arc<str>>);
+
+impl Interner {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(s) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = s.into();
+        self.0.insert(s.into(), shared.clone());
+        shared
+    }
+}
+
+/// Calls `visit` with every sample row of `path` whose time is in `range`.
+pub fn read_samples(path: &Path, range: TimeRange, mut visit: impl FnMut(SampleKey, Weight)) -> Result<()> {
+    let file = TableFile::open(path, Table::Samples)?;
+    for index in 0..file.row_groups() {
+        if file.int_range(index, 0).is_some_and(|r| !range.overlaps(r)) {
+            continue;
+        }
+        let group = file.group(index)?;
+        let time = file.ints(&*group, 0)?;
+        let [deploy, host, endpoint, labels] = [1, 2, 3, 4].map(|c| file.texts(&*group, c));
+        let (deploy, host, endpoint, labels) = (deploy?, host?, endpoint?, labels?);
+        let stack = file.ints(&*group, 5)?;
+        let unit = file.texts(&*group, 6)?;
+        let (weight, count) = (file.ints(&*group, 7)?, file.ints(&*group, 8)?);
+        let mut strings = Interner::default();
+        for row in 0..time.len() {
+            if !range.contains(time[row]) {
+                continue;
+            }
+            let Some(unit) = Unit::parse(file.utf8(&unit[row])?) else {
+                continue;
+            };
+            let key = SampleKey {
+                time_ms: time[row],
+                deploy: strings.get(file.utf8(&deploy[row])?),
+                host: strings.get(file.utf8(&host[row])?),
+                endpoint: strings.get(file.utf8(&endpoint[row])?),
+                labels: strings.get(file.utf8(&labels[row])?),
+                stack_id: stack[row] as u64,
+                unit,
+            };
+            visit(
+                key,
+                Weight {
+                    weight: weight[row],
+                    count: count[row],
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Calls `visit` with every request row of `path` whose time is in
+/// `range`; histograms are parsed only when `histograms` is set.
+pub fn read_requests(
+    path: &Path,
+    range: TimeRange,
+    histograms: bool,
+    mut visit: impl FnMut(RequestKey, RequestAgg),
+) -> Result<()> {
+    let file = TableFile::open(path, Table::Requests)?;
+    for index in 0..file.row_groups() {
+        if file.int_range(index, 0).is_some_and(|r| !range.overlaps(r)) {
+            continue;
+        }
+        let group = file.group(index)?;
+        let time = file.ints(&*group, 0)?;
+        let [deploy, host, endpoint, unit] = [1, 2, 3, 4].map(|c| file.texts(&*group, c));
+        let (deploy, host, endpoint, unit) = (deploy?, host?, endpoint?, unit?);
+        let (count, cost) = (file.ints(&*group, 5)?, file.ints(&*group, 6)?);
+        let histogram = if histograms {
+            file.texts(&*group, 7)?
+        } else {
+            Vec::new()
+        };
+        let mut strings = Interner::default();
+        for row in 0..time.len() {
+            if !range.contains(time[row]) {
+                continue;
+            }
+            let Some(unit) = Unit::parse(file.utf8(&unit[row])?) else {
+                continue;
+            };
+            let pairs: Vec<(u32, u64)> = match histogram.get(row) {
+                Some(json) => serde_json::from_str(file.utf8(json)?).unwrap_or_default(),
+                None => Vec::new(),
+            };
+            visit(
+                RequestKey {
+                    time_ms: time[row],
+                    deploy: strings.get(file.utf8(&deploy[row])?),
+                    host: strings.get(file.utf8(&host[row])?),
+                    endpoint: strings.get(file.utf8(&endpoint[row])?),
+                    unit,
+                },
+                RequestAgg {
+                    count: count[row],
+                    cost: cost[row],
+                    histogram: pairs.into_iter().collect::<BTreeMap<u32, u64>>(),
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Every stack node of `path`.
+pub fn read_stacks(path: &Path) -> Result<Vec<StackNode>> {
+    let file = TableFile::open(path, Table::Stacks)?;
+    let mut nodes = Vec::new();
+    for index in 0..file.row_groups() {
+        let group = file.group(index)?;
+        let (ids, parents) = (file.ints(&*group, 0)?, file.ints(&*group, 1)?);
+        let functions = file.texts(&*group, 2)?;
+        for ((id, parent), function) in ids.into_iter().zip(parents).zip(&functions) {
+            nodes.push(StackNode {
+                id: id as u64,
+                parent: parent as u64,
+                function: file.utf8(function)?.into(),
+            });
+        }
+    }
+    Ok(nodes)
+}
+
+/// Every deploy event of `path`.
+pub fn read_deploys(path: &Path) -> Result<Vec<DeployEvent>> {
+    let file = TableFile::open(path, Table::Deploys)?;
+    let mut events = Vec::new();
+    for index in 0..file.row_groups() {
+        let group = file.group(index)?;
+        let deploys = file.texts(&*group, 0)?;
+        let times = file.ints(&*group, 1)?;
+        let [commits, authors, messages] = [2, 3, 4].map(|c| file.texts(&*group, c));
+        let (commits, authors, messages) = (commits?, authors?, messages?);
+        let optional = |v: &Option<ByteArray>| -> Result<Option<String>> {
+            Ok(match v {
+                Some(_) => Some(file.utf8(v)?.to_owned()),
+                None => None,
+            })
+        };
+        for row in 0..times.len() {
+            events.push(DeployEvent {
+                deploy: file.utf8(&deploys[row])?.to_owned(),
+                time_ms: times[row],
+                commit: optional(&commits[row])?,
+                author: optional(&authors[row])?,
+                message: optional(&messages[row])?,
+            });
+        }
+    }
+    Ok(events)
+}
+
+/// Reads a file's footer and checks that it has the table's columns.
+pub fn check(path: &Path, table: Table) -> Result<()> {
+    TableFile::open(path, table).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(time_ms: i64, deploy: &str, stack_id: u64) -> SampleKey {
+        SampleKey {
+            time_ms,
+            deploy: deploy.into(),
+            host: "h".into(),
+            endpoint: "/e".into(),
+            labels: "{}".into(),
+            stack_id,
+            unit: Unit::CpuNs,
+        }
+    }
+
+    #[test]
+    fn samples_round_trip_across_row_groups_with_time_statistics() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.parquet");
+        let keys: Vec<SampleKey> = (0..ROW_GROUP_ROWS as i64 * 2 + 5)
+            .map(|i| {
+                key(
+                    1_000 + i,
+                    if i % 2 == 0 { "v1" } else { "v2" },
+                    u64::MAX - i as u64,
+                )
+            })
+            .collect();
+        let mut rows: Vec<(&SampleKey, Weight)> = keys
+            .iter()
+            .rev()
+            .map(|k| {
+                (
+                    k,
+                    Weight {
+                        weight: k.time_ms * 10,
+                        count: 1,
+                    },
+                )
+            })
+            .collect();
+        write_samples(&mut File::create(&path).unwrap(), &path, &mut rows).unwrap();
+        let file = TableFile::open(&path, Table::Samples).unwrap();
+        assert_eq!(file.row_groups(), 3);
+        let first_group = (1_000, 1_000 + ROW_GROUP_ROWS as i64 - 1);
+        assert_eq!(
+            file.int_range(0, 0),
+            Some(first_group),
+            "what lets a query skip it"
+        );
+        let mut back = Vec::new();
+        read_samples(&path, TimeRange::default(), |k, w| back.push((k, w))).unwrap();
+        assert_eq!(back.len(), keys.len());
+        assert_eq!(back[0].0, keys[0], "sorted by time");
+        assert_eq!(
+            back.last().unwrap().0,
+            *keys.last().unwrap(),
+            "u64 stack ids survive"
+        );
+        assert!(back.iter().all(|(k, w)| w.weight == k.time_ms * 10));
+        let tail = TimeRange {
+            from_ms: Some(1_000 + ROW_GROUP_ROWS as i64 * 2),
+            until_ms: None,
+        };
+        let mut last = Vec::new();
+        read_samples(&path, tail, |k, _| last.push(k.time_ms)).unwrap();
+        assert_eq!(last.len(), 5);
+    }
+
+    #[test]
+    fn deploys_keep_their_missing_fields_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.parquet");
+        let events = vec![
+            DeployEvent {
+                deploy: "v1".into(),
+                time_ms: 5,
+                commit: Some("abc".into()),
+                author: None,
+                message: Some(String::new()),
+            },
+            DeployEvent {
+                deploy: "v2".into(),
+                time_ms: 6,
+                commit: None,
+                author: Some("ann".into()),
+                message: None,
+            },
+        ];
+        write_deploys(&mut File::create(&path).unwrap(), &path, &events).unwrap();
+        assert_eq!(read_deploys(&path).unwrap(), events);
+    }
+
+    #[test]
+    fn a_file_of_another_table_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.parquet");
+        let nodes = [StackNode {
+            id: 1,
+            parent: 0,
+            function: "main".into(),
+        }];
+        write_stacks(&mut File::create(&path).unwrap(), &path, &nodes).unwrap();
+        assert_eq!(read_stacks(&path).unwrap(), nodes);
+        let err = check(&path, Table::Samples).unwrap_err().to_string();
+        assert!(err.contains("no column `time_ms`"), "{err}");
+    }
+}
