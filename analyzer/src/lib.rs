@@ -6,8 +6,9 @@
 //! to a write-ahead log and fsynced before they are acknowledged, kept in
 //! an in-memory head, and flushed to Parquet tables partitioned by service
 //! and day. Queries sum the rows of the Parquet files (row groups outside
-//! the time range skipped) and of the head: flame graphs, differential flame graphs, top functions and cost
-//! per request series, per service, deploy, endpoint, time range and label.
+//! the time range skipped) and of the head: flame graphs, differential
+//! flame graphs, top functions and cost per request series, per service,
+//! deploy, endpoint, time range and label.
 //!
 //! ```
 //! use flameshift_analyzer::ingest::{Upload, UploadKind};

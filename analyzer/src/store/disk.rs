@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::format::{self, TimeRange};
+use super::format::{self, SampleColumns, TimeRange};
 use super::head::Head;
 use super::tables::{self, day_of, PartFile, Table};
 use super::{Receipt, StoreStats};
@@ -485,9 +485,12 @@ fn merge(root: &Path, service: &str, inputs: &[PartFile], range: (u64, u64)) -> 
         Table::Samples => {
             let mut rows: HashMap<SampleKey, Weight> = HashMap::default();
             for input in inputs {
-                format::read_samples(&input.path, TimeRange::default(), |key, weight| {
-                    rows.entry(key).or_default().add(weight)
-                })?;
+                format::read_samples(
+                    &input.path,
+                    TimeRange::default(),
+                    SampleColumns::ALL,
+                    |key, weight| rows.entry(key).or_default().add(weight),
+                )?;
             }
             let mut rows: Vec<(&SampleKey, Weight)> = rows.iter().map(|(k, w)| (k, *w)).collect();
             tables::write(root, table, service, day, range, |file, path| {

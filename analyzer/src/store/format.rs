@@ -384,21 +384,56 @@ impl Interner {
     }
 }
 
-/// Calls `visit` with every sample row of `path` whose time is in `range`.
-pub fn read_samples(path: &Path, range: TimeRange, mut visit: impl FnMut(SampleKey, Weight)) -> Result<()> {
+/// Which of a sample row's descriptive columns a reader needs: a column
+/// left out is not decompressed and reads as `""`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleColumns {
+    /// The host.
+    pub host: bool,
+    /// The other labels.
+    pub labels: bool,
+}
+
+impl SampleColumns {
+    /// Every column (compaction).
+    pub const ALL: SampleColumns = SampleColumns {
+        host: true,
+        labels: true,
+    };
+}
+
+/// Calls `visit` with every sample row of `path` whose time is in
+/// `range`, with the columns in `columns`.
+pub fn read_samples(
+    path: &Path,
+    range: TimeRange,
+    columns: SampleColumns,
+    mut visit: impl FnMut(SampleKey, Weight),
+) -> Result<()> {
     let file = TableFile::open(path, Table::Samples)?;
+    let unread: Arc<str> = "".into();
     for index in 0..file.row_groups() {
         if file.int_range(index, 0).is_some_and(|r| !range.overlaps(r)) {
             continue;
         }
         let group = file.group(index)?;
+        let optional = |wanted: bool, column: usize| match wanted {
+            true => file.texts(&*group, column),
+            false => Ok(Vec::new()),
+        };
         let time = file.ints(&*group, 0)?;
-        let [deploy, host, endpoint, labels] = [1, 2, 3, 4].map(|c| file.texts(&*group, c));
-        let (deploy, host, endpoint, labels) = (deploy?, host?, endpoint?, labels?);
+        let (deploy, host) = (file.texts(&*group, 1)?, optional(columns.host, 2)?);
+        let (endpoint, labels) = (file.texts(&*group, 3)?, optional(columns.labels, 4)?);
         let stack = file.ints(&*group, 5)?;
         let unit = file.texts(&*group, 6)?;
         let (weight, count) = (file.ints(&*group, 7)?, file.ints(&*group, 8)?);
         let mut strings = Interner::default();
+        let mut text = |column: &[Option<ByteArray>], row: usize| -> Result<Arc<str>> {
+            match column.get(row) {
+                Some(bytes) => Ok(strings.get(file.utf8(bytes)?)),
+                None => Ok(unread.clone()),
+            }
+        };
         for row in 0..time.len() {
             if !range.contains(time[row]) {
                 continue;
@@ -408,10 +443,10 @@ pub fn read_samples(path: &Path, range: TimeRange, mut visit: impl FnMut(SampleK
             };
             let key = SampleKey {
                 time_ms: time[row],
-                deploy: strings.get(file.utf8(&deploy[row])?),
-                host: strings.get(file.utf8(&host[row])?),
-                endpoint: strings.get(file.utf8(&endpoint[row])?),
-                labels: strings.get(file.utf8(&labels[row])?),
+                deploy: text(&deploy, row)?,
+                host: text(&host, row)?,
+                endpoint: text(&endpoint, row)?,
+                labels: text(&labels, row)?,
                 stack_id: stack[row] as u64,
                 unit,
             };
@@ -586,7 +621,10 @@ mod tests {
             "what lets a query skip it"
         );
         let mut back = Vec::new();
-        read_samples(&path, TimeRange::default(), |k, w| back.push((k, w))).unwrap();
+        read_samples(&path, TimeRange::default(), SampleColumns::ALL, |k, w| {
+            back.push((k, w))
+        })
+        .unwrap();
         assert_eq!(back.len(), keys.len());
         assert_eq!(back[0].0, keys[0], "sorted by time");
         assert_eq!(
@@ -600,8 +638,16 @@ mod tests {
             until_ms: None,
         };
         let mut last = Vec::new();
-        read_samples(&path, tail, |k, _| last.push(k.time_ms)).unwrap();
+        let no_labels = SampleColumns {
+            host: true,
+            labels: false,
+        };
+        read_samples(&path, tail, no_labels, |k, _| last.push((k.time_ms, k.labels))).unwrap();
         assert_eq!(last.len(), 5);
+        assert!(
+            last.iter().all(|(_, labels)| labels.is_empty()),
+            "labels not read"
+        );
     }
 
     #[test]

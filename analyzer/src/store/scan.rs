@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::disk::{DiskStore, ServiceState};
-use super::format::{self, TimeRange};
+use super::format::{self, SampleColumns, TimeRange};
 use super::tables::{day_of, Table};
 use super::{
     DeploySummary, Receipt, RequestWindow, Selection, ServiceSummary, StackSeries, StackSeriesRow,
@@ -112,8 +112,13 @@ impl DiskStore {
             }
             files_of(svc, Table::Samples, sel)
         };
+        // No query needs the host; labels only to filter by them.
+        let columns = SampleColumns {
+            host: false,
+            labels: !sel.labels.is_empty(),
+        };
         for path in paths {
-            format::read_samples(&path, time_range(sel), |key, weight| {
+            format::read_samples(&path, time_range(sel), columns, |key, weight| {
                 if keep(&key) {
                     visit(&key, weight);
                 }

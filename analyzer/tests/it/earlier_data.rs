@@ -1,7 +1,10 @@
 //! A data directory written by an earlier flameshift (the one whose store
 //! ran on polars, before the store read and wrote Parquet itself) still
 //! answers every query as it did then: `tests/fixtures/polars-store/`
-//! holds its tables, `answers.json` what that version answered.
+//! holds its tables, `answers.json` what that version answered (both
+//! written by the `write_fixture` test of commit 4029bb1, the last with
+//! polars: two deploys, two days, labels, endpoints, request statistics
+//! and a deploy event, flushed nine times).
 
 use std::fs;
 
@@ -118,102 +121,4 @@ fn a_data_directory_of_the_polars_store_answers_as_it_did() {
     assert_eq!(answers(&store), expected);
     drop(store);
     assert_eq!(answers(&open_kept(dir.path())), expected);
-}
-
-#[test]
-#[ignore = "writes the fixture; run once with the polars store"]
-fn write_fixture() {
-    use flameshift_analyzer::ingest::{Upload, UploadKind};
-    let out = fixture().join("data");
-    let _ = fs::remove_dir_all(&out);
-    let store = open_kept(&out);
-    let profile = |deploy: &str, time_ms: i64, samples: &[S<'_>]| Upload {
-        kind: UploadKind::Profile,
-        params: [
-            ("service", "shop"),
-            ("deploy", deploy),
-            ("host", "h1"),
-            ("time_ms", &time_ms.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect(),
-        received_ms: now_ms(),
-        body: pprof(samples),
-    };
-    let json = |kind: UploadKind, body: serde_json::Value| Upload {
-        kind,
-        params: Default::default(),
-        received_ms: now_ms(),
-        body: serde_json::to_vec(&body).unwrap(),
-    };
-    let eu_buy: &[(&str, &str)] = &[("endpoint", "/buy"), ("region", "eu")];
-    let us_buy: &[(&str, &str)] = &[("endpoint", "/buy"), ("region", "us")];
-    let eu_home: &[(&str, &str)] = &[("endpoint", "/"), ("region", "eu")];
-    for (i, deploy) in ["v1", "v2"].into_iter().enumerate() {
-        for (day, bucket) in [(DAY1, 0), (DAY1, 1), (DAY1, 7), (DAY2, 3)] {
-            let t = day + (i as i64) * 3_600_000 + bucket * 10_000;
-            let slow = if deploy == "v2" { 3 } else { 1 };
-            store
-                .ingest(profile(
-                    deploy,
-                    t,
-                    &[
-                        S {
-                            stack: &["main", "serve", "buy", "hash"],
-                            labels: eu_buy,
-                            count: 2 * slow,
-                            ns: 20_000_000 * slow,
-                        },
-                        S {
-                            stack: &["main", "serve", "buy"],
-                            labels: us_buy,
-                            count: 1,
-                            ns: 10_000_000,
-                        },
-                        S {
-                            stack: &["main", "serve", "home", "render"],
-                            labels: eu_home,
-                            count: 4,
-                            ns: 40_000_000,
-                        },
-                        S {
-                            stack: &["main", "gc"],
-                            labels: &[],
-                            count: 1 + bucket,
-                            ns: 10_000_000 * (1 + bucket),
-                        },
-                    ],
-                ))
-                .unwrap();
-            store
-                .ingest(json(
-                    UploadKind::Requests,
-                    serde_json::json!({
-                        "service": "shop", "deploy": deploy, "host": "h1", "unit": "cpu_ns",
-                        "start_ms": t, "duration_ms": 10_000,
-                        "endpoints": [
-                            {"endpoint": "/buy", "count": 10 + bucket, "cost_sum": 1_000_000 * slow, "histogram": [[100, 4], [104, 6 + bucket]]},
-                            {"endpoint": "/", "count": 3, "cost_sum": 300_000, "histogram": []}
-                        ]
-                    }),
-                ))
-                .unwrap();
-            store.flush().unwrap();
-        }
-    }
-    store
-        .ingest(json(
-            UploadKind::Deploy,
-            serde_json::json!({"service": "shop", "deploy": "v2", "time_ms": DAY1 + 3_599_000, "commit": "abc123", "author": "ann", "message": "faster buy"}),
-        ))
-        .unwrap();
-    store.flush().unwrap();
-    let answers = answers(&store);
-    drop(store);
-    fs::write(
-        fixture().join("answers.json"),
-        serde_json::to_string_pretty(&answers).unwrap() + "\n",
-    )
-    .unwrap();
 }
