@@ -485,12 +485,13 @@ fn merge(root: &Path, service: &str, inputs: &[PartFile], range: (u64, u64)) -> 
         Table::Samples => {
             let mut rows: HashMap<SampleKey, Weight> = HashMap::default();
             for input in inputs {
-                format::read_samples(
-                    &input.path,
-                    TimeRange::default(),
-                    SampleColumns::ALL,
-                    |key, weight| rows.entry(key).or_default().add(weight),
-                )?;
+                format::read_samples(&input.path, TimeRange::default(), SampleColumns::ALL, |group| {
+                    for row in 0..group.len() {
+                        if let Some(key) = group.key(row) {
+                            rows.entry(key).or_default().add(group.weight(row));
+                        }
+                    }
+                })?;
             }
             let mut rows: Vec<(&SampleKey, Weight)> = rows.iter().map(|(k, w)| (k, *w)).collect();
             tables::write(root, table, service, day, range, |file, path| {

@@ -32,7 +32,7 @@ use crate::{Error, Result};
 
 /// Rows per row group: small enough that a time filter skips most of a
 /// compacted day, large enough that each column compresses well.
-const ROW_GROUP_ROWS: usize = 64 * 1024;
+pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 
 const SAMPLES: &str = "message samples {
     REQUIRED INT64 time_ms;
@@ -100,6 +100,20 @@ enum Values {
 
 fn text(s: &str) -> ByteArray {
     ByteArray::from(s.as_bytes().to_vec())
+}
+
+/// A string column of shared strings: one buffer per distinct string
+/// (by address), each row a reference to it.
+fn shared_texts<'a>(values: impl Iterator<Item = &'a Arc<str>>) -> Values {
+    let mut buffers: HashMap<usize, ByteArray> = HashMap::default();
+    Values::Text(
+        values
+            .map(|v| {
+                let address = Arc::as_ptr(v) as *const u8 as usize;
+                buffers.entry(address).or_insert_with(|| text(v)).clone()
+            })
+            .collect(),
+    )
 }
 
 fn parquet_error(path: &Path, source: ParquetError) -> Error {
@@ -179,7 +193,12 @@ fn write_columns(
 /// Writes sample rows, sorted by time.
 pub fn write_samples(file: &mut File, path: &Path, rows: &mut [(&SampleKey, Weight)]) -> Result<()> {
     rows.sort_unstable_by_key(|(k, _)| k.time_ms);
-    let strings = |f: fn(&SampleKey) -> &str| Values::Text(rows.iter().map(|(k, _)| text(f(k))).collect());
+    let strings = |f: fn(&SampleKey) -> &Arc<str>| shared_texts(rows.iter().map(|(k, _)| f(k)));
+    let (instructions, cpu_ns) = (text(Unit::Instructions.as_str()), text(Unit::CpuNs.as_str()));
+    let unit = |u: Unit| match u {
+        Unit::Instructions => instructions.clone(),
+        Unit::CpuNs => cpu_ns.clone(),
+    };
     let columns = vec![
         Values::Int(rows.iter().map(|(k, _)| k.time_ms).collect()),
         strings(|k| &k.deploy),
@@ -187,7 +206,7 @@ pub fn write_samples(file: &mut File, path: &Path, rows: &mut [(&SampleKey, Weig
         strings(|k| &k.endpoint),
         strings(|k| &k.labels),
         Values::Int(rows.iter().map(|(k, _)| k.stack_id as i64).collect()),
-        strings(|k| k.unit.as_str()),
+        Values::Text(rows.iter().map(|(k, _)| unit(k.unit)).collect()),
         Values::Int(rows.iter().map(|(_, w)| w.weight).collect()),
         Values::Int(rows.iter().map(|(_, w)| w.count).collect()),
     ];
@@ -198,6 +217,7 @@ pub fn write_samples(file: &mut File, path: &Path, rows: &mut [(&SampleKey, Weig
 pub fn write_requests(file: &mut File, path: &Path, rows: &mut [(&RequestKey, &RequestAgg)]) -> Result<()> {
     rows.sort_unstable_by_key(|(k, _)| k.time_ms);
     let strings = |f: fn(&RequestKey) -> &str| Values::Text(rows.iter().map(|(k, _)| text(f(k))).collect());
+    // (request rows are few: one per host, endpoint and 10 s)
     let histograms = rows.iter().map(|(_, r)| {
         let pairs: Vec<(u32, u64)> = r.histogram.iter().map(|(&b, &n)| (b, n)).collect();
         text(&serde_json::to_string(&pairs).unwrap_or_default())
@@ -250,13 +270,22 @@ pub struct TimeRange {
 }
 
 impl TimeRange {
-    fn contains(self, time_ms: i64) -> bool {
+    /// Whether `time_ms` lies in it.
+    pub fn contains(self, time_ms: i64) -> bool {
         self.from_ms.is_none_or(|f| time_ms >= f) && self.until_ms.is_none_or(|u| time_ms < u)
     }
 
     fn overlaps(self, (low, high): (i64, i64)) -> bool {
         self.from_ms.is_none_or(|f| high >= f) && self.until_ms.is_none_or(|u| low < u)
     }
+}
+
+/// One column's values of a row group.
+enum Column<T> {
+    /// A column without nulls (what this version writes).
+    Required(Vec<T>),
+    /// A nullable column (earlier versions' files, deploy fields).
+    Nullable(Vec<Option<T>>),
 }
 
 /// An open Parquet file of one table, its footer read.
@@ -314,7 +343,7 @@ impl TableFile {
     }
 
     /// Every value of a column of one row group, `None` for nulls.
-    fn read<T: DataType>(&self, group: &dyn RowGroupReader, column: usize) -> Result<Vec<Option<T::T>>>
+    fn read<T: DataType>(&self, group: &dyn RowGroupReader, column: usize) -> Result<Column<T::T>>
     where
         T::T: Clone,
     {
@@ -337,25 +366,30 @@ impl TableFile {
             read += records;
         }
         if !nullable {
-            return Ok(values.into_iter().map(Some).collect());
+            return Ok(Column::Required(values));
         }
         let mut present = values.into_iter();
-        Ok(levels
-            .iter()
-            .map(|&level| if level > 0 { present.next() } else { None })
-            .collect())
+        Ok(Column::Nullable(
+            levels
+                .iter()
+                .map(|&level| if level > 0 { present.next() } else { None })
+                .collect(),
+        ))
     }
 
     fn ints(&self, group: &dyn RowGroupReader, column: usize) -> Result<Vec<i64>> {
-        Ok(self
-            .read::<Int64Type>(group, column)?
-            .into_iter()
-            .map(Option::unwrap_or_default)
-            .collect())
+        let values = self.read::<Int64Type>(group, column)?;
+        Ok(match values {
+            Column::Required(v) => v,
+            Column::Nullable(v) => v.into_iter().map(Option::unwrap_or_default).collect(),
+        })
     }
 
     fn texts(&self, group: &dyn RowGroupReader, column: usize) -> Result<Vec<Option<ByteArray>>> {
-        self.read::<ByteArrayType>(group, column)
+        Ok(match self.read::<ByteArrayType>(group, column)? {
+            Column::Required(v) => v.into_iter().map(Some).collect(),
+            Column::Nullable(v) => v,
+        })
     }
 
     fn utf8<'a>(&self, bytes: &'a Option<ByteArray>) -> Result<&'a str> {
@@ -369,18 +403,117 @@ impl TableFile {
     }
 }
 
-/// One shared copy of each distinct string of a row group.
-#[derive(Default)]
-struct Interner(HashMap<Box<str>, Arc<str>>);
+/// A string column of one row group: its distinct values and, per row,
+/// the index of its value. Queries filter on the distinct values once,
+/// then on the codes.
+#[derive(Debug, Default)]
+pub struct Strings {
+    /// Distinct values, in order of first appearance.
+    pub values: Vec<Arc<str>>,
+    /// Per row, an index into `values`.
+    pub codes: Vec<u32>,
+}
 
-impl Interner {
-    fn get(&mut self, s: &str) -> Arc<str> {
-        if let Some(shared) = self.0.get(s) {
-            return shared.clone();
+impl Strings {
+    /// The value of `row`.
+    pub fn get(&self, row: usize) -> &Arc<str> {
+        &self.values[self.codes[row] as usize]
+    }
+
+    /// A column of `rows` empty strings (one not read).
+    fn blank(rows: usize) -> Strings {
+        Strings {
+            values: vec!["".into()],
+            codes: vec![0; rows],
         }
-        let shared: Arc<str> = s.into();
-        self.0.insert(s.into(), shared.clone());
-        shared
+    }
+}
+
+impl TableFile {
+    /// A string column of one row group as [`Strings`]. Values decoded
+    /// from a dictionary page share its buffer, so most rows are matched
+    /// by address; the rest by content.
+    fn strings(&self, group: &dyn RowGroupReader, column: usize) -> Result<Strings> {
+        let raw = self.texts(group, column)?;
+        let mut by_address: HashMap<(usize, usize), u32> = HashMap::default();
+        let mut by_content: HashMap<&[u8], u32> = HashMap::default();
+        let mut out = Strings {
+            values: Vec::new(),
+            codes: Vec::with_capacity(raw.len()),
+        };
+        for value in &raw {
+            let bytes: &[u8] = value.as_ref().map_or(&[], |b| b.data());
+            let address = (bytes.as_ptr() as usize, bytes.len());
+            let code = match by_address.get(&address) {
+                Some(&code) => code,
+                None => {
+                    let code = match by_content.get(bytes) {
+                        Some(&code) => code,
+                        None => {
+                            let code = out.values.len() as u32;
+                            out.values.push(self.utf8(value)?.into());
+                            by_content.insert(bytes, code);
+                            code
+                        }
+                    };
+                    by_address.insert(address, code);
+                    code
+                }
+            };
+            out.codes.push(code);
+        }
+        Ok(out)
+    }
+}
+
+/// The sample rows of one row group, column by column.
+#[derive(Debug)]
+pub struct SampleGroup {
+    /// Bucket start, ms.
+    pub time_ms: Vec<i64>,
+    /// Deploys.
+    pub deploy: Strings,
+    /// Hosts (blank when not read).
+    pub host: Strings,
+    /// Endpoints.
+    pub endpoint: Strings,
+    /// Other labels, canonical JSON (blank when not read).
+    pub labels: Strings,
+    /// Leaf stack nodes.
+    pub stack_id: Vec<u64>,
+    /// Units, `None` for a value this version does not know.
+    pub unit: Vec<Option<Unit>>,
+    /// Summed weights.
+    pub weight: Vec<i64>,
+    /// Summed sample counts.
+    pub count: Vec<i64>,
+}
+
+impl SampleGroup {
+    /// Rows in it.
+    pub fn len(&self) -> usize {
+        self.time_ms.len()
+    }
+
+    /// The key of `row`, or `None` if its unit is unknown.
+    pub fn key(&self, row: usize) -> Option<SampleKey> {
+        Some(SampleKey {
+            time_ms: self.time_ms[row],
+            deploy: self.deploy.get(row).clone(),
+            host: self.host.get(row).clone(),
+            endpoint: self.endpoint.get(row).clone(),
+            labels: self.labels.get(row).clone(),
+            stack_id: self.stack_id[row],
+            unit: self.unit[row]?,
+        })
+    }
+
+    /// The weight of `row`.
+    pub fn weight(&self, row: usize) -> Weight {
+        Weight {
+            weight: self.weight[row],
+            count: self.count[row],
+        }
     }
 }
 
@@ -402,62 +535,50 @@ impl SampleColumns {
     };
 }
 
-/// Calls `visit` with every sample row of `path` whose time is in
-/// `range`, with the columns in `columns`.
+/// The row groups of a samples file that may hold rows in `range`.
+pub fn sample_groups(path: &Path, range: TimeRange) -> Result<(TableFile, Vec<usize>)> {
+    let file = TableFile::open(path, Table::Samples)?;
+    let groups = (0..file.row_groups())
+        .filter(|&index| file.int_range(index, 0).is_none_or(|r| range.overlaps(r)))
+        .collect();
+    Ok((file, groups))
+}
+
+/// Reads row group `index` of a samples file, with the columns in `columns`.
+pub fn read_sample_group(file: &TableFile, index: usize, columns: SampleColumns) -> Result<SampleGroup> {
+    let group = file.group(index)?;
+    let rows = group.metadata().num_rows() as usize;
+    let optional = |wanted: bool, column: usize| match wanted {
+        true => file.strings(&*group, column),
+        false => Ok(Strings::blank(rows)),
+    };
+    let units = file.strings(&*group, 6)?;
+    let known: Vec<Option<Unit>> = units.values.iter().map(|u| Unit::parse(u)).collect();
+    Ok(SampleGroup {
+        time_ms: file.ints(&*group, 0)?,
+        deploy: file.strings(&*group, 1)?,
+        host: optional(columns.host, 2)?,
+        endpoint: file.strings(&*group, 3)?,
+        labels: optional(columns.labels, 4)?,
+        stack_id: file.ints(&*group, 5)?.into_iter().map(|id| id as u64).collect(),
+        unit: units.codes.iter().map(|&c| known[c as usize]).collect(),
+        weight: file.ints(&*group, 7)?,
+        count: file.ints(&*group, 8)?,
+    })
+}
+
+/// Calls `visit` with every row group of `path` that may hold rows in
+/// `range` (its rows still need the range checked), with the columns in
+/// `columns`.
 pub fn read_samples(
     path: &Path,
     range: TimeRange,
     columns: SampleColumns,
-    mut visit: impl FnMut(SampleKey, Weight),
+    mut visit: impl FnMut(&SampleGroup),
 ) -> Result<()> {
-    let file = TableFile::open(path, Table::Samples)?;
-    let unread: Arc<str> = "".into();
-    for index in 0..file.row_groups() {
-        if file.int_range(index, 0).is_some_and(|r| !range.overlaps(r)) {
-            continue;
-        }
-        let group = file.group(index)?;
-        let optional = |wanted: bool, column: usize| match wanted {
-            true => file.texts(&*group, column),
-            false => Ok(Vec::new()),
-        };
-        let time = file.ints(&*group, 0)?;
-        let (deploy, host) = (file.texts(&*group, 1)?, optional(columns.host, 2)?);
-        let (endpoint, labels) = (file.texts(&*group, 3)?, optional(columns.labels, 4)?);
-        let stack = file.ints(&*group, 5)?;
-        let unit = file.texts(&*group, 6)?;
-        let (weight, count) = (file.ints(&*group, 7)?, file.ints(&*group, 8)?);
-        let mut strings = Interner::default();
-        let mut text = |column: &[Option<ByteArray>], row: usize| -> Result<Arc<str>> {
-            match column.get(row) {
-                Some(bytes) => Ok(strings.get(file.utf8(bytes)?)),
-                None => Ok(unread.clone()),
-            }
-        };
-        for row in 0..time.len() {
-            if !range.contains(time[row]) {
-                continue;
-            }
-            let Some(unit) = Unit::parse(file.utf8(&unit[row])?) else {
-                continue;
-            };
-            let key = SampleKey {
-                time_ms: time[row],
-                deploy: text(&deploy, row)?,
-                host: text(&host, row)?,
-                endpoint: text(&endpoint, row)?,
-                labels: text(&labels, row)?,
-                stack_id: stack[row] as u64,
-                unit,
-            };
-            visit(
-                key,
-                Weight {
-                    weight: weight[row],
-                    count: count[row],
-                },
-            );
-        }
+    let (file, groups) = sample_groups(path, range)?;
+    for index in groups {
+        visit(&read_sample_group(&file, index, columns)?);
     }
     Ok(())
 }
@@ -477,7 +598,7 @@ pub fn read_requests(
         }
         let group = file.group(index)?;
         let time = file.ints(&*group, 0)?;
-        let [deploy, host, endpoint, unit] = [1, 2, 3, 4].map(|c| file.texts(&*group, c));
+        let [deploy, host, endpoint, unit] = [1, 2, 3, 4].map(|c| file.strings(&*group, c));
         let (deploy, host, endpoint, unit) = (deploy?, host?, endpoint?, unit?);
         let (count, cost) = (file.ints(&*group, 5)?, file.ints(&*group, 6)?);
         let histogram = if histograms {
@@ -485,12 +606,11 @@ pub fn read_requests(
         } else {
             Vec::new()
         };
-        let mut strings = Interner::default();
         for row in 0..time.len() {
             if !range.contains(time[row]) {
                 continue;
             }
-            let Some(unit) = Unit::parse(file.utf8(&unit[row])?) else {
+            let Some(unit) = Unit::parse(unit.get(row)) else {
                 continue;
             };
             let pairs: Vec<(u32, u64)> = match histogram.get(row) {
@@ -500,9 +620,9 @@ pub fn read_requests(
             visit(
                 RequestKey {
                     time_ms: time[row],
-                    deploy: strings.get(file.utf8(&deploy[row])?),
-                    host: strings.get(file.utf8(&host[row])?),
-                    endpoint: strings.get(file.utf8(&endpoint[row])?),
+                    deploy: deploy.get(row).clone(),
+                    host: host.get(row).clone(),
+                    endpoint: endpoint.get(row).clone(),
                     unit,
                 },
                 RequestAgg {
@@ -621,8 +741,8 @@ mod tests {
             "what lets a query skip it"
         );
         let mut back = Vec::new();
-        read_samples(&path, TimeRange::default(), SampleColumns::ALL, |k, w| {
-            back.push((k, w))
+        read_samples(&path, TimeRange::default(), SampleColumns::ALL, |g| {
+            back.extend((0..g.len()).map(|row| (g.key(row).unwrap(), g.weight(row))))
         })
         .unwrap();
         assert_eq!(back.len(), keys.len());
@@ -642,7 +762,11 @@ mod tests {
             host: true,
             labels: false,
         };
-        read_samples(&path, tail, no_labels, |k, _| last.push((k.time_ms, k.labels))).unwrap();
+        read_samples(&path, tail, no_labels, |g| {
+            let rows = (0..g.len()).filter(|&row| g.time_ms[row] >= tail.from_ms.unwrap());
+            last.extend(rows.map(|row| (g.time_ms[row], g.labels.get(row).clone())))
+        })
+        .unwrap();
         assert_eq!(last.len(), 5);
         assert!(
             last.iter().all(|(_, labels)| labels.is_empty()),

@@ -5,10 +5,10 @@
 mod disk;
 mod format;
 mod head;
+mod parallel;
 mod scan;
 mod tables;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -42,7 +42,7 @@ pub struct StackTotals {
     /// The unit of every weight.
     pub unit: Unit,
     /// Leaf stack node → summed weight.
-    pub stacks: HashMap<u64, Weight>,
+    pub stacks: rustc_hash::FxHashMap<u64, Weight>,
 }
 
 /// Summed weights per window, deploy, endpoint (when asked) and stack.

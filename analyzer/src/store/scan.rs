@@ -2,11 +2,14 @@
 //! Parquet files of its days ([`super::format`] skips row groups outside
 //! its time range) and from the head, folded into sums per key.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use super::disk::{DiskStore, ServiceState};
-use super::format::{self, SampleColumns, TimeRange};
+use super::format::{self, SampleColumns, SampleGroup, TimeRange};
+use super::parallel;
 use super::tables::{day_of, Table};
 use super::{
     DeploySummary, Receipt, RequestWindow, Selection, ServiceSummary, StackSeries, StackSeriesRow,
@@ -47,7 +50,7 @@ impl<'a> LabelFilter<'a> {
     fn new(wanted: &'a [(String, String)]) -> Self {
         LabelFilter {
             wanted,
-            cache: HashMap::new(),
+            cache: HashMap::default(),
         }
     }
 
@@ -95,18 +98,15 @@ impl DiskStore {
     /// Calls `visit` with every sample row of the selection, labels
     /// filtered: the head's (and a flushing head's) rows and the files'
     /// rows, read under one look at the state so that no row counts twice.
-    fn each_sample(&self, sel: &Selection, mut visit: impl FnMut(&SampleKey, Weight)) -> Result<()> {
+    fn each_sample(&self, sel: &Selection, mut visit: impl FnMut(SampleRef<'_>, Weight)) -> Result<()> {
         let mut labels = LabelFilter::new(&sel.labels);
-        let mut keep = |key: &SampleKey| {
-            selected(sel, key.time_ms, &key.deploy, &key.endpoint) && labels.keeps(&key.labels)
-        };
         let paths = {
             let state = self.state.read().unwrap_or_else(|e| e.into_inner());
             let svc = Self::service(&state, &sel.service)?;
             for head in std::iter::once(&svc.head).chain(svc.flushing.as_deref()) {
                 for (key, weight) in &head.samples {
-                    if keep(key) {
-                        visit(key, *weight);
+                    if selected(sel, key.time_ms, &key.deploy, &key.endpoint) && labels.keeps(&key.labels) {
+                        visit(SampleRef::of(key), *weight);
                     }
                 }
             }
@@ -117,13 +117,44 @@ impl DiskStore {
             host: false,
             labels: !sel.labels.is_empty(),
         };
-        for path in paths {
-            format::read_samples(&path, time_range(sel), columns, |key, weight| {
-                if keep(&key) {
-                    visit(&key, weight);
+        let range = time_range(sel);
+        let mut visit_group = |group: &SampleGroup| {
+            // Each distinct deploy, endpoint and label set is judged once.
+            let deploy_kept = kept(&group.deploy, |d| {
+                sel.deploys.is_empty() || sel.deploys.iter().any(|s| s == d)
+            });
+            let endpoint_kept = kept(&group.endpoint, |e| {
+                sel.endpoint.as_deref().is_none_or(|s| s == e)
+            });
+            let labels_kept: Vec<bool> = group.labels.values.iter().map(|l| labels.keeps(l)).collect();
+            for row in 0..group.len() {
+                let time_ms = group.time_ms[row];
+                let (Some(unit), true) = (group.unit[row], range.contains(time_ms)) else {
+                    continue;
+                };
+                let (deploy, endpoint) = (group.deploy.codes[row], group.endpoint.codes[row]);
+                let label_set = group.labels.codes[row];
+                if deploy_kept[deploy as usize]
+                    && endpoint_kept[endpoint as usize]
+                    && labels_kept[label_set as usize]
+                {
+                    let row_ref = SampleRef {
+                        time_ms,
+                        deploy: &group.deploy.values[deploy as usize],
+                        endpoint: &group.endpoint.values[endpoint as usize],
+                        stack_id: group.stack_id[row],
+                        unit,
+                    };
+                    visit(row_ref, group.weight(row));
                 }
-            })?;
+            }
+        };
+        let mut files = Vec::new();
+        for path in paths {
+            let (_, groups) = format::sample_groups(&path, range)?;
+            files.push((path, groups));
         }
+        parallel::decode_then_visit(&files, columns, &mut visit_group)?;
         Ok(())
     }
 
@@ -151,6 +182,33 @@ impl DiskStore {
             })?;
         }
         Ok(())
+    }
+}
+
+/// Whether each distinct value of a string column passes `keep`.
+fn kept(column: &format::Strings, keep: impl Fn(&str) -> bool) -> Vec<bool> {
+    column.values.iter().map(|v| keep(v)).collect()
+}
+
+/// What queries read of a sample row.
+#[derive(Debug, Clone, Copy)]
+struct SampleRef<'a> {
+    time_ms: i64,
+    deploy: &'a Arc<str>,
+    endpoint: &'a Arc<str>,
+    stack_id: u64,
+    unit: Unit,
+}
+
+impl<'a> SampleRef<'a> {
+    fn of(key: &'a SampleKey) -> SampleRef<'a> {
+        SampleRef {
+            time_ms: key.time_ms,
+            deploy: &key.deploy,
+            endpoint: &key.endpoint,
+            stack_id: key.stack_id,
+            unit: key.unit,
+        }
     }
 }
 
@@ -214,7 +272,7 @@ impl Store for DiskStore {
             service: service.to_owned(),
             ..Selection::default()
         };
-        let mut seen: HashMap<Arc<str>, DeploySeen> = HashMap::new();
+        let mut seen: HashMap<Arc<str>, DeploySeen> = HashMap::default();
         self.each_sample(&sel, |key, weight| {
             let d = seen.entry(key.deploy.clone()).or_default();
             d.saw(key.time_ms, key.unit);
@@ -313,7 +371,7 @@ impl Store for DiskStore {
     fn stack_totals(&self, sel: &Selection) -> Result<StackTotals> {
         let _scan = self.scan_guard();
         let mut units = BTreeSet::new();
-        let mut stacks: HashMap<u64, Weight> = HashMap::new();
+        let mut stacks: HashMap<u64, Weight> = HashMap::default();
         self.each_sample(sel, |key, weight| {
             units.insert(key.unit);
             stacks.entry(key.stack_id).or_default().add(weight);
@@ -327,7 +385,7 @@ impl Store for DiskStore {
         let window_ms = window_ms.max(1);
         let every_endpoint: Arc<str> = "".into();
         let mut units = BTreeSet::new();
-        let mut summed: HashMap<(WindowKey, u64), Weight> = HashMap::new();
+        let mut summed: HashMap<(WindowKey, u64), Weight> = HashMap::default();
         self.each_sample(sel, |key, weight| {
             units.insert(key.unit);
             let window = key.time_ms - key.time_ms.rem_euclid(window_ms);
