@@ -1,12 +1,14 @@
 //! `flameshift changepoints FILE`: change points of the numeric series in
-//! a CSV (a header row, one column per metric) or a JSON array of numbers.
+//! a CSV (a header row, one column per metric) or a JSON array of numbers
+//! (read by [`crate::series`]: missing values skipped, rows kept).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use flameshift_detect::changepoint::{e_divisive, pelt, ChangePoint, EDivisive, Pelt};
+
+use crate::series::{self, Series};
 
 /// Find change points in a numeric series (CSV with a header row, or a JSON array).
 #[derive(Debug, Args)]
@@ -36,95 +38,92 @@ pub enum Method {
     Pelt,
 }
 
-/// Named numeric columns of a CSV text: every column whose cells all parse
-/// as numbers (empty cells are refused: a series has no holes).
-fn csv_columns(text: &str) -> anyhow::Result<Vec<(String, Vec<f64>)>> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<String> = lines
-        .next()
-        .context("the CSV is empty: expected a header row")?
-        .split(',')
-        .map(|h| h.trim().trim_matches('"').to_owned())
-        .collect();
-    let mut columns: Vec<(String, Vec<f64>, bool)> =
-        header.into_iter().map(|h| (h, Vec::new(), true)).collect();
-    for (row, line) in lines.enumerate() {
-        let cells: Vec<&str> = line.split(',').collect();
-        if cells.len() != columns.len() {
-            bail!(
-                "row {} has {} cells, the header {}",
-                row + 2,
-                cells.len(),
-                columns.len()
-            );
+impl Method {
+    /// The shortest series it can split (a segment of its smallest size on
+    /// each side).
+    fn fewest_points(self) -> usize {
+        match self {
+            Method::EDivisive => 2 * EDivisive::default().min_segment.max(2),
+            Method::Pelt => 2 * Pelt::default().min_segment.max(1),
         }
-        for (cell, column) in cells.iter().zip(columns.iter_mut()) {
-            match cell.trim().trim_matches('"').parse::<f64>() {
-                Ok(v) if v.is_finite() => column.1.push(v),
-                _ => column.2 = false,
-            }
-        }
-    }
-    Ok(columns
-        .into_iter()
-        .filter(|c| c.2 && !c.1.is_empty())
-        .map(|c| (c.0, c.1))
-        .collect())
-}
-
-/// The numeric series of a CSV (a header row, one column per metric) or a
-/// JSON array, or only the one called `column`.
-pub fn read_series(input: &std::path::Path, column: Option<&str>) -> anyhow::Result<Vec<(String, Vec<f64>)>> {
-    let text = std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
-    let all = if text.trim_start().starts_with('[') {
-        let values: Vec<f64> = serde_json::from_str(&text).context("expected a JSON array of numbers")?;
-        vec![("value".to_owned(), values)]
-    } else {
-        csv_columns(&text)?
-    };
-    if all.is_empty() {
-        bail!("no numeric column in {}", input.display());
-    }
-    match column {
-        None => Ok(all),
-        Some(name) => match all.into_iter().find(|(n, _)| n == name) {
-            Some(column) => Ok(vec![column]),
-            None => bail!("no numeric column named {name:?}"),
-        },
     }
 }
 
-/// Prints the change points of each series; exit status is always 0 on
-/// success (finding change points is not an error).
+/// Prints the change points of each series (finding some is not an
+/// error). Columns that cannot be judged (a word or an infinity among
+/// numbers, too few values) are named on stderr and make the exit
+/// status 2, after the others are printed.
 pub fn run(options: ChangepointsArgs) -> anyhow::Result<ExitCode> {
-    let mut results: Vec<(String, usize, Vec<ChangePoint>)> = Vec::new();
-    for (name, values) in read_series(&options.file, options.column.as_deref())? {
-        let found = match options.method {
+    let file = series::read(&options.file, options.column.as_deref())?;
+    let mut problems: Vec<String> = file
+        .refused
+        .iter()
+        .map(|r| format!("column {:?} skipped: {}", r.name, r.reason))
+        .collect();
+    let mut results: Vec<(Series, Vec<ChangePoint>)> = Vec::new();
+    for series in file.series {
+        let fewest = options.method.fewest_points();
+        if series.values.len() < fewest {
+            problems.push(format!(
+                "column {:?} skipped: {} values, {} needs at least {fewest}",
+                series.name,
+                series.values.len(),
+                options
+                    .method
+                    .to_possible_value()
+                    .map_or_else(String::new, |v| v.get_name().to_owned()),
+            ));
+            continue;
+        }
+        let values = &series.values;
+        let mut found = match options.method {
             Method::EDivisive => e_divisive(
-                &values,
+                values,
                 &EDivisive {
                     max_p_value: options.max_p_value,
                     ..EDivisive::default()
                 },
             ),
-            Method::Pelt => pelt(&values, &Pelt::default()),
+            Method::Pelt => pelt(values, &Pelt::default()),
         };
-        results.push((name, values.len(), found));
+        for point in &mut found {
+            point.index = series.row_of(point.index);
+        }
+        results.push((series, found));
+    }
+    if results.is_empty() && !problems.is_empty() {
+        anyhow::bail!("no column could be judged: {}", problems.join("; "));
     }
     let mut out = String::new();
     if options.json {
         let json: Vec<serde_json::Value> = results
             .iter()
-            .map(|(name, n, found)| serde_json::json!({"column": name, "points": n, "change_points": found}))
+            .map(|(series, found)| {
+                serde_json::json!({
+                    "column": series.name,
+                    "points": series.values.len(),
+                    "missing": series.missing,
+                    "change_points": found,
+                })
+            })
             .collect();
         out = serde_json::to_string_pretty(&json)? + "\n";
     } else {
-        for (name, n, found) in &results {
-            out.push_str(&format!("{name}: {n} points, {} change point(s)\n", found.len()));
+        for (series, found) in &results {
+            let missing = match series.missing {
+                0 => String::new(),
+                n => format!(" ({n} missing, skipped)"),
+            };
+            out.push_str(&format!(
+                "{}: {} points{missing}, {} change point(s)\n",
+                series.name,
+                series.values.len(),
+                found.len()
+            ));
             if !found.is_empty() {
                 out.push_str(&format!(
                     "  {:>6}  {:>14}  {:>14}  {:>9}  {:>10}\n",
-                    "index", "mean before", "mean after", "change", "p-value"
+                    "row", "mean before", "mean after", "change", "p-value"
                 ));
             }
             for c in found {
@@ -141,5 +140,14 @@ pub fn run(options: ChangepointsArgs) -> anyhow::Result<ExitCode> {
     }
     use std::io::Write;
     std::io::stdout().write_all(out.as_bytes())?;
-    Ok(ExitCode::SUCCESS)
+    if problems.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for problem in &problems {
+        #[allow(clippy::print_stderr, reason = "what was skipped belongs beside the output")]
+        {
+            eprintln!("flameshift: {problem}");
+        }
+    }
+    Ok(ExitCode::from(2))
 }

@@ -17,6 +17,7 @@ use flameshift_profile::Profile;
 use crate::input::InputArgs;
 use crate::output::write_output;
 use crate::parse;
+use crate::quantity;
 
 /// CI gate: exit 1 when the candidate's profiles show a function meaningfully more expensive than the baseline's.
 #[derive(Debug, Args)]
@@ -130,8 +131,13 @@ fn history(options: &GateArgs, path: &std::path::Path, column: Option<&str>) -> 
     };
     let mut out = String::new();
     let mut failed = Vec::new();
-    for (name, values) in crate::changepoints::read_series(path, column)? {
-        let Some(v) = newest_point(&values, &settings) else {
+    let file = crate::series::read(path, column)?;
+    if let Some(refused) = file.refused.first() {
+        bail!("column {:?}: {}", refused.name, refused.reason);
+    }
+    for series in file.series {
+        let (name, values) = (&series.name, &series.values);
+        let Some(v) = newest_point(values, &settings) else {
             bail!(
                 "{name}: {} points are too few to judge the newest one (at least 4)",
                 values.len()
@@ -140,17 +146,17 @@ fn history(options: &GateArgs, path: &std::path::Path, column: Option<&str>) -> 
         let verdict = if v.regression { "REGRESSION" } else { "ok" };
         let _ = writeln!(
             out,
-            "| `{name}` | {:.4} | {:.4} ± {:.4} (points {}–{}) | {} | {:.1e} | {verdict} |",
+            "| `{name}` | {:.4} | {:.4} ± {:.4} (rows {}–{}) | {} | {:.1e} | {verdict} |",
             v.value,
             v.mean,
             v.sd,
-            v.segment_start,
-            values.len() - 2,
+            series.row_of(v.segment_start),
+            series.row_of(values.len() - 2),
             pct(v.change),
             v.p_value
         );
         if v.regression {
-            failed.push(name);
+            failed.push(name.clone());
         }
     }
     let verdict = if failed.is_empty() {
@@ -255,7 +261,7 @@ fn pct(x: f64) -> String {
     format!("{:+.1}%", x * 100.0)
 }
 
-fn table(out: &mut String, rows: &[GateRow]) {
+fn table(out: &mut String, rows: &[GateRow], unit: &str, shares: bool) {
     let _ = writeln!(
         out,
         "| function | cost | before | after | change [95% CI] | p | q |"
@@ -264,11 +270,11 @@ fn table(out: &mut String, rows: &[GateRow]) {
     for r in rows {
         let _ = writeln!(
             out,
-            "| `{}` | {} | {:.4} | {:.4} | {} [{}, {}] | {:.1e} | {:.1e} |",
+            "| `{}` | {} | {} | {} | {} [{}, {}] | {:.1e} | {:.1e} |",
             r.function.replace('|', "\\|"),
             r.metric.as_str(),
-            r.before,
-            r.after,
+            quantity::format(r.before, unit, shares),
+            quantity::format(r.after, unit, shares),
             pct(r.change),
             pct(r.low),
             pct(r.high),
@@ -282,6 +288,8 @@ fn table(out: &mut String, rows: &[GateRow]) {
 pub fn markdown(report: &GateReport, settings: &GateSettings, unit: &str) -> String {
     let mut out = String::new();
     let [a, b] = report.runs;
+    // One run a side (not exact counts): costs are shares of the samples.
+    let shares = !report.exact && (a < 2 || b < 2);
     let mode = if report.exact {
         format!("{a} vs {b} run(s), exact counts compared as values")
     } else if a >= 2 && b >= 2 {
@@ -297,7 +305,7 @@ pub fn markdown(report: &GateReport, settings: &GateSettings, unit: &str) -> Str
             pct(settings.max_regression).trim_start_matches('+'),
             settings.significance
         );
-        table(&mut out, &report.regressions);
+        table(&mut out, &report.regressions, unit, shares);
     } else {
         let _ = writeln!(
             out,
@@ -309,7 +317,7 @@ pub fn markdown(report: &GateReport, settings: &GateSettings, unit: &str) -> Str
     }
     if !report.improvements.is_empty() {
         let _ = writeln!(out, "\nImprovements:\n");
-        table(&mut out, &report.improvements);
+        table(&mut out, &report.improvements, unit, shares);
     }
     if !report.untested.is_empty() {
         let shown: Vec<String> = report

@@ -511,9 +511,60 @@ fn changepoints_finds_a_step_in_a_csv_column_and_refuses_bad_series() {
         fails(&["changepoints", path_str(&path)])
     };
     assert!(bad("empty.csv", "").contains("empty"));
-    assert!(bad("ragged.csv", "a,b\n1,2\n3\n").contains("row 3 has 1 cells"));
+    assert!(bad("ragged.csv", "a,b\n1,2\n3\n").contains("line 3 has 1 cells"));
     assert!(bad("words.json", "[1, \"two\"]").contains("JSON array of numbers"));
     assert!(bad("text.csv", "a\nx\ny\n").contains("no numeric column"));
+    assert!(bad("holes.csv", "a,b\n,\nNA,null\n").contains("no numeric column"));
+    assert!(bad("short.csv", "a\n1\n2\n3\n").contains("3 values, e-divisive needs at least 10"));
+    let only = bad("inf.csv", "a\n1\ninf\n");
+    assert!(only.contains("\"a\": line 3: `inf` is infinite"), "{only}");
+    let named = fails(&["changepoints", path_str(&csv), "--column", "ns"]);
+    assert!(named.contains("no numeric column named \"ns\""), "{named}");
+}
+
+#[test]
+fn changepoints_skips_missing_values_and_reports_file_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("history.csv");
+    // A commit column (text), a step at row 40, and holes before it: the
+    // change point is reported at row 40 of the file, not at its position
+    // among the values present.
+    let mut text = String::from("commit,\"ns, per iter\",broken\n");
+    for i in 0..60 {
+        let level = if i < 40 { 100.0 } else { 115.0 };
+        let value = match i {
+            3 => String::new(),
+            11 => "NA".to_owned(),
+            25 => "NaN".to_owned(),
+            _ => format!("{}", level + ((i * 37) % 7) as f64 * 0.3 - 0.9),
+        };
+        let broken = if i == 30 { "12ms".to_owned() } else { i.to_string() };
+        text.push_str(&format!("\"c{i:03}\",{value},{broken}\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let out = flameshift(&["changepoints", path_str(&csv), "--json"]);
+    assert_eq!(out.status.code(), Some(2), "a refused column makes the status 2");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("column \"broken\" skipped: line 32: `12ms` is not a number"),
+        "{stderr}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(json[0]["column"], "ns, per iter");
+    assert_eq!(
+        (json[0]["points"].as_u64(), json[0]["missing"].as_u64()),
+        (Some(57), Some(3))
+    );
+    let points = json[0]["change_points"].as_array().unwrap();
+    assert_eq!(points.len(), 1, "{json}");
+    assert_eq!(points[0]["index"], 40);
+    let table = ok(&["changepoints", path_str(&csv), "--column", "ns, per iter"]).stdout;
+    let table = String::from_utf8(table).unwrap();
+    assert!(
+        table.contains("57 points (3 missing, skipped), 1 change point(s)"),
+        "{table}"
+    );
 }
 
 #[path = "cli/gate.rs"]

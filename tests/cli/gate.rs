@@ -87,6 +87,17 @@ fn a_slowdown_fails_with_a_report_and_identical_builds_pass() {
     let md = std::fs::read_to_string(&report).unwrap();
     assert!(md.starts_with("**flameshift gate: FAIL**"), "{md}");
     assert!(md.contains("| `parse` | self |"), "{md}");
+    // Before and after in seconds per run (about 5 s and 6 s), not raw ns.
+    let row = md.lines().find(|l| l.starts_with("| `parse`")).unwrap();
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    for cell in [cells[3], cells[4]] {
+        let seconds: f64 = cell
+            .strip_suffix(" s")
+            .unwrap_or_else(|| panic!("{row}"))
+            .parse()
+            .unwrap();
+        assert!((4.5..6.8).contains(&seconds), "{row}");
+    }
     assert!(!md.contains("`render`") && !md.contains("`sort`"), "{md}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), md.trim());
     let parsed: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();

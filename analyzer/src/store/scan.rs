@@ -3,9 +3,9 @@
 //! its time range) and from the head, folded into sums per key.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
-use std::sync::Arc;
 
 use super::disk::{DiskStore, ServiceState};
 use super::format::{self, SampleColumns, SampleGroup, TimeRange};
@@ -31,13 +31,18 @@ fn day_in_range(sel: &Selection, day: Option<i64>) -> bool {
     sel.from_ms.is_none_or(|f| day >= day_of(f)) && sel.until_ms.is_none_or(|u| day <= day_of(u - 1))
 }
 
+fn deploy_selected(sel: &Selection, deploy: &str) -> bool {
+    sel.deploys.is_empty() || sel.deploys.iter().any(|d| d == deploy)
+}
+
+fn endpoint_selected(sel: &Selection, endpoint: &str) -> bool {
+    sel.endpoint.as_deref().is_none_or(|e| e == endpoint)
+}
+
 /// Whether a row of `deploy` and `endpoint` at `time_ms` is selected
 /// (labels aside).
 fn selected(sel: &Selection, time_ms: i64, deploy: &str, endpoint: &str) -> bool {
-    sel.from_ms.is_none_or(|f| time_ms >= f)
-        && sel.until_ms.is_none_or(|u| time_ms < u)
-        && (sel.deploys.is_empty() || sel.deploys.iter().any(|d| d == deploy))
-        && sel.endpoint.as_deref().is_none_or(|e| e == endpoint)
+    time_range(sel).contains(time_ms) && deploy_selected(sel, deploy) && endpoint_selected(sel, endpoint)
 }
 
 /// Whether a row's labels (canonical JSON) hold every selected label.
@@ -120,12 +125,8 @@ impl DiskStore {
         let range = time_range(sel);
         let mut visit_group = |group: &SampleGroup| {
             // Each distinct deploy, endpoint and label set is judged once.
-            let deploy_kept = kept(&group.deploy, |d| {
-                sel.deploys.is_empty() || sel.deploys.iter().any(|s| s == d)
-            });
-            let endpoint_kept = kept(&group.endpoint, |e| {
-                sel.endpoint.as_deref().is_none_or(|s| s == e)
-            });
+            let deploy_kept = kept(&group.deploy, |d| deploy_selected(sel, d));
+            let endpoint_kept = kept(&group.endpoint, |e| endpoint_selected(sel, e));
             let labels_kept: Vec<bool> = group.labels.values.iter().map(|l| labels.keeps(l)).collect();
             for row in 0..group.len() {
                 let time_ms = group.time_ms[row];
