@@ -190,9 +190,9 @@ fn write_columns(
     result.map_err(|e| parquet_error(path, e))
 }
 
-/// Writes sample rows, sorted by time.
+/// Writes sample rows, sorted by time, then endpoint.
 pub fn write_samples(file: &mut File, path: &Path, rows: &mut [(&SampleKey, Weight)]) -> Result<()> {
-    rows.sort_unstable_by_key(|(k, _)| k.time_ms);
+    rows.sort_unstable_by(|(a, _), (b, _)| (a.time_ms, &a.endpoint).cmp(&(b.time_ms, &b.endpoint)));
     let strings = |f: fn(&SampleKey) -> &Arc<str>| shared_texts(rows.iter().map(|(k, _)| f(k)));
     let (instructions, cpu_ns) = (text(Unit::Instructions.as_str()), text(Unit::CpuNs.as_str()));
     let unit = |u: Unit| match u {
@@ -339,6 +339,23 @@ impl TableFile {
         match meta.column(self.columns[column]).statistics()? {
             Statistics::Int64(s) => Some((*s.min_opt()?, *s.max_opt()?)),
             _ => None,
+        }
+    }
+
+    /// Whether a string column of row group `index` may hold `value`:
+    /// false only when its exact statistics bound it out.
+    fn may_hold(&self, index: usize, column: usize, value: &str) -> bool {
+        let meta = self.reader.metadata().row_group(index);
+        let Some(Statistics::ByteArray(s)) = meta.column(self.columns[column]).statistics() else {
+            return true;
+        };
+        match (
+            s.min_bytes_opt(),
+            s.max_bytes_opt(),
+            s.min_is_exact() && s.max_is_exact(),
+        ) {
+            (Some(min), Some(max), true) => (min..=max).contains(&value.as_bytes()),
+            _ => true,
         }
     }
 
@@ -536,10 +553,18 @@ impl SampleColumns {
 }
 
 /// The row groups of a samples file that may hold rows in `range`.
-pub fn sample_groups(path: &Path, range: TimeRange) -> Result<(TableFile, Vec<usize>)> {
+/// With `endpoint`, also only those that may hold it (rows are written
+/// sorted by time, then endpoint, so a row group of a large file holds
+/// few endpoints).
+pub fn sample_groups(
+    path: &Path,
+    range: TimeRange,
+    endpoint: Option<&str>,
+) -> Result<(TableFile, Vec<usize>)> {
     let file = TableFile::open(path, Table::Samples)?;
     let groups = (0..file.row_groups())
         .filter(|&index| file.int_range(index, 0).is_none_or(|r| range.overlaps(r)))
+        .filter(|&index| endpoint.is_none_or(|e| file.may_hold(index, 3, e)))
         .collect();
     Ok((file, groups))
 }
@@ -576,7 +601,7 @@ pub fn read_samples(
     columns: SampleColumns,
     mut visit: impl FnMut(&SampleGroup),
 ) -> Result<()> {
-    let (file, groups) = sample_groups(path, range)?;
+    let (file, groups) = sample_groups(path, range, None)?;
     for index in groups {
         visit(&read_sample_group(&file, index, columns)?);
     }
@@ -772,6 +797,33 @@ mod tests {
             last.iter().all(|(_, labels)| labels.is_empty()),
             "labels not read"
         );
+    }
+
+    #[test]
+    fn an_endpoint_filter_skips_row_groups_that_cannot_hold_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.parquet");
+        // One time bucket, three endpoints: sorted by endpoint within it,
+        // each row group holds one.
+        let keys: Vec<SampleKey> = ["/c", "/a", "/b"]
+            .iter()
+            .flat_map(|e| {
+                (0..ROW_GROUP_ROWS as u64).map(|i| SampleKey {
+                    endpoint: (*e).into(),
+                    ..key(1_000, "v1", i)
+                })
+            })
+            .collect();
+        let mut rows: Vec<(&SampleKey, Weight)> = keys.iter().map(|k| (k, Weight::default())).collect();
+        write_samples(&mut File::create(&path).unwrap(), &path, &mut rows).unwrap();
+        let (file, all) = sample_groups(&path, TimeRange::default(), None).unwrap();
+        assert_eq!(all, [0, 1, 2]);
+        let (_, b) = sample_groups(&path, TimeRange::default(), Some("/b")).unwrap();
+        assert_eq!(b, [1]);
+        let group = read_sample_group(&file, 1, SampleColumns::ALL).unwrap();
+        assert!((0..group.len()).all(|row| &**group.endpoint.get(row) == "/b"));
+        let (_, none) = sample_groups(&path, TimeRange::default(), Some("/z")).unwrap();
+        assert!(none.is_empty());
     }
 
     #[test]

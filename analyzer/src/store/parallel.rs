@@ -128,7 +128,7 @@ mod tests {
             expected.1 += rows.len();
             let path = dir.path().join(format!("{f}.parquet"));
             format::write_samples(&mut File::create(&path).unwrap(), &path, &mut rows).unwrap();
-            let (_, groups) = format::sample_groups(&path, format::TimeRange::default()).unwrap();
+            let (_, groups) = format::sample_groups(&path, format::TimeRange::default(), None).unwrap();
             assert_eq!(groups.len(), 4);
             files.push((path, groups));
         }

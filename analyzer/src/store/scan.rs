@@ -152,7 +152,7 @@ impl DiskStore {
         };
         let mut files = Vec::new();
         for path in paths {
-            let (_, groups) = format::sample_groups(&path, range)?;
+            let (_, groups) = format::sample_groups(&path, range, sel.endpoint.as_deref())?;
             files.push((path, groups));
         }
         parallel::decode_then_visit(&files, columns, &mut visit_group)?;
