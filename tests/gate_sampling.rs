@@ -1,0 +1,123 @@
+//! `flameshift gate` on profiles recorded with cpu-clock sampling: a 20%
+//! slowdown is caught, identical builds pass. These measure CPU time, so
+//! they are a test binary of their own (cargo runs test binaries one
+//! after another, so no other test competes for the cores) and take
+//! turns within it.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+
+#[path = "support/gate_command.rs"]
+mod gate_command;
+use gate_command::gate;
+
+/// Held by each test for its whole run: one measurement at a time.
+fn alone() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Builds `fixtures/gate/bench.c` into `dir`.
+fn bench_program(dir: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let program = dir.join("bench");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/gate/bench.c");
+    let cc = Command::new("gcc")
+        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"])
+        .arg(&program)
+        .arg(&source)
+        .status()
+        .unwrap();
+    assert!(cc.success());
+    program
+}
+
+/// Profiles one run of `program` with cpu-clock sampling at 4 kHz.
+fn record_sampled(program: &Path, out: &Path, args: &[&str]) {
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_flameshift"))
+        .args(["record", "-F", "4000", "-o"])
+        .arg(out)
+        .arg("--")
+        .arg(program)
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn with_cpu_clock_sampling_and_5_runs_a_side_a_20_percent_slowdown_is_caught() {
+    let _turn = alone();
+    let dir = tempfile::tempdir().unwrap();
+    let program = bench_program(dir.path());
+    let record = |side: &str, i: usize, args: &[&str]| {
+        record_sampled(&program, &dir.path().join(side).join(format!("{i}.pb.gz")), args);
+    };
+    for i in 0..5 {
+        record("base", i, &[]);
+        record("slow", i, &["--slow", "parse=20"]);
+    }
+    let (base, slow) = (dir.path().join("base"), dir.path().join("slow"));
+    let out = gate(&[
+        "--baseline",
+        base.to_str().unwrap(),
+        "--candidate",
+        slow.to_str().unwrap(),
+    ]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.contains("| `parse` | self |"), "{report}");
+    assert!(
+        !report.contains("`render`") && !report.contains("`sort_items`"),
+        "{report}"
+    );
+    assert!(report.contains("5 baseline runs vs 5 candidate runs"), "{report}");
+}
+
+/// Two builds of the same source, 15 sampled runs each; 20 comparisons of
+/// 5 runs of one against 5 of the other (sliding windows over the runs,
+/// so each comparison is a different pair of sets) all pass at the
+/// defaults.
+#[test]
+fn with_cpu_clock_sampling_identical_builds_compared_20_times_never_fail() {
+    let _turn = alone();
+    let dir = tempfile::tempdir().unwrap();
+    let builds = [
+        bench_program(&dir.path().join("a")),
+        bench_program(&dir.path().join("b")),
+    ];
+    let pool = 15;
+    let run = |build: usize, i: usize| dir.path().join(format!("runs{build}")).join(format!("{i}.pb.gz"));
+    for i in 0..pool {
+        for (build, program) in builds.iter().enumerate() {
+            record_sampled(program, &run(build, i), &[]);
+        }
+    }
+    let mut failures = Vec::new();
+    for k in 0..20 {
+        let side = |build: usize, offset: usize| -> Vec<String> {
+            (0..5)
+                .map(|j| run(build, (k + offset + j) % pool).to_string_lossy().into_owned())
+                .collect()
+        };
+        // Past the 15th comparison the baseline windows repeat; shift the
+        // candidate's so the pair is still new.
+        let (base, cand) = (side(0, 0), side(1, k / pool * 5));
+        let mut args = vec!["--baseline"];
+        args.extend(base.iter().map(String::as_str));
+        args.push("--candidate");
+        args.extend(cand.iter().map(String::as_str));
+        let out = gate(&args);
+        if out.status.code() != Some(0) {
+            failures.push(format!(
+                "comparison {k}:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
