@@ -121,7 +121,7 @@ fn parquet_error(path: &Path, source: ParquetError) -> Error {
     if let ParquetError::External(inner) = &source {
         if let Some(io) = inner.downcast_ref::<std::io::Error>() {
             return Error::io(
-                format!("write {}", path.display()),
+                format!("Parquet file {}", path.display()),
                 std::io::Error::new(io.kind(), io.to_string()),
             );
         }
