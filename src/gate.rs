@@ -17,7 +17,6 @@ use flameshift_profile::Profile;
 use crate::input::InputArgs;
 use crate::output::write_output;
 use crate::parse;
-use crate::quantity;
 
 /// CI gate: exit 1 when the candidate's profiles show a function meaningfully more expensive than the baseline's.
 #[derive(Debug, Args)]
@@ -257,6 +256,16 @@ fn compare(options: &GateArgs) -> anyhow::Result<bool> {
     Ok(report.failed())
 }
 
+/// A cost for the report: `3.07 s`, `12.3 M instructions` in the runs'
+/// `kind/unit`, or a share of the samples when there is one run a side.
+fn cost(value: f64, unit: &str, shares: bool) -> String {
+    if shares {
+        return format!("{:.2}% of samples", value * 100.0);
+    }
+    let (kind, unit) = unit.split_once('/').unwrap_or((unit, ""));
+    flameshift_profile::units::format_quantity(value, &flameshift_profile::SampleType::new(kind, unit))
+}
+
 fn pct(x: f64) -> String {
     format!("{:+.1}%", x * 100.0)
 }
@@ -273,8 +282,8 @@ fn table(out: &mut String, rows: &[GateRow], unit: &str, shares: bool) {
             "| `{}` | {} | {} | {} | {} [{}, {}] | {:.1e} | {:.1e} |",
             r.function.replace('|', "\\|"),
             r.metric.as_str(),
-            quantity::format(r.before, unit, shares),
-            quantity::format(r.after, unit, shares),
+            cost(r.before, unit, shares),
+            cost(r.after, unit, shares),
             pct(r.change),
             pct(r.low),
             pct(r.high),

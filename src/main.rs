@@ -19,7 +19,6 @@ mod gate;
 mod input;
 mod output;
 mod parse;
-mod quantity;
 mod record;
 mod regressions;
 mod sampling;
