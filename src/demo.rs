@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::parse::Retention;
 use anyhow::{bail, Context};
 use clap::Args;
 use flameshift_analyzer::server::{self, ServeConfig};
-use flameshift_analyzer::store::StoreConfig;
 use flameshift_collector::export;
 use flameshift_detect::DetectSettings;
 
@@ -29,6 +29,10 @@ pub struct DemoArgs {
     /// Data directory (default: a fresh temporary one, removed on exit).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Keep the data elsewhere: `clickhouse://HOST:PORT/DATABASE` (a fresh
+    /// database: the demo's deploys must be the only ones) or `dir://PATH`.
+    #[arg(long, value_name = "URL", conflicts_with = "data")]
+    store: Option<String>,
     /// Exit after the summary (0: the injected regression was found, 1: not) instead of serving until Ctrl-C.
     #[arg(long)]
     exit: bool,
@@ -85,9 +89,13 @@ pub fn run(options: DemoArgs) -> anyhow::Result<ExitCode> {
             (temp.path().to_owned(), Some(temp))
         }
     };
-    let mut store = StoreConfig::new(&data);
-    store.limits.bucket_ms = BUCKET_MS;
-    let mut config = ServeConfig::new(store);
+    let mut config = ServeConfig::new();
+    config.limits.bucket_ms = BUCKET_MS;
+    let location = options
+        .store
+        .clone()
+        .unwrap_or_else(|| format!("dir://{}", data.display()));
+    let backend = crate::serve::open_backend(&location, Retention::Forever, &config.limits)?;
     config.listen = options.listen;
     config.detect = detect_settings();
     config.detect_interval = Duration::from_secs(3600);
@@ -100,6 +108,8 @@ pub fn run(options: DemoArgs) -> anyhow::Result<ExitCode> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let server = runtime.spawn(server::serve(
         config,
+        backend.store,
+        backend.regressions,
         async move {
             tokio::select! {
                 _ = stop_rx => {}
@@ -122,8 +132,7 @@ pub fn run(options: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let url = format!("http://{addr}");
     say(&format!(
-        "flameshift demo: analyzer and dashboard on {url}/ (data in {})",
-        data.display()
+        "flameshift demo: analyzer and dashboard on {url}/ (data in {location})"
     ));
     let exe = std::env::current_exe().context("finding the flameshift binary")?;
     for (deploy, what) in DEPLOYS {

@@ -9,8 +9,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use flameshift_analyzer::ingest::Limits;
 use flameshift_analyzer::server::{self, ServeConfig};
-use flameshift_analyzer::store::StoreConfig;
+use flameshift_analyzer::store::{Backend, ClickHouseConfig, StoreConfig, StoreLocation};
 
 use crate::parse::{self, Retention};
 use crate::webhook::Webhooks;
@@ -21,9 +22,15 @@ pub struct ServeArgs {
     /// Address to listen on (loopback by default; use 0.0.0.0:7411 to accept other hosts).
     #[arg(long, default_value = "127.0.0.1:7411")]
     listen: SocketAddr,
-    /// The data directory (created if missing).
+    /// The data directory (created if missing): short for `--store dir://PATH`.
     #[arg(long, default_value = "./flameshift-data")]
     data: PathBuf,
+    /// Where to keep the data: `dir://PATH` (the embedded store) or
+    /// `clickhouse://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE` (several
+    /// analyzer nodes can share one; user and password also from
+    /// FLAMESHIFT_CLICKHOUSE_USER / FLAMESHIFT_CLICKHOUSE_PASSWORD).
+    #[arg(long, value_name = "URL", conflicts_with = "data")]
+    store: Option<String>,
     /// Require `Authorization: Bearer TOKEN` on every route but /healthz.
     #[arg(long, env = "FLAMESHIFT_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -33,7 +40,9 @@ pub struct ServeArgs {
     /// Largest accepted request body (`64MiB`; a bare number is bytes).
     #[arg(long, default_value = "64MiB", value_parser = parse::size)]
     max_body: u64,
-    /// How often what is only in the write-ahead log is written to Parquet.
+    /// How often the store's housekeeping runs (the embedded store writes
+    /// what is only in its write-ahead log to Parquet; ClickHouse drops
+    /// expired days).
     #[arg(long, default_value = "10s", value_parser = parse::duration)]
     flush_interval: Duration,
     /// How often regression detection runs.
@@ -49,17 +58,47 @@ pub struct ServeArgs {
     webhook: Vec<String>,
 }
 
-/// Runs the analyzer until Ctrl-C or SIGTERM, then flushes and exits.
-pub fn run(options: ServeArgs) -> anyhow::Result<ExitCode> {
-    let mut store = StoreConfig::new(&options.data);
-    store.retention_ms = match options.retention {
+/// Opens the store `location` names (with credentials from the
+/// environment when its URL has none) and its regression book.
+pub fn open_backend(location: &str, retention: Retention, limits: &Limits) -> anyhow::Result<Backend> {
+    let retention_ms = match retention {
         Retention::Forever => None,
         Retention::For(d) => Some(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
     };
+    let backend = match StoreLocation::parse(location)? {
+        StoreLocation::Dir(dir) => {
+            let mut store = StoreConfig::new(&dir);
+            store.retention_ms = retention_ms;
+            store.limits = limits.clone();
+            Backend::disk(store).with_context(|| format!("opening the data directory {}", dir.display()))?
+        }
+        StoreLocation::ClickHouse(mut endpoint) => {
+            if endpoint.user.is_none() {
+                endpoint.user = std::env::var("FLAMESHIFT_CLICKHOUSE_USER").ok();
+            }
+            if endpoint.password.is_none() {
+                endpoint.password = std::env::var("FLAMESHIFT_CLICKHOUSE_PASSWORD").ok();
+            }
+            let mut config = ClickHouseConfig::new(endpoint);
+            config.retention_ms = retention_ms;
+            config.sql_log = std::env::var_os("FLAMESHIFT_CLICKHOUSE_SQL_LOG").map(PathBuf::from);
+            Backend::clickhouse(config)?
+        }
+    };
+    Ok(backend)
+}
+
+/// Runs the analyzer until Ctrl-C or SIGTERM, then flushes and exits.
+pub fn run(options: ServeArgs) -> anyhow::Result<ExitCode> {
     if options.token.as_deref() == Some("") {
         bail!("--token is empty");
     }
-    let mut config = ServeConfig::new(store);
+    let location = options
+        .store
+        .clone()
+        .unwrap_or_else(|| format!("dir://{}", options.data.display()));
+    let mut config = ServeConfig::new();
+    let backend = open_backend(&location, options.retention, &config.limits)?;
     config.listen = options.listen;
     config.token = options.token;
     config.max_body_bytes = usize::try_from(options.max_body).unwrap_or(usize::MAX);
@@ -102,7 +141,7 @@ pub fn run(options: ServeArgs) -> anyhow::Result<ExitCode> {
                 }
                 tracing::info!("shutting down");
             };
-            server::serve(config, shutdown, |running| {
+            server::serve(config, backend.store, backend.regressions, shutdown, |running| {
                 #[allow(clippy::print_stderr, reason = "the address is the command's output")]
                 {
                     eprintln!("flameshift: listening on http://{}", running.addr);
@@ -110,6 +149,6 @@ pub fn run(options: ServeArgs) -> anyhow::Result<ExitCode> {
             })
             .await
         })
-        .with_context(|| format!("serving from {}", options.data.display()))?;
+        .with_context(|| format!("serving from {location}"))?;
     Ok(ExitCode::SUCCESS)
 }

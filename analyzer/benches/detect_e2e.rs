@@ -28,12 +28,15 @@ fn env(name: &str, default: usize) -> usize {
 
 async fn run_fleet(fleet: &Fleet) -> (Score, f64, f64) {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ServeConfig::new(StoreConfig::new(dir.path()));
+    let backend = flameshift_analyzer::store::Backend::disk(StoreConfig::new(dir.path())).unwrap();
+    let mut config = ServeConfig::new();
     config.listen = "127.0.0.1:0".parse().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(server::serve(
         config,
+        backend.store,
+        backend.regressions,
         async {
             let _ = stop_rx.await;
         },

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use flameshift_analyzer::profile::{format, Period, Profile, SampleType};
 use flameshift_analyzer::server::{self, ServeConfig};
-use flameshift_analyzer::store::{Store, StoreConfig};
+use flameshift_analyzer::store::StoreConfig;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -175,20 +175,24 @@ async fn start(
     Arc<flameshift_analyzer::store::DiskStore>,
     tokio::sync::oneshot::Sender<()>,
 ) {
-    let mut config = ServeConfig::new(StoreConfig::new(dir));
+    let mut config = ServeConfig::new();
     config.listen = "127.0.0.1:0".parse().unwrap();
+    let store = Arc::new(flameshift_analyzer::store::DiskStore::open(StoreConfig::new(dir)).unwrap());
+    let book = flameshift_analyzer::regressions::FileBook::open(dir).unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(server::serve(
         config,
+        store.clone(),
+        Arc::new(book),
         async {
             let _ = stop_rx.await;
         },
         move |r| {
-            let _ = ready_tx.send((r.addr, r.store.clone()));
+            let _ = ready_tx.send(r.addr);
         },
     ));
-    let (addr, store) = ready_rx.await.unwrap();
+    let addr = ready_rx.await.unwrap();
     (format!("http://{addr}"), store, stop_tx)
 }
 

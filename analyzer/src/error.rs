@@ -41,6 +41,28 @@ pub enum Error {
         /// What the Parquet library said.
         source: parquet::errors::ParquetError,
     },
+    /// A stack a row refers to is not in the store (HTTP 500): the rows
+    /// and the stacks they use are always stored together, so this is
+    /// damage, never the caller's fault.
+    #[error("storage: stack {id:016x} of service `{service}` is missing")]
+    MissingStack {
+        /// The service.
+        service: String,
+        /// The stack id.
+        id: u64,
+    },
+    /// The store cannot be reached or is refusing work for now (HTTP 503
+    /// with `Retry-After`); nothing was stored, and the same request may
+    /// be sent again.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered with an error (HTTP 500): ClickHouse's own
+    /// message, with the statement's first words.
+    #[error("storage: {0}")]
+    Backend(String),
+    /// A store location or setting is unusable (at start: exit 2).
+    #[error("{0}")]
+    Config(String),
 }
 
 impl Error {

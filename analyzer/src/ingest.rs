@@ -78,6 +78,25 @@ const MAX_VALUE: usize = 2_000;
 /// How far in the future an upload's time may be (clock skew).
 const MAX_FUTURE_MS: i64 = 3_600_000;
 
+/// An upload that decoded and passed validation, with the rows it adds:
+/// what a [`crate::store::Store`] appends. The store that logs uploads
+/// (the embedded one) logs `upload` and replays it through [`decode`];
+/// a store of rows (ClickHouse) inserts `batch`.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// The upload as it arrived.
+    pub upload: Upload,
+    /// The rows it adds.
+    pub batch: Batch,
+}
+
+/// Decodes and validates `upload`: the one step every store's ingest
+/// starts from. An error names the problem; nothing is stored.
+pub fn accept(upload: Upload, limits: &Limits) -> Result<Accepted> {
+    let batch = decode(&upload, limits)?;
+    Ok(Accepted { upload, batch })
+}
+
 /// Decodes and validates an upload into the rows it adds.
 pub fn decode(upload: &Upload, limits: &Limits) -> Result<Batch> {
     match upload.kind {

@@ -11,7 +11,7 @@ use flameshift_profile::{LabelSetId, Profile, SampleType, TopBy};
 use serde::Serialize;
 
 use crate::model::Unit;
-use crate::store::{Selection, StackSeriesRow, Store};
+use crate::store::{Frames, Selection, StackSeriesRow, Store};
 use crate::{Error, Result};
 
 mod diff;
@@ -29,17 +29,28 @@ pub fn profile(store: &dyn Store, sel: &Selection) -> Result<(Profile, Unit)> {
         totals.unit.sample_type(),
     ]);
     profile.default_sample_type = Some(1);
+    let frames = stacks_of(store, &sel.service, totals.stacks.keys().copied())?;
     let mut ids: Vec<_> = totals.stacks.iter().collect();
     ids.sort_unstable_by_key(|(id, _)| **id);
-    for (&id, weight) in ids {
-        let frames = store
-            .stack_frames(&sel.service, id)
-            .unwrap_or_else(|| vec![Arc::from("[unknown stack]")]);
-        let stack = profile.stack_from_names(frames.iter().map(|f| &**f));
+    for (id, weight) in ids {
+        let stack = profile.stack_from_names(frames[id].iter().map(|f| &**f));
         profile.push_sample(stack, LabelSetId::EMPTY, &[weight.count, weight.weight]);
     }
     profile.comments.push(format!("service={}", sel.service));
     Ok((profile, totals.unit))
+}
+
+/// The frames of `ids`, asked of the store in one batch.
+pub(crate) fn stacks_of(store: &dyn Store, service: &str, ids: impl Iterator<Item = u64>) -> Result<Frames> {
+    let ids: Vec<u64> = ids.collect();
+    let frames = store.stacks(service, &ids)?;
+    match ids.iter().find(|id| !frames.contains_key(id)) {
+        Some(&id) => Err(crate::Error::MissingStack {
+            service: service.to_owned(),
+            id,
+        }),
+        None => Ok(frames),
+    }
 }
 
 /// Requests counted in a selection (labels other than the endpoint do
@@ -201,10 +212,9 @@ pub fn flame_tree(store: &dyn Store, sel: &Selection, max_nodes: usize) -> Resul
     let requests = request_count(store, sel)?;
     let mut root = Building::default();
     let mut samples = 0;
-    for (&id, weight) in &totals.stacks {
-        let frames = store
-            .stack_frames(&sel.service, id)
-            .unwrap_or_else(|| vec![Arc::from("[unknown stack]")]);
+    let mut frames_of = stacks_of(store, &sel.service, totals.stacks.keys().copied())?;
+    for (id, weight) in &totals.stacks {
+        let frames = frames_of.remove(id).unwrap_or_default();
         samples += weight.count;
         root.value += weight.weight;
         let mut node = &mut root;
@@ -292,6 +302,13 @@ pub fn series(
         return Err(Error::bad("window must be positive"));
     }
     let stacks = store.stack_series(sel, window_ms, false)?;
+    let frames_of = match function {
+        Some(_) => stacks_of(store, &sel.service, {
+            let ids: std::collections::BTreeSet<u64> = stacks.rows.iter().map(|r| r.stack_id).collect();
+            ids.into_iter()
+        })?,
+        None => Frames::default(),
+    };
     let mut matches: HashMap<u64, bool> = HashMap::new();
     let mut points: BTreeMap<(i64, String), SeriesPoint> = BTreeMap::new();
     let blank = SeriesPoint::empty;
@@ -306,7 +323,7 @@ pub fn series(
         let counted = match function {
             None => true,
             Some(f) => *matches.entry(*id).or_insert_with(|| {
-                let frames = store.stack_frames(&sel.service, *id).unwrap_or_default();
+                let frames = frames_of.get(id).map(Vec::as_slice).unwrap_or_default();
                 if self_only {
                     frames.last().is_some_and(|leaf| &**leaf == f)
                 } else {

@@ -1,22 +1,22 @@
 //! Detection inside the analyzer: runs the deploy comparison and the
 //! change-point layer over the store whenever a deploy's data changed,
 //! keeps the regressions found (with their state: open, acknowledged,
-//! resolved when a later deploy brings the cost back) in
-//! `regressions.json` in the data directory, and tells a [`Notifier`]
-//! about each new one.
+//! resolved when a later deploy brings the cost back) in a
+//! [`RegressionBook`], and tells a [`Notifier`] about each new one.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod book;
+
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
-use std::fs;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+pub use book::{FileBook, RegressionBook, Regressions};
 
 use crate::detect::costs::{CostTable, CostTableBuilder};
 use crate::detect::{compare_deploys, drift, DetectSettings, Regression, State, Suppressed};
 use crate::store::{DeploySummary, Selection, Store};
-use crate::wal::sync_dir;
 use crate::{Error, Result};
 
 /// Told about every new regression (webhooks live in the binary).
@@ -65,18 +65,12 @@ pub struct Filter {
     pub deploy: Option<String>,
 }
 
-#[derive(Default, Serialize, Deserialize)]
-struct Book {
-    regressions: BTreeMap<String, Regression>,
-}
-
 /// The regressions of every service, and the runs that find them.
 #[derive(Debug)]
 pub struct Detector {
-    path: PathBuf,
+    book: Arc<dyn RegressionBook>,
     settings: DetectSettings,
     notifier: Option<Arc<dyn Notifier>>,
-    book: Mutex<BTreeMap<String, Regression>>,
     /// (service, deploy) → the data both deploys of its pair had when it
     /// was last compared.
     evaluated: Mutex<HashMap<(String, String), [i64; 4]>>,
@@ -84,39 +78,20 @@ pub struct Detector {
     running: Mutex<()>,
 }
 
-const FILE: &str = "regressions.json";
-
 impl Detector {
-    /// Loads `regressions.json` from `dir` (an unreadable file is moved
-    /// aside and reported, not fatal).
-    pub fn open(
-        dir: &Path,
+    /// A detector keeping its findings in `book`.
+    pub fn new(
+        book: Arc<dyn RegressionBook>,
         settings: DetectSettings,
         notifier: Option<Arc<dyn Notifier>>,
-    ) -> Result<Detector> {
-        let path = dir.join(FILE);
-        let book = match fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice::<Book>(&bytes) {
-                Ok(book) => book.regressions,
-                Err(e) => {
-                    let aside = dir.join(format!("{FILE}.corrupt"));
-                    tracing::error!(error = %e, moved_to = %aside.display(), "unreadable regressions file; starting empty");
-                    fs::rename(&path, &aside)
-                        .map_err(|e| Error::io(format!("move {} aside", path.display()), e))?;
-                    BTreeMap::new()
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
-        };
-        Ok(Detector {
-            path,
+    ) -> Detector {
+        Detector {
+            book,
             settings,
             notifier,
-            book: Mutex::new(book),
             evaluated: Mutex::new(HashMap::new()),
             running: Mutex::new(()),
-        })
+        }
     }
 
     /// The settings in use.
@@ -125,28 +100,27 @@ impl Detector {
     }
 
     /// The regressions `filter` selects, newest first.
-    pub fn list(&self, filter: &Filter) -> Vec<Regression> {
-        let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<Regression> = book
-            .values()
+    pub fn list(&self, filter: &Filter) -> Result<Vec<Regression>> {
+        let mut out: Vec<Regression> = self
+            .book
+            .all()?
+            .into_values()
             .filter(|r| filter.service.as_ref().is_none_or(|s| *s == r.service))
             .filter(|r| filter.state.is_none_or(|s| s == r.state))
             .filter(|r| filter.deploy.as_ref().is_none_or(|d| *d == r.deploy_after))
-            .cloned()
             .collect();
         out.sort_by(|a, b| {
             b.first_seen_ms
                 .cmp(&a.first_seen_ms)
                 .then_with(|| b.change.mean.total_cmp(&a.change.mean))
         });
-        out
+        Ok(out)
     }
 
     /// Sets the state of regression `id` (acknowledging it, or opening it
     /// again) and returns it.
     pub fn set_state(&self, id: &str, state: State) -> Result<Regression> {
-        let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
-        let regression = book.get_mut(id).ok_or_else(|| Error::NotFound {
+        let mut regression = self.book.all()?.remove(id).ok_or_else(|| Error::NotFound {
             what: "regression",
             name: id.to_owned(),
         })?;
@@ -154,9 +128,8 @@ impl Detector {
         if state != State::Resolved {
             regression.resolved_by = None;
         }
-        let out = regression.clone();
-        self.save(&book)?;
-        Ok(out)
+        self.book.put(std::slice::from_ref(&regression))?;
+        Ok(regression)
     }
 
     /// Compares every deploy whose data changed since the last run with
@@ -223,29 +196,32 @@ impl Detector {
             .collect();
         let after_index = order.get(after.deploy.as_str()).copied().unwrap_or(usize::MAX);
         let mut fresh = Vec::new();
-        {
-            let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
-            for found in comparison.regressions.into_iter().chain(drifts) {
-                match book.get_mut(&found.id) {
-                    Some(known) => {
-                        let (state, first_seen, resolved_by) =
-                            (known.state, known.first_seen_ms, known.resolved_by.take());
-                        *known = found;
-                        known.state = state;
-                        known.first_seen_ms = first_seen;
-                        known.resolved_by = resolved_by;
-                        run.updated += 1;
-                    }
-                    None => {
-                        fresh.push(found.clone());
-                        book.insert(found.id.clone(), found);
-                        run.new += 1;
-                    }
+        let mut book = self.book.all()?;
+        let mut changed: Vec<String> = Vec::new();
+        for found in comparison.regressions.into_iter().chain(drifts) {
+            changed.push(found.id.clone());
+            match book.get_mut(&found.id) {
+                Some(known) => {
+                    let (state, first_seen, resolved_by) =
+                        (known.state, known.first_seen_ms, known.resolved_by.take());
+                    *known = found;
+                    known.state = state;
+                    known.first_seen_ms = first_seen;
+                    known.resolved_by = resolved_by;
+                    run.updated += 1;
+                }
+                None => {
+                    fresh.push(found.clone());
+                    book.insert(found.id.clone(), found);
+                    run.new += 1;
                 }
             }
-            run.resolved += resolve(&mut book, &table, service, &order, after_index, &self.settings);
-            self.save(&book)?;
         }
+        let resolved = resolve(&mut book, &table, service, &order, after_index, &self.settings);
+        run.resolved += resolved.len();
+        changed.extend(resolved);
+        let changed: Vec<Regression> = changed.iter().filter_map(|id| book.get(id).cloned()).collect();
+        self.book.put(&changed)?;
         self.evaluated
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -260,32 +236,20 @@ impl Detector {
         }
         Ok(())
     }
-
-    fn save(&self, book: &BTreeMap<String, Regression>) -> Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(".{FILE}.tmp"));
-        let body = serde_json::to_vec_pretty(&serde_json::json!({ "regressions": book }))
-            .map_err(|e| Error::io("encode the regressions", std::io::Error::other(e)))?;
-        fs::write(&tmp, body)
-            .and_then(|_| fs::File::open(&tmp)?.sync_all())
-            .and_then(|_| fs::rename(&tmp, &self.path))
-            .map_err(|e| Error::io(format!("write {}", self.path.display()), e))?;
-        sync_dir(dir)
-    }
 }
 
 /// Marks open regressions of `service` found in deploys before
 /// `after_index` resolved when the new deploy (index 1 of `table`) brought
-/// their cost back at least halfway.
+/// their cost back at least halfway; returns their ids.
 fn resolve(
-    book: &mut BTreeMap<String, Regression>,
+    book: &mut Regressions,
     table: &CostTable,
     service: &str,
     order: &HashMap<&str, usize>,
     after_index: usize,
     settings: &DetectSettings,
-) -> usize {
-    let mut resolved = 0;
+) -> Vec<String> {
+    let mut resolved = Vec::new();
     for r in book.values_mut() {
         let earlier = order
             .get(r.deploy_after.as_str())
@@ -310,7 +274,7 @@ fn resolve(
         if rise > 0.0 && level - r.before.mean < 0.5 * rise {
             r.state = State::Resolved;
             r.resolved_by = Some(table.deploys[1].to_string());
-            resolved += 1;
+            resolved.push(r.id.clone());
         }
     }
     resolved
@@ -326,11 +290,10 @@ pub fn cost_table(store: &dyn Store, service: &str, deploys: [&str; 2], window_m
     let stacks = store.stack_series(&selection, window_ms, true)?;
     let names: Vec<Arc<str>> = deploys.iter().map(|d| Arc::from(*d)).collect();
     let mut builder = CostTableBuilder::new(service, stacks.unit, &names);
-    let mut frames: HashMap<u64, Vec<Arc<str>>> = HashMap::new();
+    let ids: std::collections::BTreeSet<u64> = stacks.rows.iter().map(|r| r.stack_id).collect();
+    let frames = crate::query::stacks_of(store, service, ids.into_iter())?;
     for row in &stacks.rows {
-        let stack = frames
-            .entry(row.stack_id)
-            .or_insert_with(|| store.stack_frames(service, row.stack_id).unwrap_or_default());
+        let stack = &frames[&row.stack_id];
         builder.add_stack(row.window_ms, &row.deploy, &row.endpoint, stack, row.weight);
     }
     for r in store.requests(&selection, window_ms)? {

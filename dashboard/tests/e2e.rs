@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use flameshift_analyzer::profile::format;
 use flameshift_analyzer::server::{self, ServeConfig};
-use flameshift_analyzer::store::StoreConfig;
+use flameshift_analyzer::store::{Backend, StoreConfig};
 use flameshift_detect::sim::{Fleet, FleetConfig};
 use tokio::sync::oneshot;
 
@@ -34,7 +34,8 @@ async fn post(url: &str, body: Vec<u8>) -> serde_json::Value {
 }
 
 async fn start(dir: &Path) -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let mut config = ServeConfig::new(StoreConfig::new(dir));
+    let backend = Backend::disk(StoreConfig::new(dir)).unwrap();
+    let mut config = ServeConfig::new();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.flush_interval = Duration::from_secs(3600);
     config.detect_interval = Duration::from_secs(3600);
@@ -44,6 +45,8 @@ async fn start(dir: &Path) -> (String, oneshot::Sender<()>, tokio::task::JoinHan
     let handle = tokio::spawn(async move {
         server::serve(
             config,
+            backend.store,
+            backend.regressions,
             async {
                 let _ = stop_rx.await;
             },

@@ -71,10 +71,9 @@ struct Building {
 impl Building {
     fn add(&mut self, store: &dyn Store, sel: &Selection, candidate: bool) -> Result<Unit> {
         let totals = store.stack_totals(sel)?;
-        for (&id, weight) in &totals.stacks {
-            let frames = store
-                .stack_frames(&sel.service, id)
-                .unwrap_or_else(|| vec![Arc::from("[unknown stack]")]);
+        let mut frames_of = super::stacks_of(store, &sel.service, totals.stacks.keys().copied())?;
+        for (id, weight) in &totals.stacks {
+            let frames = frames_of.remove(id).unwrap_or_default();
             let mut node = &mut *self;
             node.bump(weight.weight, candidate);
             for frame in frames {

@@ -17,7 +17,7 @@ use flameshift_profile::render::{self, FlameGraphOptions};
 use super::params::Params;
 use super::response::{json, typed, ApiError};
 use super::AppState;
-use crate::ingest::{Upload, UploadKind};
+use crate::ingest::{self, Upload, UploadKind};
 use crate::query::{self, TopOrder};
 use crate::store::{Selection, Store};
 use crate::{Error, Result};
@@ -66,8 +66,8 @@ async fn ingest(state: AppState, kind: UploadKind, params: Params, body: Bytes) 
         body: body.to_vec(),
     };
     let bytes = upload.body.len();
-    let store = state.store.clone();
-    let result = blocking(move || store.ingest(upload)).await;
+    let (store, limits) = (state.store.clone(), state.limits.clone());
+    let result = blocking(move || store.append(ingest::accept(upload, &limits)?)).await;
     match result {
         Ok(receipt) => {
             let name = match kind {
@@ -386,10 +386,10 @@ pub async fn healthz() -> &'static str {
 /// `GET /metrics`.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let store = state.store.clone();
-    let stats = tokio::task::spawn_blocking(move || store.stats())
+    let gauges = tokio::task::spawn_blocking(move || store.gauges())
         .await
         .unwrap_or_default();
-    typed("text/plain; version=0.0.4", state.metrics.render(&stats))
+    typed("text/plain; version=0.0.4", state.metrics.render(&gauges))
 }
 
 #[cfg(test)]

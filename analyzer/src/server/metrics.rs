@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::store::StoreStats;
+use crate::store::Gauge;
 
 /// Upper bounds of the query latency histogram, seconds.
 const LATENCY_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
@@ -63,7 +63,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, store: &StoreStats) -> String {
+    pub fn render(&self, gauges: &[Gauge]) -> String {
         let mut out = String::new();
         let counter = |out: &mut String,
                        name: &str,
@@ -99,29 +99,7 @@ impl Metrics {
             "# HELP flameshift_upload_bytes_total Bytes of accepted uploads.\n# TYPE flameshift_upload_bytes_total counter\nflameshift_upload_bytes_total {}",
             self.bytes.load(Ordering::Relaxed)
         );
-        for (name, help, value) in [
-            (
-                "flameshift_wal_bytes",
-                "Bytes in the write-ahead log.",
-                store.wal_bytes,
-            ),
-            ("flameshift_parquet_files", "Parquet files.", store.parquet_files),
-            (
-                "flameshift_parquet_bytes",
-                "Bytes in Parquet files.",
-                store.parquet_bytes,
-            ),
-            (
-                "flameshift_head_rows",
-                "Sample rows not yet in Parquet.",
-                store.head_rows,
-            ),
-            (
-                "flameshift_corrupt_on_start",
-                "Corrupt files and log tails skipped on start.",
-                store.corrupt_on_start,
-            ),
-        ] {
+        for Gauge { name, help, value } in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
         }
         let name = "flameshift_query_seconds";

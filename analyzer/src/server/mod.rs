@@ -1,8 +1,11 @@
 //! The HTTP server of `flameshift serve`: the `/api/v1` routes of
 //! docs/wire-format.md, Pyroscope's `/ingest`, `/healthz` and `/metrics`, bearer
-//! token authentication, a body limit, a periodic flush to Parquet, and a
-//! graceful shutdown that flushes; detection runs periodically and on
-//! `POST /api/v1/detect`, its findings under `GET /api/v1/regressions`.
+//! token authentication, a body limit, the store's periodic housekeeping
+//! ([`Store::maintain`]: the embedded store's flush to Parquet), and a
+//! graceful shutdown that runs it once more; detection runs periodically
+//! and on `POST /api/v1/detect`, its findings under
+//! `GET /api/v1/regressions`. The server is given its store and its
+//! regression book; it opens neither.
 
 mod handlers;
 mod metrics;
@@ -27,8 +30,9 @@ pub use params::parse_duration_ms;
 use response::ApiError;
 
 use crate::detect::DetectSettings;
-use crate::regressions::{Detector, Notifier};
-use crate::store::{DiskStore, Store, StoreConfig};
+use crate::ingest::Limits;
+use crate::regressions::{Detector, Notifier, RegressionBook};
+use crate::store::Store;
 use crate::{Error, Result};
 
 /// How `flameshift serve` runs.
@@ -36,13 +40,14 @@ use crate::{Error, Result};
 pub struct ServeConfig {
     /// Address to listen on (loopback unless told otherwise).
     pub listen: SocketAddr,
-    /// The store.
-    pub store: StoreConfig,
+    /// Limits on uploads and the time buckets they are summed in.
+    pub limits: Limits,
     /// Bearer token every route but `/healthz` requires, if set.
     pub token: Option<String>,
     /// Largest accepted request body, bytes.
     pub max_body_bytes: usize,
-    /// How often the head is flushed to Parquet.
+    /// How often the store's housekeeping runs (the embedded store's
+    /// flush to Parquet).
     pub flush_interval: Duration,
     /// Detection thresholds.
     pub detect: DetectSettings,
@@ -58,10 +63,10 @@ pub struct ServeConfig {
 impl ServeConfig {
     /// Defaults: `127.0.0.1:7411`, 64 MiB bodies, flush every 10 s,
     /// detection every 60 s with the default thresholds.
-    pub fn new(store: StoreConfig) -> ServeConfig {
+    pub fn new() -> ServeConfig {
         ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7411)),
-            store,
+            limits: Limits::default(),
             token: None,
             max_body_bytes: 64 << 20,
             flush_interval: Duration::from_secs(10),
@@ -73,27 +78,31 @@ impl ServeConfig {
     }
 }
 
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig::new()
+    }
+}
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     store: Arc<dyn Store>,
     detector: Arc<Detector>,
+    limits: Arc<Limits>,
     metrics: Arc<Metrics>,
     token: Option<Arc<str>>,
 }
 
 /// The router over a store.
-pub fn router(
-    store: Arc<dyn Store>,
-    detector: Arc<Detector>,
-    token: Option<String>,
-    max_body_bytes: usize,
-) -> Router {
+pub fn router(store: Arc<dyn Store>, detector: Arc<Detector>, config: &ServeConfig) -> Router {
+    let max_body_bytes = config.max_body_bytes;
     let state = AppState {
         store,
         detector,
+        limits: Arc::new(config.limits.clone()),
         metrics: Arc::new(Metrics::default()),
-        token: token.map(Into::into),
+        token: config.token.clone().map(Into::into),
     };
     Router::new()
         .route("/api/v1/profiles", post(handlers::post_profile))
@@ -157,44 +166,33 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub struct Running {
     /// The address it listens on.
     pub addr: SocketAddr,
-    /// The store it serves.
-    pub store: Arc<DiskStore>,
 }
 
-/// Opens the store, binds, and serves until `shutdown` completes; then
-/// stops accepting, finishes in-flight requests, and flushes. `ready` is
-/// called with the bound address once the server accepts connections.
+/// Serves `store` (with regression state in `regressions`) until
+/// `shutdown` completes; then stops accepting, finishes in-flight
+/// requests, and runs the store's housekeeping once more (the embedded
+/// store flushes). `ready` is called with the bound address once the
+/// server accepts connections.
 pub async fn serve(
     config: ServeConfig,
+    store: Arc<dyn Store>,
+    regressions: Arc<dyn RegressionBook>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(&Running),
 ) -> Result<()> {
-    let store_config = config.store.clone();
-    let store = tokio::task::spawn_blocking(move || DiskStore::open(store_config))
-        .await
-        .map_err(|e| Error::io("open the store", std::io::Error::other(e.to_string())))??;
-    let store = Arc::new(store);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("listen on {}", config.listen), e))?;
     let addr = listener
         .local_addr()
         .map_err(|e| Error::io("read the bound address", e))?;
-    ready(&Running {
-        addr,
-        store: store.clone(),
-    });
-    let detector = Arc::new(Detector::open(
-        &config.store.dir,
+    ready(&Running { addr });
+    let detector = Arc::new(Detector::new(
+        regressions,
         config.detect.clone(),
         config.notifier.clone(),
-    )?);
-    let mut app = router(
-        store.clone(),
-        detector.clone(),
-        config.token.clone(),
-        config.max_body_bytes,
-    );
+    ));
+    let mut app = router(store.clone(), detector.clone(), &config);
     if let Some(ui) = config.ui.clone() {
         app = ui.merge(app);
     }
@@ -224,8 +222,8 @@ pub async fn serve(
             loop {
                 ticker.tick().await;
                 let store = store.clone();
-                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.flush()).await {
-                    tracing::error!(error = %e, "periodic flush failed; will retry");
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.maintain()).await {
+                    tracing::error!(error = %e, "periodic store housekeeping failed; will retry");
                 }
             }
         })
@@ -234,11 +232,11 @@ pub async fn serve(
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     flusher.abort();
     detecting.abort();
-    let flushed = tokio::task::spawn_blocking(move || store.flush())
+    let flushed = tokio::task::spawn_blocking(move || store.maintain())
         .await
         .map_err(|e| Error::io("flush on shutdown", std::io::Error::other(e.to_string())))?;
     served.map_err(|e| Error::io("serve", e))?;
     flushed?;
-    tracing::info!("flameshift analyzer stopped; everything flushed");
+    tracing::info!("flameshift analyzer stopped; the store's housekeeping ran");
     Ok(())
 }

@@ -33,11 +33,14 @@ pub async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> A
         state: params.get("state").map(parse_state).transpose()?,
         deploy: params.get("deploy").map(str::to_owned),
     };
-    if let Some(service) = &filter.service {
-        let (store, service) = (state.store.clone(), service.clone());
-        super::handlers::blocking(move || store.deploys(&service).map(|_| ())).await?;
-    }
-    let regressions = state.detector.list(&filter);
+    let (store, detector) = (state.store.clone(), state.detector.clone());
+    let regressions = super::handlers::blocking(move || {
+        if let Some(service) = &filter.service {
+            store.deploys(service)?;
+        }
+        detector.list(&filter)
+    })
+    .await?;
     Ok(json(&serde_json::json!({ "regressions": regressions })))
 }
 

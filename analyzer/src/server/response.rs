@@ -33,6 +33,7 @@ impl ApiError {
             StatusCode::PAYLOAD_TOO_LARGE => "too_large",
             StatusCode::INSUFFICIENT_STORAGE => "disk_full",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             s if s.is_server_error() => "internal",
             _ => "other",
         }
@@ -45,7 +46,12 @@ impl From<Error> for ApiError {
             Error::BadRequest(_) | Error::Profile(_) | Error::MixedUnits(_) => StatusCode::BAD_REQUEST,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
-            Error::Io { .. } | Error::Parquet { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Io { .. }
+            | Error::Parquet { .. }
+            | Error::MissingStack { .. }
+            | Error::Backend(_)
+            | Error::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
             tracing::error!(error = %error, "request failed");
@@ -54,10 +60,21 @@ impl From<Error> for ApiError {
     }
 }
 
+/// Seconds a client is asked to wait before sending a refused request
+/// again when the store is unavailable.
+const RETRY_AFTER_SECONDS: &str = "5";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.message }).to_string();
-        (self.status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        let mut response = (self.status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }
 

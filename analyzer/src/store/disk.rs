@@ -24,7 +24,7 @@ use super::format::{self, SampleColumns, TimeRange};
 use super::head::Head;
 use super::tables::{self, day_of, PartFile, Table};
 use super::{Receipt, StoreStats};
-use crate::ingest::{self, Limits, Upload};
+use crate::ingest::{self, Accepted, Limits, Upload};
 use crate::model::{Batch, DeployEvent, RequestAgg, RequestKey, SampleKey, StackNode, Weight};
 use crate::wal::{sync_dir, Wal};
 use crate::{Error, Result};
@@ -196,11 +196,22 @@ impl DiskStore {
         &self.config
     }
 
-    pub(super) fn ingest_upload(&self, upload: Upload) -> Result<Receipt> {
-        let batch = ingest::decode(&upload, &self.config.limits)?;
+    pub(super) fn append_accepted(&self, accepted: Accepted) -> Result<Receipt> {
         let _gate = read(&self.gate);
-        self.wal.append(&upload)?;
-        Ok(apply(&mut write(&self.state), batch))
+        self.wal.append(&accepted.upload)?;
+        Ok(apply(&mut write(&self.state), accepted.batch))
+    }
+
+    /// Validates and appends an upload: [`ingest::accept`] with this
+    /// store's limits, then [`super::Store::append`].
+    pub fn ingest(&self, upload: Upload) -> Result<Receipt> {
+        self.append_accepted(ingest::accept(upload, &self.config.limits)?)
+    }
+
+    /// Moves what is only in the write-ahead log into Parquet, compacts
+    /// and applies retention ([`super::Store::maintain`]).
+    pub fn flush(&self) -> Result<()> {
+        self.flush_all()
     }
 
     pub(super) fn flush_all(&self) -> Result<()> {
@@ -406,7 +417,8 @@ impl DiskStore {
         Ok(())
     }
 
-    pub(super) fn store_stats(&self) -> StoreStats {
+    /// Counters for `/metrics`.
+    pub fn stats(&self) -> StoreStats {
         let state = read(&self.state);
         let files = state.services.values().flat_map(|s| s.files.iter());
         let (count, bytes) = files.fold((0, 0), |(n, b), f| (n + 1, b + f.bytes));
@@ -419,21 +431,34 @@ impl DiskStore {
         }
     }
 
-    pub(super) fn frames_of(&self, service: &str, id: u64) -> Option<Vec<Arc<str>>> {
+    pub(super) fn frames_of(&self, service: &str, ids: &[u64]) -> Result<super::Frames> {
         let state = read(&self.state);
-        let stacks = &state.services.get(service)?.stacks;
-        let mut frames = Vec::new();
-        let mut at = id;
-        while at != 0 {
-            let (parent, function) = stacks.get(&at)?;
-            frames.push(function.clone());
-            at = *parent;
-            if frames.len() > 100_000 {
-                return None; // a cycle could only come from a hash collision
+        let missing = |id| Error::MissingStack {
+            service: service.to_owned(),
+            id,
+        };
+        let Some(svc) = state.services.get(service) else {
+            return match ids.first() {
+                Some(&id) => Err(missing(id)),
+                None => Ok(super::Frames::default()),
+            };
+        };
+        let mut out = super::Frames::default();
+        for &id in ids {
+            let mut frames = Vec::new();
+            let mut at = id;
+            while at != 0 {
+                let (parent, function) = svc.stacks.get(&at).ok_or_else(|| missing(id))?;
+                frames.push(function.clone());
+                at = *parent;
+                if frames.len() > 100_000 {
+                    return Err(missing(id)); // a cycle could only come from a hash collision
+                }
             }
+            frames.reverse();
+            out.insert(id, frames);
         }
-        frames.reverse();
-        Some(frames)
+        Ok(out)
     }
 }
 

@@ -1,10 +1,19 @@
 //! Storage behind one trait, so that the embedded data directory
-//! ([`DiskStore`]) and, later, a ClickHouse cluster can serve the same
-//! queries.
+//! ([`DiskStore`]) and a ClickHouse database ([`ClickHouseStore`]) serve
+//! the same queries.
+//!
+//! The seam: the ingest layer decodes and validates an upload
+//! ([`crate::ingest::accept`]), then a store [`Store::append`]s the rows;
+//! queries ask for sums (a store aggregates where its data lives); frames
+//! are looked up in batches, and an unknown stack is an error, not an
+//! empty stack; each backend owns its housekeeping ([`Store::maintain`]).
+//! Regression state sits behind [`crate::regressions::RegressionBook`].
 
+mod clickhouse;
 mod disk;
 mod format;
 mod head;
+mod location;
 mod parallel;
 mod scan;
 mod tables;
@@ -13,9 +22,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use clickhouse::{ClickHouseBook, ClickHouseConfig, ClickHouseStore, Endpoint};
 pub use disk::{DiskStore, StoreConfig};
+pub use location::{Backend, StoreLocation};
 
-use crate::ingest::Upload;
+use crate::ingest::Accepted;
 use crate::model::{DeployEvent, Unit, Weight};
 use crate::Result;
 
@@ -128,7 +139,7 @@ pub struct DeploySummary {
     pub event: Option<DeployEvent>,
 }
 
-/// Counters a store reports for `/metrics`.
+/// Counters the embedded store reports for `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreStats {
     /// Bytes in the write-ahead log.
@@ -158,11 +169,25 @@ pub struct Receipt {
     pub deploys: usize,
 }
 
+/// One value a store reports for `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gauge {
+    /// Metric name, `flameshift_` first.
+    pub name: &'static str,
+    /// Its `# HELP` text.
+    pub help: &'static str,
+    /// The value now.
+    pub value: u64,
+}
+
+/// Frames (root first) per stack id.
+pub type Frames = rustc_hash::FxHashMap<u64, Vec<Arc<str>>>;
+
 /// The storage the analyzer serves from.
 pub trait Store: Send + Sync {
-    /// Validates `upload`, makes it durable, and makes it queryable; an
-    /// error means nothing of it was stored.
-    fn ingest(&self, upload: Upload) -> Result<Receipt>;
+    /// Makes an accepted upload durable and queryable; an error means
+    /// nothing of it was stored.
+    fn append(&self, accepted: Accepted) -> Result<Receipt>;
     /// Every service.
     fn services(&self) -> Result<Vec<ServiceSummary>>;
     /// The deploys of `service`, oldest first.
@@ -177,11 +202,13 @@ pub trait Store: Send + Sync {
     fn stack_series(&self, selection: &Selection, window_ms: i64, by_endpoint: bool) -> Result<StackSeries>;
     /// Requests per window, deploy and endpoint.
     fn requests(&self, selection: &Selection, window_ms: i64) -> Result<Vec<RequestWindow>>;
-    /// The frames of stack `id` of `service`, root first.
-    fn stack_frames(&self, service: &str, id: u64) -> Option<Vec<Arc<str>>>;
-    /// Moves what is only in the write-ahead log into Parquet, compacts
-    /// and applies retention.
-    fn flush(&self) -> Result<()>;
-    /// Counters for `/metrics`.
-    fn stats(&self) -> StoreStats;
+    /// The frames of every stack in `ids` of `service`, root first; a
+    /// stack the store does not hold is [`crate::Error::MissingStack`].
+    fn stacks(&self, service: &str, ids: &[u64]) -> Result<Frames>;
+    /// The backend's housekeeping, run periodically and once at shutdown
+    /// (the embedded store flushes its log to Parquet, compacts and
+    /// applies retention; ClickHouse drops expired partitions).
+    fn maintain(&self) -> Result<()>;
+    /// Values for `/metrics`.
+    fn gauges(&self) -> Vec<Gauge>;
 }

@@ -12,10 +12,10 @@ use super::format::{self, SampleColumns, SampleGroup, TimeRange};
 use super::parallel;
 use super::tables::{day_of, Table};
 use super::{
-    DeploySummary, Receipt, RequestWindow, Selection, ServiceSummary, StackSeries, StackSeriesRow,
-    StackTotals, Store, StoreStats,
+    DeploySummary, Gauge, Receipt, RequestWindow, Selection, ServiceSummary, StackSeries, StackSeriesRow,
+    StackTotals, Store,
 };
-use crate::ingest::Upload;
+use crate::ingest::Accepted;
 use crate::model::{RequestAgg, RequestKey, SampleKey, Unit, Weight};
 use crate::{Error, Result};
 
@@ -236,8 +236,8 @@ impl DeploySeen {
 }
 
 impl Store for DiskStore {
-    fn ingest(&self, upload: Upload) -> Result<Receipt> {
-        self.ingest_upload(upload)
+    fn append(&self, accepted: Accepted) -> Result<Receipt> {
+        self.append_accepted(accepted)
     }
 
     fn services(&self) -> Result<Vec<ServiceSummary>> {
@@ -452,15 +452,42 @@ impl Store for DiskStore {
             .collect())
     }
 
-    fn stack_frames(&self, service: &str, id: u64) -> Option<Vec<Arc<str>>> {
-        self.frames_of(service, id)
+    fn stacks(&self, service: &str, ids: &[u64]) -> Result<super::Frames> {
+        self.frames_of(service, ids)
     }
 
-    fn flush(&self) -> Result<()> {
+    fn maintain(&self) -> Result<()> {
         self.flush_all()
     }
 
-    fn stats(&self) -> StoreStats {
-        self.store_stats()
+    fn gauges(&self) -> Vec<Gauge> {
+        let stats = self.stats();
+        vec![
+            Gauge {
+                name: "flameshift_wal_bytes",
+                help: "Bytes in the write-ahead log.",
+                value: stats.wal_bytes,
+            },
+            Gauge {
+                name: "flameshift_parquet_files",
+                help: "Parquet files.",
+                value: stats.parquet_files,
+            },
+            Gauge {
+                name: "flameshift_parquet_bytes",
+                help: "Bytes in Parquet files.",
+                value: stats.parquet_bytes,
+            },
+            Gauge {
+                name: "flameshift_head_rows",
+                help: "Sample rows not yet in Parquet.",
+                value: stats.head_rows,
+            },
+            Gauge {
+                name: "flameshift_corrupt_on_start",
+                help: "Corrupt files and log tails skipped on start.",
+                value: stats.corrupt_on_start,
+            },
+        ]
     }
 }

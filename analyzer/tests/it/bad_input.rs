@@ -1,6 +1,8 @@
 //! Every kind of bad upload and query: the right status, a message that
 //! names the problem, and nothing stored.
 
+use flameshift_analyzer::regressions::FileBook;
+
 use super::*;
 
 async fn refused(url: &str, body: Vec<u8>, status: u16, needle: &str) {
@@ -15,9 +17,14 @@ async fn refused(url: &str, body: Vec<u8>, status: u16, needle: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_uploads_are_refused_and_store_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config(dir.path());
+    let mut config = test_config();
     config.max_body_bytes = 64 * 1024;
-    let server = TestServer::start(config).await;
+    let disk_store = Arc::new(DiskStore::open(StoreConfig::new(dir.path())).unwrap());
+    let backend = Backend {
+        store: disk_store.clone(),
+        regressions: Arc::new(FileBook::open(dir.path()).unwrap()),
+    };
+    let server = TestServer::start(config, backend).await;
     let profiles = format!("{}/api/v1/profiles", server.url);
     let good = || {
         pprof(&[S {
@@ -136,7 +143,7 @@ async fn bad_uploads_are_refused_and_store_nothing() {
     // Not one of those left anything behind.
     let (_, services) = get(&format!("{}/api/v1/services", server.url)).await;
     assert_eq!(services["services"], serde_json::json!([]), "{services}");
-    assert_eq!(server.store.stats().head_rows, 0);
+    assert_eq!(disk_store.stats().head_rows, 0);
     let (_, metrics) = get_text(&format!("{}/metrics", server.url)).await;
     assert!(
         metrics.contains("flameshift_rejects_total{reason=\"bad_request\"} 16"),

@@ -8,7 +8,12 @@ use std::collections::BTreeSet;
 use flameshift_analyzer::profile::{format, Profile, SampleType};
 use flameshift_detect::sim::{Decoy, Fleet, FleetConfig};
 
-use crate::{get, now_ms, post, TestServer};
+use crate::{get, now_ms, on_every_store, post, Place};
+
+on_every_store!(
+    the_simulated_fleet_regressions_are_listed_and_its_decoys_are_not,
+    a_later_deploy_that_brings_the_cost_back_resolves_the_regression,
+);
 
 async fn upload_fleet(url: &str, fleet: &Fleet) {
     let c = fleet.config();
@@ -51,8 +56,7 @@ fn reported(listing: &serde_json::Value) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_simulated_fleet_regressions_are_listed_and_its_decoys_are_not() {
+async fn the_simulated_fleet_regressions_are_listed_and_its_decoys_are_not(place: Place) {
     let fleet = Fleet::new(FleetConfig {
         seed: 7,
         deploys: 4,
@@ -82,8 +86,7 @@ async fn the_simulated_fleet_regressions_are_listed_and_its_decoys_are_not() {
         .collect();
     assert!(decoy_names.len() >= 6, "{decoy_names:?}");
 
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::on(dir.path()).await;
+    let server = place.server().await;
     upload_fleet(&server.url, &fleet).await;
     let (status, run) = post(&format!("{}/api/v1/detect", server.url), Vec::new()).await;
     assert_eq!(status, 200, "{run}");
@@ -145,7 +148,7 @@ async fn the_simulated_fleet_regressions_are_listed_and_its_decoys_are_not() {
 
     // Kept across a restart, with their states.
     server.stop().await;
-    let server = TestServer::on(dir.path()).await;
+    let server = place.server().await;
     let (_, listing) = get(&format!("{}/api/v1/regressions?state=acknowledged", server.url)).await;
     assert_eq!(listing["regressions"].as_array().unwrap().len(), 1, "{listing}");
     assert_eq!(listing["regressions"][0]["id"].as_str(), Some(id.as_str()));
@@ -192,10 +195,8 @@ async fn upload_deploy(url: &str, deploy: &str, start_ms: i64, windows: i64, f_n
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_later_deploy_that_brings_the_cost_back_resolves_the_regression() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::on(dir.path()).await;
+async fn a_later_deploy_that_brings_the_cost_back_resolves_the_regression(place: Place) {
+    let server = place.server().await;
     let start = now_ms() - 3 * 3_600_000;
     upload_deploy(&server.url, "v1", start, 12, 3_000_000).await;
     upload_deploy(&server.url, "v2", start + 3_600_000, 6, 3_600_000).await;

@@ -35,7 +35,7 @@ pub(crate) fn answers(store: &dyn Store) -> serde_json::Value {
             .stacks
             .iter()
             .map(|(id, w)| {
-                let frames = store.stack_frames("shop", *id).unwrap();
+                let frames = store.stacks("shop", &[*id]).unwrap().remove(id).unwrap();
                 (frames.join(";"), w.weight, w.count)
             })
             .collect();
@@ -48,7 +48,11 @@ pub(crate) fn answers(store: &dyn Store) -> serde_json::Value {
             .rows
             .iter()
             .map(|r| {
-                let frames = store.stack_frames("shop", r.stack_id).unwrap();
+                let frames = store
+                    .stacks("shop", &[r.stack_id])
+                    .unwrap()
+                    .remove(&r.stack_id)
+                    .unwrap();
                 (
                     r.window_ms,
                     r.deploy.to_string(),

@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
 mod bad_input;
+mod clickhouse;
+mod clickhouse_server;
 mod detection;
 mod disk_full;
 mod earlier_data;
@@ -11,35 +13,103 @@ mod round_trip;
 mod store;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use flameshift_analyzer::profile::{format, LabelSetId, Period, Profile, SampleType};
 use flameshift_analyzer::server::{self, ServeConfig};
-use flameshift_analyzer::store::{DiskStore, Store, StoreConfig};
+use flameshift_analyzer::store::{Backend, ClickHouseConfig, DiskStore, Endpoint, Store, StoreConfig};
 use tokio::sync::oneshot;
+
+/// Where a test keeps its data: every conformance test runs on each.
+#[derive(Clone)]
+pub(crate) enum Place {
+    /// The embedded store in a temporary directory.
+    Dir(Arc<tempfile::TempDir>),
+    /// A fresh database on the test binary's ClickHouse server.
+    ClickHouse(Endpoint),
+}
+
+impl Place {
+    pub(crate) fn dir() -> Place {
+        Place::Dir(Arc::new(tempfile::tempdir().unwrap()))
+    }
+
+    pub(crate) fn clickhouse() -> Place {
+        Place::ClickHouse(clickhouse_server::ClickHouseServer::shared().fresh_database())
+    }
+
+    /// Opens the place's store; the embedded one compacts at `compact_at_files`.
+    pub(crate) fn backend(&self, compact_at_files: usize) -> Backend {
+        match self {
+            Place::Dir(dir) => {
+                let mut config = StoreConfig::new(dir.path());
+                config.compact_at_files = compact_at_files;
+                Backend::disk(config).unwrap()
+            }
+            Place::ClickHouse(endpoint) => {
+                let mut config = ClickHouseConfig::new(endpoint.clone());
+                config.sql_log = clickhouse_server::sql_log();
+                Backend::clickhouse(config).unwrap()
+            }
+        }
+    }
+
+    /// A server over this place with test-friendly defaults.
+    pub(crate) async fn server(&self) -> TestServer {
+        TestServer::start(test_config(), self.backend(8)).await
+    }
+}
+
+/// Runs each named `async fn(Place)` as a test on the embedded store and
+/// as a test on ClickHouse.
+#[macro_export]
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {
+        mod disk {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Place::dir()).await
+                }
+            )*
+        }
+        mod clickhouse {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Place::clickhouse()).await
+                }
+            )*
+        }
+    };
+}
 
 /// A server running in this process.
 pub(crate) struct TestServer {
     pub(crate) url: String,
-    pub(crate) store: std::sync::Arc<DiskStore>,
+    pub(crate) store: Arc<dyn Store>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<flameshift_analyzer::Result<()>>,
 }
 
 impl TestServer {
-    pub(crate) async fn start(config: ServeConfig) -> TestServer {
+    pub(crate) async fn start(config: ServeConfig, backend: Backend) -> TestServer {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = oneshot::channel();
+        let store = backend.store.clone();
         let handle = tokio::spawn(server::serve(
             config,
+            backend.store,
+            backend.regressions,
             async {
                 let _ = stop_rx.await;
             },
             move |running| {
-                let _ = ready_tx.send((running.addr, running.store.clone()));
+                let _ = ready_tx.send(running.addr);
             },
         ));
-        let (addr, store) = ready_rx.await.expect("server started");
+        let addr = ready_rx.await.expect("server started");
         TestServer {
             url: format!("http://{addr}"),
             store,
@@ -48,9 +118,9 @@ impl TestServer {
         }
     }
 
-    /// A server over `dir` with test-friendly defaults (no periodic flush).
+    /// A server over the embedded store in `dir` with test-friendly defaults.
     pub(crate) async fn on(dir: &Path) -> TestServer {
-        TestServer::start(config(dir)).await
+        TestServer::start(test_config(), disk(dir)).await
     }
 
     /// Stops without requiring a clean flush (e.g. on a full disk).
@@ -72,8 +142,14 @@ impl TestServer {
     }
 }
 
-pub(crate) fn config(dir: &Path) -> ServeConfig {
-    let mut config = ServeConfig::new(StoreConfig::new(dir));
+/// The embedded store in `dir`.
+pub(crate) fn disk(dir: &Path) -> Backend {
+    Backend::disk(StoreConfig::new(dir)).unwrap()
+}
+
+/// Test-friendly defaults: any port, no periodic flush.
+pub(crate) fn test_config() -> ServeConfig {
+    let mut config = ServeConfig::new();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.flush_interval = Duration::from_secs(3600);
     config

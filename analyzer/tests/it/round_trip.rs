@@ -1,7 +1,15 @@
 //! Upload → query round trips through a real server: every count and
 //! value exact.
 
+use flameshift_analyzer::regressions::FileBook;
+
 use super::*;
+
+on_every_store!(
+    profiles_requests_and_deploys_round_trip_exactly,
+    sixteen_concurrent_uploaders_lose_nothing_across_flushes,
+    pyroscope_clients_can_send_folded_and_pprof,
+);
 
 const MS: i64 = 1_000_000;
 
@@ -35,10 +43,8 @@ async fn upload_shop(url: &str, deploy: &str, parse_ms: i64) {
     assert_eq!(receipt["samples"], 6);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn profiles_requests_and_deploys_round_trip_exactly() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::on(dir.path()).await;
+async fn profiles_requests_and_deploys_round_trip_exactly(place: Place) {
+    let server = place.server().await;
     let url = server.url.clone();
     upload_shop(&url, "v1", 30).await;
     let start_ms = now_ms() - 5_000;
@@ -230,15 +236,16 @@ async fn profiles_requests_and_deploys_round_trip_exactly() {
     assert_eq!(status, 200);
     assert!(svg.contains("<svg"));
 
-    // The same answers after a flush to Parquet and after a restart.
-    server.store.flush().unwrap();
+    // The same answers after the store's housekeeping (a flush to
+    // Parquet) and after a restart.
+    server.store.maintain().unwrap();
     let (_, after_flush) = get(&format!(
         "{url}/api/v1/functions?service=shop&deploy=v1&endpoint=GET%20%2Fa"
     ))
     .await;
     assert_eq!(after_flush, top);
     server.stop().await;
-    let server = TestServer::on(dir.path()).await;
+    let server = place.server().await;
     let (_, after_restart) = get(&format!(
         "{}/api/v1/functions?service=shop&deploy=v1&endpoint=GET%20%2Fa",
         server.url
@@ -246,17 +253,18 @@ async fn profiles_requests_and_deploys_round_trip_exactly() {
     .await;
     assert_eq!(after_restart, top);
     let (_, metrics) = get_text(&format!("{}/metrics", server.url)).await;
-    assert!(metrics.contains("flameshift_parquet_files "), "{metrics}");
+    let gauge = match place {
+        Place::Dir(_) => "flameshift_parquet_files ",
+        Place::ClickHouse(_) => "flameshift_cached_stacks ",
+    };
+    assert!(metrics.contains(gauge), "{metrics}");
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixteen_concurrent_uploaders_lose_nothing_across_flushes() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config(dir.path());
+async fn sixteen_concurrent_uploaders_lose_nothing_across_flushes(place: Place) {
+    let mut config = test_config();
     config.flush_interval = Duration::from_millis(50);
-    config.store.compact_at_files = 4;
-    let server = TestServer::start(config).await;
+    let server = TestServer::start(config, place.backend(4)).await;
     let mut tasks = Vec::new();
     for uploader in 0..16 {
         let url = server.url.clone();
@@ -300,7 +308,7 @@ async fn sixteen_concurrent_uploaders_lose_nothing_across_flushes() {
     assert_eq!(top["functions"][0]["name"], "main");
     assert_eq!(top["functions"][0]["inclusive_value"], 160 * 18);
     server.stop().await;
-    let server = TestServer::on(dir.path()).await;
+    let server = place.server().await;
     let (_, again) = get(&format!(
         "{}/api/v1/functions?service=busy&order=inclusive",
         server.url
@@ -310,10 +318,8 @@ async fn sixteen_concurrent_uploaders_lose_nothing_across_flushes() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pyroscope_clients_can_send_folded_and_pprof() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::on(dir.path()).await;
+async fn pyroscope_clients_can_send_folded_and_pprof(place: Place) {
+    let server = place.server().await;
     let from = now_ms() / 1000 - 10;
     let url = format!(
         "{}/ingest?name=legacy.cpu%7Bversion%3D1.2%2Cendpoint%3DGET%20%2Fz%7D&from={from}&until={}&format=folded&sampleRate=100",
@@ -372,9 +378,14 @@ async fn pyroscope_clients_can_send_folded_and_pprof() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_guards_every_route_but_healthz() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config(dir.path());
+    let mut config = test_config();
     config.token = Some("s3cret".into());
-    let server = TestServer::start(config).await;
+    let disk_store = Arc::new(DiskStore::open(StoreConfig::new(dir.path())).unwrap());
+    let backend = Backend {
+        store: disk_store.clone(),
+        regressions: Arc::new(FileBook::open(dir.path()).unwrap()),
+    };
+    let server = TestServer::start(config, backend).await;
     let services = format!("{}/api/v1/services", server.url);
     assert_eq!(
         client().get(&services).send().await.unwrap().status().as_u16(),
@@ -428,6 +439,6 @@ async fn the_token_guards_every_route_but_healthz() {
         .unwrap()
         .contains("flameshift_rejects_total{reason=\"unauthorized\"} 3"));
     // Nothing of the refused upload was stored.
-    assert_eq!(server.store.stats().head_rows, 0);
+    assert_eq!(disk_store.stats().head_rows, 0);
     server.stop().await;
 }

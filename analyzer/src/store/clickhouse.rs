@@ -1,0 +1,609 @@
+//! The ClickHouse store: every node is stateless, the rows live in one
+//! ClickHouse database (or a cluster behind it), and queries are
+//! aggregations ClickHouse runs (sums per stack, per window, per deploy);
+//! only the sums travel to the node. Frames are looked up in batches and
+//! cached per node (a stack id always means the same frames).
+//!
+//! An upload is acknowledged once ClickHouse accepted its rows: stacks
+//! first, then samples (one `INSERT` each, atomic below ClickHouse's
+//! `max_insert_block_size`), so no stored sample lacks its stack. When
+//! ClickHouse cannot be reached or is overloaded the upload is refused
+//! with [`Error::Unavailable`] (503 and `Retry-After`), and the agent
+//! keeps it and sends it again.
+//!
+//! Talks to the HTTP interface with `ureq`: the [`Store`] seam is
+//! synchronous (queries run on blocking threads and in plain tests), and
+//! a synchronous client needs no runtime of its own (reqwest's blocking
+//! client starts one, which panics when made or dropped inside tokio).
+
+mod book;
+mod client;
+mod rows;
+mod schema;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::Deserialize;
+
+pub use book::ClickHouseBook;
+pub use client::Endpoint;
+use client::{quote, Client};
+
+use super::tables::{day_name, day_of};
+use super::{
+    DeploySummary, Frames, Gauge, Receipt, RequestWindow, Selection, ServiceSummary, StackSeries,
+    StackSeriesRow, StackTotals, Store,
+};
+use crate::ingest::Accepted;
+use crate::model::{DeployEvent, Unit, Weight};
+use crate::{Error, Result};
+
+/// Stack ids per lookup statement (ClickHouse's `max_query_size` is 256 KiB).
+const IDS_PER_LOOKUP: usize = 5_000;
+/// Frames cached per node before the cache starts over.
+const MAX_CACHED_STACKS: usize = 1 << 20;
+
+pub(super) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// How to reach ClickHouse and what to keep.
+#[derive(Debug, Clone)]
+pub struct ClickHouseConfig {
+    /// Server, database and credentials.
+    pub endpoint: Endpoint,
+    /// Days of samples and requests older than this are dropped (none: keep all).
+    pub retention_ms: Option<i64>,
+    /// Deadline of each statement.
+    pub timeout: Duration,
+    /// Appends every statement sent to this file (for checking the SQL on
+    /// other ClickHouse versions).
+    pub sql_log: Option<PathBuf>,
+}
+
+impl ClickHouseConfig {
+    /// Defaults: 14 days of retention, 30 s per statement.
+    pub fn new(endpoint: Endpoint) -> ClickHouseConfig {
+        ClickHouseConfig {
+            endpoint,
+            retention_ms: Some(14 * 86_400_000),
+            timeout: Duration::from_secs(30),
+            sql_log: None,
+        }
+    }
+}
+
+/// Stacks this node has inserted or read, per service.
+#[derive(Debug, Default)]
+struct StackCache {
+    frames: FxHashMap<String, FxHashMap<u64, Vec<Arc<str>>>>,
+    inserted: FxHashMap<String, FxHashSet<u64>>,
+    size: usize,
+}
+
+impl StackCache {
+    fn make_room(&mut self, more: usize) {
+        if self.size + more > MAX_CACHED_STACKS {
+            *self = StackCache::default();
+        }
+        self.size += more;
+    }
+}
+
+/// The ClickHouse store. See the module documentation.
+#[derive(Debug)]
+pub struct ClickHouseStore {
+    client: Arc<Client>,
+    config: ClickHouseConfig,
+    cache: Mutex<StackCache>,
+}
+
+#[derive(Deserialize)]
+struct StackLookup {
+    stack_id: u64,
+    #[serde(rename = "stack_frames")]
+    frames: Vec<String>,
+}
+
+// Aliases never repeat a column's name: ClickHouse puts aliases in
+// place of columns everywhere in a statement, `WHERE` included.
+
+#[derive(Deserialize)]
+struct StackSum {
+    unit: Unit,
+    stack_id: u64,
+    #[serde(rename = "total_count")]
+    count: i64,
+    #[serde(rename = "total_weight")]
+    weight: i64,
+}
+
+#[derive(Deserialize)]
+struct SeriesSum {
+    #[serde(rename = "window_start")]
+    window_ms: i64,
+    deploy: String,
+    #[serde(rename = "endpoint_key")]
+    endpoint: String,
+    unit: Unit,
+    stack_id: u64,
+    #[serde(rename = "total_count")]
+    count: i64,
+    #[serde(rename = "total_weight")]
+    weight: i64,
+}
+
+#[derive(Deserialize)]
+struct RequestSum {
+    #[serde(rename = "window_start")]
+    window_ms: i64,
+    deploy: String,
+    endpoint: String,
+    unit: Unit,
+    #[serde(rename = "total_count")]
+    count: i64,
+    #[serde(rename = "total_cost")]
+    cost: i64,
+}
+
+#[derive(Deserialize)]
+struct DeploySeen {
+    service: String,
+    deploy: String,
+    first_ms: i64,
+    last_ms: i64,
+    #[serde(rename = "total_count")]
+    count: i64,
+    #[serde(rename = "total_weight")]
+    weight: i64,
+    units: Vec<Unit>,
+}
+
+#[derive(Deserialize)]
+struct EventRow {
+    service: String,
+    deploy: String,
+    time_ms: i64,
+    commit: String,
+    author: String,
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct Partition {
+    table: String,
+    partition: String,
+}
+
+fn one_unit(units: &BTreeSet<Unit>) -> Result<Unit> {
+    match units.len() {
+        0 | 1 => Ok(units.iter().next().copied().unwrap_or(Unit::CpuNs)),
+        _ => Err(Error::MixedUnits(
+            units.iter().map(|u| u.as_str()).collect::<Vec<_>>().join(" and "),
+        )),
+    }
+}
+
+fn non_empty(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
+
+/// The `WHERE` clause of a selection (labels only for samples).
+fn condition(sel: &Selection, with_labels: bool) -> String {
+    let mut sql = format!("service = {}", quote(&sel.service));
+    if !sel.deploys.is_empty() {
+        let list: Vec<String> = sel.deploys.iter().map(|d| quote(d)).collect();
+        let _ = write!(sql, " AND deploy IN ({})", list.join(", "));
+    }
+    if let Some(from) = sel.from_ms {
+        let _ = write!(
+            sql,
+            " AND day >= toDate({}) AND time_ms >= {from}",
+            quote(&day_name(day_of(from)))
+        );
+    }
+    if let Some(until) = sel.until_ms {
+        let _ = write!(
+            sql,
+            " AND day <= toDate({}) AND time_ms < {until}",
+            quote(&day_name(day_of(until - 1)))
+        );
+    }
+    if let Some(endpoint) = &sel.endpoint {
+        let _ = write!(sql, " AND endpoint = {}", quote(endpoint));
+    }
+    if with_labels {
+        for (key, value) in &sel.labels {
+            // Labels are canonical JSON objects: a pair is present when
+            // `"key":"value"` stands between `{`/`,` and `,`/`}`.
+            let pair = format!(
+                "{}:{}",
+                serde_json::Value::from(key.as_str()),
+                serde_json::Value::from(value.as_str())
+            );
+            let alternatives: Vec<String> = [("{", ","), ("{", "}"), (",", ","), (",", "}")]
+                .iter()
+                .map(|(before, after)| {
+                    format!(
+                        "position(labels, {}) > 0",
+                        quote(&format!("{before}{pair}{after}"))
+                    )
+                })
+                .collect();
+            let _ = write!(sql, " AND ({})", alternatives.join(" OR "));
+        }
+    }
+    sql
+}
+
+impl ClickHouseStore {
+    /// Connects, checks the database and migrates its schema. Unreachable
+    /// servers, refused credentials, a missing database and a schema newer
+    /// than this binary are errors naming the problem.
+    pub fn open(config: ClickHouseConfig) -> Result<ClickHouseStore> {
+        client::identifier(&config.endpoint.database)?;
+        let client = Client::new(config.endpoint.clone(), config.timeout, config.sql_log.clone())?;
+        let version = schema::migrate(&client)?;
+        tracing::info!(
+            address = %config.endpoint.address,
+            database = %config.endpoint.database,
+            schema = version,
+            "ClickHouse store opened"
+        );
+        Ok(ClickHouseStore {
+            client: Arc::new(client),
+            config,
+            cache: Mutex::new(StackCache::default()),
+        })
+    }
+
+    /// The regression book in the same database, shared by every node.
+    pub fn regression_book(&self) -> ClickHouseBook {
+        ClickHouseBook::new(self.client.clone())
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, StackCache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Per (service, deploy) sums of samples and requests, and the deploy
+    /// events, of one service or all.
+    fn deploys_of(&self, service: Option<&str>) -> Result<BTreeMap<String, Vec<DeploySummary>>> {
+        let filter = service.map_or_else(String::new, |s| format!("WHERE service = {}", quote(s)));
+        let summed = |table: &str, weight: &str| {
+            self.client.rows::<DeploySeen>(&format!(
+                "SELECT service, deploy, min(time_ms) AS first_ms, max(time_ms) AS last_ms, \
+                 sum(count) AS total_count, {weight} AS total_weight, groupUniqArray(unit) AS units \
+                 FROM {table} {filter} GROUP BY service, deploy"
+            ))
+        };
+        let samples = summed("samples", "sum(weight)")?;
+        let requests = summed("requests", "toInt64(0)")?;
+        let events = self.client.rows::<EventRow>(&format!(
+            "SELECT service, deploy, time_ms, commit, author, message FROM deploys {filter} \
+             ORDER BY service, time_ms, deploy"
+        ))?;
+        let mut by: BTreeMap<(String, String), DeploySummary> = BTreeMap::new();
+        let blank = |deploy: &str| DeploySummary {
+            deploy: deploy.to_owned(),
+            first_seen_ms: i64::MAX,
+            last_seen_ms: i64::MIN,
+            samples: 0,
+            weight: 0,
+            requests: 0,
+            units: Vec::new(),
+            event: None,
+        };
+        for (rows, are_requests) in [(samples, false), (requests, true)] {
+            for row in rows {
+                let d = by
+                    .entry((row.service.clone(), row.deploy.clone()))
+                    .or_insert_with(|| blank(&row.deploy));
+                d.first_seen_ms = d.first_seen_ms.min(row.first_ms);
+                d.last_seen_ms = d.last_seen_ms.max(row.last_ms);
+                if are_requests {
+                    d.requests += row.count;
+                } else {
+                    d.samples += row.count;
+                    d.weight += row.weight;
+                }
+                let units: BTreeSet<Unit> = d.units.iter().copied().chain(row.units).collect();
+                d.units = units.into_iter().collect();
+            }
+        }
+        for row in events {
+            let d = by
+                .entry((row.service.clone(), row.deploy.clone()))
+                .or_insert_with(|| blank(&row.deploy));
+            d.first_seen_ms = d.first_seen_ms.min(row.time_ms);
+            d.last_seen_ms = d.last_seen_ms.max(row.time_ms);
+            d.event = Some(DeployEvent {
+                deploy: row.deploy,
+                time_ms: row.time_ms,
+                commit: non_empty(row.commit),
+                author: non_empty(row.author),
+                message: non_empty(row.message),
+            });
+        }
+        let mut out: BTreeMap<String, Vec<DeploySummary>> = BTreeMap::new();
+        for ((service, _), summary) in by {
+            out.entry(service).or_default().push(summary);
+        }
+        for deploys in out.values_mut() {
+            deploys.sort_by(|a, b| (a.first_seen_ms, &a.deploy).cmp(&(b.first_seen_ms, &b.deploy)));
+        }
+        Ok(out)
+    }
+
+    fn drop_expired(&self) -> Result<()> {
+        let Some(retention) = self.config.retention_ms else {
+            return Ok(());
+        };
+        let oldest_kept = day_name(day_of(now_ms() - retention));
+        let parts = self.client.rows::<Partition>(&format!(
+            "SELECT DISTINCT table, partition FROM system.parts WHERE database = {} \
+             AND table IN ('samples', 'requests') AND active",
+            quote(self.client.database())
+        ))?;
+        for part in parts {
+            let day = part.partition.trim_matches('\'');
+            if day < oldest_kept.as_str() && day.len() == 10 {
+                self.client.execute(&format!(
+                    "ALTER TABLE {} DROP PARTITION {}",
+                    part.table,
+                    quote(day)
+                ))?;
+                tracing::info!(table = %part.table, day, "partition dropped by retention");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store for ClickHouseStore {
+    fn append(&self, accepted: Accepted) -> Result<Receipt> {
+        let batch = &accepted.batch;
+        let known = self
+            .cache()
+            .inserted
+            .get(&batch.service)
+            .cloned()
+            .unwrap_or_default();
+        let lines = rows::lines(batch, &known)?;
+        self.client.insert("stacks", &lines.stacks)?;
+        self.client.insert("samples", &lines.samples)?;
+        self.client.insert("requests", &lines.requests)?;
+        self.client.insert("deploys", &lines.deploys)?;
+        {
+            let mut cache = self.cache();
+            cache.make_room(lines.new_stacks.len());
+            cache
+                .inserted
+                .entry(batch.service.clone())
+                .or_default()
+                .extend(lines.new_stacks);
+        }
+        Ok(Receipt {
+            service: batch.service.clone(),
+            samples: batch.sample_count(),
+            stacks: batch
+                .samples
+                .iter()
+                .map(|(k, _)| k.stack_id)
+                .collect::<FxHashSet<_>>()
+                .len(),
+            request_rows: batch.requests.len(),
+            deploys: batch.deploys.len(),
+        })
+    }
+
+    fn services(&self) -> Result<Vec<ServiceSummary>> {
+        Ok(self
+            .deploys_of(None)?
+            .into_iter()
+            .map(|(service, deploys)| {
+                let latest = deploys
+                    .iter()
+                    .max_by_key(|d| (d.last_seen_ms, d.first_seen_ms))
+                    .map(|d| d.deploy.clone());
+                let units: BTreeSet<Unit> = deploys.iter().flat_map(|d| d.units.iter().copied()).collect();
+                ServiceSummary {
+                    units: units.into_iter().collect(),
+                    latest_deploy: latest,
+                    first_seen_ms: deploys.iter().map(|d| d.first_seen_ms).min(),
+                    last_seen_ms: deploys.iter().map(|d| d.last_seen_ms).max(),
+                    samples: deploys.iter().map(|d| d.samples).sum(),
+                    requests: deploys.iter().map(|d| d.requests).sum(),
+                    deploys: deploys.len(),
+                    service,
+                }
+            })
+            .collect())
+    }
+
+    fn deploys(&self, service: &str) -> Result<Vec<DeploySummary>> {
+        self.deploys_of(Some(service))?
+            .remove(service)
+            .ok_or_else(|| Error::NotFound {
+                what: "service",
+                name: service.to_owned(),
+            })
+    }
+
+    fn has_deploy(&self, service: &str, deploy: &str) -> Result<bool> {
+        Ok(self.deploys(service)?.iter().any(|d| d.deploy == deploy))
+    }
+
+    fn stack_totals(&self, sel: &Selection) -> Result<StackTotals> {
+        let rows = self.client.rows::<StackSum>(&format!(
+            "SELECT unit, stack_id, sum(count) AS total_count, sum(weight) AS total_weight FROM samples \
+             WHERE {} GROUP BY unit, stack_id",
+            condition(sel, true)
+        ))?;
+        let units: BTreeSet<Unit> = rows.iter().map(|r| r.unit).collect();
+        let unit = one_unit(&units)?;
+        let mut stacks: FxHashMap<u64, Weight> = FxHashMap::default();
+        for row in rows {
+            stacks.entry(row.stack_id).or_default().add(Weight {
+                weight: row.weight,
+                count: row.count,
+            });
+        }
+        Ok(StackTotals { unit, stacks })
+    }
+
+    fn stack_series(&self, sel: &Selection, window_ms: i64, by_endpoint: bool) -> Result<StackSeries> {
+        let window_ms = window_ms.max(1);
+        let endpoint = if by_endpoint { "endpoint" } else { "''" };
+        let rows = self.client.rows::<SeriesSum>(&format!(
+            "SELECT intDiv(time_ms, {window_ms}) * {window_ms} AS window_start, deploy, {endpoint} AS endpoint_key, \
+             unit, stack_id, sum(count) AS total_count, sum(weight) AS total_weight FROM samples WHERE {} \
+             GROUP BY window_start, deploy, endpoint_key, unit, stack_id \
+             ORDER BY window_start, deploy, endpoint_key, stack_id",
+            condition(sel, true)
+        ))?;
+        let units: BTreeSet<Unit> = rows.iter().map(|r| r.unit).collect();
+        let unit = one_unit(&units)?;
+        let mut names: FxHashMap<String, Arc<str>> = FxHashMap::default();
+        let mut name = |text: String| {
+            names
+                .entry(text)
+                .or_insert_with_key(|t| Arc::from(t.as_str()))
+                .clone()
+        };
+        let rows = rows
+            .into_iter()
+            .map(|r| StackSeriesRow {
+                window_ms: r.window_ms,
+                deploy: name(r.deploy),
+                endpoint: name(r.endpoint),
+                stack_id: r.stack_id,
+                weight: Weight {
+                    weight: r.weight,
+                    count: r.count,
+                },
+            })
+            .collect();
+        Ok(StackSeries { unit, rows })
+    }
+
+    fn requests(&self, sel: &Selection, window_ms: i64) -> Result<Vec<RequestWindow>> {
+        let window_ms = window_ms.max(1);
+        let rows = self.client.rows::<RequestSum>(&format!(
+            "SELECT intDiv(time_ms, {window_ms}) * {window_ms} AS window_start, deploy, endpoint, unit, \
+             sum(count) AS total_count, sum(cost) AS total_cost FROM requests WHERE {} \
+             GROUP BY window_start, deploy, endpoint, unit ORDER BY window_start, deploy, endpoint, unit",
+            condition(sel, false)
+        ))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RequestWindow {
+                window_ms: r.window_ms,
+                deploy: r.deploy,
+                endpoint: r.endpoint,
+                count: r.count,
+                cost: r.cost,
+                unit: r.unit,
+            })
+            .collect())
+    }
+
+    fn stacks(&self, service: &str, ids: &[u64]) -> Result<Frames> {
+        let mut out = Frames::default();
+        let mut wanted = Vec::new();
+        {
+            let cache = self.cache();
+            let known = cache.frames.get(service);
+            for &id in ids {
+                match known.and_then(|k| k.get(&id)) {
+                    Some(frames) => {
+                        out.insert(id, frames.clone());
+                    }
+                    None => wanted.push(id),
+                }
+            }
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        for chunk in wanted.chunks(IDS_PER_LOOKUP) {
+            let list: Vec<String> = chunk.iter().map(u64::to_string).collect();
+            let rows = self.client.rows::<StackLookup>(&format!(
+                "SELECT stack_id, any(frames) AS stack_frames FROM stacks WHERE service = {} AND stack_id IN ({}) \
+                 GROUP BY stack_id",
+                quote(service),
+                list.join(",")
+            ))?;
+            let mut cache = self.cache();
+            cache.make_room(rows.len());
+            let known = cache.frames.entry(service.to_owned()).or_default();
+            for row in rows {
+                let frames: Vec<Arc<str>> = row.frames.into_iter().map(Arc::from).collect();
+                known.insert(row.stack_id, frames.clone());
+                out.insert(row.stack_id, frames);
+            }
+        }
+        if let Some(&id) = ids.iter().find(|id| !out.contains_key(id)) {
+            return Err(Error::MissingStack {
+                service: service.to_owned(),
+                id,
+            });
+        }
+        Ok(out)
+    }
+
+    fn maintain(&self) -> Result<()> {
+        self.drop_expired()
+    }
+
+    fn gauges(&self) -> Vec<Gauge> {
+        let cache = self.cache();
+        vec![Gauge {
+            name: "flameshift_cached_stacks",
+            help: "Stacks whose frames this node holds in memory.",
+            value: cache.size as u64,
+        }]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_selection_becomes_one_where_clause() {
+        let sel = Selection {
+            service: "shop".into(),
+            deploys: vec!["v1".into(), "it's".into()],
+            from_ms: Some(86_400_000),
+            until_ms: Some(2 * 86_400_000),
+            endpoint: Some("GET /cart".into()),
+            labels: vec![("region".into(), "eu".into())],
+        };
+        let sql = condition(&sel, true);
+        assert!(
+            sql.starts_with("service = 'shop' AND deploy IN ('v1', 'it\\'s')"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("day >= toDate('1970-01-02') AND time_ms >= 86400000"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("day <= toDate('1970-01-02') AND time_ms < 172800000"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("position(labels, '{\"region\":\"eu\"}') > 0"),
+            "{sql}"
+        );
+        assert!(!condition(&sel, false).contains("labels"));
+    }
+}

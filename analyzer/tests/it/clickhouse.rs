@@ -1,0 +1,80 @@
+//! The ClickHouse store on its own: starting against bad URLs, servers,
+//! credentials and databases; schema versions; what only it does.
+
+use flameshift_analyzer::store::{Backend, ClickHouseConfig, Endpoint};
+use flameshift_analyzer::Error;
+
+use super::clickhouse_server::{execute, ClickHouseServer};
+
+fn open(endpoint: Endpoint) -> Result<Backend, Error> {
+    Backend::clickhouse(ClickHouseConfig::new(endpoint))
+}
+
+#[test]
+fn an_unreachable_server_is_a_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let error = open(Endpoint {
+        address: format!("127.0.0.1:{port}"),
+        database: "fs".into(),
+        user: None,
+        password: None,
+    })
+    .unwrap_err();
+    assert!(matches!(error, Error::Unavailable(_)), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("ClickHouse at 127.0.0.1:{port} did not answer")),
+        "{error}"
+    );
+}
+
+#[test]
+fn wrong_credentials_pass_on_clickhouses_message() {
+    let mut endpoint = ClickHouseServer::shared().fresh_database();
+    endpoint.user = Some("alice".into());
+    endpoint.password = Some("not the password".into());
+    let error = open(endpoint.clone()).unwrap_err().to_string();
+    assert!(error.contains("Wrong password for user alice"), "{error}");
+    endpoint.password = Some("wonderland".into());
+    open(endpoint).unwrap();
+}
+
+#[test]
+fn a_missing_database_is_named_not_created() {
+    let mut endpoint = ClickHouseServer::shared().fresh_database();
+    endpoint.database = "no_such_database".into();
+    let error = open(endpoint.clone()).unwrap_err().to_string();
+    assert!(error.contains("has no database `no_such_database`"), "{error}");
+    let databases = execute(&endpoint.address, "SELECT name FROM system.databases");
+    assert!(!databases.contains("no_such_database"));
+    endpoint.database = "bad-name".into();
+    let error = open(endpoint).unwrap_err().to_string();
+    assert!(error.contains("use letters, digits and `_`"), "{error}");
+}
+
+#[test]
+fn the_schema_is_created_once_and_a_newer_one_is_refused() {
+    let endpoint = ClickHouseServer::shared().fresh_database();
+    open(endpoint.clone()).unwrap();
+    open(endpoint.clone()).unwrap();
+    let db = &endpoint.database;
+    let versions = execute(
+        &endpoint.address,
+        &format!("SELECT count() FROM {db}.flameshift_schema"),
+    );
+    assert_eq!(versions.trim(), "1", "migrations ran once");
+    execute(
+        &endpoint.address,
+        &format!("INSERT INTO {db}.flameshift_schema VALUES (99, 0)"),
+    );
+    let error = open(endpoint).unwrap_err().to_string();
+    assert!(
+        error.contains("has schema version 99, newer than this flameshift's 1"),
+        "{error}"
+    );
+}

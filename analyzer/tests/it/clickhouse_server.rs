@@ -1,0 +1,156 @@
+//! A real `clickhouse-server` for the tests: started once per test
+//! binary as a child process on free loopback ports, with its config and
+//! data in a temporary directory; a watchdog shell stops it when the test
+//! binary exits. Each test gets a database of its own.
+//!
+//! `scripts/test.sh` installs Debian's `clickhouse-server` (18.16).
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use flameshift_analyzer::store::Endpoint;
+
+/// A running server.
+pub(crate) struct ClickHouseServer {
+    /// `127.0.0.1:PORT` of its HTTP interface.
+    pub(crate) address: String,
+    /// Its config, data and logs (removed when the test binary ends).
+    _dir: tempfile::TempDir,
+    /// The shell that runs it (ends with the server).
+    _watchdog: std::process::Child,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The server binary: on PATH, or where Debian puts it.
+fn binary() -> PathBuf {
+    for candidate in ["/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server"] {
+        if Path::new(candidate).exists() {
+            return candidate.into();
+        }
+    }
+    panic!("clickhouse-server is not installed: `apt-get install clickhouse-server` (scripts/test.sh does)")
+}
+
+/// Statements the tests sent are appended here when
+/// `FLAMESHIFT_CLICKHOUSE_SQL_LOG` is set (scripts/check-clickhouse-sql.py
+/// runs them on a current ClickHouse).
+pub(crate) fn sql_log() -> Option<PathBuf> {
+    std::env::var_os("FLAMESHIFT_CLICKHOUSE_SQL_LOG").map(PathBuf::from)
+}
+
+/// Sends one statement; panics with ClickHouse's message on an error.
+pub(crate) fn execute(address: &str, sql: &str) -> String {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut response = agent.post(&format!("http://{address}/")).send(sql).unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    assert_eq!(status, 200, "{sql}: {text}");
+    text
+}
+
+/// Starts `clickhouse-server` on `dir/config.xml` under a watchdog shell
+/// that ends it when this process is gone, and waits until `address`
+/// answers.
+fn launch(dir: &Path, address: &str) -> std::process::Child {
+    let root = dir.display();
+    let script = format!(
+        "{} --config-file={root}/config.xml >>{root}/stdout.log 2>&1 & server=$!; \
+         while kill -0 {} 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 1; done; \
+         kill $server 2>/dev/null; wait",
+        binary().display(),
+        std::process::id()
+    );
+    let watchdog = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while ureq::get(&format!("http://{address}/ping")).call().is_err() {
+        if started.elapsed() > Duration::from_secs(60) {
+            let log = std::fs::read_to_string(dir.join("stdout.log")).unwrap_or_default();
+            panic!("clickhouse-server did not start within 60 s: {log}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    watchdog
+}
+
+impl ClickHouseServer {
+    /// Starts a server and waits until it answers.
+    pub(crate) fn start() -> ClickHouseServer {
+        let dir = tempfile::tempdir().unwrap();
+        let (http, tcp) = (free_port(), free_port());
+        let root = dir.path().display();
+        let config = format!(
+            r#"<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><log>{root}/server.log</log><errorlog>{root}/error.log</errorlog></logger>
+  <http_port>{http}</http_port>
+  <tcp_port>{tcp}</tcp_port>
+  <listen_host>127.0.0.1</listen_host>
+  <path>{root}/data/</path>
+  <tmp_path>{root}/tmp/</tmp_path>
+  <user_files_path>{root}/user_files/</user_files_path>
+  <format_schema_path>{root}/format_schemas/</format_schema_path>
+  <mark_cache_size>67108864</mark_cache_size>
+  <users>
+    <default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default>
+    <alice><password>wonderland</password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></alice>
+  </users>
+  <profiles><default></default></profiles>
+  <quotas><default></default></quotas>
+</yandex>
+"#
+        );
+        std::fs::File::create(dir.path().join("config.xml"))
+            .unwrap()
+            .write_all(config.as_bytes())
+            .unwrap();
+        let address = format!("127.0.0.1:{http}");
+        let watchdog = launch(dir.path(), &address);
+        ClickHouseServer {
+            address,
+            _dir: dir,
+            _watchdog: watchdog,
+        }
+    }
+
+    /// The server every test of this binary shares.
+    pub(crate) fn shared() -> &'static ClickHouseServer {
+        static SERVER: OnceLock<ClickHouseServer> = OnceLock::new();
+        SERVER.get_or_init(ClickHouseServer::start)
+    }
+
+    /// A new empty database.
+    pub(crate) fn fresh_database(&self) -> Endpoint {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!("t{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        execute(&self.address, &format!("CREATE DATABASE {name}"));
+        Endpoint {
+            address: self.address.clone(),
+            database: name,
+            user: None,
+            password: None,
+        }
+    }
+}
