@@ -95,7 +95,12 @@ pub fn run(options: DemoArgs) -> anyhow::Result<ExitCode> {
         .store
         .clone()
         .unwrap_or_else(|| format!("dir://{}", data.display()));
-    let backend = crate::serve::open_backend(&location, Retention::Forever, &config.limits)?;
+    // The demo feeds many uploads in a row: insert them without waiting.
+    let backend_options = crate::serve::BackendOptions {
+        retention: Retention::Forever,
+        insert_interval: Duration::ZERO,
+    };
+    let backend = crate::serve::open_backend(&location, &backend_options, &config.limits)?;
     config.listen = options.listen;
     config.detect = detect_settings();
     config.detect_interval = Duration::from_secs(3600);

@@ -45,7 +45,12 @@ pub struct ServeArgs {
     /// expired days).
     #[arg(long, default_value = "10s", value_parser = parse::duration)]
     flush_interval: Duration,
-    /// How often regression detection runs.
+    /// With `--store clickhouse://`: uploads arriving within this time of
+    /// the node's last insert wait and go to ClickHouse together.
+    #[arg(long, default_value = "1s", value_parser = parse::duration)]
+    insert_interval: Duration,
+    /// How often regression detection runs (with a shared store, on the
+    /// node that holds the detection lease).
     #[arg(long, default_value = "60s", value_parser = parse::duration)]
     detect_interval: Duration,
     /// Detection thresholds: a JSON object with any of the settings in
@@ -58,10 +63,19 @@ pub struct ServeArgs {
     webhook: Vec<String>,
 }
 
+/// How to open a store, beside where.
+#[derive(Debug, Clone)]
+pub struct BackendOptions {
+    /// What to keep.
+    pub retention: Retention,
+    /// ClickHouse: the least time between one node's inserts.
+    pub insert_interval: Duration,
+}
+
 /// Opens the store `location` names (with credentials from the
 /// environment when its URL has none) and its regression book.
-pub fn open_backend(location: &str, retention: Retention, limits: &Limits) -> anyhow::Result<Backend> {
-    let retention_ms = match retention {
+pub fn open_backend(location: &str, options: &BackendOptions, limits: &Limits) -> anyhow::Result<Backend> {
+    let retention_ms = match options.retention {
         Retention::Forever => None,
         Retention::For(d) => Some(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
     };
@@ -81,6 +95,7 @@ pub fn open_backend(location: &str, retention: Retention, limits: &Limits) -> an
             }
             let mut config = ClickHouseConfig::new(endpoint);
             config.retention_ms = retention_ms;
+            config.insert_interval = options.insert_interval;
             config.sql_log = std::env::var_os("FLAMESHIFT_CLICKHOUSE_SQL_LOG").map(PathBuf::from);
             Backend::clickhouse(config)?
         }
@@ -98,7 +113,11 @@ pub fn run(options: ServeArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| format!("dir://{}", options.data.display()));
     let mut config = ServeConfig::new();
-    let backend = open_backend(&location, options.retention, &config.limits)?;
+    let backend_options = BackendOptions {
+        retention: options.retention,
+        insert_interval: options.insert_interval,
+    };
+    let backend = open_backend(&location, &backend_options, &config.limits)?;
     config.listen = options.listen;
     config.token = options.token;
     config.max_body_bytes = usize::try_from(options.max_body).unwrap_or(usize::MAX);

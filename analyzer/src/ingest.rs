@@ -46,6 +46,11 @@ pub struct Upload {
     pub params: BTreeMap<String, String>,
     /// When the server received it, ms since the Unix epoch.
     pub received_ms: i64,
+    /// The sender's `Idempotency-Key`: the same for every attempt to send
+    /// this upload, so that a store can keep it once however often it
+    /// comes (the ClickHouse store does; docs/operations.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// The body.
     #[serde(skip)]
     pub body: Vec<u8>,

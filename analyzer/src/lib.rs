@@ -25,6 +25,7 @@
 //!         .map(|(k, v)| (k.to_owned(), v.to_owned()))
 //!         .collect(),
 //!     received_ms: now,
+//!     key: None,
 //!     body: b"main;handle;render 30\nmain;handle;parse 70\n".to_vec(),
 //! })?;
 //! let selection = Selection { service: "shop".into(), ..Selection::default() };

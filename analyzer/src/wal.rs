@@ -286,6 +286,7 @@ mod tests {
             kind: UploadKind::Deploy,
             params: BTreeMap::from([("n".to_owned(), n.to_string())]),
             received_ms: 1000 + i64::from(n),
+            key: None,
             body: vec![n; 100 + usize::from(n)],
         }
     }

@@ -3,6 +3,7 @@
 //! statistics JSON to `POST /api/v1/requests`, with the service, deploy
 //! and host, an optional bearer token, a timeout per attempt, and retries
 //! with backoff for failures that may pass (no connection, 5xx, 507).
+//! Every attempt of one upload carries the same `Idempotency-Key`.
 //! A 4xx other than 507 is the caller's fault and is not retried: the
 //! error carries the analyzer's message.
 //!
@@ -69,9 +70,28 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
+/// A key no other upload from any process shares (128 random bits):
+/// sent as `Idempotency-Key` with every attempt of one upload, so that
+/// an analyzer that stored an attempt whose answer was lost keeps the
+/// upload once.
+pub fn idempotency_key() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SENT: AtomicU64 = AtomicU64::new(0);
+    let n = SENT.fetch_add(1, Ordering::Relaxed);
+    let random = |salt: u64| {
+        // Each RandomState is seeded from the OS's random source.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(n ^ salt);
+        h.finish()
+    };
+    format!("{:016x}{:016x}", random(0), random(u64::MAX))
+}
+
 fn send_with_retries(dest: &Destination, url: &str, body: &[u8]) -> Result<http::Response> {
     let auth = dest.token.as_ref().map(|t| format!("Bearer {t}"));
-    let mut headers: Vec<(&str, &str)> = Vec::new();
+    let key = idempotency_key();
+    let mut headers: Vec<(&str, &str)> = vec![("Idempotency-Key", &key)];
     if let Some(auth) = &auth {
         headers.push(("Authorization", auth));
     }
@@ -220,5 +240,55 @@ mod tests {
         let err = upload_requests(&dest, Unit::CpuNs, 0, 0, &BTreeMap::new()).unwrap_err();
         assert!(err.to_string().contains("HTTP 400: missing deploy"), "{err}");
         assert!(!server.join().unwrap(), "no second attempt");
+    }
+
+    /// Serves `answers` in turn and returns each request's `Idempotency-Key`.
+    fn keys_seen(answers: &'static [&'static str]) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            let mut keys = Vec::new();
+            for status in answers {
+                let (conn, _) = listener.accept().unwrap();
+                let mut reader = std::io::BufReader::new(conn);
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("idempotency-key:") {
+                        keys.push(v.trim().to_owned());
+                    }
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+                let _ = write!(
+                    reader.get_mut(),
+                    "HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+                );
+            }
+            keys
+        });
+        (url, server)
+    }
+
+    #[test]
+    fn every_attempt_of_an_upload_carries_its_key_and_uploads_differ() {
+        let (url, server) = keys_seen(&["503 Service Unavailable", "200 OK", "200 OK"]);
+        let dest = Destination::new(url, "s", "d");
+        upload_requests(&dest, Unit::CpuNs, 0, 0, &BTreeMap::new()).unwrap();
+        upload_requests(&dest, Unit::CpuNs, 0, 0, &BTreeMap::new()).unwrap();
+        let keys = server.join().unwrap();
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        assert_eq!(keys[0], keys[1], "a retry sends the same key");
+        assert_ne!(keys[1], keys[2], "another upload, another key");
+        assert!(keys.iter().all(|k| k.len() == 32), "{keys:?}");
     }
 }

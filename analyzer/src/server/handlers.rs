@@ -58,11 +58,31 @@ pub(super) fn body_or_error(
     })
 }
 
-async fn ingest(state: AppState, kind: UploadKind, params: Params, body: Bytes) -> Answer {
+/// The `Idempotency-Key` header: at most 200 printable ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> std::result::Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if !key.is_empty() && key.len() <= 200 => Ok(Some(key.to_owned())),
+        _ => Err(ApiError::from(Error::bad(
+            "Idempotency-Key must be 1 to 200 printable ASCII characters",
+        ))),
+    }
+}
+
+async fn ingest(
+    state: AppState,
+    kind: UploadKind,
+    params: Params,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Answer {
     let upload = Upload {
         kind,
         params: params.into_map(),
         received_ms: now_ms(),
+        key: idempotency_key(headers)?,
         body: body.to_vec(),
     };
     let bytes = upload.body.len();
@@ -87,28 +107,38 @@ async fn ingest(state: AppState, kind: UploadKind, params: Params, body: Bytes) 
 pub async fn post_profile(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Answer {
     let body = body_or_error(body)?;
-    ingest(state, UploadKind::Profile, Params::parse(query.as_deref()), body).await
+    ingest(
+        state,
+        UploadKind::Profile,
+        Params::parse(query.as_deref()),
+        &headers,
+        body,
+    )
+    .await
 }
 
 /// `POST /api/v1/requests`: request statistics JSON.
 pub async fn post_requests(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Answer {
     let body = body_or_error(body)?;
-    ingest(state, UploadKind::Requests, Params::default(), body).await
+    ingest(state, UploadKind::Requests, Params::default(), &headers, body).await
 }
 
 /// `POST /api/v1/deploys`: a deploy event JSON.
 pub async fn post_deploy(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Answer {
     let body = body_or_error(body)?;
-    ingest(state, UploadKind::Deploy, Params::default(), body).await
+    ingest(state, UploadKind::Deploy, Params::default(), &headers, body).await
 }
 
 /// The `profile` part of a `multipart/form-data` body, as Pyroscope's
@@ -170,6 +200,7 @@ pub async fn post_pyroscope(
         state,
         UploadKind::Pyroscope,
         Params::parse(query.as_deref()),
+        &headers,
         body,
     )
     .await

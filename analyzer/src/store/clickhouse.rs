@@ -4,12 +4,14 @@
 //! only the sums travel to the node. Frames are looked up in batches and
 //! cached per node (a stack id always means the same frames).
 //!
-//! An upload is acknowledged once ClickHouse accepted its rows: stacks
-//! first, then samples (one `INSERT` each, atomic below ClickHouse's
-//! `max_insert_block_size`), so no stored sample lacks its stack. When
-//! ClickHouse cannot be reached or is overloaded the upload is refused
-//! with [`Error::Unavailable`] (503 and `Retry-After`), and the agent
-//! keeps it and sends it again.
+//! An upload is acknowledged once ClickHouse accepted its rows: the
+//! uploads a node receives within [`ClickHouseConfig::insert_interval`]
+//! go together, stacks first, then samples (one `INSERT` each, atomic
+//! below ClickHouse's `max_insert_block_size`), so no stored sample lacks
+//! its stack. When ClickHouse cannot be reached or is overloaded the
+//! upload is refused with [`Error::Unavailable`] (503 and `Retry-After`),
+//! and the agent keeps it and sends it again; its `Idempotency-Key`
+//! makes sure it is kept once (see `writer.rs`).
 //!
 //! Talks to the HTTP interface with `ureq`: the [`Store`] seam is
 //! synchronous (queries run on blocking threads and in plain tests), and
@@ -20,6 +22,7 @@ mod book;
 mod client;
 mod rows;
 mod schema;
+mod writer;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -64,18 +67,24 @@ pub struct ClickHouseConfig {
     pub retention_ms: Option<i64>,
     /// Deadline of each statement.
     pub timeout: Duration,
+    /// Uploads arriving within this time of a node's last insert wait
+    /// and are inserted together (ClickHouse wants about one insert a
+    /// second per client).
+    pub insert_interval: Duration,
     /// Appends every statement sent to this file (for checking the SQL on
     /// other ClickHouse versions).
     pub sql_log: Option<PathBuf>,
 }
 
 impl ClickHouseConfig {
-    /// Defaults: 14 days of retention, 30 s per statement.
+    /// Defaults: 14 days of retention, 30 s per statement, an insert a
+    /// second.
     pub fn new(endpoint: Endpoint) -> ClickHouseConfig {
         ClickHouseConfig {
             endpoint,
             retention_ms: Some(14 * 86_400_000),
             timeout: Duration::from_secs(30),
+            insert_interval: Duration::from_secs(1),
             sql_log: None,
         }
     }
@@ -102,6 +111,7 @@ impl StackCache {
 #[derive(Debug)]
 pub struct ClickHouseStore {
     client: Arc<Client>,
+    writer: writer::Writer,
     config: ClickHouseConfig,
     cache: Mutex<StackCache>,
 }
@@ -258,8 +268,10 @@ impl ClickHouseStore {
             schema = version,
             "ClickHouse store opened"
         );
+        let client = Arc::new(client);
         Ok(ClickHouseStore {
-            client: Arc::new(client),
+            writer: writer::Writer::start(client.clone(), config.insert_interval)?,
+            client,
             config,
             cache: Mutex::new(StackCache::default()),
         })
@@ -377,19 +389,31 @@ impl Store for ClickHouseStore {
             .get(&batch.service)
             .cloned()
             .unwrap_or_default();
-        let lines = rows::lines(batch, &known)?;
-        self.client.insert("stacks", &lines.stacks)?;
-        self.client.insert("samples", &lines.samples)?;
-        self.client.insert("requests", &lines.requests)?;
-        self.client.insert("deploys", &lines.deploys)?;
+        let upload = accepted.upload.key.as_deref().map_or(0, |key| {
+            match xxhash_rust::xxh3::xxh3_64(key.as_bytes()) {
+                0 => 1, // 0 is "no key"
+                hash => hash,
+            }
+        });
+        let mut lines = rows::lines(batch, &known, upload)?;
+        let new_stacks = std::mem::take(&mut lines.new_stacks);
+        let outcome = self.writer.write(writer::Job {
+            service: batch.service.clone(),
+            upload,
+            days: rows::days(batch),
+            lines,
+        })?;
+        if outcome == writer::Outcome::Duplicate {
+            tracing::info!(service = %batch.service, key = ?accepted.upload.key, "upload already stored; kept once");
+        }
         {
             let mut cache = self.cache();
-            cache.make_room(lines.new_stacks.len());
+            cache.make_room(new_stacks.len());
             cache
                 .inserted
                 .entry(batch.service.clone())
                 .or_default()
-                .extend(lines.new_stacks);
+                .extend(new_stacks);
         }
         Ok(Receipt {
             service: batch.service.clone(),

@@ -1,6 +1,7 @@
 //! The ClickHouse store on its own: starting against bad URLs, servers,
 //! credentials and databases; schema versions; what only it does.
 
+use flameshift_analyzer::ingest::{self, Limits, Upload, UploadKind};
 use flameshift_analyzer::store::{Backend, ClickHouseConfig, Endpoint};
 use flameshift_analyzer::Error;
 
@@ -77,4 +78,60 @@ fn the_schema_is_created_once_and_a_newer_one_is_refused() {
         error.contains("has schema version 99, newer than this flameshift's 1"),
         "{error}"
     );
+}
+
+/// An upload as the agent sends it, with its `Idempotency-Key`.
+fn keyed(kind: UploadKind, params: &[(&str, &str)], body: &str, key: Option<&str>) -> Upload {
+    Upload {
+        kind,
+        params: params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        received_ms: 1_764_000_000_000,
+        key: key.map(str::to_owned),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+#[test]
+fn an_upload_sent_again_with_its_key_is_kept_once() {
+    let backend = super::Place::clickhouse().backend(8);
+    let store = backend.store.clone();
+    let limits = Limits::default();
+    let profile = |key: Option<&str>| {
+        keyed(
+            UploadKind::Pyroscope,
+            &[("name", "shop.cpu{deploy=v1}"), ("from", "1764000000")],
+            "main;handle 3\nmain;render 4\n",
+            key,
+        )
+    };
+    let requests = |key: Option<&str>| {
+        keyed(
+            UploadKind::Requests,
+            &[],
+            r#"{"service":"shop","deploy":"v1","unit":"cpu_ns","start_ms":1764000000000,
+                "endpoints":[{"endpoint":"GET /","count":5,"cost_sum":50}]}"#,
+            key,
+        )
+    };
+    let send = |upload: Upload| store.append(ingest::accept(upload, &limits).unwrap()).unwrap();
+    // The same key twice in a row, then twice at once (one batch).
+    send(profile(Some("k1")));
+    send(profile(Some("k1")));
+    std::thread::scope(|s| {
+        s.spawn(|| send(profile(Some("k2"))));
+        s.spawn(|| send(profile(Some("k2"))));
+    });
+    // No key: every copy counts.
+    send(profile(None));
+    send(profile(None));
+    send(requests(Some("r1")));
+    send(requests(Some("r1")));
+    send(requests(None));
+    let deploys = store.deploys("shop").unwrap();
+    assert_eq!(deploys.len(), 1);
+    assert_eq!(deploys[0].samples, 4 * 7, "k1 once, k2 once, two without a key");
+    assert_eq!(deploys[0].requests, 2 * 5, "r1 once, one without a key");
 }

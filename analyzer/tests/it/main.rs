@@ -49,6 +49,7 @@ impl Place {
             }
             Place::ClickHouse(endpoint) => {
                 let mut config = ClickHouseConfig::new(endpoint.clone());
+                config.insert_interval = std::time::Duration::ZERO;
                 config.sql_log = clickhouse_server::sql_log();
                 Backend::clickhouse(config).unwrap()
             }

@@ -22,6 +22,7 @@ fn upload(service: &str, deploy: &str, leaf: &str, ns: i64, time_ms: i64) -> Upl
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect(),
         received_ms: now_ms(),
+        key: None,
         body: pprof(&[S {
             stack: &["main", leaf],
             labels: &[],

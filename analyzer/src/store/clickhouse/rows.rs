@@ -22,6 +22,7 @@ struct SampleRow<'a> {
     unit: &'static str,
     count: i64,
     weight: i64,
+    upload: u64,
 }
 
 #[derive(Serialize)]
@@ -46,6 +47,7 @@ struct RequestRow<'a> {
     buckets: Vec<u32>,
     #[serde(rename = "histogramMap.requests")]
     requests: Vec<u64>,
+    upload: u64,
 }
 
 #[derive(Serialize)]
@@ -80,6 +82,19 @@ fn line(out: &mut Vec<u8>, row: &impl Serialize) -> Result<()> {
     Ok(())
 }
 
+/// The first and last day `batch`'s samples and requests fall on.
+pub fn days(batch: &Batch) -> Option<(String, String)> {
+    let times = batch
+        .samples
+        .iter()
+        .map(|(k, _)| k.time_ms)
+        .chain(batch.requests.iter().map(|(k, _)| k.time_ms));
+    let (first, last) = times.fold(None, |span: Option<(i64, i64)>, t| {
+        Some(span.map_or((t, t), |(a, b)| (a.min(t), b.max(t))))
+    })?;
+    Some((day_name(day_of(first)), day_name(day_of(last))))
+}
+
 /// The frames of `leaf`, root first, from the batch's nodes.
 fn frames_of(nodes: &FxHashMap<u64, &StackNode>, leaf: u64) -> Option<Vec<Arc<str>>> {
     let mut frames = Vec::new();
@@ -96,9 +111,10 @@ fn frames_of(nodes: &FxHashMap<u64, &StackNode>, leaf: u64) -> Option<Vec<Arc<st
     Some(frames)
 }
 
-/// The rows of `batch`; stacks whose ids are in `known` (already
-/// inserted by this node) are left out.
-pub fn lines(batch: &Batch, known: &FxHashSet<u64>) -> Result<Lines> {
+/// The rows of `batch`, marked as coming from upload `upload` (the hash
+/// of its `Idempotency-Key`, 0 for none); stacks whose ids are in
+/// `known` (already inserted by this node) are left out.
+pub fn lines(batch: &Batch, known: &FxHashSet<u64>, upload: u64) -> Result<Lines> {
     let service = batch.service.as_str();
     let mut out = Lines::default();
     let nodes: FxHashMap<u64, &StackNode> = batch.stack_nodes.iter().map(|n| (n.id, n)).collect();
@@ -131,6 +147,7 @@ pub fn lines(batch: &Batch, known: &FxHashSet<u64>) -> Result<Lines> {
             unit: key.unit.as_str(),
             count: weight.count,
             weight: weight.weight,
+            upload,
         };
         line(&mut out.samples, &row)?;
     }
@@ -147,6 +164,7 @@ pub fn lines(batch: &Batch, known: &FxHashSet<u64>) -> Result<Lines> {
             cost: agg.cost,
             buckets: agg.histogram.keys().copied().collect(),
             requests: agg.histogram.values().copied().collect(),
+            upload,
         };
         line(&mut out.requests, &row)?;
     }

@@ -6,8 +6,10 @@
 //!
 //! The tables (docs/operations.md, "ClickHouse"):
 //! - `samples`: summed per (service, deploy, endpoint, labels, host,
-//!   stack, unit, 10 s bucket) by a `SummingMergeTree`, partitioned by
-//!   day (retention drops whole partitions);
+//!   stack, unit, 10 s bucket, upload) by a `SummingMergeTree`,
+//!   partitioned by day (retention drops whole partitions); `upload` is
+//!   the hash of the upload's `Idempotency-Key` (0 without one), so an
+//!   upload sent twice is found and kept once (writer.rs);
 //! - `stacks`: each stack's frames once per (service, stack id), a
 //!   `ReplacingMergeTree` (inserted again by every node that meets it,
 //!   merged away);
@@ -31,16 +33,17 @@ const MIGRATIONS: &[(u32, &[&str])] = &[(
     1,
     &[
         "CREATE TABLE IF NOT EXISTS samples (service String, day Date, time_ms Int64, deploy String, \
-         host String, endpoint String, labels String, stack_id UInt64, unit String, count Int64, weight Int64) \
+         host String, endpoint String, labels String, stack_id UInt64, unit String, count Int64, weight Int64, \
+         upload UInt64) \
          ENGINE = SummingMergeTree((count, weight)) PARTITION BY day \
-         ORDER BY (service, deploy, endpoint, time_ms, stack_id, labels, host, unit)",
+         ORDER BY (service, deploy, endpoint, time_ms, stack_id, labels, host, unit, upload)",
         "CREATE TABLE IF NOT EXISTS stacks (service String, stack_id UInt64, frames Array(String)) \
          ENGINE = ReplacingMergeTree ORDER BY (service, stack_id)",
         "CREATE TABLE IF NOT EXISTS requests (service String, day Date, time_ms Int64, deploy String, \
          host String, endpoint String, unit String, count Int64, cost Int64, \
-         histogramMap Nested(bucket UInt32, requests UInt64)) \
+         histogramMap Nested(bucket UInt32, requests UInt64), upload UInt64) \
          ENGINE = SummingMergeTree PARTITION BY day \
-         ORDER BY (service, deploy, endpoint, time_ms, host, unit)",
+         ORDER BY (service, deploy, endpoint, time_ms, host, unit, upload)",
         "CREATE TABLE IF NOT EXISTS deploys (service String, deploy String, time_ms Int64, \
          commit String, author String, message String) \
          ENGINE = ReplacingMergeTree ORDER BY (service, deploy, time_ms)",
