@@ -13,6 +13,13 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+/// The wall clock, ms since the Unix epoch (0 before it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Width of a sample time bucket: samples are summed per 10 s window.
 pub const SAMPLE_BUCKET_MS: i64 = 10_000;
 

@@ -3,16 +3,21 @@
 //! keeps the regressions found (with their state: open, acknowledged,
 //! resolved when a later deploy brings the cost back) in a
 //! [`RegressionBook`], and tells a [`Notifier`] about each new one.
+//!
+//! When several nodes share a book, only the node the book's lease names
+//! runs detection ([`RegressionBook::lead`]), so each regression is found
+//! and notified once; the others skip their runs until it stops beating.
 
 mod book;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-pub use book::{FileBook, RegressionBook, Regressions};
+pub use book::{FileBook, Node, RegressionBook, Regressions};
 
 use crate::detect::costs::{CostTable, CostTableBuilder};
 use crate::detect::{compare_deploys, drift, DetectSettings, Regression, State, Suppressed};
@@ -40,6 +45,10 @@ pub struct DetectRun {
     pub resolved: usize,
     /// Significant rises set aside by a filter, per compared pair.
     pub suppressed: Vec<SuppressedIn>,
+    /// Set when this node did not run detection because another holds
+    /// the lease: that node's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub led_by: Option<String>,
 }
 
 /// A suppressed rise and where.
@@ -76,6 +85,10 @@ pub struct Detector {
     evaluated: Mutex<HashMap<(String, String), [i64; 4]>>,
     /// One run at a time.
     running: Mutex<()>,
+    /// This process, as the lease knows it, and when it last beat.
+    node: Mutex<(Node, Option<Instant>)>,
+    /// How long a node's heartbeat keeps its lease.
+    lease_ttl: Duration,
 }
 
 impl Detector {
@@ -91,7 +104,21 @@ impl Detector {
             notifier,
             evaluated: Mutex::new(HashMap::new()),
             running: Mutex::new(()),
+            node: Mutex::new((Node::new(crate::model::now_ms()), None)),
+            lease_ttl: Duration::from_secs(180),
         }
+    }
+
+    /// Sets how long the lease outlives this node's last run (a few
+    /// detection intervals: a node that missed that many is taken for dead).
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Detector {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// This process, as the lease knows it.
+    pub fn node(&self) -> Node {
+        self.node.lock().unwrap_or_else(|e| e.into_inner()).0.clone()
     }
 
     /// The settings in use.
@@ -137,17 +164,47 @@ impl Detector {
     pub fn run(&self, store: &dyn Store, only: Option<&str>, now_ms: i64) -> Result<DetectRun> {
         let _one = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let mut run = DetectRun::default();
+        if !self.leads(&mut run)? {
+            return Ok(run);
+        }
         let services: Vec<String> = match only {
             Some(s) => vec![s.to_owned()],
             None => store.services()?.into_iter().map(|s| s.service).collect(),
         };
         for service in services {
+            // Asked before each service: a long run keeps beating, and
+            // stops if another node took over meanwhile.
+            if !self.leads(&mut run)? {
+                return Ok(run);
+            }
             let deploys = store.deploys(&service)?;
             for pair in deploys.windows(2) {
                 self.compare_pair(store, &service, &deploys, pair, now_ms, &mut run)?;
             }
         }
         Ok(run)
+    }
+
+    /// Beats the lease; false (with `run.led_by` set) when another node holds it.
+    fn leads(&self, run: &mut DetectRun) -> Result<bool> {
+        let node = {
+            let mut node = self.node.lock().unwrap_or_else(|e| e.into_inner());
+            // Silent for longer than the lease (paused, cut off): others
+            // may have taken over; come back as the newest candidate
+            // rather than displace them.
+            if node.1.is_some_and(|at| at.elapsed() > self.lease_ttl) {
+                node.0.since_ms = crate::model::now_ms();
+            }
+            node.0.clone()
+        };
+        let leader = self.book.lead(&node, self.lease_ttl)?;
+        self.node.lock().unwrap_or_else(|e| e.into_inner()).1 = Some(Instant::now());
+        if leader == node.id {
+            return Ok(true);
+        }
+        tracing::debug!(%leader, "another node holds the detection lease");
+        run.led_by = Some(leader);
+        Ok(false)
     }
 
     fn compare_pair(

@@ -8,6 +8,7 @@ use std::fmt::Debug;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,39 @@ pub trait RegressionBook: Send + Sync + Debug {
     /// Stores `changed` (new regressions, or new versions of known ones,
     /// replacing them by id); an error means none of them was stored.
     fn put(&self, changed: &[Regression]) -> Result<()>;
+
+    /// Says `node` is alive and wants to run detection, and returns the
+    /// id of the node that should: among the nodes heard from within
+    /// `ttl`, the one that has wanted it longest. A book only one node
+    /// uses (the default) always answers `node`.
+    fn lead(&self, node: &Node, ttl: Duration) -> Result<String> {
+        let _ = ttl;
+        Ok(node.id.clone())
+    }
+}
+
+/// An analyzer process, as the detection lease knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Random, new for each process.
+    pub id: String,
+    /// When it started, ms since the Unix epoch (the earliest live node
+    /// leads, so a node that joins does not take over).
+    pub since_ms: i64,
+}
+
+impl Node {
+    /// This process, with a new random id.
+    pub fn new(since_ms: i64) -> Node {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_i64(since_ms);
+        h.write_u32(std::process::id());
+        Node {
+            id: format!("{:016x}", h.finish()),
+            since_ms,
+        }
+    }
 }
 
 #[derive(Default, Serialize, Deserialize)]

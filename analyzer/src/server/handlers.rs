@@ -24,12 +24,7 @@ use crate::{Error, Result};
 
 type Answer = std::result::Result<Response, ApiError>;
 
-pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(super) use crate::model::now_ms;
 
 /// Runs blocking store work off the async threads.
 pub(super) async fn blocking<T: Send + 'static>(

@@ -187,11 +187,12 @@ pub async fn serve(
         .local_addr()
         .map_err(|e| Error::io("read the bound address", e))?;
     ready(&Running { addr });
-    let detector = Arc::new(Detector::new(
-        regressions,
-        config.detect.clone(),
-        config.notifier.clone(),
-    ));
+    // A node that missed three detection runs is taken for dead.
+    let lease_ttl = (config.detect_interval * 3).max(std::time::Duration::from_secs(3));
+    let detector = Arc::new(
+        Detector::new(regressions, config.detect.clone(), config.notifier.clone()).with_lease_ttl(lease_ttl),
+    );
+    tracing::info!(node = %detector.node().id, "detection runs here while this node holds the lease");
     let mut app = router(store.clone(), detector.clone(), &config);
     if let Some(ui) = config.ui.clone() {
         app = ui.merge(app);

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
@@ -51,12 +51,7 @@ const IDS_PER_LOOKUP: usize = 5_000;
 /// Frames cached per node before the cache starts over.
 const MAX_CACHED_STACKS: usize = 1 << 20;
 
-pub(super) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(super) use crate::model::now_ms;
 
 /// How to reach ClickHouse and what to keep.
 #[derive(Debug, Clone)]

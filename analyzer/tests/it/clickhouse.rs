@@ -135,3 +135,33 @@ fn an_upload_sent_again_with_its_key_is_kept_once() {
     assert_eq!(deploys[0].samples, 4 * 7, "k1 once, k2 once, two without a key");
     assert_eq!(deploys[0].requests, 2 * 5, "r1 once, one without a key");
 }
+
+#[test]
+fn one_node_holds_the_detection_lease_until_it_stops_beating() {
+    use flameshift_analyzer::detect::DetectSettings;
+    use flameshift_analyzer::regressions::Detector;
+    use std::time::Duration;
+
+    let backend = super::Place::clickhouse().backend(8);
+    let node = || {
+        let detector = Detector::new(backend.regressions.clone(), DetectSettings::default(), None)
+            .with_lease_ttl(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(5)); // the next starts later
+        detector
+    };
+    let (first, second) = (node(), node());
+    let store = &*backend.store;
+    let run = |d: &Detector| d.run(store, None, 0).unwrap().led_by;
+    assert_eq!(run(&first), None, "the first node leads");
+    assert_eq!(run(&second).as_deref(), Some(first.node().id.as_str()));
+    // While the first keeps beating, the one that joined later waits.
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(700));
+        assert_eq!(run(&first), None);
+        assert_eq!(run(&second).as_deref(), Some(first.node().id.as_str()));
+    }
+    // The first stops (dies): after the lease's time the second takes over.
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(run(&second), None, "the second node took over");
+    assert_eq!(run(&first).as_deref(), Some(second.node().id.as_str()));
+}

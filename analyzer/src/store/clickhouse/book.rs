@@ -1,15 +1,26 @@
 //! Regressions in ClickHouse: each change is a new row of the
 //! regression's JSON with a higher `version`; the newest row of each id
 //! is its state, read with `argMax`, so every node sees the same book.
+//!
+//! The detection lease lives beside it in `leases`: every node writes a
+//! heartbeat (ClickHouse's clock, not the node's) each time it would run
+//! detection; the node to run it is the earliest-started of those heard
+//! from within the lease's time to live. ClickHouse has no
+//! compare-and-set, so this is a rule every node evaluates over the same
+//! rows rather than a lock: when the leading node dies, the next one
+//! takes over once the dead node's last heartbeat is older than the time
+//! to live; a node that joins never displaces a live leader.
 
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::client::quote;
 use super::client::Client;
 use crate::detect::Regression;
-use crate::regressions::{RegressionBook, Regressions};
+use crate::regressions::{Node, RegressionBook, Regressions};
 use crate::{Error, Result};
 
 /// The `regressions` table. See the module documentation.
@@ -25,6 +36,14 @@ pub struct ClickHouseBook {
 struct Row {
     latest: String,
 }
+
+#[derive(Deserialize)]
+struct Leader {
+    node: String,
+}
+
+/// The lease detection runs under.
+const DETECTION: &str = "detection";
 
 impl ClickHouseBook {
     pub(super) fn new(client: Arc<Client>) -> ClickHouseBook {
@@ -71,5 +90,25 @@ impl RegressionBook for ClickHouseBook {
             lines.push(b'\n');
         }
         self.client.insert("regressions", &lines)
+    }
+
+    fn lead(&self, node: &Node, ttl: Duration) -> Result<String> {
+        self.client.execute(&format!(
+            "INSERT INTO leases (name, node, since_ms, seen) SELECT {}, {}, {}, now()",
+            quote(DETECTION),
+            quote(&node.id),
+            node.since_ms
+        ))?;
+        let leaders = self.client.rows::<Leader>(&format!(
+            "SELECT node FROM leases WHERE name = {} GROUP BY node \
+             HAVING max(seen) >= now() - {} ORDER BY min(since_ms), node LIMIT 1",
+            quote(DETECTION),
+            ttl.as_secs().max(1)
+        ))?;
+        // Our own heartbeat was just written: there is always one.
+        Ok(leaders
+            .into_iter()
+            .next()
+            .map_or_else(|| node.id.clone(), |l| l.node))
     }
 }

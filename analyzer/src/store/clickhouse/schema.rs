@@ -17,7 +17,9 @@
 //!   samples (`histogramMap` is summed per bucket);
 //! - `deploys`: deploy events;
 //! - `regressions`: each regression's latest state as JSON, the newest
-//!   `version` winning.
+//!   `version` winning;
+//! - `leases`: heartbeats of the nodes that want to run detection
+//!   (book.rs).
 //!
 //! The SQL is the common ground of ClickHouse 18.16 and current
 //! releases: no `LowCardinality`, no table `TTL`, no `Map` type.
@@ -49,6 +51,8 @@ const MIGRATIONS: &[(u32, &[&str])] = &[(
          ENGINE = ReplacingMergeTree ORDER BY (service, deploy, time_ms)",
         "CREATE TABLE IF NOT EXISTS regressions (id String, service String, version UInt64, body String) \
          ENGINE = ReplacingMergeTree(version) ORDER BY id",
+        "CREATE TABLE IF NOT EXISTS leases (name String, node String, since_ms Int64, seen DateTime) \
+         ENGINE = ReplacingMergeTree(seen) ORDER BY (name, node)",
     ],
 )];
 
