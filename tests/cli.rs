@@ -471,6 +471,12 @@ fn attach_stops_cleanly_on_ctrl_c_and_writes_what_it_has() {
 #[path = "cli/serve.rs"]
 mod serve;
 
+#[path = "support/clickhouse_server.rs"]
+mod clickhouse_server;
+
+#[path = "cli/fleet.rs"]
+mod fleet;
+
 #[test]
 fn changepoints_finds_a_step_in_a_csv_column_and_refuses_bad_series() {
     let dir = tempfile::tempdir().unwrap();

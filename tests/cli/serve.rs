@@ -15,7 +15,7 @@ use flameshift_profile::{format, LabelSetId, Profile, SampleType};
 
 /// Reads `child`'s stderr up to the line `PREFIX URL`; returns the URL and
 /// the rest of the lines.
-fn address(child: &mut Child, prefix: &str) -> (String, std::io::Lines<BufReader<ChildStderr>>) {
+pub(crate) fn address(child: &mut Child, prefix: &str) -> (String, std::io::Lines<BufReader<ChildStderr>>) {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     loop {
         let line = lines.next().expect("the command printed its address").unwrap();
@@ -64,7 +64,7 @@ pub fn start_serve(data: &std::path::Path, extra: &[&str]) -> (KillOnDrop, Strin
     (KillOnDrop(child), url)
 }
 
-fn profile_body(leaf: &str) -> Vec<u8> {
+pub(crate) fn profile_body(leaf: &str) -> Vec<u8> {
     let mut p = Profile::new(vec![
         SampleType::new("samples", "count"),
         SampleType::new("cpu", "nanoseconds"),
@@ -475,7 +475,9 @@ fn demo_service_output_has_endpoint_labels_and_the_configured_proportions() {
 
 /// A webhook receiver: answers 500 to the first delivery and 200 after;
 /// returns its URL and the bodies it got.
-fn webhook_receiver() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+/// A webhook endpoint that answers 500 to the first `failures` deliveries
+/// and 200 after; returns its URL and the bodies it got.
+pub(crate) fn webhook_receiver(failures: usize) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -499,7 +501,7 @@ fn webhook_receiver() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
             seen.lock().unwrap().push(String::from_utf8(body).unwrap());
-            let status = if n == 0 {
+            let status = if n < failures {
                 "500 Internal Server Error"
             } else {
                 "200 OK"
@@ -516,7 +518,7 @@ fn webhook_receiver() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
 #[test]
 fn regressions_are_listed_by_the_cli_and_sent_to_the_webhook_with_retries() {
     use flameshift_detect::sim::{Fleet, FleetConfig};
-    let (hook, bodies) = webhook_receiver();
+    let (hook, bodies) = webhook_receiver(1);
     let dir = tempfile::tempdir().unwrap();
     let (mut server, url) = start_serve(dir.path(), &["--webhook", &hook, "--detect-interval", "1h"]);
     let now = std::time::SystemTime::now()

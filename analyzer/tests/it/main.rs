@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod clickhouse;
+#[path = "../../../tests/support/clickhouse_server.rs"]
 mod clickhouse_server;
 mod detection;
 mod disk_full;

@@ -1,9 +1,14 @@
-//! A real `clickhouse-server` for the tests: started once per test
-//! binary as a child process on free loopback ports, with its config and
-//! data in a temporary directory; a watchdog shell stops it when the test
-//! binary exits. Each test gets a database of its own.
+//! A real `clickhouse-server` for the tests: a child process on free
+//! loopback ports, with its config and data in a temporary directory; a
+//! watchdog shell stops it when the test binary exits. One server is
+//! shared by a test binary's tests, each with a database of its own;
+//! fault tests start their own, to kill and start again.
 //!
-//! `scripts/test.sh` installs Debian's `clickhouse-server` (18.16).
+//! Used by the analyzer's tests (analyzer/tests/it) and the binary's
+//! (tests/cli). `scripts/test.sh` installs Debian's `clickhouse-server`
+//! (18.16).
+
+#![allow(dead_code, reason = "each test binary uses part of it")]
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -20,9 +25,15 @@ pub(crate) struct ClickHouseServer {
     /// `127.0.0.1:PORT` of its HTTP interface.
     pub(crate) address: String,
     /// Its config, data and logs (removed when the test binary ends).
-    _dir: tempfile::TempDir,
-    /// The shell that runs it (ends with the server).
-    _watchdog: std::process::Child,
+    dir: tempfile::TempDir,
+    /// The shell that runs it (ends with the server); none while stopped.
+    watchdog: Option<std::process::Child>,
+}
+
+impl Drop for ClickHouseServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 fn free_port() -> u16 {
@@ -70,7 +81,7 @@ pub(crate) fn execute(address: &str, sql: &str) -> String {
 fn launch(dir: &Path, address: &str) -> std::process::Child {
     let root = dir.display();
     let script = format!(
-        "{} --config-file={root}/config.xml >>{root}/stdout.log 2>&1 & server=$!; \
+        "{} --config-file={root}/config.xml >>{root}/stdout.log 2>&1 & server=$!; echo $server >{root}/server.pid; \
          while kill -0 {} 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 1; done; \
          kill $server 2>/dev/null; wait",
         binary().display(),
@@ -130,9 +141,26 @@ impl ClickHouseServer {
         let watchdog = launch(dir.path(), &address);
         ClickHouseServer {
             address,
-            _dir: dir,
-            _watchdog: watchdog,
+            dir,
+            watchdog: Some(watchdog),
         }
+    }
+
+    /// Kills the server (`SIGKILL`: no chance to finish what it was doing).
+    pub(crate) fn kill(&mut self) {
+        let Some(mut watchdog) = self.watchdog.take() else {
+            return;
+        };
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("server.pid")) {
+            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+        }
+        let _ = watchdog.wait(); // the shell ends with its server
+    }
+
+    /// Starts the server again on the same ports and data.
+    pub(crate) fn restart(&mut self) {
+        self.kill();
+        self.watchdog = Some(launch(self.dir.path(), &self.address));
     }
 
     /// The server every test of this binary shares.
