@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use flameshift_analyzer::store::Endpoint;
 
+/// The name of the cluster [`ClickHouseServer::start_cluster`] makes.
+pub(crate) const CLUSTER: &str = "two_shards";
+
 /// A running server.
 pub(crate) struct ClickHouseServer {
     /// `127.0.0.1:PORT` of its HTTP interface.
@@ -109,8 +112,45 @@ fn launch(dir: &Path, address: &str) -> std::process::Child {
 impl ClickHouseServer {
     /// Starts a server and waits until it answers.
     pub(crate) fn start() -> ClickHouseServer {
+        ClickHouseServer::start_on(free_port(), free_port(), "")
+    }
+
+    /// Starts `shards` servers, each one shard of the cluster `CLUSTER`.
+    pub(crate) fn start_cluster(shards: usize) -> Vec<ClickHouseServer> {
+        let ports: Vec<(u16, u16)> = (0..shards).map(|_| (free_port(), free_port())).collect();
+        let mut remote = format!("<remote_servers><{CLUSTER}>");
+        for (_, tcp) in &ports {
+            remote.push_str(&format!(
+                "<shard><replica><host>127.0.0.1</host><port>{tcp}</port></replica></shard>"
+            ));
+        }
+        remote.push_str(&format!("</{CLUSTER}></remote_servers>"));
+        ports
+            .iter()
+            .map(|(http, tcp)| ClickHouseServer::start_on(*http, *tcp, &remote))
+            .collect()
+    }
+
+    /// The two-shard cluster every test of this binary shares.
+    pub(crate) fn shared_cluster() -> &'static [ClickHouseServer] {
+        static CLUSTER_SERVERS: OnceLock<Vec<ClickHouseServer>> = OnceLock::new();
+        CLUSTER_SERVERS.get_or_init(|| ClickHouseServer::start_cluster(2))
+    }
+
+    /// A new empty database on every server of `cluster`, as one endpoint
+    /// spreading the tables over them.
+    pub(crate) fn fresh_cluster_database(cluster: &[ClickHouseServer]) -> Endpoint {
+        let mut endpoint = cluster[0].fresh_database();
+        for server in &cluster[1..] {
+            execute(&server.address, &format!("CREATE DATABASE {}", endpoint.database));
+        }
+        endpoint.cluster = Some(CLUSTER.to_owned());
+        endpoint.shards = cluster.iter().map(|s| s.address.clone()).collect();
+        endpoint
+    }
+
+    fn start_on(http: u16, tcp: u16, extra_config: &str) -> ClickHouseServer {
         let dir = tempfile::tempdir().unwrap();
-        let (http, tcp) = (free_port(), free_port());
         let root = dir.path().display();
         let config = format!(
             r#"<?xml version="1.0"?>
@@ -130,6 +170,7 @@ impl ClickHouseServer {
   </users>
   <profiles><default></default></profiles>
   <quotas><default></default></quotas>
+  {extra_config}
 </yandex>
 "#
         );
@@ -177,8 +218,7 @@ impl ClickHouseServer {
         Endpoint {
             address: self.address.clone(),
             database: name,
-            user: None,
-            password: None,
+            ..Endpoint::default()
         }
     }
 }

@@ -106,6 +106,9 @@ impl StackCache {
 #[derive(Debug)]
 pub struct ClickHouseStore {
     client: Arc<Client>,
+    /// A client for each shard's server (the first is `client`): the
+    /// schema and retention act on each.
+    shards: Vec<Arc<Client>>,
     writer: writer::Writer,
     config: ClickHouseConfig,
     cache: Mutex<StackCache>,
@@ -255,16 +258,42 @@ impl ClickHouseStore {
     /// than this binary are errors naming the problem.
     pub fn open(config: ClickHouseConfig) -> Result<ClickHouseStore> {
         client::identifier(&config.endpoint.database)?;
+        if let Some(cluster) = &config.endpoint.cluster {
+            client::identifier(cluster)?;
+        }
         let client = Client::new(config.endpoint.clone(), config.timeout, config.sql_log.clone())?;
-        let version = schema::migrate(&client)?;
+        let mut shards = Vec::new();
+        for address in config
+            .endpoint
+            .shards
+            .iter()
+            .filter(|a| **a != config.endpoint.address)
+        {
+            let endpoint = Endpoint {
+                address: address.clone(),
+                ..config.endpoint.clone()
+            };
+            shards.push(Arc::new(Client::new(
+                endpoint,
+                config.timeout,
+                config.sql_log.clone(),
+            )?));
+        }
+        let client = Arc::new(client);
+        shards.insert(0, client.clone());
+        let cluster = config.endpoint.cluster.as_deref();
+        let mut version = 0;
+        for shard in &shards {
+            version = schema::migrate(shard, cluster)?;
+        }
         tracing::info!(
             address = %config.endpoint.address,
             database = %config.endpoint.database,
             schema = version,
             "ClickHouse store opened"
         );
-        let client = Arc::new(client);
         Ok(ClickHouseStore {
+            shards,
             writer: writer::Writer::start(client.clone(), config.insert_interval)?,
             client,
             config,
@@ -355,20 +384,28 @@ impl ClickHouseStore {
             return Ok(());
         };
         let oldest_kept = day_name(day_of(now_ms() - retention));
-        let parts = self.client.rows::<Partition>(&format!(
-            "SELECT DISTINCT table, partition FROM system.parts WHERE database = {} \
-             AND table IN ('samples', 'requests') AND active",
-            quote(self.client.database())
-        ))?;
-        for part in parts {
-            let day = part.partition.trim_matches('\'');
-            if day < oldest_kept.as_str() && day.len() == 10 {
-                self.client.execute(&format!(
-                    "ALTER TABLE {} DROP PARTITION {}",
-                    part.table,
-                    quote(day)
-                ))?;
-                tracing::info!(table = %part.table, day, "partition dropped by retention");
+        // On a cluster the days are partitions of each shard's own tables.
+        let suffix = if self.config.endpoint.cluster.is_some() {
+            schema::SHARD_SUFFIX
+        } else {
+            ""
+        };
+        for shard in &self.shards {
+            let parts = shard.rows::<Partition>(&format!(
+                "SELECT DISTINCT table, partition FROM system.parts WHERE database = {} \
+                 AND table IN ('samples{suffix}', 'requests{suffix}') AND active",
+                quote(shard.database())
+            ))?;
+            for part in parts {
+                let day = part.partition.trim_matches('\'');
+                if day < oldest_kept.as_str() && day.len() == 10 {
+                    shard.execute(&format!(
+                        "ALTER TABLE {} DROP PARTITION {}",
+                        part.table,
+                        quote(day)
+                    ))?;
+                    tracing::info!(shard = %shard.endpoint().address, table = %part.table, day, "partition dropped by retention");
+                }
             }
         }
         Ok(())

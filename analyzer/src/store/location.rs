@@ -1,8 +1,10 @@
 //! Where `flameshift serve` keeps its data: `dir://PATH` (the embedded
 //! store, also written as a plain path) or
-//! `clickhouse://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE` (ClickHouse's
-//! HTTP interface, port 8123 unless given), and opening either with its
-//! regression book.
+//! `clickhouse://[USER[:PASSWORD]@]HOST[:PORT][,HOST[:PORT]…]/DATABASE[?cluster=NAME]`
+//! (ClickHouse's HTTP interface, port 8123 unless given; statements go to
+//! the first host; with `cluster`, the tables are spread over that
+//! cluster's shards, every listed host being one whose schema is made),
+//! and opening either with its regression book.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,7 +48,8 @@ fn percent_decode(text: &str, what: &str) -> Result<String> {
 impl StoreLocation {
     /// Parses `dir://PATH`, `clickhouse://…` or a plain path.
     pub fn parse(text: &str) -> Result<StoreLocation> {
-        let usage = "use dir://PATH or clickhouse://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE";
+        let usage =
+            "use dir://PATH or clickhouse://[USER[:PASSWORD]@]HOST[:PORT][,HOST[:PORT]...]/DATABASE[?cluster=NAME]";
         if let Some(path) = text.strip_prefix("dir://") {
             if path.is_empty() {
                 return Err(Error::Config(format!(
@@ -63,6 +66,20 @@ impl StoreLocation {
             }
             return Ok(StoreLocation::Dir(PathBuf::from(text)));
         };
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut cluster = None;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("cluster", name)) if !name.is_empty() => {
+                    cluster = Some(percent_decode(name, "cluster")?)
+                }
+                _ => {
+                    return Err(Error::Config(format!(
+                        "store URL {text:?}: unknown option {pair:?} (the one option is cluster=NAME)"
+                    )))
+                }
+            }
+        }
         let (authority, database) = rest
             .split_once('/')
             .ok_or_else(|| Error::Config(format!("store URL {text:?} names no database: {usage}")))?;
@@ -86,22 +103,33 @@ impl StoreLocation {
             },
             None => (None, None),
         };
-        let (host, port) = match host_port.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                let port: u16 = p
-                    .parse()
-                    .map_err(|_| Error::Config(format!("store URL {text:?}: bad port {p:?}")))?;
-                (h, port)
+        let mut hosts = Vec::new();
+        for host_port in host_port.split(',') {
+            let (host, port) = match host_port.rsplit_once(':') {
+                Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                    let port: u16 = p
+                        .parse()
+                        .map_err(|_| Error::Config(format!("store URL {text:?}: bad port {p:?}")))?;
+                    (h, port)
+                }
+                _ => (host_port, CLICKHOUSE_HTTP_PORT),
+            };
+            if host.is_empty() {
+                return Err(Error::Config(format!(
+                    "store URL {text:?} names no host: {usage}"
+                )));
             }
-            _ => (host_port, CLICKHOUSE_HTTP_PORT),
-        };
-        if host.is_empty() {
+            hosts.push(format!("{host}:{port}"));
+        }
+        if hosts.len() > 1 && cluster.is_none() {
             return Err(Error::Config(format!(
-                "store URL {text:?} names no host: {usage}"
+                "store URL {text:?} lists several hosts but no ?cluster=NAME to spread the tables over"
             )));
         }
         Ok(StoreLocation::ClickHouse(Endpoint {
-            address: format!("{host}:{port}"),
+            address: hosts[0].clone(),
+            shards: if cluster.is_some() { hosts } else { Vec::new() },
+            cluster,
             database: database.to_owned(),
             user,
             password,
@@ -176,6 +204,11 @@ mod tests {
         assert_eq!(e.database, "fs");
         assert_eq!(e.user.as_deref(), Some("alice"));
         assert_eq!(e.password.as_deref(), Some("s@cret"));
+        assert_eq!((e.cluster, e.shards.len()), (None, 0));
+        let e = clickhouse("clickhouse://a:9001,b/fs?cluster=two");
+        assert_eq!(e.address, "a:9001");
+        assert_eq!(e.shards, ["a:9001", "b:8123"]);
+        assert_eq!(e.cluster.as_deref(), Some("two"));
     }
 
     #[test]
@@ -188,6 +221,9 @@ mod tests {
             ("postgres://host/db", "unknown store URL scheme"),
             ("dir://", "names no directory"),
             ("clickhouse://u:%zz@host/db", "bad %-escape"),
+            ("clickhouse://a,b/db", "no ?cluster=NAME"),
+            ("clickhouse://a/db?shards=2", "unknown option \"shards=2\""),
+            ("clickhouse://a,/db?cluster=c", "names no host"),
         ] {
             let error = StoreLocation::parse(text).unwrap_err().to_string();
             assert!(error.contains(says), "{text}: {error}");

@@ -21,8 +21,7 @@ fn an_unreachable_server_is_a_clear_error() {
     let error = open(Endpoint {
         address: format!("127.0.0.1:{port}"),
         database: "fs".into(),
-        user: None,
-        password: None,
+        ..Endpoint::default()
     })
     .unwrap_err();
     assert!(matches!(error, Error::Unavailable(_)), "{error:?}");
@@ -164,4 +163,58 @@ fn one_node_holds_the_detection_lease_until_it_stops_beating() {
     std::thread::sleep(Duration::from_millis(2_500));
     assert_eq!(run(&second), None, "the second node took over");
     assert_eq!(run(&first).as_deref(), Some(second.node().id.as_str()));
+}
+
+#[test]
+fn a_two_shard_cluster_spreads_the_rows_and_answers_like_one_server() {
+    use flameshift_analyzer::store::Selection;
+    let one = super::Place::clickhouse().backend(8);
+    let cluster_servers = ClickHouseServer::shared_cluster();
+    let endpoint = ClickHouseServer::fresh_cluster_database(cluster_servers);
+    let cluster = super::Place::ClickHouse(endpoint.clone()).backend(8);
+    let limits = Limits::default();
+    for backend in [&one, &cluster] {
+        for host in 0..12 {
+            let params = [
+                ("name", format!("shop.cpu{{deploy=v{},host=h{host}}}", host % 2)),
+                ("from", "1764000000".to_owned()),
+            ];
+            let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let body = format!("main;handle;h{host} {}\nmain;render {}\n", host + 1, 2 * host + 1);
+            let upload = keyed(UploadKind::Pyroscope, &params, &body, None);
+            backend
+                .store
+                .append(ingest::accept(upload, &limits).unwrap())
+                .unwrap();
+        }
+    }
+    let selection = Selection {
+        service: "shop".into(),
+        ..Selection::default()
+    };
+    let (a, b) = (&one.store, &cluster.store);
+    assert_eq!(a.deploys("shop").unwrap(), b.deploys("shop").unwrap());
+    assert_eq!(
+        a.stack_totals(&selection).unwrap(),
+        b.stack_totals(&selection).unwrap()
+    );
+    assert_eq!(
+        a.stack_series(&selection, 60_000, true).unwrap().rows,
+        b.stack_series(&selection, 60_000, true).unwrap().rows
+    );
+    // Each shard holds part of the samples, and together all of them.
+    let per_shard: Vec<u64> = cluster_servers
+        .iter()
+        .map(|server| {
+            execute(
+                &server.address,
+                &format!("SELECT count() FROM {}.samples_shard", endpoint.database),
+            )
+            .trim()
+            .parse()
+            .unwrap()
+        })
+        .collect();
+    assert!(per_shard.iter().all(|&n| n > 0), "{per_shard:?}");
+    assert_eq!(per_shard.iter().sum::<u64>(), 12 * 2, "{per_shard:?}");
 }

@@ -27,7 +27,8 @@ use tokio::sync::oneshot;
 pub(crate) enum Place {
     /// The embedded store in a temporary directory.
     Dir(Arc<tempfile::TempDir>),
-    /// A fresh database on the test binary's ClickHouse server.
+    /// A fresh database on the test binary's ClickHouse server, or on
+    /// its two-shard cluster.
     ClickHouse(Endpoint),
 }
 
@@ -38,6 +39,13 @@ impl Place {
 
     pub(crate) fn clickhouse() -> Place {
         Place::ClickHouse(clickhouse_server::ClickHouseServer::shared().fresh_database())
+    }
+
+    pub(crate) fn cluster() -> Place {
+        let cluster = clickhouse_server::ClickHouseServer::shared_cluster();
+        Place::ClickHouse(clickhouse_server::ClickHouseServer::fresh_cluster_database(
+            cluster,
+        ))
     }
 
     /// Opens the place's store; the embedded one compacts at `compact_at_files`.
@@ -63,8 +71,8 @@ impl Place {
     }
 }
 
-/// Runs each named `async fn(Place)` as a test on the embedded store and
-/// as a test on ClickHouse.
+/// Runs each named `async fn(Place)` as a test on the embedded store, on
+/// one ClickHouse server and on a two-shard ClickHouse cluster.
 #[macro_export]
 macro_rules! on_every_store {
     ($($name:ident),* $(,)?) => {
@@ -81,6 +89,14 @@ macro_rules! on_every_store {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name($crate::Place::clickhouse()).await
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Place::cluster()).await
                 }
             )*
         }

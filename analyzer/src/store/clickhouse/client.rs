@@ -33,10 +33,16 @@ const TRANSIENT_CODES: &[u32] = &[
 ];
 
 /// Where and as whom to talk to ClickHouse.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Endpoint {
-    /// `host:port` of the HTTP interface.
+    /// `host:port` of the HTTP interface statements are sent to.
     pub address: String,
+    /// The cluster (of the servers' `remote_servers`) the tables are
+    /// spread over, if any.
+    pub cluster: Option<String>,
+    /// `host:port` of each shard's HTTP interface, where the schema is
+    /// made (empty: `address` alone).
+    pub shards: Vec<String>,
     /// The database.
     pub database: String,
     /// User, if not ClickHouse's `default`.
@@ -157,6 +163,11 @@ impl Client {
         let mut params = form_urlencoded::Serializer::new(String::new());
         if database {
             params.append_pair("database", &self.endpoint.database);
+        }
+        if self.endpoint.cluster.is_some() {
+            // An insert is acknowledged once the shard wrote it, not when
+            // queued on the server that received it.
+            params.append_pair("insert_distributed_sync", "1");
         }
         if let Some(query) = query {
             params.append_pair("query", query);

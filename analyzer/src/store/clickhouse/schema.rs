@@ -21,6 +21,11 @@
 //! - `leases`: heartbeats of the nodes that want to run detection
 //!   (book.rs).
 //!
+//! On a cluster (`?cluster=NAME` in the store URL) each table is made
+//! twice on every shard: `NAME_shard` holds the shard's rows and `NAME`
+//! is a `Distributed` table over every shard's `NAME_shard`, so the
+//! statements the store sends are the same on one server and on many.
+//!
 //! The SQL is the common ground of ClickHouse 18.16 and current
 //! releases: no `LowCardinality`, no table `TTL`, no `Map` type.
 
@@ -30,40 +35,104 @@ use crate::{Error, Result};
 /// The schema version this binary writes and reads.
 pub const LATEST: u32 = 1;
 
-/// Statements of each version, oldest first.
-const MIGRATIONS: &[(u32, &[&str])] = &[(
+/// A table: how it is made on one server, and how rows are spread over
+/// the shards of a cluster.
+struct Table {
+    name: &'static str,
+    columns: &'static str,
+    engine: &'static str,
+    /// The `Distributed` sharding key: everything one insert writes goes
+    /// to one shard (an upload is one host's rows), so an insert stays
+    /// atomic; a stack always lands on the same shard, where its copies
+    /// merge away.
+    shard_by: &'static str,
+}
+
+/// The tables of each version, oldest first.
+const MIGRATIONS: &[(u32, &[Table])] = &[(
     1,
     &[
-        "CREATE TABLE IF NOT EXISTS samples (service String, day Date, time_ms Int64, deploy String, \
-         host String, endpoint String, labels String, stack_id UInt64, unit String, count Int64, weight Int64, \
-         upload UInt64) \
-         ENGINE = SummingMergeTree((count, weight)) PARTITION BY day \
-         ORDER BY (service, deploy, endpoint, time_ms, stack_id, labels, host, unit, upload)",
-        "CREATE TABLE IF NOT EXISTS stacks (service String, stack_id UInt64, frames Array(String)) \
-         ENGINE = ReplacingMergeTree ORDER BY (service, stack_id)",
-        "CREATE TABLE IF NOT EXISTS requests (service String, day Date, time_ms Int64, deploy String, \
-         host String, endpoint String, unit String, count Int64, cost Int64, \
-         histogramMap Nested(bucket UInt32, requests UInt64), upload UInt64) \
-         ENGINE = SummingMergeTree PARTITION BY day \
-         ORDER BY (service, deploy, endpoint, time_ms, host, unit, upload)",
-        "CREATE TABLE IF NOT EXISTS deploys (service String, deploy String, time_ms Int64, \
-         commit String, author String, message String) \
-         ENGINE = ReplacingMergeTree ORDER BY (service, deploy, time_ms)",
-        "CREATE TABLE IF NOT EXISTS regressions (id String, service String, version UInt64, body String) \
-         ENGINE = ReplacingMergeTree(version) ORDER BY id",
-        "CREATE TABLE IF NOT EXISTS leases (name String, node String, since_ms Int64, seen DateTime) \
-         ENGINE = ReplacingMergeTree(seen) ORDER BY (name, node)",
+        Table {
+            name: "samples",
+            columns: "service String, day Date, time_ms Int64, deploy String, host String, endpoint String, \
+                      labels String, stack_id UInt64, unit String, count Int64, weight Int64, upload UInt64",
+            engine: "SummingMergeTree((count, weight)) PARTITION BY day \
+                     ORDER BY (service, deploy, endpoint, time_ms, stack_id, labels, host, unit, upload)",
+            shard_by: "cityHash64(service, host)",
+        },
+        Table {
+            name: "stacks",
+            columns: "service String, stack_id UInt64, frames Array(String)",
+            engine: "ReplacingMergeTree ORDER BY (service, stack_id)",
+            shard_by: "stack_id",
+        },
+        Table {
+            name: "requests",
+            columns: "service String, day Date, time_ms Int64, deploy String, host String, endpoint String, \
+                      unit String, count Int64, cost Int64, histogramMap Nested(bucket UInt32, requests UInt64), \
+                      upload UInt64",
+            engine: "SummingMergeTree PARTITION BY day ORDER BY (service, deploy, endpoint, time_ms, host, unit, upload)",
+            shard_by: "cityHash64(service, host)",
+        },
+        // Small tables every node reads whole: on the first shard.
+        Table {
+            name: "deploys",
+            columns: "service String, deploy String, time_ms Int64, commit String, author String, message String",
+            engine: "ReplacingMergeTree ORDER BY (service, deploy, time_ms)",
+            shard_by: "0",
+        },
+        Table {
+            name: "regressions",
+            columns: "id String, service String, version UInt64, body String",
+            engine: "ReplacingMergeTree(version) ORDER BY id",
+            shard_by: "0",
+        },
+        Table {
+            name: "leases",
+            columns: "name String, node String, since_ms Int64, seen DateTime",
+            engine: "ReplacingMergeTree(seen) ORDER BY (name, node)",
+            shard_by: "0",
+        },
     ],
 )];
+
+/// The suffix of the tables on each shard that a cluster's `Distributed`
+/// tables spread rows over.
+pub const SHARD_SUFFIX: &str = "_shard";
+
+/// The statements that make `table`: on one server, the table itself; on
+/// a cluster, the shard's table and the `Distributed` table over all.
+fn create(table: &Table, database: &str, cluster: Option<&str>) -> Vec<String> {
+    let Table {
+        name,
+        columns,
+        engine,
+        shard_by,
+    } = table;
+    match cluster {
+        None => vec![format!(
+            "CREATE TABLE IF NOT EXISTS {name} ({columns}) ENGINE = {engine}"
+        )],
+        Some(cluster) => vec![
+            format!("CREATE TABLE IF NOT EXISTS {name}{SHARD_SUFFIX} ({columns}) ENGINE = {engine}"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {name} AS {name}{SHARD_SUFFIX} \
+                 ENGINE = Distributed({cluster}, {database}, {name}{SHARD_SUFFIX}, {shard_by})"
+            ),
+        ],
+    }
+}
 
 #[derive(serde::Deserialize)]
 struct Version {
     latest: u32,
 }
 
-/// Checks the database exists, then brings its schema to [`LATEST`].
-/// Several nodes may run this at once: every statement is idempotent.
-pub fn migrate(client: &Client) -> Result<u32> {
+/// Checks the database exists on the server `client` talks to, then
+/// brings its schema to [`LATEST`] (with `cluster`: the shard's tables and
+/// the `Distributed` tables over the cluster). Several nodes may run this
+/// at once: every statement is idempotent.
+pub fn migrate(client: &Client, cluster: Option<&str>) -> Result<u32> {
     let database = client.database();
     let exists = client.execute_bare(&format!(
         "SELECT count() FROM system.databases WHERE name = {}",
@@ -88,9 +157,11 @@ pub fn migrate(client: &Client) -> Result<u32> {
             "the ClickHouse database `{database}` has schema version {current}, newer than this flameshift's {LATEST}; upgrade flameshift"
         )));
     }
-    for (version, statements) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-        for statement in *statements {
-            client.execute(statement)?;
+    for (version, tables) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        for table in *tables {
+            for statement in create(table, database, cluster) {
+                client.execute(&statement)?;
+            }
         }
         let row = serde_json::json!({ "version": version, "applied_ms": super::now_ms() });
         client.insert("flameshift_schema", format!("{row}\n").as_bytes())?;
