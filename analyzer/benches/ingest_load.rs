@@ -1,13 +1,21 @@
 //! A bounded load generator for `flameshift serve` (loopback only):
 //! realistic agent uploads — AGENTS agents × PROFILES 10-s profiles ×
 //! STACKS distinct stacks drawn from a shared call tree of 2,000 functions,
-//! five endpoints — sent by CONCURRENCY connections to a server on
-//! 127.0.0.1:0 in this process. Then a second data directory receives
-//! DAY_PROFILES profiles per agent spread over the last 24 hours, and
-//! the day's flame graph and top functions are timed.
+//! five endpoints — sent by CONCURRENCY connections to servers on
+//! 127.0.0.1:0 in this process. Then a second, empty store receives
+//! DAY_PROFILES profiles and request statistics per agent spread over the
+//! last 24 hours (deploy v1, then v2), and the day's flame graph, top
+//! functions, one endpoint's series and one detection pass are timed.
+//!
+//! FS_STORES lists the stores to run it on, one after the other:
+//! `dir` (the embedded store), `clickhouse` (one node over a
+//! `clickhouse-server` this program starts on free ports, sharing the
+//! machine's cores) and `clickhouse-2` (two nodes over it, uploads spread
+//! over both).
 //!
 //! ```text
 //! cargo bench -p flameshift-analyzer --bench ingest_load
+//! FS_STORES=dir,clickhouse,clickhouse-2 cargo bench -p flameshift-analyzer --bench ingest_load
 //! FS_AGENTS=100 FS_PROFILES=20 FS_STACKS=3000 FS_CONCURRENCY=16 FS_DAY_PROFILES=24 cargo bench ...
 //! ```
 //!
@@ -26,7 +34,10 @@ use std::time::{Duration, Instant};
 
 use flameshift_analyzer::profile::{format, Period, Profile, SampleType};
 use flameshift_analyzer::server::{self, ServeConfig};
-use flameshift_analyzer::store::StoreConfig;
+use flameshift_analyzer::store::{Backend, ClickHouseConfig, Endpoint, StoreConfig};
+
+#[path = "../../tests/support/clickhouse_server.rs"]
+mod clickhouse_server;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -168,23 +179,60 @@ async fn send_all(uploads: Arc<Vec<Upload>>, concurrency: usize) -> (Duration, V
     (elapsed, latencies)
 }
 
-async fn start(
-    dir: &Path,
-) -> (
-    String,
-    Arc<flameshift_analyzer::store::DiskStore>,
-    tokio::sync::oneshot::Sender<()>,
-) {
+/// Where a phase keeps its data.
+enum Place {
+    Dir(tempfile::TempDir),
+    ClickHouse(Endpoint),
+}
+
+impl Place {
+    fn new(kind: &str, clickhouse: &mut Option<clickhouse_server::ClickHouseServer>) -> Place {
+        if kind == "dir" {
+            return Place::Dir(tempfile::tempdir().unwrap());
+        }
+        let server = clickhouse.get_or_insert_with(clickhouse_server::ClickHouseServer::start);
+        Place::ClickHouse(server.fresh_database())
+    }
+
+    /// A node's store (each call a node of its own).
+    fn open(&self) -> Backend {
+        match self {
+            Place::Dir(dir) => Backend::disk(StoreConfig::new(dir.path())).unwrap(),
+            Place::ClickHouse(endpoint) => Backend::clickhouse(ClickHouseConfig::new(endpoint.clone())).unwrap(),
+        }
+    }
+
+    /// Bytes the data takes on disk (after ClickHouse merged its parts).
+    fn bytes(&self) -> u64 {
+        match self {
+            Place::Dir(dir) => dir_bytes(dir.path()),
+            Place::ClickHouse(endpoint) => {
+                let db = &endpoint.database;
+                for table in ["samples", "stacks", "requests"] {
+                    clickhouse_server::execute(&endpoint.address, &format!("OPTIMIZE TABLE {db}.{table} FINAL"));
+                }
+                clickhouse_server::execute(
+                    &endpoint.address,
+                    &format!("SELECT sum(bytes) FROM system.parts WHERE database = '{db}' AND active"),
+                )
+                .trim()
+                .parse()
+                .unwrap()
+            }
+        }
+    }
+}
+
+/// Runs a server over `backend`; returns its URL and the switch that stops it.
+async fn start(backend: Backend) -> (String, tokio::sync::oneshot::Sender<()>) {
     let mut config = ServeConfig::new();
     config.listen = "127.0.0.1:0".parse().unwrap();
-    let store = Arc::new(flameshift_analyzer::store::DiskStore::open(StoreConfig::new(dir)).unwrap());
-    let book = flameshift_analyzer::regressions::FileBook::open(dir).unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(server::serve(
         config,
-        store.clone(),
-        Arc::new(book),
+        backend.store,
+        backend.regressions,
         async {
             let _ = stop_rx.await;
         },
@@ -193,113 +241,174 @@ async fn start(
         },
     ));
     let addr = ready_rx.await.unwrap();
-    (format!("http://{addr}"), store, stop_tx)
+    (format!("http://{addr}"), stop_tx)
 }
 
-fn main() {
+/// Starts `nodes` servers over `place`; their URLs and the stores' housekeeping.
+async fn start_nodes(place: &Place, nodes: usize) -> (Vec<String>, Vec<tokio::sync::oneshot::Sender<()>>, Vec<Backend>) {
+    let (mut urls, mut stops, mut backends) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..nodes {
+        let backend = place.open();
+        backends.push(backend.clone());
+        let (url, stop) = start(backend).await;
+        urls.push(url);
+        stops.push(stop);
+    }
+    (urls, stops, backends)
+}
+
+/// Request statistics of one agent's profile: its samples spread over the endpoints.
+fn requests_body(deploy: &str, agent: usize, time_ms: i64, samples: i64) -> Vec<u8> {
+    let endpoints: Vec<serde_json::Value> = ENDPOINTS
+        .iter()
+        .map(|e| serde_json::json!({ "endpoint": e, "count": 200, "cost_sum": samples * 10_101_010 / 5 }))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "service": "fleet", "deploy": deploy, "host": format!("host{agent}"), "unit": "cpu_ns",
+        "start_ms": time_ms, "duration_ms": 10_000, "endpoints": endpoints,
+    }))
+    .unwrap()
+}
+
+async fn run_on(kind: &str, clickhouse: &mut Option<clickhouse_server::ClickHouseServer>, pool: &[(Vec<String>, usize)]) {
     let agents = env("FS_AGENTS", 100);
     let profiles = env("FS_PROFILES", 20);
     let stacks = env("FS_STACKS", 3_000);
     let concurrency = env("FS_CONCURRENCY", 16);
     let day_profiles = env("FS_DAY_PROFILES", 24);
+    let nodes = if kind == "clickhouse-2" { 2 } else { 1 };
+    let mut rng = Rng(0x5eed);
+    println!("== {kind} ({nodes} node{})", if nodes == 1 { "" } else { "s" });
+
+    // Phase 1: sustained ingest.
+    let place = Place::new(kind, clickhouse);
+    let (urls, stops, backends) = start_nodes(&place, nodes).await;
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let mut uploads = Vec::new();
+    for round in 0..profiles {
+        for agent in 0..agents {
+            let (body, samples) = agent_profile(pool, stacks, &mut rng);
+            let time_ms = now_ms - ((profiles - round) as i64) * 10_000;
+            let url = &urls[agent % nodes];
+            uploads.push(Upload {
+                url: format!("{url}/api/v1/profiles?service=fleet&deploy=v1&host=host{agent}&time_ms={time_ms}"),
+                body,
+                samples,
+            });
+        }
+    }
+    let total_samples: i64 = uploads.iter().map(|u| u.samples).sum();
+    let total_bytes: usize = uploads.iter().map(|u| u.body.len()).sum();
+    println!(
+        "ingest: {} uploads ({agents} agents × {profiles} profiles × {stacks} stacks), {total_samples} samples, {:.1} MB gzipped pprof, {concurrency} connections",
+        uploads.len(),
+        total_bytes as f64 / 1e6
+    );
+    let (elapsed, latencies) = send_all(Arc::new(uploads), concurrency).await;
+    println!(
+        "ingest: {:.2} s, {:.0} samples/s, {:.0} uploads/s, upload latency p50 {:.1} ms p99 {:.1} ms",
+        elapsed.as_secs_f64(),
+        total_samples as f64 / elapsed.as_secs_f64(),
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+    );
+    let housekeeping = Instant::now();
+    for backend in &backends {
+        let store = backend.store.clone();
+        tokio::task::spawn_blocking(move || store.maintain()).await.unwrap().unwrap();
+    }
+    let bytes = place.bytes();
+    println!(
+        "storage: housekeeping {:.2} s; {:.1} MB on disk, {:.2} bytes per sample",
+        housekeeping.elapsed().as_secs_f64(),
+        bytes as f64 / 1e6,
+        bytes as f64 / total_samples as f64,
+    );
+    for stop in stops {
+        let _ = stop.send(());
+    }
+
+    // Phase 2: a day of data (deploy v1, then v2), then the day's queries.
+    let day = Place::new(kind, clickhouse);
+    let (urls, stops, backends) = start_nodes(&day, nodes).await;
+    let mut uploads = Vec::new();
+    for round in 0..day_profiles {
+        let deploy = if round < day_profiles / 2 { "v1" } else { "v2" };
+        for agent in 0..agents {
+            let (body, samples) = agent_profile(pool, stacks, &mut rng);
+            let time_ms = now_ms - 86_400_000 + 60_000 + (round as i64 * 86_000_000 / day_profiles as i64);
+            let url = &urls[agent % nodes];
+            uploads.push(Upload {
+                url: format!("{url}/api/v1/profiles?service=fleet&deploy={deploy}&host=host{agent}&time_ms={time_ms}"),
+                body,
+                samples,
+            });
+            uploads.push(Upload {
+                url: format!("{url}/api/v1/requests"),
+                body: requests_body(deploy, agent, time_ms, samples),
+                samples: 0,
+            });
+        }
+    }
+    let day_samples: i64 = uploads.iter().map(|u| u.samples).sum();
+    send_all(Arc::new(uploads), concurrency).await;
+    for backend in &backends {
+        let store = backend.store.clone();
+        tokio::task::spawn_blocking(move || store.maintain()).await.unwrap().unwrap();
+    }
+    let client = reqwest::Client::new();
+    let url = &urls[0];
+    let range = format!("from={}&until={}", now_ms - 86_400_000, now_ms);
+    let queries = [
+        ("flame graph (JSON)", format!("{url}/api/v1/flamegraph?service=fleet&{range}"), false),
+        ("top functions", format!("{url}/api/v1/functions?service=fleet&{range}"), false),
+        ("flame graph, one endpoint", format!("{url}/api/v1/flamegraph?service=fleet&{range}&endpoint=GET%20%2Ffeed"), false),
+        ("one endpoint's series", format!("{url}/api/v1/endpoints?service=fleet&{range}&window=10m"), false),
+        ("one detection pass (v1 → v2)", format!("{url}/api/v1/detect?service=fleet"), true),
+    ];
+    for (name, path, post) in queries {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let started = Instant::now();
+            let request = if post { client.post(&path) } else { client.get(&path) };
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            response.bytes().await.unwrap();
+            times.push(started.elapsed());
+            if post {
+                break; // a second pass finds the data unchanged and does nothing
+            }
+        }
+        times.sort();
+        println!(
+            "query over a day ({} uploads, {day_samples} samples): {name} median {:.0} ms (min {:.0}, max {:.0})",
+            agents * day_profiles,
+            percentile(&times, 0.5).as_secs_f64() * 1e3,
+            times[0].as_secs_f64() * 1e3,
+            times[times.len() - 1].as_secs_f64() * 1e3
+        );
+    }
+    for stop in stops {
+        let _ = stop.send(());
+    }
+}
+
+fn main() {
+    let stacks = env("FS_STACKS", 3_000);
+    let stores = std::env::var("FS_STORES").unwrap_or_else(|_| "dir".to_owned());
     let mut rng = Rng(0x5eed);
     let pool = stack_pool(stacks * 3, &mut rng);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
-        // Phase 1: sustained ingest.
-        let dir = tempfile::tempdir().unwrap();
-        let (url, store, stop) = start(dir.path()).await;
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-        let mut uploads = Vec::new();
-        for round in 0..profiles {
-            for agent in 0..agents {
-                let (body, samples) = agent_profile(&pool, stacks, &mut rng);
-                let time_ms = now_ms - ((profiles - round) as i64) * 10_000;
-                uploads.push(Upload {
-                    url: format!("{url}/api/v1/profiles?service=fleet&deploy=v1&host=host{agent}&time_ms={time_ms}"),
-                    body,
-                    samples,
-                });
-            }
-        }
-        let total_samples: i64 = uploads.iter().map(|u| u.samples).sum();
-        let total_bytes: usize = uploads.iter().map(|u| u.body.len()).sum();
-        println!(
-            "ingest: {} uploads ({agents} agents × {profiles} profiles × {stacks} stacks), {total_samples} samples, {:.1} MB gzipped pprof, {concurrency} connections",
-            uploads.len(),
-            total_bytes as f64 / 1e6
+    let mut clickhouse = None;
+    for kind in stores.split(',') {
+        assert!(
+            ["dir", "clickhouse", "clickhouse-2"].contains(&kind),
+            "FS_STORES: dir, clickhouse or clickhouse-2, not {kind:?}"
         );
-        let (elapsed, latencies) = send_all(Arc::new(uploads), concurrency).await;
-        println!(
-            "ingest: {:.2} s, {:.0} samples/s, {:.0} uploads/s, upload latency p50 {:.1} ms p99 {:.1} ms",
-            elapsed.as_secs_f64(),
-            total_samples as f64 / elapsed.as_secs_f64(),
-            latencies.len() as f64 / elapsed.as_secs_f64(),
-            percentile(&latencies, 0.5).as_secs_f64() * 1e3,
-            percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-        );
-        let flush = Instant::now();
-        let s = store.clone();
-        tokio::task::spawn_blocking(move || s.flush()).await.unwrap().unwrap();
-        let bytes = dir_bytes(dir.path());
-        println!(
-            "storage: flush {:.2} s; {:.1} MB on disk, {:.2} bytes per sample ({} Parquet files)",
-            flush.elapsed().as_secs_f64(),
-            bytes as f64 / 1e6,
-            bytes as f64 / total_samples as f64,
-            store.stats().parquet_files
-        );
-        let _ = stop.send(());
-
-        // Phase 2: a day of data, then the day's flame graph.
-        let day = tempfile::tempdir().unwrap();
-        let (url, store, stop) = start(day.path()).await;
-        let mut uploads = Vec::new();
-        for round in 0..day_profiles {
-            for agent in 0..agents {
-                let (body, samples) = agent_profile(&pool, stacks, &mut rng);
-                let time_ms = now_ms - 86_400_000 + 60_000 + (round as i64 * 86_000_000 / day_profiles as i64);
-                uploads.push(Upload {
-                    url: format!("{url}/api/v1/profiles?service=fleet&deploy=v1&host=host{agent}&time_ms={time_ms}"),
-                    body,
-                    samples,
-                });
-            }
-        }
-        let day_samples: i64 = uploads.iter().map(|u| u.samples).sum();
-        send_all(Arc::new(uploads), concurrency).await;
-        let s = store.clone();
-        tokio::task::spawn_blocking(move || s.flush()).await.unwrap().unwrap();
-        let rows = store.stats();
-        let client = reqwest::Client::new();
-        let range = format!("from={}&until={}", now_ms - 86_400_000, now_ms);
-        for (name, path) in [
-            ("flame graph (JSON)", format!("{url}/api/v1/flamegraph?service=fleet&{range}")),
-            ("top functions", format!("{url}/api/v1/functions?service=fleet&{range}")),
-            ("flame graph, one endpoint", format!("{url}/api/v1/flamegraph?service=fleet&{range}&endpoint=GET%20%2Ffeed")),
-        ] {
-            let mut times = Vec::new();
-            for _ in 0..5 {
-                let started = Instant::now();
-                let response = client.get(&path).send().await.unwrap();
-                assert_eq!(response.status().as_u16(), 200);
-                response.bytes().await.unwrap();
-                times.push(started.elapsed());
-            }
-            times.sort();
-            println!(
-                "query over a day ({} uploads, {day_samples} samples, {} Parquet files, {:.1} MB): {name} median {:.0} ms (min {:.0}, max {:.0})",
-                agents * day_profiles,
-                rows.parquet_files,
-                rows.parquet_bytes as f64 / 1e6,
-                percentile(&times, 0.5).as_secs_f64() * 1e3,
-                times[0].as_secs_f64() * 1e3,
-                times[times.len() - 1].as_secs_f64() * 1e3
-            );
-        }
-        let _ = stop.send(());
-    });
+        runtime.block_on(run_on(kind, &mut clickhouse, &pool));
+    }
 }
