@@ -153,8 +153,11 @@ async fn send_all(uploads: Arc<Vec<Upload>>, concurrency: usize) -> (Duration, V
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(upload) = uploads.get(i) else { break };
                     let sent = Instant::now();
+                    // As the agent does: a key per upload, so the
+                    // ClickHouse store's exactly-once check is measured.
                     let response = client
                         .post(&upload.url)
+                        .header("Idempotency-Key", format!("bench-{i}"))
                         .body(upload.body.clone())
                         .send()
                         .await
@@ -198,7 +201,9 @@ impl Place {
     fn open(&self) -> Backend {
         match self {
             Place::Dir(dir) => Backend::disk(StoreConfig::new(dir.path())).unwrap(),
-            Place::ClickHouse(endpoint) => Backend::clickhouse(ClickHouseConfig::new(endpoint.clone())).unwrap(),
+            Place::ClickHouse(endpoint) => {
+                Backend::clickhouse(ClickHouseConfig::new(endpoint.clone())).unwrap()
+            }
         }
     }
 
@@ -209,7 +214,10 @@ impl Place {
             Place::ClickHouse(endpoint) => {
                 let db = &endpoint.database;
                 for table in ["samples", "stacks", "requests"] {
-                    clickhouse_server::execute(&endpoint.address, &format!("OPTIMIZE TABLE {db}.{table} FINAL"));
+                    clickhouse_server::execute(
+                        &endpoint.address,
+                        &format!("OPTIMIZE TABLE {db}.{table} FINAL"),
+                    );
                 }
                 clickhouse_server::execute(
                     &endpoint.address,
@@ -245,7 +253,10 @@ async fn start(backend: Backend) -> (String, tokio::sync::oneshot::Sender<()>) {
 }
 
 /// Starts `nodes` servers over `place`; their URLs and the stores' housekeeping.
-async fn start_nodes(place: &Place, nodes: usize) -> (Vec<String>, Vec<tokio::sync::oneshot::Sender<()>>, Vec<Backend>) {
+async fn start_nodes(
+    place: &Place,
+    nodes: usize,
+) -> (Vec<String>, Vec<tokio::sync::oneshot::Sender<()>>, Vec<Backend>) {
     let (mut urls, mut stops, mut backends) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..nodes {
         let backend = place.open();
@@ -270,7 +281,11 @@ fn requests_body(deploy: &str, agent: usize, time_ms: i64, samples: i64) -> Vec<
     .unwrap()
 }
 
-async fn run_on(kind: &str, clickhouse: &mut Option<clickhouse_server::ClickHouseServer>, pool: &[(Vec<String>, usize)]) {
+async fn run_on(
+    kind: &str,
+    clickhouse: &mut Option<clickhouse_server::ClickHouseServer>,
+    pool: &[(Vec<String>, usize)],
+) {
     let agents = env("FS_AGENTS", 100);
     let profiles = env("FS_PROFILES", 20);
     let stacks = env("FS_STACKS", 3_000);
@@ -283,7 +298,10 @@ async fn run_on(kind: &str, clickhouse: &mut Option<clickhouse_server::ClickHous
     // Phase 1: sustained ingest.
     let place = Place::new(kind, clickhouse);
     let (urls, stops, backends) = start_nodes(&place, nodes).await;
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let mut uploads = Vec::new();
     for round in 0..profiles {
         for agent in 0..agents {
@@ -291,7 +309,9 @@ async fn run_on(kind: &str, clickhouse: &mut Option<clickhouse_server::ClickHous
             let time_ms = now_ms - ((profiles - round) as i64) * 10_000;
             let url = &urls[agent % nodes];
             uploads.push(Upload {
-                url: format!("{url}/api/v1/profiles?service=fleet&deploy=v1&host=host{agent}&time_ms={time_ms}"),
+                url: format!(
+                    "{url}/api/v1/profiles?service=fleet&deploy=v1&host=host{agent}&time_ms={time_ms}"
+                ),
                 body,
                 samples,
             });
@@ -316,7 +336,10 @@ async fn run_on(kind: &str, clickhouse: &mut Option<clickhouse_server::ClickHous
     let housekeeping = Instant::now();
     for backend in &backends {
         let store = backend.store.clone();
-        tokio::task::spawn_blocking(move || store.maintain()).await.unwrap().unwrap();
+        tokio::task::spawn_blocking(move || store.maintain())
+            .await
+            .unwrap()
+            .unwrap();
     }
     let bytes = place.bytes();
     println!(
@@ -340,7 +363,9 @@ async fn run_on(kind: &str, clickhouse: &mut Option<clickhouse_server::ClickHous
             let time_ms = now_ms - 86_400_000 + 60_000 + (round as i64 * 86_000_000 / day_profiles as i64);
             let url = &urls[agent % nodes];
             uploads.push(Upload {
-                url: format!("{url}/api/v1/profiles?service=fleet&deploy={deploy}&host=host{agent}&time_ms={time_ms}"),
+                url: format!(
+                    "{url}/api/v1/profiles?service=fleet&deploy={deploy}&host=host{agent}&time_ms={time_ms}"
+                ),
                 body,
                 samples,
             });
@@ -355,23 +380,50 @@ async fn run_on(kind: &str, clickhouse: &mut Option<clickhouse_server::ClickHous
     send_all(Arc::new(uploads), concurrency).await;
     for backend in &backends {
         let store = backend.store.clone();
-        tokio::task::spawn_blocking(move || store.maintain()).await.unwrap().unwrap();
+        tokio::task::spawn_blocking(move || store.maintain())
+            .await
+            .unwrap()
+            .unwrap();
     }
     let client = reqwest::Client::new();
     let url = &urls[0];
     let range = format!("from={}&until={}", now_ms - 86_400_000, now_ms);
     let queries = [
-        ("flame graph (JSON)", format!("{url}/api/v1/flamegraph?service=fleet&{range}"), false),
-        ("top functions", format!("{url}/api/v1/functions?service=fleet&{range}"), false),
-        ("flame graph, one endpoint", format!("{url}/api/v1/flamegraph?service=fleet&{range}&endpoint=GET%20%2Ffeed"), false),
-        ("one endpoint's series", format!("{url}/api/v1/endpoints?service=fleet&{range}&window=10m"), false),
-        ("one detection pass (v1 → v2)", format!("{url}/api/v1/detect?service=fleet"), true),
+        (
+            "flame graph (JSON)",
+            format!("{url}/api/v1/flamegraph?service=fleet&{range}"),
+            false,
+        ),
+        (
+            "top functions",
+            format!("{url}/api/v1/functions?service=fleet&{range}"),
+            false,
+        ),
+        (
+            "flame graph, one endpoint",
+            format!("{url}/api/v1/flamegraph?service=fleet&{range}&endpoint=GET%20%2Ffeed"),
+            false,
+        ),
+        (
+            "one endpoint's series",
+            format!("{url}/api/v1/endpoints?service=fleet&{range}&window=10m"),
+            false,
+        ),
+        (
+            "one detection pass (v1 → v2)",
+            format!("{url}/api/v1/detect?service=fleet"),
+            true,
+        ),
     ];
     for (name, path, post) in queries {
         let mut times = Vec::new();
         for _ in 0..5 {
             let started = Instant::now();
-            let request = if post { client.post(&path) } else { client.get(&path) };
+            let request = if post {
+                client.post(&path)
+            } else {
+                client.get(&path)
+            };
             let response = request.send().await.unwrap();
             assert_eq!(response.status().as_u16(), 200);
             response.bytes().await.unwrap();

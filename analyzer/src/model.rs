@@ -33,6 +33,25 @@ pub fn stack_node_id(parent: u64, function: &str) -> u64 {
     }
 }
 
+/// The frames of the stack ending at node `leaf`, root first, following
+/// `node(id) -> (parent, function)` up to the root; `None` when a node is
+/// unknown or the walk does not end (a cycle, from a hash collision).
+pub fn walk_stack<'a>(leaf: u64, node: impl Fn(u64) -> Option<(u64, &'a Arc<str>)>) -> Option<Vec<Arc<str>>> {
+    const DEEPEST: usize = 100_000;
+    let mut frames = Vec::new();
+    let mut at = leaf;
+    while at != 0 {
+        let (parent, function) = node(at)?;
+        frames.push(function.clone());
+        at = parent;
+        if frames.len() > DEEPEST {
+            return None;
+        }
+    }
+    frames.reverse();
+    Some(frames)
+}
+
 /// One node of the stack tree.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StackNode {

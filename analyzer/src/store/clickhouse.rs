@@ -465,23 +465,7 @@ impl Store for ClickHouseStore {
         Ok(self
             .deploys_of(None)?
             .into_iter()
-            .map(|(service, deploys)| {
-                let latest = deploys
-                    .iter()
-                    .max_by_key(|d| (d.last_seen_ms, d.first_seen_ms))
-                    .map(|d| d.deploy.clone());
-                let units: BTreeSet<Unit> = deploys.iter().flat_map(|d| d.units.iter().copied()).collect();
-                ServiceSummary {
-                    units: units.into_iter().collect(),
-                    latest_deploy: latest,
-                    first_seen_ms: deploys.iter().map(|d| d.first_seen_ms).min(),
-                    last_seen_ms: deploys.iter().map(|d| d.last_seen_ms).max(),
-                    samples: deploys.iter().map(|d| d.samples).sum(),
-                    requests: deploys.iter().map(|d| d.requests).sum(),
-                    deploys: deploys.len(),
-                    service,
-                }
-            })
+            .map(|(service, deploys)| ServiceSummary::from_deploys(service, &deploys))
             .collect())
     }
 

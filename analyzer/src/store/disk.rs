@@ -25,7 +25,7 @@ use super::head::Head;
 use super::tables::{self, day_of, PartFile, Table};
 use super::{Receipt, StoreStats};
 use crate::ingest::{self, Accepted, Limits, Upload};
-use crate::model::{Batch, DeployEvent, RequestAgg, RequestKey, SampleKey, StackNode, Weight};
+use crate::model::{walk_stack, Batch, DeployEvent, RequestAgg, RequestKey, SampleKey, StackNode, Weight};
 use crate::wal::{sync_dir, Wal};
 use crate::{Error, Result};
 
@@ -438,17 +438,8 @@ impl DiskStore {
         };
         let mut out = super::Frames::default();
         for &id in ids {
-            let mut frames = Vec::new();
-            let mut at = id;
-            while at != 0 {
-                let (parent, function) = svc.stacks.get(&at).ok_or_else(|| missing(id))?;
-                frames.push(function.clone());
-                at = *parent;
-                if frames.len() > 100_000 {
-                    return Err(missing(id)); // a cycle could only come from a hash collision
-                }
-            }
-            frames.reverse();
+            let frames = walk_stack(id, |at| svc.stacks.get(&at).map(|(parent, f)| (*parent, f)))
+                .ok_or_else(|| missing(id))?;
             out.insert(id, frames);
         }
         Ok(out)

@@ -118,6 +118,28 @@ pub struct ServiceSummary {
     pub requests: i64,
 }
 
+impl ServiceSummary {
+    /// The summary of `service` from its deploys' summaries.
+    pub fn from_deploys(service: String, deploys: &[DeploySummary]) -> ServiceSummary {
+        let latest = deploys
+            .iter()
+            .max_by_key(|d| (d.last_seen_ms, d.first_seen_ms))
+            .map(|d| d.deploy.clone());
+        let units: std::collections::BTreeSet<Unit> =
+            deploys.iter().flat_map(|d| d.units.iter().copied()).collect();
+        ServiceSummary {
+            units: units.into_iter().collect(),
+            latest_deploy: latest,
+            first_seen_ms: deploys.iter().map(|d| d.first_seen_ms).min(),
+            last_seen_ms: deploys.iter().map(|d| d.last_seen_ms).max(),
+            samples: deploys.iter().map(|d| d.samples).sum(),
+            requests: deploys.iter().map(|d| d.requests).sum(),
+            deploys: deploys.len(),
+            service,
+        }
+    }
+}
+
 /// One deploy of a service, for `GET /api/v1/services/{service}/deploys`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeploySummary {

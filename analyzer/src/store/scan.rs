@@ -248,21 +248,7 @@ impl Store for DiskStore {
         let mut out = Vec::new();
         for service in names {
             let deploys = self.deploys(&service)?;
-            let latest = deploys
-                .iter()
-                .max_by_key(|d| (d.last_seen_ms, d.first_seen_ms))
-                .map(|d| d.deploy.clone());
-            let units: BTreeSet<Unit> = deploys.iter().flat_map(|d| d.units.iter().copied()).collect();
-            out.push(ServiceSummary {
-                units: units.into_iter().collect(),
-                latest_deploy: latest,
-                first_seen_ms: deploys.iter().map(|d| d.first_seen_ms).min(),
-                last_seen_ms: deploys.iter().map(|d| d.last_seen_ms).max(),
-                samples: deploys.iter().map(|d| d.samples).sum(),
-                requests: deploys.iter().map(|d| d.requests).sum(),
-                deploys: deploys.len(),
-                service,
-            });
+            out.push(ServiceSummary::from_deploys(service, &deploys));
         }
         Ok(out)
     }

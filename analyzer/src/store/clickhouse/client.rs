@@ -264,6 +264,22 @@ impl Client {
         }
         self.send(Some(&query), rows, true).map(drop)
     }
+
+    /// Inserts `rows` (`RowBinary`, in the order of `columns`) into
+    /// `table`; nothing is sent when there are none. The SQL log shows the
+    /// statement with the first row as `JSONEachRow`, so that it replays.
+    pub fn insert_binary(&self, table: &str, columns: &str, rows: &super::rows::Rows) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if let (Some(_), Some(first)) = (&self.sql_log, &rows.first) {
+            self.log(&format!(
+                "INSERT INTO {table} ({columns}) FORMAT JSONEachRow {first}"
+            ));
+        }
+        let query = format!("INSERT INTO {table} ({columns}) FORMAT RowBinary");
+        self.send(Some(&query), &rows.data, true).map(drop)
+    }
 }
 
 #[cfg(test)]

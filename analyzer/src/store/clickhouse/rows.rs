@@ -1,13 +1,119 @@
-//! A [`Batch`] as `JSONEachRow` lines for each table.
-
-use std::sync::Arc;
+//! A [`Batch`] as rows of each table in ClickHouse's `RowBinary` format
+//! (little-endian numbers, strings and arrays prefixed by their LEB128
+//! length: the cheapest format for the node to write and for ClickHouse
+//! to read, and the same on 18.16 and today), plus each table's first
+//! row as JSON for the SQL log.
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
-use crate::model::{Batch, StackNode};
+use crate::model::{walk_stack, Batch, StackNode};
 use crate::store::tables::{day_name, day_of};
 use crate::{Error, Result};
+
+/// The columns each table's rows hold, in order.
+pub const SAMPLE_COLUMNS: &str =
+    "service, day, time_ms, deploy, host, endpoint, labels, stack_id, unit, count, weight, upload";
+/// See [`SAMPLE_COLUMNS`].
+pub const STACK_COLUMNS: &str = "service, stack_id, frames";
+/// See [`SAMPLE_COLUMNS`].
+pub const REQUEST_COLUMNS: &str = "service, day, time_ms, deploy, host, endpoint, unit, count, cost, \
+                                   histogramMap.bucket, histogramMap.requests, upload";
+/// See [`SAMPLE_COLUMNS`].
+pub const DEPLOY_COLUMNS: &str = "service, deploy, time_ms, commit, author, message";
+
+/// Rows of one table, encoded.
+#[derive(Debug, Default)]
+pub struct Rows {
+    /// `RowBinary` rows, in the table's column order.
+    pub data: Vec<u8>,
+    /// The first row as a JSON object (what the SQL log shows).
+    pub first: Option<String>,
+}
+
+impl Rows {
+    /// No rows.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Appends `other`'s rows.
+    pub fn extend(&mut self, other: &Rows) {
+        self.data.extend_from_slice(&other.data);
+        if self.first.is_none() {
+            self.first.clone_from(&other.first);
+        }
+    }
+
+    fn note_first(&mut self, row: &impl Serialize) -> Result<()> {
+        if self.first.is_none() {
+            let json = serde_json::to_string(row)
+                .map_err(|e| Error::Backend(format!("encode a row for ClickHouse: {e}")))?;
+            self.first = Some(json);
+        }
+        Ok(())
+    }
+}
+
+/// The rows of each table one batch adds.
+#[derive(Debug, Default)]
+pub struct Lines {
+    /// `samples` rows.
+    pub samples: Rows,
+    /// `stacks` rows of stacks not in `known`.
+    pub stacks: Rows,
+    /// Their ids.
+    pub new_stacks: Vec<u64>,
+    /// `requests` rows.
+    pub requests: Rows,
+    /// `deploys` rows.
+    pub deploys: Rows,
+}
+
+impl Lines {
+    /// Bytes of rows.
+    pub fn bytes(&self) -> usize {
+        self.samples.data.len() + self.stacks.data.len() + self.requests.data.len() + self.deploys.data.len()
+    }
+}
+
+/// `RowBinary` writing.
+trait Put {
+    fn leb128(&mut self, n: u64);
+    fn text(&mut self, s: &str);
+    fn int(&mut self, n: i64);
+    fn uint(&mut self, n: u64);
+    fn date(&mut self, time_ms: i64);
+}
+
+impl Put for Vec<u8> {
+    fn leb128(&mut self, mut n: u64) {
+        while n >= 0x80 {
+            self.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        self.push(n as u8);
+    }
+
+    fn text(&mut self, s: &str) {
+        self.leb128(s.len() as u64);
+        self.extend_from_slice(s.as_bytes());
+    }
+
+    fn int(&mut self, n: i64) {
+        self.extend_from_slice(&n.to_le_bytes());
+    }
+
+    fn uint(&mut self, n: u64) {
+        self.extend_from_slice(&n.to_le_bytes());
+    }
+
+    /// A `Date`: days since 1970 as a `UInt16` (its range, 1970–2149).
+    fn date(&mut self, time_ms: i64) {
+        let day = day_of(time_ms).clamp(0, i64::from(u16::MAX)) as u16;
+        self.extend_from_slice(&day.to_le_bytes());
+    }
+}
 
 #[derive(Serialize)]
 struct SampleRow<'a> {
@@ -23,6 +129,23 @@ struct SampleRow<'a> {
     count: i64,
     weight: i64,
     upload: u64,
+}
+
+impl SampleRow<'_> {
+    fn put(&self, out: &mut Vec<u8>, time_ms: i64) {
+        out.text(self.service);
+        out.date(time_ms);
+        out.int(self.time_ms);
+        out.text(self.deploy);
+        out.text(self.host);
+        out.text(self.endpoint);
+        out.text(self.labels);
+        out.uint(self.stack_id);
+        out.text(self.unit);
+        out.int(self.count);
+        out.int(self.weight);
+        out.uint(self.upload);
+    }
 }
 
 #[derive(Serialize)]
@@ -60,28 +183,6 @@ struct DeployRow<'a> {
     message: &'a str,
 }
 
-/// The lines of each table one batch adds.
-#[derive(Debug, Default)]
-pub struct Lines {
-    /// `samples` rows.
-    pub samples: Vec<u8>,
-    /// `stacks` rows of stacks not in `known`.
-    pub stacks: Vec<u8>,
-    /// Their ids.
-    pub new_stacks: Vec<u64>,
-    /// `requests` rows.
-    pub requests: Vec<u8>,
-    /// `deploys` rows.
-    pub deploys: Vec<u8>,
-}
-
-fn line(out: &mut Vec<u8>, row: &impl Serialize) -> Result<()> {
-    serde_json::to_writer(&mut *out, row)
-        .map_err(|e| Error::Backend(format!("encode a row for ClickHouse: {e}")))?;
-    out.push(b'\n');
-    Ok(())
-}
-
 /// The first and last day `batch`'s samples and requests fall on.
 pub fn days(batch: &Batch) -> Option<(String, String)> {
     let times = batch
@@ -95,22 +196,6 @@ pub fn days(batch: &Batch) -> Option<(String, String)> {
     Some((day_name(day_of(first)), day_name(day_of(last))))
 }
 
-/// The frames of `leaf`, root first, from the batch's nodes.
-fn frames_of(nodes: &FxHashMap<u64, &StackNode>, leaf: u64) -> Option<Vec<Arc<str>>> {
-    let mut frames = Vec::new();
-    let mut at = leaf;
-    while at != 0 {
-        let node = nodes.get(&at)?;
-        frames.push(node.function.clone());
-        at = node.parent;
-        if frames.len() > 100_000 {
-            return None;
-        }
-    }
-    frames.reverse();
-    Some(frames)
-}
-
 /// The rows of `batch`, marked as coming from upload `upload` (the hash
 /// of its `Idempotency-Key`, 0 for none); stacks whose ids are in
 /// `known` (already inserted by this node) are left out.
@@ -121,23 +206,30 @@ pub fn lines(batch: &Batch, known: &FxHashSet<u64>, upload: u64) -> Result<Lines
     let mut seen: FxHashSet<u64> = FxHashSet::default();
     for (key, weight) in &batch.samples {
         if !known.contains(&key.stack_id) && seen.insert(key.stack_id) {
-            let frames = frames_of(&nodes, key.stack_id).ok_or_else(|| {
-                Error::bad(format!(
-                    "stack {:016x} is used by a sample but not described by the upload",
-                    key.stack_id
-                ))
-            })?;
-            let row = StackRow {
+            let frames = walk_stack(key.stack_id, |at| nodes.get(&at).map(|n| (n.parent, &n.function)))
+                .ok_or_else(|| {
+                    Error::bad(format!(
+                        "stack {:016x} is used by a sample but not described by the upload",
+                        key.stack_id
+                    ))
+                })?;
+            let rows = &mut out.stacks;
+            rows.data.text(service);
+            rows.data.uint(key.stack_id);
+            rows.data.leb128(frames.len() as u64);
+            for frame in &frames {
+                rows.data.text(frame);
+            }
+            rows.note_first(&StackRow {
                 service,
                 stack_id: key.stack_id,
                 frames: frames.iter().map(|f| &**f).collect(),
-            };
-            line(&mut out.stacks, &row)?;
+            })?;
             out.new_stacks.push(key.stack_id);
         }
         let row = SampleRow {
             service,
-            day: day_name(day_of(key.time_ms)),
+            day: String::new(),
             time_ms: key.time_ms,
             deploy: &key.deploy,
             host: &key.host,
@@ -149,10 +241,39 @@ pub fn lines(batch: &Batch, known: &FxHashSet<u64>, upload: u64) -> Result<Lines
             weight: weight.weight,
             upload,
         };
-        line(&mut out.samples, &row)?;
+        row.put(&mut out.samples.data, key.time_ms);
+        if out.samples.first.is_none() {
+            out.samples.note_first(&SampleRow {
+                day: day_name(day_of(key.time_ms)),
+                ..row
+            })?;
+        }
     }
     for (key, agg) in &batch.requests {
-        let row = RequestRow {
+        let rows = &mut out.requests;
+        let d = &mut rows.data;
+        d.text(service);
+        d.date(key.time_ms);
+        d.int(key.time_ms);
+        d.text(&key.deploy);
+        d.text(&key.host);
+        d.text(&key.endpoint);
+        d.text(key.unit.as_str());
+        d.int(agg.count);
+        d.int(agg.cost);
+        d.leb128(agg.histogram.len() as u64);
+        for bucket in agg.histogram.keys() {
+            d.extend_from_slice(&bucket.to_le_bytes());
+        }
+        d.leb128(agg.histogram.len() as u64);
+        for requests in agg.histogram.values() {
+            d.uint(*requests);
+        }
+        d.uint(upload);
+        if rows.first.is_some() {
+            continue;
+        }
+        rows.note_first(&RequestRow {
             service,
             day: day_name(day_of(key.time_ms)),
             time_ms: key.time_ms,
@@ -165,8 +286,7 @@ pub fn lines(batch: &Batch, known: &FxHashSet<u64>, upload: u64) -> Result<Lines
             buckets: agg.histogram.keys().copied().collect(),
             requests: agg.histogram.values().copied().collect(),
             upload,
-        };
-        line(&mut out.requests, &row)?;
+        })?;
     }
     for event in &batch.deploys {
         let row = DeployRow {
@@ -177,7 +297,38 @@ pub fn lines(batch: &Batch, known: &FxHashSet<u64>, upload: u64) -> Result<Lines
             author: event.author.as_deref().unwrap_or(""),
             message: event.message.as_deref().unwrap_or(""),
         };
-        line(&mut out.deploys, &row)?;
+        let d = &mut out.deploys.data;
+        d.text(row.service);
+        d.text(row.deploy);
+        d.int(row.time_ms);
+        d.text(row.commit);
+        d.text(row.author);
+        d.text(row.message);
+        out.deploys.note_first(&row)?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_binary_lengths_are_leb128_and_numbers_little_endian() {
+        let mut out = Vec::new();
+        out.leb128(300);
+        assert_eq!(out, [0xac, 0x02]);
+        out.clear();
+        out.text("hé");
+        assert_eq!(out, [3, b'h', 0xc3, 0xa9]);
+        out.clear();
+        out.int(-2);
+        assert_eq!(out, [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        out.clear();
+        out.date(86_400_000 * 2 + 5);
+        assert_eq!(out, [2, 0]);
+        out.clear();
+        out.date(-1);
+        assert_eq!(out, [0, 0], "before 1970 is clamped to Date's range");
+    }
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use super::client::{quote, Client};
-use super::rows::Lines;
+use super::rows::{self, Lines, Rows};
 use crate::{Error, Result};
 
 /// A batch stops growing at this many bytes of rows.
@@ -43,8 +43,7 @@ pub struct Job {
 
 impl Job {
     fn bytes(&self) -> usize {
-        let l = &self.lines;
-        l.samples.len() + l.stacks.len() + l.requests.len() + l.deploys.len()
+        self.lines.bytes()
     }
 
     /// The table its key is looked up in (none for a deploy event, which
@@ -196,7 +195,7 @@ fn commit(client: &Client, jobs: &[Job]) -> Result<Vec<Outcome>> {
     // Twice in one batch (an agent gave up on an answer and sent again
     // while the first attempt was waiting here): kept once.
     let mut first_of: HashMap<(&str, u64), usize> = HashMap::new();
-    let mut tables: [Vec<u8>; 4] = Default::default();
+    let mut tables: [Rows; 4] = Default::default();
     for (n, job) in jobs.iter().enumerate() {
         if job.upload != 0 {
             let key = (job.service.as_str(), job.upload);
@@ -210,12 +209,18 @@ fn commit(client: &Client, jobs: &[Job]) -> Result<Vec<Outcome>> {
             .iter_mut()
             .zip([&l.stacks, &l.samples, &l.requests, &l.deploys])
         {
-            out.extend_from_slice(rows);
+            out.extend(rows);
         }
     }
     // Stacks before the samples that use them: no stored sample lacks its stack.
-    for (table, rows) in ["stacks", "samples", "requests", "deploys"].iter().zip(&tables) {
-        client.insert(table, rows)?;
+    let columns = [
+        ("stacks", rows::STACK_COLUMNS),
+        ("samples", rows::SAMPLE_COLUMNS),
+        ("requests", rows::REQUEST_COLUMNS),
+        ("deploys", rows::DEPLOY_COLUMNS),
+    ];
+    for ((table, columns), rows) in columns.iter().zip(&tables) {
+        client.insert_binary(table, columns, rows)?;
     }
     Ok(outcomes)
 }
