@@ -182,6 +182,19 @@ async fn send_all(uploads: Arc<Vec<Upload>>, concurrency: usize) -> (Duration, V
     (elapsed, latencies)
 }
 
+/// CPU seconds (user + system) process `pid` has used (`self`: this one).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis; utime and stime are 14 and 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0 // USER_HZ is 100 on Linux
+}
+
 /// Where a phase keeps its data.
 enum Place {
     Dir(tempfile::TempDir),
@@ -235,6 +248,8 @@ impl Place {
 async fn start(backend: Backend) -> (String, tokio::sync::oneshot::Sender<()>) {
     let mut config = ServeConfig::new();
     config.listen = "127.0.0.1:0".parse().unwrap();
+    // Only the timed pass detects (a periodic one would hold it up).
+    config.detect_interval = Duration::from_secs(3600);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(server::serve(
@@ -266,6 +281,17 @@ async fn start_nodes(
         stops.push(stop);
     }
     (urls, stops, backends)
+}
+
+/// Runs every node's store housekeeping (the embedded store flushes and compacts).
+async fn maintain_all(backends: &[Backend]) {
+    for backend in backends {
+        let store = backend.store.clone();
+        tokio::task::spawn_blocking(move || store.maintain())
+            .await
+            .unwrap()
+            .unwrap();
+    }
 }
 
 /// Request statistics of one agent's profile: its samples spread over the endpoints.
@@ -324,7 +350,22 @@ async fn run_on(
         uploads.len(),
         total_bytes as f64 / 1e6
     );
+    let clickhouse_pid = clickhouse.as_ref().and_then(|c| c.pid()).map(|p| p.to_string());
+    let cpu_before = (
+        cpu_seconds("self"),
+        clickhouse_pid.as_deref().map_or(0.0, cpu_seconds),
+    );
     let (elapsed, latencies) = send_all(Arc::new(uploads), concurrency).await;
+    let cpu_after = (
+        cpu_seconds("self"),
+        clickhouse_pid.as_deref().map_or(0.0, cpu_seconds),
+    );
+    println!(
+        "ingest CPU: {:.1} s in this process (nodes, load generator), {:.1} s in clickhouse-server: {:.2} µs per sample in all",
+        cpu_after.0 - cpu_before.0,
+        cpu_after.1 - cpu_before.1,
+        (cpu_after.0 - cpu_before.0 + cpu_after.1 - cpu_before.1) * 1e6 / total_samples as f64
+    );
     println!(
         "ingest: {:.2} s, {:.0} samples/s, {:.0} uploads/s, upload latency p50 {:.1} ms p99 {:.1} ms",
         elapsed.as_secs_f64(),
@@ -334,13 +375,7 @@ async fn run_on(
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
     );
     let housekeeping = Instant::now();
-    for backend in &backends {
-        let store = backend.store.clone();
-        tokio::task::spawn_blocking(move || store.maintain())
-            .await
-            .unwrap()
-            .unwrap();
-    }
+    maintain_all(&backends).await;
     let bytes = place.bytes();
     println!(
         "storage: housekeeping {:.2} s; {:.1} MB on disk, {:.2} bytes per sample",
@@ -378,13 +413,7 @@ async fn run_on(
     }
     let day_samples: i64 = uploads.iter().map(|u| u.samples).sum();
     send_all(Arc::new(uploads), concurrency).await;
-    for backend in &backends {
-        let store = backend.store.clone();
-        tokio::task::spawn_blocking(move || store.maintain())
-            .await
-            .unwrap()
-            .unwrap();
-    }
+    maintain_all(&backends).await;
     let client = reqwest::Client::new();
     let url = &urls[0];
     let range = format!("from={}&until={}", now_ms - 86_400_000, now_ms);

@@ -14,7 +14,7 @@ use flameshift_collector::export;
 use flameshift_profile::format;
 
 use super::clickhouse_server::ClickHouseServer;
-use super::serve::{address, profile_body, webhook_receiver, KillOnDrop};
+use super::serve::{address, deploy_samples, profile_body, webhook_receiver, KillOnDrop};
 
 fn store_url(endpoint: &Endpoint) -> String {
     format!("clickhouse://{}/{}", endpoint.address, endpoint.database)
@@ -32,28 +32,6 @@ fn start_node(store: &str, extra: &[&str]) -> (KillOnDrop, String) {
     let (url, lines) = address(&mut child, "flameshift: listening on ");
     thread::spawn(move || for _ in lines {});
     (KillOnDrop(child), url)
-}
-
-fn samples_per_deploy(url: &str, service: &str) -> Vec<(String, i64)> {
-    let response = export::get(
-        &format!("{url}/api/v1/services/{service}/deploys"),
-        &[],
-        Duration::from_secs(30),
-    )
-    .unwrap();
-    assert_eq!(response.status, 200, "{}", response.text());
-    let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
-    body["deploys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                d["deploy"].as_str().unwrap().to_owned(),
-                d["samples"].as_i64().unwrap(),
-            )
-        })
-        .collect()
 }
 
 /// What the uploaders met on their way.
@@ -157,7 +135,7 @@ fn clickhouse_and_a_node_killed_mid_stream_lose_nothing_and_keep_each_upload_onc
         seen.refused.load(Ordering::Relaxed) > 0,
         "uploads met the killed node"
     );
-    let stored = samples_per_deploy(&second_url, "crash");
+    let stored = deploy_samples(&second_url, "crash");
     for (n, delivered) in delivered.iter().enumerate() {
         let samples = stored
             .iter()

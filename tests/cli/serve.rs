@@ -76,9 +76,10 @@ pub(crate) fn profile_body(leaf: &str) -> Vec<u8> {
     out
 }
 
-fn deploy_samples(url: &str) -> Vec<(String, i64)> {
+/// Samples stored per deploy of `service`, as the analyzer at `url` answers.
+pub(crate) fn deploy_samples(url: &str, service: &str) -> Vec<(String, i64)> {
     let response = export::get(
-        &format!("{url}/api/v1/services/crash/deploys"),
+        &format!("{url}/api/v1/services/{service}/deploys"),
         &[],
         Duration::from_secs(30),
     )
@@ -132,7 +133,7 @@ fn kill_9_during_uploads_loses_nothing_acknowledged() {
     assert!(acknowledged.iter().all(|&n| n > 0), "{acknowledged:?}");
 
     let (mut server, url) = start_serve(dir.path(), &[]);
-    let stored = deploy_samples(&url);
+    let stored = deploy_samples(&url, "crash");
     for (n, acked) in acknowledged.iter().enumerate() {
         let samples = stored
             .iter()

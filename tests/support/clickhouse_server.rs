@@ -198,6 +198,16 @@ impl ClickHouseServer {
         let _ = watchdog.wait(); // the shell ends with its server
     }
 
+    /// The server's process id (none while stopped).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.watchdog.as_ref()?;
+        std::fs::read_to_string(self.dir.path().join("server.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Starts the server again on the same ports and data.
     pub(crate) fn restart(&mut self) {
         self.kill();

@@ -432,7 +432,7 @@ impl Store for ClickHouseStore {
         let outcome = self.writer.write(writer::Job {
             service: batch.service.clone(),
             upload,
-            days: rows::days(batch),
+            span: rows::span(batch),
             lines,
         })?;
         if outcome == writer::Outcome::Duplicate {

@@ -29,6 +29,8 @@ pub struct Rows {
     pub data: Vec<u8>,
     /// The first row as a JSON object (what the SQL log shows).
     pub first: Option<String>,
+    /// How many rows.
+    pub count: usize,
 }
 
 impl Rows {
@@ -40,6 +42,7 @@ impl Rows {
     /// Appends `other`'s rows.
     pub fn extend(&mut self, other: &Rows) {
         self.data.extend_from_slice(&other.data);
+        self.count += other.count;
         if self.first.is_none() {
             self.first.clone_from(&other.first);
         }
@@ -74,6 +77,15 @@ impl Lines {
     /// Bytes of rows.
     pub fn bytes(&self) -> usize {
         self.samples.data.len() + self.stacks.data.len() + self.requests.data.len() + self.deploys.data.len()
+    }
+
+    /// Rows of the table with the most.
+    pub fn rows(&self) -> usize {
+        [&self.samples, &self.stacks, &self.requests, &self.deploys]
+            .iter()
+            .map(|r| r.count)
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -183,17 +195,39 @@ struct DeployRow<'a> {
     message: &'a str,
 }
 
-/// The first and last day `batch`'s samples and requests fall on.
-pub fn days(batch: &Batch) -> Option<(String, String)> {
-    let times = batch
+/// Where an upload's rows lie in the tables' sort order: enough for
+/// ClickHouse to find them again by its primary index alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    /// The deploys of its rows.
+    pub deploys: Vec<String>,
+    /// Its first and last row time, ms.
+    pub from_ms: i64,
+    /// See `from_ms`.
+    pub until_ms: i64,
+}
+
+/// The span of `batch`'s samples and requests (none when it has neither).
+pub fn span(batch: &Batch) -> Option<Span> {
+    let rows = batch
         .samples
         .iter()
-        .map(|(k, _)| k.time_ms)
-        .chain(batch.requests.iter().map(|(k, _)| k.time_ms));
-    let (first, last) = times.fold(None, |span: Option<(i64, i64)>, t| {
-        Some(span.map_or((t, t), |(a, b)| (a.min(t), b.max(t))))
-    })?;
-    Some((day_name(day_of(first)), day_name(day_of(last))))
+        .map(|(k, _)| (k.time_ms, &k.deploy))
+        .chain(batch.requests.iter().map(|(k, _)| (k.time_ms, &k.deploy)));
+    let mut deploys: Vec<String> = Vec::new();
+    let mut times: Option<(i64, i64)> = None;
+    for (time_ms, deploy) in rows {
+        times = Some(times.map_or((time_ms, time_ms), |(a, b)| (a.min(time_ms), b.max(time_ms))));
+        if !deploys.iter().any(|d| **d == **deploy) {
+            deploys.push(deploy.to_string());
+        }
+    }
+    let (from_ms, until_ms) = times?;
+    Some(Span {
+        deploys,
+        from_ms,
+        until_ms,
+    })
 }
 
 /// The rows of `batch`, marked as coming from upload `upload` (the hash
@@ -226,6 +260,7 @@ pub fn lines(batch: &Batch, known: &FxHashSet<u64>, upload: u64) -> Result<Lines
                 frames: frames.iter().map(|f| &**f).collect(),
             })?;
             out.new_stacks.push(key.stack_id);
+            out.stacks.count += 1;
         }
         let row = SampleRow {
             service,
@@ -242,6 +277,7 @@ pub fn lines(batch: &Batch, known: &FxHashSet<u64>, upload: u64) -> Result<Lines
             upload,
         };
         row.put(&mut out.samples.data, key.time_ms);
+        out.samples.count += 1;
         if out.samples.first.is_none() {
             out.samples.note_first(&SampleRow {
                 day: day_name(day_of(key.time_ms)),
@@ -251,6 +287,7 @@ pub fn lines(batch: &Batch, known: &FxHashSet<u64>, upload: u64) -> Result<Lines
     }
     for (key, agg) in &batch.requests {
         let rows = &mut out.requests;
+        rows.count += 1;
         let d = &mut rows.data;
         d.text(service);
         d.date(key.time_ms);
@@ -304,6 +341,7 @@ pub fn lines(batch: &Batch, known: &FxHashSet<u64>, upload: u64) -> Result<Lines
         d.text(row.commit);
         d.text(row.author);
         d.text(row.message);
+        out.deploys.count += 1;
         out.deploys.note_first(&row)?;
     }
     Ok(out)

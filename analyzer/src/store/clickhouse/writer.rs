@@ -14,7 +14,6 @@
 //! ClickHouse answered too late) does not count its samples twice.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt::Write as _;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -24,10 +23,18 @@ use serde::Deserialize;
 
 use super::client::{quote, Client};
 use super::rows::{self, Lines, Rows};
+use crate::store::tables::{day_name, day_of};
 use crate::{Error, Result};
 
-/// A batch stops growing at this many bytes of rows.
-const MAX_BATCH_BYTES: usize = 64 << 20;
+/// A batch stops growing at this many rows of one table: half of
+/// ClickHouse's `max_insert_block_size` (1,048,576), below which an
+/// insert is one block, so atomic.
+const MAX_BATCH_ROWS: usize = 500_000;
+/// Inserting threads per node: ClickHouse parses and sorts an insert on
+/// one core, so one thread would leave the second idle.
+const WRITERS: usize = 2;
+/// A batch also stops growing at this many bytes of rows.
+const MAX_BATCH_BYTES: usize = 256 << 20;
 
 /// One upload's rows, waiting for the next insert.
 pub struct Job {
@@ -35,21 +42,17 @@ pub struct Job {
     pub service: String,
     /// Hash of its `Idempotency-Key` (0: none, kept every time it comes).
     pub upload: u64,
-    /// First and last day its samples or requests fall on (`YYYY-MM-DD`).
-    pub days: Option<(String, String)>,
+    /// Where its samples or requests lie.
+    pub span: Option<rows::Span>,
     /// Its rows.
     pub lines: Lines,
 }
 
 impl Job {
-    fn bytes(&self) -> usize {
-        self.lines.bytes()
-    }
-
     /// The table its key is looked up in (none for a deploy event, which
     /// is idempotent by itself).
     fn keyed_table(&self) -> Option<&'static str> {
-        if self.upload == 0 || self.days.is_none() {
+        if self.upload == 0 || self.span.is_none() {
             None
         } else if !self.lines.samples.is_empty() {
             Some("samples")
@@ -82,10 +85,14 @@ impl Writer {
     /// Starts the inserting thread.
     pub fn start(client: Arc<Client>, interval: Duration) -> Result<Writer> {
         let (queue, jobs) = mpsc::channel();
-        thread::Builder::new()
-            .name("clickhouse-writer".into())
-            .spawn(move || run(&client, &jobs, interval))
-            .map_err(|e| Error::Backend(format!("start the ClickHouse writer thread: {e}")))?;
+        let jobs = Arc::new(Mutex::new(jobs));
+        for n in 0..WRITERS {
+            let (client, jobs) = (client.clone(), jobs.clone());
+            thread::Builder::new()
+                .name(format!("clickhouse-writer-{n}"))
+                .spawn(move || run(&client, &jobs, interval))
+                .map_err(|e| Error::Backend(format!("start a ClickHouse writer thread: {e}")))?;
+        }
         Ok(Writer {
             queue: Mutex::new(queue),
         })
@@ -105,30 +112,44 @@ impl Writer {
     }
 }
 
-fn run(client: &Client, jobs: &Receiver<(Job, Reply)>, interval: Duration) {
-    let mut last_insert: Option<Instant> = None;
-    while let Ok(first) = jobs.recv() {
-        let mut bytes = first.0.bytes();
-        let mut batch = vec![first];
-        let due = last_insert.map_or_else(Instant::now, |at| at + interval);
-        while bytes < MAX_BATCH_BYTES {
-            let wait = due.saturating_duration_since(Instant::now());
-            let next = if wait.is_zero() {
-                jobs.try_recv().map_err(|_| RecvTimeoutError::Timeout)
-            } else {
-                jobs.recv_timeout(wait)
-            };
-            match next {
-                Ok(job) => {
-                    bytes += job.0.bytes();
-                    batch.push(job);
-                }
-                Err(_) => break,
+/// Takes the next batch off the queue: the first job, then whatever comes
+/// until `due` (or the batch is full). None when the store is gone.
+fn next_batch(jobs: &Mutex<Receiver<(Job, Reply)>>, due: Option<Instant>) -> Option<Vec<(Job, Reply)>> {
+    let jobs = jobs.lock().unwrap_or_else(|e| e.into_inner());
+    let first = jobs.recv().ok()?;
+    let due = due.unwrap_or_else(Instant::now);
+    let (mut bytes, mut rows) = (first.0.lines.bytes(), first.0.lines.rows());
+    let mut batch = vec![first];
+    while bytes < MAX_BATCH_BYTES && rows < MAX_BATCH_ROWS {
+        let wait = due.saturating_duration_since(Instant::now());
+        let next = if wait.is_zero() {
+            jobs.try_recv().map_err(|_| RecvTimeoutError::Timeout)
+        } else {
+            jobs.recv_timeout(wait)
+        };
+        match next {
+            Ok(job) => {
+                bytes += job.0.lines.bytes();
+                rows += job.0.lines.rows();
+                batch.push(job);
             }
+            Err(_) => break,
         }
+    }
+    Some(batch)
+}
+
+/// One inserting thread: while one inserts, the other gathers the next
+/// batch, so ClickHouse gets up to two inserts at once per node, each
+/// thread at most one per `interval`.
+fn run(client: &Client, jobs: &Mutex<Receiver<(Job, Reply)>>, interval: Duration) {
+    let mut last_insert: Option<Instant> = None;
+    while let Some(batch) = next_batch(jobs, last_insert.map(|at| at + interval)) {
         let (batch, replies): (Vec<Job>, Vec<Reply>) = batch.into_iter().unzip();
-        let outcomes = commit(client, &batch);
+        // The interval runs from an insert's start: an insert that took
+        // longer than it is followed at once by the next.
         last_insert = Some(Instant::now());
+        let outcomes = commit(client, &batch);
         for (n, reply) in replies.into_iter().enumerate() {
             let outcome = match &outcomes {
                 Ok(each) => Ok(each[n]),
@@ -153,31 +174,36 @@ struct Stored {
     upload: u64,
 }
 
-/// The (service, key) pairs of `jobs` already in ClickHouse.
+/// The (service, key) pairs of `jobs` already in ClickHouse: looked up
+/// where their rows would be (service, deploy and time lead the tables'
+/// sort order), so the lookup reads a few granules, not the whole day.
 fn stored_keys(client: &Client, jobs: &[&Job], table: &str) -> Result<BTreeSet<(String, u64)>> {
     let mut found = BTreeSet::new();
-    if jobs.is_empty() {
+    let places: Vec<String> = jobs
+        .iter()
+        .filter_map(|job| {
+            let span = job.span.as_ref()?;
+            let deploys: Vec<String> = span.deploys.iter().map(|d| quote(d)).collect();
+            Some(format!(
+                "(service = {} AND deploy IN ({}) AND day >= toDate({}) AND day <= toDate({}) \
+                 AND time_ms >= {} AND time_ms <= {} AND upload = {})",
+                quote(&job.service),
+                deploys.join(", "),
+                quote(&day_name(day_of(span.from_ms))),
+                quote(&day_name(day_of(span.until_ms))),
+                span.from_ms,
+                span.until_ms,
+                job.upload
+            ))
+        })
+        .collect();
+    if places.is_empty() {
         return Ok(found);
     }
-    let services: BTreeSet<&str> = jobs.iter().map(|j| j.service.as_str()).collect();
-    let keys: BTreeSet<u64> = jobs.iter().map(|j| j.upload).collect();
-    let first = jobs.iter().filter_map(|j| j.days.as_ref().map(|d| &d.0)).min();
-    let last = jobs.iter().filter_map(|j| j.days.as_ref().map(|d| &d.1)).max();
-    let (Some(first), Some(last)) = (first, last) else {
-        return Ok(found);
-    };
-    let mut sql = format!(
-        "SELECT DISTINCT service, upload FROM {table} WHERE day >= toDate({}) AND day <= toDate({}) AND service IN (",
-        quote(first),
-        quote(last)
+    let sql = format!(
+        "SELECT DISTINCT service, upload FROM {table} WHERE {}",
+        places.join(" OR ")
     );
-    let services: Vec<String> = services.iter().map(|s| quote(s)).collect();
-    sql.push_str(&services.join(", "));
-    sql.push_str(") AND upload IN (");
-    for (n, key) in keys.iter().enumerate() {
-        let _ = write!(sql, "{}{key}", if n == 0 { "" } else { "," });
-    }
-    sql.push(')');
     for row in client.rows::<Stored>(&sql)? {
         found.insert((row.service, row.upload));
     }
