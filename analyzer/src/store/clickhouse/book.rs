@@ -101,7 +101,7 @@ impl RegressionBook for ClickHouseBook {
         ))?;
         let leaders = self.client.rows::<Leader>(&format!(
             "SELECT node FROM leases WHERE name = {} GROUP BY node \
-             HAVING max(seen) >= now() - {} ORDER BY min(since_ms), node LIMIT 1",
+             HAVING max(seen) >= now() - {} ORDER BY argMax(since_ms, seen), node LIMIT 1",
             quote(DETECTION),
             ttl.as_secs().max(1)
         ))?;
