@@ -402,7 +402,9 @@ fn profile_rows(profile: &Profile, id: &Identity, bucket_ms: i64) -> Result<Batc
     let period = profile.period.as_ref().map(|p| p.value).filter(|&p| p > 0);
     let mut stacks = StackBuilder::default();
     let mut label_cache: HashMap<LabelSetId, (Arc<str>, Arc<str>)> = HashMap::default();
+    // Sized once: most samples are rows of their own.
     let mut rows: HashMap<SampleKey, Weight> = HashMap::default();
+    rows.reserve(profile.samples().len());
     for (sample, values) in profile.iter_samples() {
         let value = values.get(weighting.value_index).copied().unwrap_or(0);
         if value < 0 {

@@ -22,6 +22,7 @@ impl Head {
     /// Adds a batch; `new_stacks` are the batch's nodes the service did
     /// not know yet.
     pub fn apply(&mut self, batch: Batch, new_stacks: Vec<StackNode>) {
+        self.samples.reserve(batch.samples.len());
         for (key, weight) in batch.samples {
             self.samples.entry(key).or_default().add(weight);
         }

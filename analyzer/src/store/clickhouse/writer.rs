@@ -14,6 +14,7 @@
 //! ClickHouse answered too late) does not count its samples twice.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -75,33 +76,43 @@ pub enum Outcome {
 
 type Reply = SyncSender<Result<Outcome>>;
 
-/// The queue in front of one node's inserting thread.
+/// The queues in front of one node's inserting threads.
 #[derive(Debug)]
 pub struct Writer {
-    queue: Mutex<Sender<(Job, Reply)>>,
+    queues: Vec<Mutex<Sender<(Job, Reply)>>>,
+    /// Turns of jobs without a key.
+    next: AtomicUsize,
 }
 
 impl Writer {
-    /// Starts the inserting thread.
+    /// Starts the inserting threads.
     pub fn start(client: Arc<Client>, interval: Duration) -> Result<Writer> {
-        let (queue, jobs) = mpsc::channel();
-        let jobs = Arc::new(Mutex::new(jobs));
+        let mut queues = Vec::new();
         for n in 0..WRITERS {
-            let (client, jobs) = (client.clone(), jobs.clone());
+            let (queue, jobs) = mpsc::channel();
+            let client = client.clone();
             thread::Builder::new()
                 .name(format!("clickhouse-writer-{n}"))
                 .spawn(move || run(&client, &jobs, interval))
                 .map_err(|e| Error::Backend(format!("start a ClickHouse writer thread: {e}")))?;
+            queues.push(Mutex::new(queue));
         }
         Ok(Writer {
-            queue: Mutex::new(queue),
+            queues,
+            next: AtomicUsize::new(0),
         })
     }
 
     /// Queues `job` and waits until its batch was inserted (or refused).
+    /// Every attempt of one upload goes to the same thread, which looks
+    /// its key up only after inserting the attempts before it.
     pub fn write(&self, job: Job) -> Result<Outcome> {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.queue
+        let turn = match job.upload {
+            0 => self.next.fetch_add(1, Ordering::Relaxed),
+            key => (key % WRITERS as u64) as usize,
+        };
+        self.queues[turn % WRITERS]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .send((job, reply))
@@ -114,8 +125,7 @@ impl Writer {
 
 /// Takes the next batch off the queue: the first job, then whatever comes
 /// until `due` (or the batch is full). None when the store is gone.
-fn next_batch(jobs: &Mutex<Receiver<(Job, Reply)>>, due: Option<Instant>) -> Option<Vec<(Job, Reply)>> {
-    let jobs = jobs.lock().unwrap_or_else(|e| e.into_inner());
+fn next_batch(jobs: &Receiver<(Job, Reply)>, due: Option<Instant>) -> Option<Vec<(Job, Reply)>> {
     let first = jobs.recv().ok()?;
     let due = due.unwrap_or_else(Instant::now);
     let (mut bytes, mut rows) = (first.0.lines.bytes(), first.0.lines.rows());
@@ -139,10 +149,9 @@ fn next_batch(jobs: &Mutex<Receiver<(Job, Reply)>>, due: Option<Instant>) -> Opt
     Some(batch)
 }
 
-/// One inserting thread: while one inserts, the other gathers the next
-/// batch, so ClickHouse gets up to two inserts at once per node, each
-/// thread at most one per `interval`.
-fn run(client: &Client, jobs: &Mutex<Receiver<(Job, Reply)>>, interval: Duration) {
+/// One inserting thread, with a queue of its own: ClickHouse gets up to
+/// two inserts at once per node, each thread at most one per `interval`.
+fn run(client: &Client, jobs: &Receiver<(Job, Reply)>, interval: Duration) {
     let mut last_insert: Option<Instant> = None;
     while let Some(batch) = next_batch(jobs, last_insert.map(|at| at + interval)) {
         let (batch, replies): (Vec<Job>, Vec<Reply>) = batch.into_iter().unzip();
