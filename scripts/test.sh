@@ -28,6 +28,10 @@ if ! python3 -c "import chdb" >/dev/null 2>&1; then
   echo "== pip install chdb (replays the ClickHouse store's SQL on a current engine)"
   python3 -m pip install -q -r scripts/requirements-clickhouse.txt
 fi
+if ! python3 -c "import pyroscope" >/dev/null 2>&1; then
+  echo "== pip install pyroscope-io (a real Pyroscope SDK pushes to flameshift serve in the tests)"
+  python3 -m pip install -q -r scripts/requirements-producers.txt
+fi
 if [ ! -d dashboard/e2e/node_modules/playwright-core ]; then
   echo "== npm ci (Playwright, pinned by dashboard/e2e/package-lock.json)"
   npm ci --prefix dashboard/e2e --no-audit --no-fund

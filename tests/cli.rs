@@ -477,6 +477,9 @@ mod clickhouse_server;
 #[path = "cli/fleet.rs"]
 mod fleet;
 
+#[path = "cli/producers.rs"]
+mod producers;
+
 #[test]
 fn changepoints_finds_a_step_in_a_csv_column_and_refuses_bad_series() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,6 @@
 //! Turning uploads into rows: pprof (or any format the profile crate
-//! reads), request statistics, deploy events and Pyroscope's ingest API.
+//! reads), request statistics, deploy events and Pyroscope's ingest and
+//! push APIs (push.rs).
 //!
 //! Pure functions: an [`Upload`] (what arrived, with when) in, a [`Batch`]
 //! or an error naming the problem out. The same function runs when an
@@ -7,6 +8,10 @@
 //! rebuilds exactly what was acknowledged.
 //!
 //! Length: over 600 lines with its tests: one decoder per upload kind, sharing the validation rules (names, labels, times, units) that must not diverge.
+
+mod push;
+
+pub use push::CONTENT_TYPE as PUSH_CONTENT_TYPE;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,6 +40,8 @@ pub enum UploadKind {
     Deploy,
     /// `POST /ingest`: Pyroscope's ingest API.
     Pyroscope,
+    /// `POST /push.v1.PusherService/Push`: Pyroscope's push API.
+    Push,
 }
 
 /// One upload as it arrived: what the write-ahead log stores.
@@ -109,6 +116,7 @@ pub fn decode(upload: &Upload, limits: &Limits) -> Result<Batch> {
         UploadKind::Requests => requests_upload(upload, limits),
         UploadKind::Deploy => deploy_upload(upload),
         UploadKind::Pyroscope => pyroscope_upload(upload, limits),
+        UploadKind::Push => push::push_upload(upload, limits),
     }
 }
 

@@ -90,6 +90,7 @@ async fn ingest(
                 UploadKind::Requests => "requests",
                 UploadKind::Deploy => "deploy",
                 UploadKind::Pyroscope => "pyroscope",
+                UploadKind::Push => "push",
             };
             state.metrics.accepted(name, receipt.samples, bytes);
             Ok((StatusCode::OK, json(&receipt)).into_response())
@@ -172,6 +173,22 @@ fn multipart_profile(content_type: &str, body: &[u8]) -> Result<Vec<u8>> {
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `POST /push.v1.PusherService/Push`: Pyroscope's push API (Connect
+/// protocol; protobuf or JSON, gzipped or not).
+pub async fn post_push(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Answer {
+    let body = body_or_error(body)?;
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/proto");
+    let params = Params::from_pairs([(ingest::PUSH_CONTENT_TYPE, content_type)]);
+    ingest(state, UploadKind::Push, params, &headers, body).await
 }
 
 /// `POST /ingest?name=app.cpu{k=v}&from=&until=&format=pprof|folded`: Pyroscope's ingest API.

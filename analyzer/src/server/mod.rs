@@ -109,6 +109,7 @@ pub fn router(store: Arc<dyn Store>, detector: Arc<Detector>, config: &ServeConf
         .route("/api/v1/requests", post(handlers::post_requests))
         .route("/api/v1/deploys", post(handlers::post_deploy))
         .route("/ingest", post(handlers::post_pyroscope))
+        .route("/push.v1.PusherService/Push", post(handlers::post_push))
         .route("/api/v1/services", get(handlers::services))
         .route("/api/v1/services/{service}/deploys", get(handlers::deploys))
         .route("/api/v1/flamegraph", get(handlers::flamegraph))

@@ -1,9 +1,10 @@
 //! Group commit: uploads arriving at one node while an insert is under
-//! way, or within `interval` of the last one, wait and go to ClickHouse
-//! together, one `INSERT` per table, so that a node inserts about once
-//! per `interval` however many agents send (ClickHouse wants few large
-//! inserts: each makes a part to merge). Every upload is answered only
-//! after its rows were accepted, or with the error that stopped them.
+//! way, or within `interval` of the last one's start, wait and go to
+//! ClickHouse together, one `INSERT` per table, so that each of a node's
+//! two inserting threads inserts at most once per `interval` however many
+//! agents send (ClickHouse wants few large inserts: each makes a part to
+//! merge). Every upload is answered only after its rows were accepted, or
+//! with the error that stopped them (a batch fails or succeeds whole).
 //!
 //! Exactly once: an upload carrying an `Idempotency-Key` stores the
 //! key's hash in each of its rows (`upload`, the last column of the
