@@ -194,7 +194,12 @@ pub fn summary(profile: &Profile, event: EventKind, lost: u64, elapsed: Duration
         .unwrap_or_default();
     format!(
         "flameshift: {samples} samples ({} distinct stacks) of {} in {:.1} s, {lost} records lost{}",
-        profile.samples().len(),
+        profile
+            .samples()
+            .iter()
+            .map(|sample| sample.stack)
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
         event.name(),
         elapsed.as_secs_f64(),
         if lost > 0 {
@@ -232,5 +237,28 @@ fn write_sampled(profile: &Profile, title: String, output: &Path) -> anyhow::Res
         write_output(output, |out| {
             Ok(format::write(profile, format, &WriteOptions::default(), out)?)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flameshift_profile::{LabelSetId, SampleType};
+
+    use super::*;
+
+    #[test]
+    fn the_summary_counts_samples_and_distinct_stacks() {
+        let mut profile = Profile::new(vec![SampleType::new("samples", "count")]);
+        let a = profile.stack_from_names(["main", "a"]);
+        let b = profile.stack_from_names(["main", "b"]);
+        // The recorder pushes a row per sample: the same stack recurs.
+        for stack in [a, b, a] {
+            profile.push_sample(stack, LabelSetId::EMPTY, &[1]);
+        }
+        let line = summary(&profile, EventKind::CpuClock, 0, Duration::from_secs(1));
+        assert!(
+            line.starts_with("flameshift: 3 samples (2 distinct stacks) of cpu-clock"),
+            "{line}"
+        );
     }
 }

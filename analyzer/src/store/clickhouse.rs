@@ -186,6 +186,12 @@ struct EventRow {
 }
 
 #[derive(Deserialize)]
+struct DeployFound {
+    this_deploy: u64,
+    any_deploy: u64,
+}
+
+#[derive(Deserialize)]
 struct Partition {
     table: String,
     partition: String,
@@ -447,18 +453,7 @@ impl Store for ClickHouseStore {
                 .or_default()
                 .extend(new_stacks);
         }
-        Ok(Receipt {
-            service: batch.service.clone(),
-            samples: batch.sample_count(),
-            stacks: batch
-                .samples
-                .iter()
-                .map(|(k, _)| k.stack_id)
-                .collect::<FxHashSet<_>>()
-                .len(),
-            request_rows: batch.requests.len(),
-            deploys: batch.deploys.len(),
-        })
+        Ok(Receipt::of(batch))
     }
 
     fn services(&self) -> Result<Vec<ServiceSummary>> {
@@ -479,7 +474,21 @@ impl Store for ClickHouseStore {
     }
 
     fn has_deploy(&self, service: &str, deploy: &str) -> Result<bool> {
-        Ok(self.deploys(service)?.iter().any(|d| d.deploy == deploy))
+        let service_is = format!("service = {}", quote(service));
+        let found = self.client.rows::<DeployFound>(&format!(
+            "SELECT countIf(deploy = {}) AS this_deploy, count() AS any_deploy FROM (\
+             SELECT DISTINCT deploy FROM samples WHERE {service_is} \
+             UNION ALL SELECT DISTINCT deploy FROM requests WHERE {service_is} \
+             UNION ALL SELECT DISTINCT deploy FROM deploys WHERE {service_is})",
+            quote(deploy)
+        ))?;
+        match found.first() {
+            Some(f) if f.any_deploy > 0 => Ok(f.this_deploy > 0),
+            _ => Err(Error::NotFound {
+                what: "service",
+                name: service.to_owned(),
+            }),
+        }
     }
 
     fn stack_totals(&self, sel: &Selection) -> Result<StackTotals> {

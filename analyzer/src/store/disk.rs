@@ -467,13 +467,7 @@ fn apply(state: &mut State, batch: Batch) -> Receipt {
             }
         }
     }
-    let receipt = Receipt {
-        service: batch.service.clone(),
-        samples: batch.sample_count(),
-        stacks: batch.samples.len(),
-        request_rows: batch.requests.len(),
-        deploys: batch.deploys.len(),
-    };
+    let receipt = Receipt::of(&batch);
     svc.head.apply(batch, new_stacks);
     receipt
 }

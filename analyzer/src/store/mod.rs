@@ -191,6 +191,20 @@ pub struct Receipt {
     pub deploys: usize,
 }
 
+impl Receipt {
+    /// What storing `batch` stores.
+    pub fn of(batch: &crate::model::Batch) -> Receipt {
+        let stacks: rustc_hash::FxHashSet<u64> = batch.samples.iter().map(|(k, _)| k.stack_id).collect();
+        Receipt {
+            service: batch.service.clone(),
+            samples: batch.sample_count(),
+            stacks: stacks.len(),
+            request_rows: batch.requests.len(),
+            deploys: batch.deploys.len(),
+        }
+    }
+}
+
 /// One value a store reports for `/metrics`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gauge {
