@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 
 use flameshift_analyzer::store::Endpoint;
 use flameshift_collector::export;
-use flameshift_profile::format;
 
 use super::clickhouse_server::ClickHouseServer;
-use super::serve::{address, deploy_samples, profile_body, webhook_receiver, KillOnDrop};
+use super::serve::{address, deploy_samples, profile_body, upload_window, webhook_receiver, KillOnDrop};
 
 fn store_url(endpoint: &Endpoint) -> String {
     format!("clickhouse://{}/{}", endpoint.address, endpoint.database)
@@ -175,25 +174,7 @@ fn two_nodes_detect_once_fire_each_webhook_once_and_survive_the_leaders_death() 
     assert_eq!(truth.len(), 2, "one regression in each later deploy: {truth:?}");
     let upload_deploy = |d: usize, nodes: &[&str]| {
         for w in 0..12 {
-            let url = nodes[w % nodes.len()];
-            let window = fleet.host_window(d, w, 0);
-            let mut body = Vec::new();
-            format::pprof::write(&window.profile(), &mut body).unwrap();
-            let target = format!(
-                "{url}/api/v1/profiles?service=fleet&deploy={}&host=h",
-                window.deploy
-            );
-            let response = export::post(&target, &[], &body, Duration::from_secs(30)).unwrap();
-            assert_eq!(response.status, 200, "{}", response.text());
-            let stats = serde_json::to_vec(&window.requests_body("fleet")).unwrap();
-            let response = export::post(
-                &format!("{url}/api/v1/requests"),
-                &[],
-                &stats,
-                Duration::from_secs(30),
-            )
-            .unwrap();
-            assert_eq!(response.status, 200, "{}", response.text());
+            upload_window(nodes[w % nodes.len()], &fleet, d, w);
         }
     };
     let wait_for_hooks = |count: usize| {

@@ -516,6 +516,29 @@ pub(crate) fn webhook_receiver(failures: usize) -> (String, Arc<std::sync::Mutex
     (url, bodies)
 }
 
+/// Uploads window `w` of deploy `d` of the simulated `fleet` (its profile
+/// and request statistics, as service `fleet`, host `h`) to `url`.
+pub(crate) fn upload_window(url: &str, fleet: &flameshift_detect::sim::Fleet, d: usize, w: usize) {
+    let window = fleet.host_window(d, w, 0);
+    let mut body = Vec::new();
+    format::pprof::write(&window.profile(), &mut body).unwrap();
+    let target = format!(
+        "{url}/api/v1/profiles?service=fleet&deploy={}&host=h",
+        window.deploy
+    );
+    let response = export::post(&target, &[], &body, Duration::from_secs(30)).unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    let stats = serde_json::to_vec(&window.requests_body("fleet")).unwrap();
+    let response = export::post(
+        &format!("{url}/api/v1/requests"),
+        &[],
+        &stats,
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+}
+
 #[test]
 fn regressions_are_listed_by_the_cli_and_sent_to_the_webhook_with_retries() {
     use flameshift_detect::sim::{Fleet, FleetConfig};
@@ -540,24 +563,7 @@ fn regressions_are_listed_by_the_cli_and_sent_to_the_webhook_with_retries() {
     let injected = fleet.truth()[0].function.clone();
     for d in 0..2 {
         for w in 0..12 {
-            let window = fleet.host_window(d, w, 0);
-            let mut body = Vec::new();
-            format::pprof::write(&window.profile(), &mut body).unwrap();
-            let target = format!(
-                "{url}/api/v1/profiles?service=fleet&deploy={}&host=h",
-                window.deploy
-            );
-            let response = export::post(&target, &[], &body, Duration::from_secs(30)).unwrap();
-            assert_eq!(response.status, 200, "{}", response.text());
-            let stats = serde_json::to_vec(&window.requests_body("fleet")).unwrap();
-            let response = export::post(
-                &format!("{url}/api/v1/requests"),
-                &[],
-                &stats,
-                Duration::from_secs(30),
-            )
-            .unwrap();
-            assert_eq!(response.status, 200, "{}", response.text());
+            upload_window(&url, &fleet, d, w);
         }
     }
     let cli = |args: &[&str]| {

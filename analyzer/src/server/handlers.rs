@@ -175,6 +175,11 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
+/// The request's `Content-Type`, if it has a readable one.
+fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers.get(axum::http::header::CONTENT_TYPE)?.to_str().ok()
+}
+
 /// `POST /push.v1.PusherService/Push`: Pyroscope's push API (Connect
 /// protocol; protobuf or JSON, gzipped or not).
 pub async fn post_push(
@@ -183,10 +188,7 @@ pub async fn post_push(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Answer {
     let body = body_or_error(body)?;
-    let content_type = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/proto");
+    let content_type = content_type(&headers).unwrap_or("application/proto");
     let params = Params::from_pairs([(ingest::PUSH_CONTENT_TYPE, content_type)]);
     ingest(state, UploadKind::Push, params, &headers, body).await
 }
@@ -199,10 +201,7 @@ pub async fn post_pyroscope(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Answer {
     let body = body_or_error(body)?;
-    let content_type = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let content_type = content_type(&headers).unwrap_or("");
     let body = if content_type.starts_with("multipart/form-data") {
         Bytes::from(multipart_profile(content_type, &body)?)
     } else {
