@@ -28,6 +28,22 @@ CLUSTER_CONFIG = """<clickhouse><tcp_port>9000</tcp_port><remote_servers><two_sh
 DISTRIBUTED = re.compile(r"ENGINE = Distributed\((\w+), (\w+), ")
 
 
+def is_distributed_alter(sql):
+    """A column added to a `Distributed` table (its shards' tables get
+    theirs with the sort key: `... MODIFY ORDER BY`)."""
+    return sql.startswith("ALTER TABLE") and "ADD COLUMN" in sql and "MODIFY ORDER BY" not in sql
+
+
+def for_one_server(sql):
+    return "_shard" not in sql and not is_distributed_alter(sql)
+
+
+def for_cluster(sql):
+    # ALTERs of one server's tables (sort keys, retention's partitions)
+    # have their cluster twins on `X_shard`.
+    return not sql.startswith("ALTER TABLE") or "_shard" in sql or is_distributed_alter(sql)
+
+
 def run(db, database, statements, failures):
     db.query(f"USE {database}")
     for sql in statements:
@@ -56,7 +72,10 @@ def main() -> int:
         if sql.startswith("CREATE TABLE") and ("_shard" in sql)
     ]
     plain_ddl = [sql for sql in distinct if sql.startswith("CREATE TABLE") and "_shard" not in sql]
-    rest = [sql for sql in distinct if not sql.startswith("CREATE TABLE")]
+    # Migrations' column additions next, before any statement that uses the
+    # columns (the log interleaves databases at different stages).
+    added = [sql for sql in distinct if sql.startswith("ALTER TABLE") and "ADD COLUMN" in sql]
+    rest = [sql for sql in distinct if not sql.startswith("CREATE TABLE") and sql not in added]
     work = tempfile.mkdtemp(prefix="flameshift-chdb-")
     config = os.path.join(work, "config.xml")
     with open(config, "w", encoding="utf-8") as f:
@@ -69,10 +88,10 @@ def main() -> int:
     run(db, "sharded", sharded_ddl, failures)
     run(db, "one", plain_ddl, failures)
     run(db, "sharded", plain_ddl, failures)
-    run(db, "one", [sql for sql in rest if "_shard" not in sql], failures)
-    # Retention drops partitions of each shard's own tables, never of a
-    # `Distributed` one.
-    run(db, "sharded", [sql for sql in rest if not sql.startswith("ALTER TABLE") or "_shard" in sql], failures)
+    run(db, "one", [sql for sql in added if for_one_server(sql)], failures)
+    run(db, "sharded", [sql for sql in added if for_cluster(sql)], failures)
+    run(db, "one", [sql for sql in rest if for_one_server(sql)], failures)
+    run(db, "sharded", [sql for sql in rest if for_cluster(sql)], failures)
     for database, sql, error in failures[:20]:
         print(f"FAILED on ClickHouse {version} ({database}): {sql[:300]}\n  {error}", file=sys.stderr)
     print(

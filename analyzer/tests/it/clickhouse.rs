@@ -67,14 +67,14 @@ fn the_schema_is_created_once_and_a_newer_one_is_refused() {
         &endpoint.address,
         &format!("SELECT count() FROM {db}.flameshift_schema"),
     );
-    assert_eq!(versions.trim(), "1", "migrations ran once");
+    assert_eq!(versions.trim(), "2", "each of the two migrations ran once");
     execute(
         &endpoint.address,
         &format!("INSERT INTO {db}.flameshift_schema VALUES (99, 0)"),
     );
     let error = open(endpoint).unwrap_err().to_string();
     assert!(
-        error.contains("has schema version 99, newer than this flameshift's 1"),
+        error.contains("has schema version 99, newer than this flameshift's 2"),
         "{error}"
     );
 }
@@ -217,4 +217,59 @@ fn a_two_shard_cluster_spreads_the_rows_and_answers_like_one_server() {
         .collect();
     assert!(per_shard.iter().all(|&n| n > 0), "{per_shard:?}");
     assert_eq!(per_shard.iter().sum::<u64>(), 12 * 2, "{per_shard:?}");
+}
+
+#[test]
+fn a_database_of_the_first_schema_is_migrated_and_keeps_its_rows() {
+    let endpoint = ClickHouseServer::shared().fresh_database();
+    let (address, db) = (&endpoint.address, &endpoint.database);
+    // What the first release made (schema version 1), with one upload in it.
+    for statement in [
+        "CREATE TABLE flameshift_schema (version UInt32, applied_ms Int64) ENGINE = MergeTree ORDER BY version",
+        "INSERT INTO flameshift_schema VALUES (1, 0)",
+        "CREATE TABLE samples (service String, day Date, time_ms Int64, deploy String, host String, \
+         endpoint String, labels String, stack_id UInt64, unit String, count Int64, weight Int64) \
+         ENGINE = SummingMergeTree((count, weight)) PARTITION BY day \
+         ORDER BY (service, deploy, endpoint, time_ms, stack_id, labels, host, unit)",
+        "CREATE TABLE stacks (service String, stack_id UInt64, frames Array(String)) \
+         ENGINE = ReplacingMergeTree ORDER BY (service, stack_id)",
+        "CREATE TABLE requests (service String, day Date, time_ms Int64, deploy String, host String, \
+         endpoint String, unit String, count Int64, cost Int64, histogramMap Nested(bucket UInt32, requests UInt64)) \
+         ENGINE = SummingMergeTree PARTITION BY day ORDER BY (service, deploy, endpoint, time_ms, host, unit)",
+        "CREATE TABLE deploys (service String, deploy String, time_ms Int64, commit String, author String, \
+         message String) ENGINE = ReplacingMergeTree ORDER BY (service, deploy, time_ms)",
+        "CREATE TABLE regressions (id String, service String, version UInt64, body String) \
+         ENGINE = ReplacingMergeTree(version) ORDER BY id",
+        "INSERT INTO samples VALUES ('shop', '2025-11-24', 1764000000000, 'v1', 'h', '', '{}', 7, 'cpu_ns', 5, 50)",
+        "INSERT INTO stacks VALUES ('shop', 7, ['main'])",
+    ] {
+        // In the test's database.
+        let statement = statement
+            .replace("TABLE ", &format!("TABLE {db}."))
+            .replace("INTO ", &format!("INTO {db}."));
+        execute(address, &statement);
+    }
+    let backend = super::Place::ClickHouse(endpoint.clone()).backend(8);
+    let sorting = execute(
+        address,
+        &format!("SELECT sorting_key FROM system.tables WHERE database = '{db}' AND name = 'samples'"),
+    );
+    assert!(sorting.trim().ends_with("unit, upload"), "{sorting}");
+    let limits = Limits::default();
+    let upload = || {
+        keyed(
+            UploadKind::Pyroscope,
+            &[("name", "shop.cpu{deploy=v1}"), ("from", "1764000000")],
+            "main;handle 3\n",
+            Some("again"),
+        )
+    };
+    for _ in 0..2 {
+        backend
+            .store
+            .append(ingest::accept(upload(), &limits).unwrap())
+            .unwrap();
+    }
+    let deploys = backend.store.deploys("shop").unwrap();
+    assert_eq!(deploys[0].samples, 5 + 3, "the old row kept, the new upload once");
 }
