@@ -82,7 +82,7 @@ fn top_ten_self_functions_agree_with_perf() {
         .unwrap();
     assert!(text.status.success());
     let theirs = format::perf_script::read(&text.stdout).unwrap();
-    let theirs = top_containing(&theirs, 10);
+    let theirs = top_containing(&theirs, 20);
 
     let options = RecordOptions {
         event: EventChoice::CpuClock,
@@ -93,10 +93,16 @@ fn top_ten_self_functions_agree_with_perf() {
     let command: Vec<OsString> = vec!["python3".into(), script.clone().into()];
     let ours = record(&command, &options).unwrap().profile;
     let ours_top = top_containing(&ours, 10);
-    let agree = ours_top.iter().filter(|f| theirs.contains(f)).count();
+    // The two runs are separate: functions with near-equal shares in the
+    // tail swap places from run to run. So: our five biggest are among
+    // perf's ten, and eight of our ten among perf's twenty.
+    let in_theirs = |n: usize, f: &String| theirs[..n.min(theirs.len())].contains(f);
+    let head = ours_top.iter().take(5).filter(|f| in_theirs(10, f)).count();
+    let agree = ours_top.iter().filter(|f| in_theirs(20, f)).count();
     assert!(
-        agree >= 8,
-        "only {agree} of 10 agree:\nperf:       {theirs:?}\nflameshift: {ours_top:?}"
+        head == 5 && agree >= 8,
+        "{head} of our top 5 in perf's top 10, {agree} of our top 10 in its top 20:\n\
+         perf:       {theirs:?}\nflameshift: {ours_top:?}"
     );
     // Everything that was sampled is named (a symbol, or binary+offset).
     assert!(ours
