@@ -62,9 +62,9 @@ pub struct ClickHouseConfig {
     pub retention_ms: Option<i64>,
     /// Deadline of each statement.
     pub timeout: Duration,
-    /// Uploads arriving within this time of a node's last insert wait
-    /// and are inserted together (ClickHouse wants about one insert a
-    /// second per client).
+    /// Uploads arriving within this time of the start of an inserting
+    /// thread's last insert wait and are inserted together (ClickHouse
+    /// wants few inserts a second per client; a node has two threads).
     pub insert_interval: Duration,
     /// Appends every statement sent to this file (for checking the SQL on
     /// other ClickHouse versions).
