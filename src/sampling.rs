@@ -25,7 +25,9 @@ pub struct SamplingArgs {
     /// Default `profile.pb.gz`, or none when shipping with --analyzer.
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// Ship the profile to this analyzer (`flameshift serve`), e.g. http://127.0.0.1:7411.
+    /// Ship the profile to this analyzer (`flameshift serve`), e.g.
+    /// http://127.0.0.1:7411. When --service and --deploy are given
+    /// without it, FLAMESHIFT_ANALYZER names the analyzer.
     #[arg(long, requires_all = ["service", "deploy"])]
     analyzer: Option<String>,
     /// Service name for --analyzer.
@@ -101,10 +103,22 @@ impl SamplingArgs {
         }
     }
 
+    /// --analyzer, or FLAMESHIFT_ANALYZER when a service and deploy to
+    /// ship as are named.
+    fn analyzer(&self) -> Option<String> {
+        self.analyzer.clone().or_else(|| {
+            let named = self.service.is_some() && self.deploy.is_some();
+            let from_env = std::env::var("FLAMESHIFT_ANALYZER")
+                .ok()
+                .filter(|a| !a.is_empty());
+            from_env.filter(|_| named)
+        })
+    }
+
     fn destination(&self) -> Option<Destination> {
-        let analyzer = self.analyzer.as_ref()?;
+        let analyzer = self.analyzer()?;
         let mut dest = Destination::new(
-            analyzer.clone(),
+            analyzer,
             self.service.clone().unwrap_or_default(),
             self.deploy.clone().unwrap_or_default(),
         );
@@ -116,7 +130,7 @@ impl SamplingArgs {
     }
 
     fn output(&self) -> Option<PathBuf> {
-        match (&self.output, &self.analyzer) {
+        match (&self.output, &self.analyzer()) {
             (Some(output), _) => Some(output.clone()),
             (None, Some(_)) => None,
             (None, None) => Some(PathBuf::from("profile.pb.gz")),

@@ -88,7 +88,30 @@ pub fn idempotency_key() -> String {
     format!("{:016x}{:016x}", random(0), random(u64::MAX))
 }
 
+/// Whether a request to `url` would carry a token where others can read
+/// it: plain http to a host other than this machine.
+pub fn token_in_clear(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
 fn send_with_retries(dest: &Destination, url: &str, body: &[u8]) -> Result<http::Response> {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if dest.token.is_some() && token_in_clear(url) {
+        WARNED.call_once(|| {
+            tracing::warn!(analyzer = %dest.analyzer, "the token travels in clear over plain http to another host");
+        });
+    }
     let auth = dest.token.as_ref().map(|t| format!("Bearer {t}"));
     let key = idempotency_key();
     let mut headers: Vec<(&str, &str)> = vec![("Idempotency-Key", &key)];
@@ -240,6 +263,25 @@ mod tests {
         let err = upload_requests(&dest, Unit::CpuNs, 0, 0, &BTreeMap::new()).unwrap_err();
         assert!(err.to_string().contains("HTTP 400: missing deploy"), "{err}");
         assert!(!server.join().unwrap(), "no second attempt");
+    }
+
+    #[test]
+    fn a_token_is_in_clear_over_http_to_another_host_only() {
+        for url in [
+            "http://10.0.0.5:7411",
+            "http://analyzer.internal/api",
+            "http://[2001:db8::1]:7411/x",
+        ] {
+            assert!(token_in_clear(url), "{url}");
+        }
+        for url in [
+            "http://127.0.0.1:7411",
+            "http://localhost:7411/api",
+            "http://[::1]:7411",
+            "https://analyzer.internal",
+        ] {
+            assert!(!token_in_clear(url), "{url}");
+        }
     }
 
     /// Serves `answers` in turn and returns each request's `Idempotency-Key`.

@@ -239,6 +239,33 @@ fn record_ships_to_the_analyzer_and_keeps_the_profile_when_it_is_down() {
     let top: serde_json::Value = serde_json::from_slice(&top.body).unwrap();
     assert!(top["samples"].as_i64().unwrap() > 10, "{top}");
     assert_eq!(top["unit"], "cpu_ns", "cpu-clock on this PMU-less machine");
+
+    // Without --analyzer, a named service and deploy ship to FLAMESHIFT_ANALYZER.
+    let out = Command::new(env!("CARGO_BIN_EXE_flameshift"))
+        .current_dir(dir.path())
+        .env("FLAMESHIFT_ANALYZER", &url)
+        .args([
+            "record",
+            "-F",
+            "499",
+            "--service",
+            "from-env",
+            "--deploy",
+            "v1",
+            "--",
+        ])
+        .args(["sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let top = export::get(
+        &format!("{url}/api/v1/functions?service=from-env&deploy=v1"),
+        &[],
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(top.status, 200, "{}", top.text());
+    assert!(!dir.path().join("profile.pb.gz").exists(), "shipped, not written");
     server.kill().unwrap();
     server.wait().unwrap();
 
