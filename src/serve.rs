@@ -46,7 +46,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "10s", value_parser = parse::duration)]
     flush_interval: Duration,
     /// With `--store clickhouse://`: uploads arriving within this time of
-    /// the node's last insert wait and go to ClickHouse together.
+    /// the start of the node's last insert wait and go to ClickHouse
+    /// together (the node has two inserting threads).
     #[arg(long, default_value = "1s", value_parser = parse::duration)]
     insert_interval: Duration,
     /// How often regression detection runs (with a shared store, on the
@@ -68,7 +69,7 @@ pub struct ServeArgs {
 pub struct BackendOptions {
     /// What to keep.
     pub retention: Retention,
-    /// ClickHouse: the least time between one node's inserts.
+    /// ClickHouse: the least time between one inserting thread's inserts.
     pub insert_interval: Duration,
 }
 

@@ -13,7 +13,9 @@ use flameshift_analyzer::store::Endpoint;
 use flameshift_collector::export;
 
 use super::clickhouse_server::ClickHouseServer;
-use super::serve::{address, deploy_samples, profile_body, upload_window, webhook_receiver, KillOnDrop};
+use super::serve::{
+    address, deploy_samples, profile_body, regressing_fleet, upload_window, webhook_receiver, KillOnDrop,
+};
 
 fn store_url(endpoint: &Endpoint) -> String {
     format!("clickhouse://{}/{}", endpoint.address, endpoint.database)
@@ -147,7 +149,6 @@ fn clickhouse_and_a_node_killed_mid_stream_lose_nothing_and_keep_each_upload_onc
 
 #[test]
 fn two_nodes_detect_once_fire_each_webhook_once_and_survive_the_leaders_death() {
-    use flameshift_detect::sim::{Fleet, FleetConfig};
     let clickhouse = ClickHouseServer::start();
     let store = store_url(&clickhouse.fresh_database());
     let (hook, bodies) = webhook_receiver(0);
@@ -155,21 +156,7 @@ fn two_nodes_detect_once_fire_each_webhook_once_and_survive_the_leaders_death() 
     let (mut leader, leader_url) = start_node(&store, &node_args);
     thread::sleep(Duration::from_millis(50)); // started later: the leader stays
     let (_other, other_url) = start_node(&store, &node_args);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let fleet = Fleet::new(FleetConfig {
-        seed: 5,
-        deploys: 3,
-        hosts: 1,
-        windows_per_deploy: 12,
-        regression_chance: 1.0,
-        regression_sizes: vec![0.3],
-        decoy_chance: 0.0,
-        start_ms: now - 3_600_000,
-        ..FleetConfig::default()
-    });
+    let fleet = regressing_fleet(5, 3);
     let truth = fleet.truth();
     assert_eq!(truth.len(), 2, "one regression in each later deploy: {truth:?}");
     let upload_deploy = |d: usize, nodes: &[&str]| {

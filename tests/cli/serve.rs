@@ -543,6 +543,27 @@ pub(crate) fn webhook_receiver(failures: usize) -> (String, Arc<std::sync::Mutex
     (url, bodies)
 }
 
+/// A simulated fleet of one host, 12 windows per deploy, ending an hour
+/// ago: every deploy after the first brings one +30% regression, no decoys.
+pub(crate) fn regressing_fleet(seed: u64, deploys: usize) -> flameshift_detect::sim::Fleet {
+    use flameshift_detect::sim::{Fleet, FleetConfig};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    Fleet::new(FleetConfig {
+        seed,
+        deploys,
+        hosts: 1,
+        windows_per_deploy: 12,
+        regression_chance: 1.0,
+        regression_sizes: vec![0.3],
+        decoy_chance: 0.0,
+        start_ms: now - 3_600_000,
+        ..FleetConfig::default()
+    })
+}
+
 /// Uploads window `w` of deploy `d` of the simulated `fleet` (its profile
 /// and request statistics, as service `fleet`, host `h`) to `url`.
 pub(crate) fn upload_window(url: &str, fleet: &flameshift_detect::sim::Fleet, d: usize, w: usize) {
@@ -568,25 +589,10 @@ pub(crate) fn upload_window(url: &str, fleet: &flameshift_detect::sim::Fleet, d:
 
 #[test]
 fn regressions_are_listed_by_the_cli_and_sent_to_the_webhook_with_retries() {
-    use flameshift_detect::sim::{Fleet, FleetConfig};
     let (hook, bodies) = webhook_receiver(1);
     let dir = tempfile::tempdir().unwrap();
     let (mut server, url) = start_serve(dir.path(), &["--webhook", &hook, "--detect-interval", "1h"]);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let fleet = Fleet::new(FleetConfig {
-        seed: 3,
-        deploys: 2,
-        hosts: 1,
-        windows_per_deploy: 12,
-        regression_chance: 1.0,
-        regression_sizes: vec![0.3],
-        decoy_chance: 0.0,
-        start_ms: now - 3_600_000,
-        ..FleetConfig::default()
-    });
+    let fleet = regressing_fleet(3, 2);
     let injected = fleet.truth()[0].function.clone();
     for d in 0..2 {
         for w in 0..12 {

@@ -334,21 +334,11 @@ impl ClickHouseStore {
              ORDER BY service, time_ms, deploy"
         ))?;
         let mut by: BTreeMap<(String, String), DeploySummary> = BTreeMap::new();
-        let blank = |deploy: &str| DeploySummary {
-            deploy: deploy.to_owned(),
-            first_seen_ms: i64::MAX,
-            last_seen_ms: i64::MIN,
-            samples: 0,
-            weight: 0,
-            requests: 0,
-            units: Vec::new(),
-            event: None,
-        };
         for (rows, are_requests) in [(samples, false), (requests, true)] {
             for row in rows {
                 let d = by
                     .entry((row.service.clone(), row.deploy.clone()))
-                    .or_insert_with(|| blank(&row.deploy));
+                    .or_insert_with(|| DeploySummary::unseen(&row.deploy));
                 d.first_seen_ms = d.first_seen_ms.min(row.first_ms);
                 d.last_seen_ms = d.last_seen_ms.max(row.last_ms);
                 if are_requests {
@@ -364,7 +354,7 @@ impl ClickHouseStore {
         for row in events {
             let d = by
                 .entry((row.service.clone(), row.deploy.clone()))
-                .or_insert_with(|| blank(&row.deploy));
+                .or_insert_with(|| DeploySummary::unseen(&row.deploy));
             d.first_seen_ms = d.first_seen_ms.min(row.time_ms);
             d.last_seen_ms = d.last_seen_ms.max(row.time_ms);
             d.event = Some(DeployEvent {

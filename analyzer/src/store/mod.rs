@@ -118,6 +118,22 @@ pub struct ServiceSummary {
     pub requests: i64,
 }
 
+impl DeploySummary {
+    /// A deploy nothing was seen of yet: times and sums to widen and add to.
+    pub fn unseen(deploy: &str) -> DeploySummary {
+        DeploySummary {
+            deploy: deploy.to_owned(),
+            first_seen_ms: i64::MAX,
+            last_seen_ms: i64::MIN,
+            samples: 0,
+            weight: 0,
+            requests: 0,
+            units: Vec::new(),
+            event: None,
+        }
+    }
+}
+
 impl ServiceSummary {
     /// The summary of `service` from its deploys' summaries.
     pub fn from_deploys(service: String, deploys: &[DeploySummary]) -> ServiceSummary {

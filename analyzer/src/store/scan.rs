@@ -298,16 +298,7 @@ impl Store for DiskStore {
         for event in events {
             let d = by_deploy
                 .entry(event.deploy.clone())
-                .or_insert_with(|| DeploySummary {
-                    deploy: event.deploy.clone(),
-                    first_seen_ms: i64::MAX,
-                    last_seen_ms: i64::MIN,
-                    samples: 0,
-                    weight: 0,
-                    requests: 0,
-                    units: Vec::new(),
-                    event: None,
-                });
+                .or_insert_with(|| DeploySummary::unseen(&event.deploy));
             d.first_seen_ms = d.first_seen_ms.min(event.time_ms);
             d.last_seen_ms = d.last_seen_ms.max(event.time_ms);
             d.event = Some(event);

@@ -144,9 +144,9 @@ struct SampleRow<'a> {
 }
 
 impl SampleRow<'_> {
-    fn put(&self, out: &mut Vec<u8>, time_ms: i64) {
+    fn put(&self, out: &mut Vec<u8>) {
         out.text(self.service);
-        out.date(time_ms);
+        out.date(self.time_ms);
         out.int(self.time_ms);
         out.text(self.deploy);
         out.text(self.host);
@@ -276,7 +276,7 @@ pub fn lines(batch: &Batch, known: &FxHashSet<u64>, upload: u64) -> Result<Lines
             weight: weight.weight,
             upload,
         };
-        row.put(&mut out.samples.data, key.time_ms);
+        row.put(&mut out.samples.data);
         out.samples.count += 1;
         if out.samples.first.is_none() {
             out.samples.note_first(&SampleRow {
