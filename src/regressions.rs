@@ -1,12 +1,13 @@
 //! `flameshift regressions`: the regressions an analyzer found, as a table
 //! or JSON.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
-use flameshift_collector::export;
+use flameshift_collector::client::{encode_component, Client, ClientOptions, Request};
 use flameshift_detect::Regression;
 
 /// List the regressions an analyzer found.
@@ -24,6 +25,10 @@ pub struct RegressionsArgs {
     /// Bearer token, if the analyzer requires one.
     #[arg(long, env = "FLAMESHIFT_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Trust the certificate authorities in this PEM file (beside the
+    /// system's) for an https:// analyzer.
+    #[arg(long, env = "FLAMESHIFT_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -58,33 +63,31 @@ pub fn run(options: RegressionsArgs) -> anyhow::Result<ExitCode> {
     let base = options.analyzer.trim_end_matches('/');
     let auth = options.token.as_ref().map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
-    let timeout = Duration::from_secs(120);
+    let client = Client::new(&ClientOptions {
+        timeout: Duration::from_secs(120),
+        ca_cert: options.ca_cert.clone(),
+        ..ClientOptions::default()
+    })?;
     if options.detect {
         let mut url = format!("{base}/api/v1/detect");
         if let Some(s) = &options.service {
-            url.push_str(&format!("?service={}", export::encode_component(s)));
+            url.push_str(&format!("?service={}", encode_component(s)));
         }
-        let response = export::post(&url, &headers, b"", timeout).with_context(|| format!("POST {url}"))?;
-        if response.status >= 300 {
-            bail!("the analyzer refused detection: {}", response.error_message());
-        }
+        client
+            .call(&Request::post(&url, b"").headers(&headers))
+            .context("the analyzer did not run detection")?;
     }
     let mut params = Vec::new();
     if let Some(s) = &options.service {
-        params.push(format!("service={}", export::encode_component(s)));
+        params.push(format!("service={}", encode_component(s)));
     }
     if let Some(s) = options.state {
         params.push(format!("state={}", s.as_str()));
     }
     let url = format!("{base}/api/v1/regressions?{}", params.join("&"));
-    let response = export::get(&url, &headers, timeout).with_context(|| format!("GET {url}"))?;
-    if response.status >= 300 {
-        bail!(
-            "the analyzer answered {}: {}",
-            response.status,
-            response.error_message()
-        );
-    }
+    let response = client
+        .call(&Request::get(&url).headers(&headers))
+        .context("the analyzer did not list its regressions")?;
     let mut listing: serde_json::Value =
         serde_json::from_slice(&response.body).context("the analyzer's answer is not JSON")?;
     let regressions: Vec<Regression> = serde_json::from_value(listing["regressions"].take())

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use flameshift_collector::export::{self, Destination};
+use flameshift_collector::export::{Destination, Exporter};
 use flameshift_collector::perf::event::{CallGraph, EventChoice, EventKind, Rate};
 use flameshift_collector::recorder::{RecordOptions, Started};
 use flameshift_profile::format::{self, Format, WriteOptions};
@@ -42,6 +42,10 @@ pub struct SamplingArgs {
     /// Bearer token for --analyzer.
     #[arg(long, env = "FLAMESHIFT_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Trust the certificate authorities in this PEM file (beside the
+    /// system's) for an https:// analyzer.
+    #[arg(long, env = "FLAMESHIFT_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
     /// Sampling event: instructions when the machine has a PMU, else cpu-clock.
     #[arg(long, value_enum, default_value_t = Event::Auto)]
     event: Event,
@@ -126,6 +130,7 @@ impl SamplingArgs {
             dest.host = host.clone();
         }
         dest.token = self.token.clone();
+        dest.ca_cert = self.ca_cert.clone();
         Some(dest)
     }
 
@@ -151,7 +156,7 @@ impl SamplingArgs {
         let Some(dest) = self.destination() else {
             return Ok(());
         };
-        match export::upload_profile(&dest, profile) {
+        match Exporter::new(dest.clone()).and_then(|exporter| exporter.upload_profile(profile)) {
             Ok(receipt) => {
                 tracing::info!(analyzer = %dest.analyzer, %receipt, "profile shipped");
                 say(&format!(

@@ -31,6 +31,22 @@ pub struct ServeArgs {
     /// FLAMESHIFT_CLICKHOUSE_USER / FLAMESHIFT_CLICKHOUSE_PASSWORD).
     #[arg(long, value_name = "URL", conflicts_with = "data")]
     store: Option<String>,
+    /// Serve https with this certificate chain (PEM, leaf first); with
+    /// --tls-key. SIGHUP reloads both files.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// OpenTelemetry profiles: the resource attribute that names the
+    /// deploy.
+    #[arg(long, value_name = "KEY", default_value = "service.version")]
+    otlp_deploy_attribute: String,
+    /// OpenTelemetry profiles: count wall-clock profiles (period `wall`,
+    /// what OpenTelemetry's Python SDK samples) as CPU time. Right for
+    /// CPU-bound single-threaded programs; threads that wait count too.
+    #[arg(long)]
+    otlp_wall_as_cpu: bool,
     /// Require `Authorization: Bearer TOKEN` on every route but /healthz.
     #[arg(long, env = "FLAMESHIFT_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -121,6 +137,13 @@ pub fn run(options: ServeArgs) -> anyhow::Result<ExitCode> {
     let backend = open_backend(&location, &backend_options, &config.limits)?;
     config.listen = options.listen;
     config.token = options.token;
+    config.otlp = server::OtlpConfig {
+        deploy_attribute: options.otlp_deploy_attribute,
+        wall_as_cpu: options.otlp_wall_as_cpu,
+    };
+    if let (Some(cert), Some(key)) = (options.tls_cert, options.tls_key) {
+        config.tls = Some(server::TlsFiles { cert, key });
+    }
     config.max_body_bytes = usize::try_from(options.max_body).unwrap_or(usize::MAX);
     config.ui = Some(flameshift_dashboard::router());
     config.flush_interval = options.flush_interval;
@@ -132,16 +155,14 @@ pub fn run(options: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if !options.webhook.is_empty() {
         for url in &options.webhook {
-            if !url.starts_with("http://") {
-                bail!(
-                    "--webhook {url:?}: only http:// URLs are supported (put a TLS proxy in front for https)"
-                );
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("--webhook {url:?}: not an http:// or https:// URL");
             }
         }
-        config.notifier = Some(Arc::new(Webhooks::start(
-            options.webhook.clone(),
-            Duration::from_secs(1),
-        )));
+        config.notifier = Some(Arc::new(
+            Webhooks::start(options.webhook.clone(), Duration::from_secs(1))
+                .context("starting webhook deliveries")?,
+        ));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -164,7 +185,7 @@ pub fn run(options: ServeArgs) -> anyhow::Result<ExitCode> {
             server::serve(config, backend.store, backend.regressions, shutdown, |running| {
                 #[allow(clippy::print_stderr, reason = "the address is the command's output")]
                 {
-                    eprintln!("flameshift: listening on http://{}", running.addr);
+                    eprintln!("flameshift: listening on {}", running.url());
                 }
             })
             .await

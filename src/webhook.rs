@@ -1,14 +1,15 @@
 //! Webhooks for new regressions: a JSON `POST` to each URL with a one-line
 //! `text` (what Slack, Mattermost and most chat tools display) and the
-//! whole regression. Deliveries run on their own thread, each retried with
-//! backoff, so detection never waits for a slow receiver; a full queue
+//! whole regression, over http or https (the client's CA settings:
+//! `FLAMESHIFT_CA_CERT`). Deliveries run on their own thread, each retried
+//! with the client's backoff, so detection never waits for a slow receiver; a full queue
 //! drops (and logs) rather than grows.
 
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::time::Duration;
 
 use flameshift_analyzer::regressions::Notifier;
-use flameshift_collector::export;
+use flameshift_collector::client::{Client, ClientOptions, Request, RetryPolicy};
 use flameshift_detect::Regression;
 
 /// Sends each new regression to every URL.
@@ -17,26 +18,34 @@ pub struct Webhooks {
     queue: SyncSender<String>,
 }
 
-/// Attempts per delivery, and the wait before the first retry (doubled after each).
+/// Attempts per delivery.
 const ATTEMPTS: u32 = 4;
 
 impl Webhooks {
-    /// Starts the delivery thread for `urls`; `first_backoff` is the wait
-    /// before the first retry.
-    pub fn start(urls: Vec<String>, first_backoff: Duration) -> Webhooks {
+    /// Starts the delivery thread for `urls` (http:// or https://);
+    /// `first_backoff` is the wait before the first retry (doubled after
+    /// each, ±25 %, at least the receiver's `Retry-After`).
+    pub fn start(urls: Vec<String>, first_backoff: Duration) -> anyhow::Result<Webhooks> {
+        let client = Client::new(&ClientOptions {
+            timeout: Duration::from_secs(10),
+            retry: RetryPolicy {
+                attempts: ATTEMPTS,
+                first_backoff,
+                ..RetryPolicy::default()
+            },
+            ..ClientOptions::from_env()
+        })?;
         let (queue, deliveries) = sync_channel::<String>(1024);
         std::thread::Builder::new()
             .name("flameshift-webhooks".into())
             .spawn(move || {
                 for body in deliveries {
                     for url in &urls {
-                        deliver(url, &body, first_backoff);
+                        deliver(&client, url, &body);
                     }
                 }
-            })
-            .map(|_| ())
-            .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the webhook thread"));
-        Webhooks { queue }
+            })?;
+        Ok(Webhooks { queue })
     }
 }
 
@@ -49,25 +58,15 @@ pub fn payload(regression: &Regression) -> String {
     .to_string()
 }
 
-fn deliver(url: &str, body: &str, first_backoff: Duration) {
-    let mut wait = first_backoff;
-    for attempt in 1..=ATTEMPTS {
-        let headers = [("Content-Type", "application/json")];
-        match export::post(url, &headers, body.as_bytes(), Duration::from_secs(10)) {
-            Ok(response) if response.status < 300 => return,
-            Ok(response) if (400..500).contains(&response.status) && response.status != 429 => {
-                tracing::warn!(%url, status = response.status, "webhook refused the regression; not retrying");
-                return;
-            }
-            Ok(response) => tracing::warn!(%url, status = response.status, attempt, "webhook failed"),
-            Err(e) => tracing::warn!(%url, error = %e, attempt, "webhook unreachable"),
+fn deliver(client: &Client, url: &str, body: &str) {
+    let headers = [("Content-Type", "application/json")];
+    match client.call(&Request::post(url, body.as_bytes()).headers(&headers)) {
+        Ok(_) => {}
+        Err(e) if e.status().is_some() && !e.is_retryable() => {
+            tracing::warn!(%url, error = %e, "webhook refused the regression; not retrying");
         }
-        if attempt < ATTEMPTS {
-            std::thread::sleep(wait);
-            wait *= 2;
-        }
+        Err(e) => tracing::error!(%url, error = %e, "webhook gave up after {ATTEMPTS} attempts"),
     }
-    tracing::error!(%url, "webhook gave up after {ATTEMPTS} attempts");
 }
 
 impl Notifier for Webhooks {

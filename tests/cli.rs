@@ -480,6 +480,9 @@ mod fleet;
 #[path = "cli/producers.rs"]
 mod producers;
 
+#[path = "cli/tls.rs"]
+mod tls;
+
 #[test]
 fn changepoints_finds_a_step_in_a_csv_column_and_refuses_bad_series() {
     let dir = tempfile::tempdir().unwrap();

@@ -45,7 +45,11 @@ async fn run_fleet(fleet: &Fleet) -> (Score, f64, f64) {
         },
     ));
     let url = format!("http://{}", ready_rx.await.unwrap());
-    let client = reqwest::Client::new();
+    let client = {
+        #[allow(deprecated, reason = "ring, as flameshift's own client uses")]
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::new()
+    };
     let c = fleet.config().clone();
     let started = Instant::now();
     for d in 0..c.deploys {

@@ -140,7 +140,11 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 }
 
 async fn send_all(uploads: Arc<Vec<Upload>>, concurrency: usize) -> (Duration, Vec<Duration>) {
-    let client = reqwest::Client::new();
+    let client = {
+        #[allow(deprecated, reason = "ring, as flameshift's own client uses")]
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::new()
+    };
     let next = Arc::new(AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(uploads.len())));
     let started = Instant::now();
@@ -414,7 +418,11 @@ async fn run_on(
     let day_samples: i64 = uploads.iter().map(|u| u.samples).sum();
     send_all(Arc::new(uploads), concurrency).await;
     maintain_all(&backends).await;
-    let client = reqwest::Client::new();
+    let client = {
+        #[allow(deprecated, reason = "ring, as flameshift's own client uses")]
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::new()
+    };
     let url = &urls[0];
     let range = format!("from={}&until={}", now_ms - 86_400_000, now_ms);
     let queries = [

@@ -1,6 +1,6 @@
 //! Turning uploads into rows: pprof (or any format the profile crate
-//! reads), request statistics, deploy events and Pyroscope's ingest and
-//! push APIs (push.rs).
+//! reads), request statistics, deploy events, Pyroscope's ingest and
+//! push APIs (push.rs) and OpenTelemetry profiles (otlp.rs).
 //!
 //! Pure functions: an [`Upload`] (what arrived, with when) in, a [`Batch`]
 //! or an error naming the problem out. The same function runs when an
@@ -9,6 +9,7 @@
 //!
 //! Length: over 600 lines with its tests: one decoder per upload kind, sharing the validation rules (names, labels, times, units) that must not diverge.
 
+pub mod otlp;
 mod push;
 
 pub use push::CONTENT_TYPE as PUSH_CONTENT_TYPE;
@@ -42,6 +43,8 @@ pub enum UploadKind {
     Pyroscope,
     /// `POST /push.v1.PusherService/Push`: Pyroscope's push API.
     Push,
+    /// `POST /v1development/profiles`: OpenTelemetry profiles (OTLP/HTTP).
+    Otlp,
 }
 
 /// One upload as it arrived: what the write-ahead log stores.
@@ -117,6 +120,7 @@ pub fn decode(upload: &Upload, limits: &Limits) -> Result<Batch> {
         UploadKind::Deploy => deploy_upload(upload),
         UploadKind::Pyroscope => pyroscope_upload(upload, limits),
         UploadKind::Push => push::push_upload(upload, limits),
+        UploadKind::Otlp => otlp::otlp_upload(upload, limits),
     }
 }
 

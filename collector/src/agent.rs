@@ -19,7 +19,9 @@
 //! what the code sets with the builder wins):
 //! `FLAMESHIFT_ANALYZER` (URL; without it nothing is uploaded),
 //! `FLAMESHIFT_SERVICE`, `FLAMESHIFT_DEPLOY`, `FLAMESHIFT_HOST`,
-//! `FLAMESHIFT_TOKEN`, `FLAMESHIFT_FREQUENCY` (Hz, default 99),
+//! `FLAMESHIFT_TOKEN`, `FLAMESHIFT_CA_CERT` (a PEM file of certificate
+//! authorities to trust for an `https://` analyzer, beside the system's),
+//! `FLAMESHIFT_FREQUENCY` (Hz, default 99),
 //! `FLAMESHIFT_UPLOAD_INTERVAL` (seconds, default 10),
 //! `FLAMESHIFT_DISABLED=1` (start nothing).
 //!
@@ -34,8 +36,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use flameshift_profile::wire::Unit;
 use flameshift_profile::Profile;
 
+use crate::client::{random_unit, RetryPolicy};
 use crate::counters::{CounterMode, ThreadCounter};
-use crate::export::{self, Destination};
+use crate::export::{self, Destination, Exporter};
 use crate::requests::RequestStats;
 use crate::sampler::{RawSample, Sampler, SamplerConfig, SelfSymbolizer, StackCounts};
 use crate::{Error, Result};
@@ -53,6 +56,8 @@ pub struct AgentConfig {
     pub analyzer: Option<String>,
     /// Bearer token for the analyzer.
     pub token: Option<String>,
+    /// Extra certificate authorities (PEM) for an `https://` analyzer.
+    pub ca_cert: Option<std::path::PathBuf>,
     /// Without an analyzer, the file the profile is written to.
     pub output: Option<std::path::PathBuf>,
     /// Samples per CPU-second (default 99).
@@ -76,6 +81,7 @@ impl Default for AgentConfig {
             host: export::hostname(),
             analyzer: None,
             token: None,
+            ca_cert: None,
             output: None,
             frequency: 99,
             upload_interval: Duration::from_secs(10),
@@ -128,6 +134,13 @@ impl AgentConfig {
         self
     }
 
+    /// Trusts the certificate authorities in this PEM file (beside the
+    /// system's) for an `https://` analyzer.
+    pub fn ca_cert(mut self, path: impl Into<std::path::PathBuf>) -> AgentConfig {
+        self.ca_cert = Some(path.into());
+        self
+    }
+
     /// Writes the profile (everything since start, as gzipped pprof) to
     /// this file at every interval when no analyzer is set.
     pub fn output(mut self, path: impl Into<std::path::PathBuf>) -> AgentConfig {
@@ -164,6 +177,9 @@ impl AgentConfig {
         }
         if let Some(v) = get("FLAMESHIFT_TOKEN").filter(|v| !v.is_empty()) {
             self.token = Some(v);
+        }
+        if let Some(v) = get("FLAMESHIFT_CA_CERT").filter(|v| !v.is_empty()) {
+            self.ca_cert = Some(v.into());
         }
         match get("FLAMESHIFT_FREQUENCY").map(|v| v.parse::<u64>()) {
             Some(Ok(hz)) if (1..=10_000).contains(&hz) => self.frequency = hz,
@@ -212,13 +228,19 @@ struct Counters {
     dropped_samples: AtomicU64,
 }
 
+/// An upload waiting in the queue, with the key all its attempts carry.
+struct Pending {
+    payload: Payload,
+    key: String,
+}
+
 enum Payload {
     Profile(Box<Profile>),
     Requests { body: String },
 }
 
 struct Queue {
-    items: Mutex<VecDeque<Payload>>,
+    items: Mutex<VecDeque<Pending>>,
     ready: Condvar,
 }
 
@@ -320,12 +342,14 @@ impl Agent {
             let mut dest = Destination::new(analyzer, config.service.clone(), config.deploy.clone());
             dest.host = config.host.clone();
             dest.token = config.token.clone();
+            dest.ca_cert = config.ca_cert.clone();
             dest.attempts = 1; // the queue retries, a round later
+            let exporter = Exporter::new(dest)?;
             let shared = shared.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name("flameshift-upload".into())
-                    .spawn(move || upload(dest, shared))?,
+                    .spawn(move || upload(exporter, shared))?,
             );
         }
         tracing::info!(service = %config.service, deploy = %config.deploy, ?mode, "flameshift agent started");
@@ -457,11 +481,17 @@ fn collect(
             dest.host = config.host.clone();
             let mut queue = shared.queue.items.lock().unwrap_or_else(|e| e.into_inner());
             if !stacks.is_empty() {
-                queue.push_back(Payload::Profile(Box::new(profile.clone())));
+                queue.push_back(Pending {
+                    payload: Payload::Profile(Box::new(profile.clone())),
+                    key: export::idempotency_key(),
+                });
             }
             if !requests.is_empty() {
                 let body = export::requests_json(&dest, request_unit, start_ms, window_ms, &requests);
-                queue.push_back(Payload::Requests { body });
+                queue.push_back(Pending {
+                    payload: Payload::Requests { body },
+                    key: export::idempotency_key(),
+                });
             }
             while queue.len() > config.max_pending.max(1) {
                 queue.pop_front();
@@ -514,22 +544,17 @@ fn warn_limited(shared: &Shared, message: &str) {
     }
 }
 
-/// The delay before retry `failures` (1, 2, 4 … 60 s), ±25% jitter so
-/// that a fleet does not retry in step.
-pub fn backoff(failures: u32, jitter_seed: u64) -> Duration {
-    let base = 1000u64
-        .saturating_mul(1 << failures.saturating_sub(1).min(6))
-        .min(60_000);
-    let spread = base / 2;
-    let jitter = if spread == 0 { 0 } else { jitter_seed % spread };
-    Duration::from_millis(base - base / 4 + jitter)
-}
-
 /// The upload thread: sends queued payloads in order; a failure leaves the
 /// payload at the head of the queue and waits with backoff, a refusal
 /// (4xx) drops it.
-fn upload(dest: Destination, shared: Arc<Shared>) {
+fn upload(exporter: Exporter, shared: Arc<Shared>) {
     let c = &shared.counters;
+    // One attempt per round; between rounds, 1 s doubling to a minute
+    // (±25 %), or longer if the analyzer says so (`Retry-After`).
+    let policy = RetryPolicy {
+        first_backoff: Duration::from_secs(1),
+        ..*exporter.retry_policy()
+    };
     let mut failures = 0u32;
     loop {
         let next = {
@@ -547,30 +572,18 @@ fn upload(dest: Destination, shared: Arc<Shared>) {
                 None => return, // stopping and nothing left
             }
         };
-        let result = match &next {
-            Payload::Profile(profile) => export::upload_profile(&dest, profile),
-            Payload::Requests { body } => {
-                let url = format!("{}/api/v1/requests", dest.analyzer);
-                let auth = dest.token.as_ref().map(|t| format!("Bearer {t}"));
-                let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
-                crate::http::post(&url, &headers, body.as_bytes(), dest.timeout).and_then(|r| {
-                    if r.status < 300 {
-                        Ok(r.text())
-                    } else {
-                        Err(Error::Upload {
-                            url,
-                            message: format!("HTTP {}: {}", r.status, r.error_message()),
-                        })
-                    }
-                })
+        let result = match &next.payload {
+            Payload::Profile(profile) => {
+                export::encode_profile(profile).and_then(|body| Ok(exporter.send_profile(&body, &next.key)?))
             }
+            Payload::Requests { body } => exporter.send_requests(body, &next.key).map_err(Error::from),
         };
         match result {
             Ok(_) => {
                 c.uploads.fetch_add(1, Ordering::Relaxed);
                 failures = 0;
             }
-            Err(e) if e.to_string().contains("HTTP 4") && !e.to_string().contains("HTTP 429") => {
+            Err(e) if !e.is_retryable() => {
                 warn_limited(
                     &shared,
                     &format!("the analyzer refused an upload; dropped it: {e}"),
@@ -590,11 +603,7 @@ fn upload(dest: Destination, shared: Arc<Shared>) {
                 if shared.stop_uploads.load(Ordering::Acquire) {
                     return; // do not hold up the service's shutdown
                 }
-                let seed = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.subsec_nanos())
-                    .unwrap_or(0);
-                let wait = backoff(failures, u64::from(seed));
+                let wait = policy.delay(failures, e.retry_after(), random_unit());
                 // Sleep in slices so that a shutdown is not held up.
                 let until = Instant::now() + wait;
                 while Instant::now() < until && !shared.stop_uploads.load(Ordering::Acquire) {
@@ -608,16 +617,6 @@ fn upload(dest: Destination, shared: Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_to_a_minute_with_jitter() {
-        assert_eq!(backoff(1, 0), Duration::from_millis(750));
-        assert_eq!(backoff(2, 0), Duration::from_millis(1_500));
-        assert!(backoff(2, 999) > backoff(2, 0), "jitter");
-        assert!(backoff(2, u64::MAX) < Duration::from_millis(2_500));
-        assert_eq!(backoff(30, 0), Duration::from_millis(45_000));
-        assert!(backoff(30, u64::MAX) <= Duration::from_secs(75));
-    }
 
     #[test]
     fn environment_overrides_code_and_bad_values_are_ignored() {

@@ -32,17 +32,28 @@ pub enum Error {
     /// Another I/O error.
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    /// An upload to the analyzer failed.
-    #[error("upload to {url}: {message}")]
-    Upload {
-        /// Where it went.
-        url: String,
-        /// What happened (the analyzer's error text for a refusal).
-        message: String,
-    },
+    /// A request to the analyzer failed or was refused.
+    #[error(transparent)]
+    Http(#[from] crate::client::HttpError),
     /// Building the profile failed.
     #[error(transparent)]
     Profile(#[from] flameshift_profile::Error),
+}
+
+impl Error {
+    /// Whether the same upload may succeed later (no connection, a
+    /// timeout, 5xx, 429); everything else will fail again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Http(e) if e.is_retryable())
+    }
+
+    /// The wait the analyzer asked for (`Retry-After`), if it did.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Http(e) => e.retry_after(),
+            _ => None,
+        }
+    }
 }
 
 /// The crate's result type.

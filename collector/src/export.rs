@@ -1,32 +1,29 @@
 //! Shipping profiles and request statistics to the analyzer
 //! (`flameshift serve`): gzipped pprof to `POST /api/v1/profiles`, request
 //! statistics JSON to `POST /api/v1/requests`, with the service, deploy
-//! and host, an optional bearer token, a timeout per attempt, and retries
-//! with backoff for failures that may pass (no connection, 5xx, 507).
-//! Every attempt of one upload carries the same `Idempotency-Key`.
-//! A 4xx other than 507 is the caller's fault and is not retried: the
-//! error carries the analyzer's message.
-//!
-//! The plain requests underneath ([`get`], [`post`], [`Response`],
-//! [`encode_component`]: HTTP/1.1 over a socket, no TLS) are offered as
-//! they are for the CLI's other calls to the analyzer and for webhooks,
-//! so that flameshift has one client.
+//! and host, an optional bearer token, over the one [`Client`] (http or
+//! https, a deadline per attempt, its [`RetryPolicy`]). Every attempt of
+//! one upload carries the same `Idempotency-Key`, so an analyzer that
+//! stored an attempt whose answer was lost keeps it once. A refusal (4xx
+//! but 408 and 429) is not retried: the error carries the analyzer's
+//! message and status.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use flameshift_profile::wire::{EndpointRequests, RequestsBody, Unit};
 use flameshift_profile::{format, Profile};
 
-use crate::http;
-pub use crate::http::{encode_component, get, post, Response};
+pub use crate::client::{encode_component, get, post, Response};
+use crate::client::{Client, ClientOptions, HttpError, Request, RetryPolicy};
 use crate::requests::EndpointStats;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Where and as whom to upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
-    /// The analyzer, e.g. `http://127.0.0.1:7411`.
+    /// The analyzer, e.g. `https://analyzer.internal:7411`.
     pub analyzer: String,
     /// The service name.
     pub service: String,
@@ -36,14 +33,17 @@ pub struct Destination {
     pub host: String,
     /// Bearer token, if the analyzer requires one.
     pub token: Option<String>,
-    /// Timeout of each attempt.
+    /// Deadline of each attempt.
     pub timeout: Duration,
     /// Attempts before giving up (at least 1).
     pub attempts: u32,
+    /// Extra certificate authorities (PEM) to trust for `https://`.
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Destination {
-    /// A destination with this host's name, a 10 s timeout and 3 attempts.
+    /// A destination with this host's name, a 10 s deadline, 3 attempts
+    /// and `FLAMESHIFT_CA_CERT` as the CA file if set.
     pub fn new(
         analyzer: impl Into<String>,
         service: impl Into<String>,
@@ -57,6 +57,7 @@ impl Destination {
             token: None,
             timeout: Duration::from_secs(10),
             attempts: 3,
+            ca_cert: ClientOptions::from_env().ca_cert,
         }
     }
 }
@@ -105,62 +106,114 @@ pub fn token_in_clear(url: &str) -> bool {
     !loopback
 }
 
-fn send_with_retries(dest: &Destination, url: &str, body: &[u8]) -> Result<http::Response> {
-    static WARNED: std::sync::Once = std::sync::Once::new();
-    if dest.token.is_some() && token_in_clear(url) {
-        WARNED.call_once(|| {
-            tracing::warn!(analyzer = %dest.analyzer, "the token travels in clear over plain http to another host");
-        });
-    }
-    let auth = dest.token.as_ref().map(|t| format!("Bearer {t}"));
-    let key = idempotency_key();
-    let mut headers: Vec<(&str, &str)> = vec![("Idempotency-Key", &key)];
-    if let Some(auth) = &auth {
-        headers.push(("Authorization", auth));
-    }
-    let mut delay = Duration::from_millis(200);
-    let mut last = None;
-    for attempt in 1..=dest.attempts.max(1) {
-        match http::post(url, &headers, body, dest.timeout) {
-            Ok(response) if response.status < 300 => return Ok(response),
-            Ok(response) if response.status >= 500 || response.status == 429 => {
-                last = Some(Error::Upload {
-                    url: url.to_owned(),
-                    message: format!("HTTP {}: {}", response.status, response.error_message()),
-                });
-            }
-            Ok(response) => {
-                return Err(Error::Upload {
-                    url: url.to_owned(),
-                    message: format!("HTTP {}: {}", response.status, response.error_message()),
-                })
-            }
-            Err(e) => last = Some(e),
-        }
-        if attempt < dest.attempts {
-            tracing::debug!(attempt, ?delay, "upload failed; retrying");
-            std::thread::sleep(delay);
-            delay *= 2;
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::Upload {
-        url: url.to_owned(),
-        message: "no attempt made".to_owned(),
-    }))
+/// Ships uploads to one [`Destination`] over one [`Client`].
+#[derive(Debug, Clone)]
+pub struct Exporter {
+    dest: Destination,
+    client: Client,
+    auth: Option<String>,
 }
 
-/// Uploads `profile` (gzipped pprof); returns the analyzer's receipt JSON.
-pub fn upload_profile(dest: &Destination, profile: &Profile) -> Result<String> {
+impl Exporter {
+    /// The client for `dest` (its deadline, attempts and CA file). Warns
+    /// once per process when a token would travel over plain http to
+    /// another host.
+    pub fn new(dest: Destination) -> Result<Exporter> {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        if dest.token.is_some() && token_in_clear(&dest.analyzer) {
+            WARNED.call_once(|| {
+                tracing::warn!(analyzer = %dest.analyzer, "the token travels in clear over plain http to another host; serve with --tls-cert and use https://");
+            });
+        }
+        let client = Client::new(&ClientOptions {
+            timeout: dest.timeout,
+            ca_cert: dest.ca_cert.clone(),
+            retry: RetryPolicy {
+                attempts: dest.attempts.max(1),
+                ..RetryPolicy::default()
+            },
+        })?;
+        let auth = dest.token.as_ref().map(|t| format!("Bearer {t}"));
+        Ok(Exporter { dest, client, auth })
+    }
+
+    /// Where this exporter ships.
+    pub fn destination(&self) -> &Destination {
+        &self.dest
+    }
+
+    /// The client's retry policy.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        self.client.retry_policy()
+    }
+
+    fn profile_url(&self) -> String {
+        format!(
+            "{}/api/v1/profiles?service={}&deploy={}&host={}",
+            self.dest.analyzer,
+            encode_component(&self.dest.service),
+            encode_component(&self.dest.deploy),
+            encode_component(&self.dest.host)
+        )
+    }
+
+    fn requests_url(&self) -> String {
+        format!("{}/api/v1/requests", self.dest.analyzer)
+    }
+
+    /// Posts `body` to `url` as upload `key`: one attempt, or with the
+    /// retry policy.
+    fn post(&self, url: &str, body: &[u8], key: &str, retry: bool) -> Result<String, HttpError> {
+        let mut headers = vec![("Idempotency-Key", key)];
+        if let Some(auth) = &self.auth {
+            headers.push(("Authorization", auth));
+        }
+        let request = Request::post(url, body).headers(&headers);
+        let response = if retry {
+            self.client.call(&request)?
+        } else {
+            self.client.send(&request)?.error_for_status(url)?
+        };
+        Ok(response.text())
+    }
+
+    /// One attempt to upload `body` (gzipped pprof, [`encode_profile`]) as
+    /// upload `key`; the analyzer's receipt JSON. For callers that keep
+    /// the upload and retry on their own.
+    pub fn send_profile(&self, body: &[u8], key: &str) -> Result<String, HttpError> {
+        self.post(&self.profile_url(), body, key, false)
+    }
+
+    /// One attempt to upload request statistics JSON ([`requests_json`])
+    /// as upload `key`.
+    pub fn send_requests(&self, body: &str, key: &str) -> Result<String, HttpError> {
+        self.post(&self.requests_url(), body.as_bytes(), key, false)
+    }
+
+    /// Uploads `profile` with the retry policy; the analyzer's receipt JSON.
+    pub fn upload_profile(&self, profile: &Profile) -> Result<String> {
+        let body = encode_profile(profile)?;
+        Ok(self.post(&self.profile_url(), &body, &idempotency_key(), true)?)
+    }
+
+    /// Uploads request statistics for a window with the retry policy.
+    pub fn upload_requests(
+        &self,
+        unit: Unit,
+        start_ms: i64,
+        duration_ms: i64,
+        stats: &BTreeMap<String, EndpointStats>,
+    ) -> Result<String> {
+        let body = requests_json(&self.dest, unit, start_ms, duration_ms, stats);
+        Ok(self.post(&self.requests_url(), body.as_bytes(), &idempotency_key(), true)?)
+    }
+}
+
+/// `profile` as the gzipped pprof the analyzer takes.
+pub fn encode_profile(profile: &Profile) -> Result<Vec<u8>> {
     let mut body = Vec::new();
     format::pprof::write(profile, &mut body)?;
-    let url = format!(
-        "{}/api/v1/profiles?service={}&deploy={}&host={}",
-        dest.analyzer,
-        encode_component(&dest.service),
-        encode_component(&dest.deploy),
-        encode_component(&dest.host)
-    );
-    Ok(send_with_retries(dest, &url, &body)?.text())
+    Ok(body)
 }
 
 /// The request statistics body the analyzer takes.
@@ -202,19 +255,6 @@ pub fn requests_json(
     let body = requests_body(dest, unit, start_ms, duration_ms, stats);
     // Strings, numbers and sequences only: serializing cannot fail.
     serde_json::to_string(&body).unwrap_or_default()
-}
-
-/// Uploads request statistics for a window.
-pub fn upload_requests(
-    dest: &Destination,
-    unit: Unit,
-    start_ms: i64,
-    duration_ms: i64,
-    stats: &BTreeMap<String, EndpointStats>,
-) -> Result<String> {
-    let body = requests_json(dest, unit, start_ms, duration_ms, stats);
-    let url = format!("{}/api/v1/requests", dest.analyzer);
-    Ok(send_with_retries(dest, &url, body.as_bytes())?.text())
 }
 
 #[cfg(test)]
@@ -259,9 +299,15 @@ mod tests {
             std::thread::sleep(Duration::from_millis(300));
             listener.accept().is_ok() // a retry would connect again
         });
-        let dest = Destination::new(format!("http://{addr}"), "s", "d");
-        let err = upload_requests(&dest, Unit::CpuNs, 0, 0, &BTreeMap::new()).unwrap_err();
+        let exporter = Exporter::new(Destination::new(format!("http://{addr}"), "s", "d")).unwrap();
+        let err = exporter
+            .upload_requests(Unit::CpuNs, 0, 0, &BTreeMap::new())
+            .unwrap_err();
         assert!(err.to_string().contains("HTTP 400: missing deploy"), "{err}");
+        assert!(
+            matches!(err, crate::Error::Http(ref e) if e.status() == Some(400)),
+            "{err:?}"
+        );
         assert!(!server.join().unwrap(), "no second attempt");
     }
 
@@ -282,6 +328,22 @@ mod tests {
         ] {
             assert!(!token_in_clear(url), "{url}");
         }
+    }
+
+    #[test]
+    fn a_retry_waits_at_least_what_retry_after_asks() {
+        let (url, server) = keys_seen(&["503 Service Unavailable\r\nretry-after: 1", "200 OK"]);
+        let exporter = Exporter::new(Destination::new(url, "s", "d")).unwrap();
+        let started = std::time::Instant::now();
+        exporter
+            .upload_requests(Unit::CpuNs, 0, 0, &BTreeMap::new())
+            .unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(server.join().unwrap().len(), 2);
     }
 
     /// Serves `answers` in turn and returns each request's `Idempotency-Key`.
@@ -324,9 +386,13 @@ mod tests {
     #[test]
     fn every_attempt_of_an_upload_carries_its_key_and_uploads_differ() {
         let (url, server) = keys_seen(&["503 Service Unavailable", "200 OK", "200 OK"]);
-        let dest = Destination::new(url, "s", "d");
-        upload_requests(&dest, Unit::CpuNs, 0, 0, &BTreeMap::new()).unwrap();
-        upload_requests(&dest, Unit::CpuNs, 0, 0, &BTreeMap::new()).unwrap();
+        let exporter = Exporter::new(Destination::new(url, "s", "d")).unwrap();
+        exporter
+            .upload_requests(Unit::CpuNs, 0, 0, &BTreeMap::new())
+            .unwrap();
+        exporter
+            .upload_requests(Unit::CpuNs, 0, 0, &BTreeMap::new())
+            .unwrap();
         let keys = server.join().unwrap();
         assert_eq!(keys.len(), 3, "{keys:?}");
         assert_eq!(keys[0], keys[1], "a retry sends the same key");

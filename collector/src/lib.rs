@@ -44,10 +44,10 @@
 //!   the DWARF unwinder). Services that link the agent leave it off.
 
 pub mod agent;
+pub mod client;
 pub mod counters;
 mod error;
 pub mod export;
-mod http;
 pub mod labels;
 #[cfg(feature = "tower")]
 pub mod layer;

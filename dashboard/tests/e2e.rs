@@ -25,8 +25,16 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// A client: reqwest is built with rustls but no default crypto provider
+/// (the workspace picks ring explicitly), so the test installs it.
+fn client() -> reqwest::Client {
+    #[allow(deprecated, reason = "ring, as flameshift's own client uses")]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 async fn post(url: &str, body: Vec<u8>) -> serde_json::Value {
-    let response = reqwest::Client::new().post(url).body(body).send().await.unwrap();
+    let response = client().post(url).body(body).send().await.unwrap();
     let status = response.status();
     let text = response.text().await.unwrap();
     assert!(status.is_success(), "POST {url}: {status} {text}");
@@ -130,7 +138,7 @@ fn workspace() -> PathBuf {
 async fn assets_are_embedded_and_the_api_still_answers_json() {
     let dir = tempfile::tempdir().unwrap();
     let (url, stop, handle) = start(dir.path()).await;
-    let page = reqwest::get(format!("{url}/")).await.unwrap();
+    let page = client().get(format!("{url}/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let csp = page.headers()["content-security-policy"]
         .to_str()
@@ -139,18 +147,20 @@ async fn assets_are_embedded_and_the_api_still_answers_json() {
     assert!(csp.contains("script-src 'self'"), "{csp}");
     assert!(page.text().await.unwrap().contains("/assets/app.js"));
     for (name, content_type, body) in flameshift_dashboard::ASSETS {
-        let asset = reqwest::get(format!("{url}/assets/{name}")).await.unwrap();
+        let asset = client().get(format!("{url}/assets/{name}")).send().await.unwrap();
         assert_eq!(asset.headers()["content-type"], *content_type);
         assert_eq!(asset.text().await.unwrap(), *body);
     }
     assert_eq!(
-        reqwest::get(format!("{url}/assets/nope.js"))
+        client()
+            .get(format!("{url}/assets/nope.js"))
+            .send()
             .await
             .unwrap()
             .status(),
         404
     );
-    let api = reqwest::get(format!("{url}/api/v1/nope")).await.unwrap();
+    let api = client().get(format!("{url}/api/v1/nope")).send().await.unwrap();
     assert_eq!(api.status(), 404);
     assert!(api.text().await.unwrap().contains("\"error\""));
     let _ = stop.send(());

@@ -651,12 +651,12 @@ fn regressions_are_listed_by_the_cli_and_sent_to_the_webhook_with_retries() {
     let bad = Command::new(env!("CARGO_BIN_EXE_flameshift"))
         .args(["serve", "--data"])
         .arg(dir.path())
-        .args(["--webhook", "https://chat.example/hook"])
+        .args(["--webhook", "ftp://chat.example/hook"])
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&bad.stderr).contains("only http://"),
+        String::from_utf8_lossy(&bad.stderr).contains("not an http:// or https:// URL"),
         "{bad:?}"
     );
 }

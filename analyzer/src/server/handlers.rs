@@ -73,30 +73,64 @@ async fn ingest(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let upload = Upload {
-        kind,
-        params: params.into_map(),
-        received_ms: now_ms(),
-        key: idempotency_key(headers)?,
-        body: body.to_vec(),
-    };
-    let bytes = upload.body.len();
+    let receipts = ingest_parts(state, kind, params, headers, vec![body.to_vec()]).await?;
+    Ok((StatusCode::OK, json(&receipts[0])).into_response())
+}
+
+/// Stores the parts of one request (one per service) as uploads of their
+/// own: all are decoded and checked before any is stored, so a bad part
+/// stores nothing. Part `i` of a request with `Idempotency-Key: K` is
+/// kept once as `K/i`.
+async fn ingest_parts(
+    state: AppState,
+    kind: UploadKind,
+    params: Params,
+    headers: &HeaderMap,
+    bodies: Vec<Vec<u8>>,
+) -> std::result::Result<Vec<crate::store::Receipt>, ApiError> {
+    let key = idempotency_key(headers)?;
+    let parts = bodies.len();
+    let params = params.into_map();
+    let received_ms = now_ms();
+    let uploads: Vec<Upload> = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| Upload {
+            kind,
+            params: params.clone(),
+            received_ms,
+            key: match &key {
+                Some(k) if parts > 1 => Some(format!("{k}/{i}")),
+                other => other.clone(),
+            },
+            body,
+        })
+        .collect();
+    let bytes = uploads.iter().map(|u| u.body.len()).sum();
     let (store, limits) = (state.store.clone(), state.limits.clone());
-    let result = blocking(move || store.append(ingest::accept(upload, &limits)?)).await;
-    match result {
-        Ok(receipt) => {
-            let name = match kind {
-                UploadKind::Profile => "profile",
-                UploadKind::Requests => "requests",
-                UploadKind::Deploy => "deploy",
-                UploadKind::Pyroscope => "pyroscope",
-                UploadKind::Push => "push",
-            };
-            state.metrics.accepted(name, receipt.samples, bytes);
-            Ok((StatusCode::OK, json(&receipt)).into_response())
-        }
-        Err(e) => Err(e),
-    }
+    let receipts = blocking(move || {
+        let accepted = uploads
+            .into_iter()
+            .map(|upload| ingest::accept(upload, &limits))
+            .collect::<Result<Vec<_>>>()?;
+        accepted
+            .into_iter()
+            .map(|a| store.append(a))
+            .collect::<Result<Vec<_>>>()
+    })
+    .await?;
+    let name = match kind {
+        UploadKind::Profile => "profile",
+        UploadKind::Requests => "requests",
+        UploadKind::Deploy => "deploy",
+        UploadKind::Pyroscope => "pyroscope",
+        UploadKind::Push => "push",
+        UploadKind::Otlp => "otlp",
+    };
+    state
+        .metrics
+        .accepted(name, receipts.iter().map(|r| r.samples).sum(), bytes);
+    Ok(receipts)
 }
 
 /// `POST /api/v1/profiles?service=&deploy=&host=`: a pprof (or folded) body.
@@ -191,6 +225,42 @@ pub async fn post_push(
     let content_type = content_type(&headers).unwrap_or("application/proto");
     let params = Params::from_pairs([(ingest::PUSH_CONTENT_TYPE, content_type)]);
     ingest(state, UploadKind::Push, params, &headers, body).await
+}
+
+/// `POST /v1development/profiles`: OpenTelemetry profiles (OTLP/HTTP,
+/// protobuf, gzip or not), split per service. Answers an empty
+/// `ExportProfilesServiceResponse` (protobuf) on success.
+pub async fn post_otlp(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Answer {
+    let body = body_or_error(body)?;
+    if content_type(&headers).is_some_and(|t| t.starts_with("application/json")) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send OTLP profiles as protobuf (application/x-protobuf); JSON is not taken",
+        ));
+    }
+    let params = Params::from_pairs([
+        (
+            ingest::otlp::DEPLOY_ATTRIBUTE,
+            state.otlp.deploy_attribute.as_str(),
+        ),
+        (
+            ingest::otlp::WALL_AS_CPU,
+            if state.otlp.wall_as_cpu { "true" } else { "false" },
+        ),
+    ]);
+    let limits = state.limits.clone();
+    let parts = blocking(move || ingest::otlp::split_by_service(&body, &limits)).await?;
+    ingest_parts(state, UploadKind::Otlp, params, &headers, parts).await?;
+    Ok((
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
+        Vec::<u8>::new(),
+    )
+        .into_response())
 }
 
 /// `POST /ingest?name=app.cpu{k=v}&from=&until=&format=pprof|folded`: Pyroscope's ingest API.

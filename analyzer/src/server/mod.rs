@@ -4,7 +4,8 @@
 //! ([`Store::maintain`]: the embedded store's flush to Parquet), and a
 //! graceful shutdown that runs it once more; detection runs periodically
 //! and on `POST /api/v1/detect`, its findings under
-//! `GET /api/v1/regressions`. The server is given its store and its
+//! `GET /api/v1/regressions`. It speaks http, or https with
+//! [`ServeConfig::tls`] (`tls`). The server is given its store and its
 //! regression book; it opens neither.
 
 mod handlers;
@@ -12,6 +13,7 @@ mod metrics;
 mod params;
 mod regressions;
 mod response;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,6 +30,7 @@ use axum::Router;
 pub use metrics::Metrics;
 pub use params::parse_duration_ms;
 use response::ApiError;
+pub use tls::TlsFiles;
 
 use crate::detect::DetectSettings;
 use crate::ingest::Limits;
@@ -44,6 +47,10 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// Bearer token every route but `/healthz` requires, if set.
     pub token: Option<String>,
+    /// Serve https with this certificate and key (reloaded on `SIGHUP`).
+    pub tls: Option<TlsFiles>,
+    /// How OpenTelemetry profiles are read.
+    pub otlp: OtlpConfig,
     /// Largest accepted request body, bytes.
     pub max_body_bytes: usize,
     /// How often the store's housekeeping runs (the embedded store's
@@ -68,6 +75,8 @@ impl ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7411)),
             limits: Limits::default(),
             token: None,
+            tls: None,
+            otlp: OtlpConfig::default(),
             max_body_bytes: 64 << 20,
             flush_interval: Duration::from_secs(10),
             detect: DetectSettings::default(),
@@ -92,6 +101,26 @@ pub struct AppState {
     limits: Arc<Limits>,
     metrics: Arc<Metrics>,
     token: Option<Arc<str>>,
+    otlp: Arc<OtlpConfig>,
+}
+
+/// How OpenTelemetry profiles are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpConfig {
+    /// The resource attribute that names the deploy (`service.version`).
+    pub deploy_attribute: String,
+    /// Count wall-clock profiles as CPU time (for SDKs that only sample
+    /// wall-clock stacks, on CPU-bound programs).
+    pub wall_as_cpu: bool,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> OtlpConfig {
+        OtlpConfig {
+            deploy_attribute: "service.version".to_owned(),
+            wall_as_cpu: false,
+        }
+    }
 }
 
 /// The router over a store.
@@ -103,6 +132,7 @@ pub fn router(store: Arc<dyn Store>, detector: Arc<Detector>, config: &ServeConf
         limits: Arc::new(config.limits.clone()),
         metrics: Arc::new(Metrics::default()),
         token: config.token.clone().map(Into::into),
+        otlp: Arc::new(config.otlp.clone()),
     };
     Router::new()
         .route("/api/v1/profiles", post(handlers::post_profile))
@@ -110,6 +140,7 @@ pub fn router(store: Arc<dyn Store>, detector: Arc<Detector>, config: &ServeConf
         .route("/api/v1/deploys", post(handlers::post_deploy))
         .route("/ingest", post(handlers::post_pyroscope))
         .route("/push.v1.PusherService/Push", post(handlers::post_push))
+        .route("/v1development/profiles", post(handlers::post_otlp))
         .route("/api/v1/services", get(handlers::services))
         .route("/api/v1/services/{service}/deploys", get(handlers::deploys))
         .route("/api/v1/flamegraph", get(handlers::flamegraph))
@@ -167,6 +198,16 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub struct Running {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// Whether it speaks https.
+    pub tls: bool,
+}
+
+impl Running {
+    /// Its base URL, `http://ADDR` or `https://ADDR`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
 }
 
 /// Serves `store` (with regression state in `regressions`) until
@@ -181,13 +222,22 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(&Running),
 ) -> Result<()> {
+    let certificates = config
+        .tls
+        .clone()
+        .map(tls::Certificates::load)
+        .transpose()?
+        .map(Arc::new);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("listen on {}", config.listen), e))?;
     let addr = listener
         .local_addr()
         .map_err(|e| Error::io("read the bound address", e))?;
-    ready(&Running { addr });
+    ready(&Running {
+        addr,
+        tls: certificates.is_some(),
+    });
     // A node that missed three detection runs is taken for dead.
     let lease_ttl = (config.detect_interval * 3).max(std::time::Duration::from_secs(3));
     let detector = Arc::new(
@@ -231,7 +281,10 @@ pub async fn serve(
         })
     };
     tracing::info!(%addr, "flameshift analyzer listening");
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let served = match certificates {
+        Some(certificates) => tls::serve(listener, app, certificates, shutdown).await,
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+    };
     flusher.abort();
     detecting.abort();
     let flushed = tokio::task::spawn_blocking(move || store.maintain())

@@ -207,7 +207,15 @@ pub(crate) fn pprof(samples: &[S<'_>]) -> Vec<u8> {
     out
 }
 
+/// reqwest is built with rustls but no default crypto provider (the
+/// workspace picks ring explicitly): the tests' clients install it.
+pub(crate) fn install_tls_provider() {
+    #[allow(deprecated, reason = "ring, as flameshift's own client uses")]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub(crate) fn client() -> reqwest::Client {
+    install_tls_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()

@@ -125,13 +125,21 @@ fn list_threads() -> Vec<i32> {
         .unwrap_or_default()
 }
 
+/// Threads the agent runs for itself: its own (`flameshift-…`) and the
+/// HTTP client's runtime (`reqwest-internal-sync-runtime`, cut to the
+/// kernel's 15 characters). Their CPU is the agent's, not the service's.
+fn is_agent_thread(tid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+        .is_ok_and(|comm| comm.starts_with("flameshift-") || comm.starts_with("reqwest-interna"))
+}
+
 fn scan(shared: &Shared, mode: CounterMode, period: u64) {
     let live: HashSet<i32> = list_threads().into_iter().collect();
     let excluded = shared.excluded.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut armed = shared.armed.lock().unwrap_or_else(|e| e.into_inner());
     armed.retain(|tid, _| live.contains(tid));
     for &tid in &live {
-        if armed.contains_key(&tid) || excluded.contains(&tid) {
+        if armed.contains_key(&tid) || excluded.contains(&tid) || is_agent_thread(tid) {
             continue;
         }
         match arm_thread(tid, mode, period) {
