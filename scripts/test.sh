@@ -29,7 +29,7 @@ if ! python3 -c "import chdb" >/dev/null 2>&1; then
   python3 -m pip install -q -r scripts/requirements-clickhouse.txt
 fi
 if ! python3 -c "import pyroscope" >/dev/null 2>&1; then
-  echo "== pip install pyroscope-io (a real Pyroscope SDK pushes to flameshift serve in the tests)"
+  echo "== pip install pyroscope-io and OpenTelemetry's profiling SDK (real producers push to flameshift serve in the tests)"
   python3 -m pip install -q -r scripts/requirements-producers.txt
 fi
 if [ ! -d dashboard/e2e/node_modules/playwright-core ]; then

@@ -12,7 +12,7 @@
 pub mod otlp;
 mod push;
 
-pub use push::CONTENT_TYPE as PUSH_CONTENT_TYPE;
+pub use push::{split_by_service as split_push_by_service, CONTENT_TYPE as PUSH_CONTENT_TYPE};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

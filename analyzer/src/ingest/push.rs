@@ -180,6 +180,49 @@ fn series_identity(labels: &[LabelPair]) -> Result<(String, String, String, BTre
     Ok((service, deploy, host, tags))
 }
 
+/// The push as one body per service, for a push that carries several
+/// (Grafana Alloy forwards many applications' profiles together); parts
+/// are protobuf whatever the request was. A push of one service comes
+/// back as it is, with `None`; parts come with `Some("application/proto")`,
+/// their content type.
+pub fn split_by_service(
+    content_type: &str,
+    body: &[u8],
+    limits: &Limits,
+) -> Result<(Option<&'static str>, Vec<Vec<u8>>)> {
+    let upload = Upload {
+        kind: super::UploadKind::Push,
+        params: BTreeMap::from([(CONTENT_TYPE.to_owned(), content_type.to_owned())]),
+        received_ms: 0,
+        key: None,
+        body: body.to_vec(),
+    };
+    let request = decode_request(&upload, limits)?;
+    let service_of = |series: &RawProfileSeries| {
+        let label = |name: &str| {
+            series
+                .labels
+                .iter()
+                .find(|l| l.name == name)
+                .map(|l| l.value.clone())
+        };
+        label("service_name")
+            .or_else(|| label("__name__").and_then(|n| n.rsplit_once('.').map(|(app, _)| app.to_owned())))
+    };
+    let mut groups: BTreeMap<Option<String>, Vec<RawProfileSeries>> = BTreeMap::new();
+    for series in request.series {
+        groups.entry(service_of(&series)).or_default().push(series);
+    }
+    if groups.len() <= 1 {
+        return Ok((None, vec![upload.body]));
+    }
+    let parts = groups
+        .into_values()
+        .map(|series| prost::Message::encode_to_vec(&PushRequest { series }))
+        .collect();
+    Ok((Some("application/proto"), parts))
+}
+
 /// The rows of a push request: every raw profile of every series, all of
 /// one service.
 pub(super) fn push_upload(upload: &Upload, limits: &Limits) -> Result<Batch> {

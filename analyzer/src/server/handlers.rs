@@ -222,9 +222,17 @@ pub async fn post_push(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Answer {
     let body = body_or_error(body)?;
-    let content_type = content_type(&headers).unwrap_or("application/proto");
-    let params = Params::from_pairs([(ingest::PUSH_CONTENT_TYPE, content_type)]);
-    ingest(state, UploadKind::Push, params, &headers, body).await
+    let content_type = content_type(&headers).unwrap_or("application/proto").to_owned();
+    let limits = state.limits.clone();
+    let given = content_type.clone();
+    let (parts_type, parts) = blocking(move || ingest::split_push_by_service(&given, &body, &limits)).await?;
+    let params = Params::from_pairs([(ingest::PUSH_CONTENT_TYPE, parts_type.unwrap_or(&content_type))]);
+    let receipts = ingest_parts(state, UploadKind::Push, params, &headers, parts).await?;
+    let answer = match receipts.as_slice() {
+        [one] => json(one),
+        many => json(&serde_json::json!({ "services": many })),
+    };
+    Ok((StatusCode::OK, answer).into_response())
 }
 
 /// `POST /v1development/profiles`: OpenTelemetry profiles (OTLP/HTTP,

@@ -10,6 +10,7 @@ mod clickhouse_server;
 mod detection;
 mod disk_full;
 mod earlier_data;
+mod otlp;
 mod push;
 mod round_trip;
 mod store;

@@ -62,16 +62,24 @@ async fn the_python_sdks_push_arrives_with_its_service_version_and_functions(pla
 
 /// The captured request's one raw profile, as Connect's JSON carries it.
 fn as_json(labels: &[(&str, &str)]) -> Vec<u8> {
+    as_json_series(&[labels])
+}
+
+/// A JSON push of one series per label set, each with the captured profile.
+fn as_json_series(series: &[&[(&str, &str)]]) -> Vec<u8> {
     use prost_free::raw_profile;
-    let labels: Vec<serde_json::Value> = labels
-        .iter()
-        .map(|(name, value)| serde_json::json!({ "name": name, "value": value }))
-        .collect();
     let raw = base64::engine::general_purpose::STANDARD.encode(raw_profile(&captured()));
-    serde_json::to_vec(&serde_json::json!({
-        "series": [{ "labels": labels, "samples": [{ "rawProfile": raw, "ID": "x" }] }]
-    }))
-    .unwrap()
+    let series: Vec<serde_json::Value> = series
+        .iter()
+        .map(|labels| {
+            let labels: Vec<serde_json::Value> = labels
+                .iter()
+                .map(|(name, value)| serde_json::json!({ "name": name, "value": value }))
+                .collect();
+            serde_json::json!({ "labels": labels, "samples": [{ "rawProfile": raw, "ID": "x" }] })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "series": series })).unwrap()
 }
 
 /// Reads the first raw profile out of a gzipped `PushRequest` by walking
@@ -158,6 +166,14 @@ async fn connect_json_is_read_too_and_bad_pushes_are_refused_naming_the_problem(
             "bad label key",
         ),
         ("application/proto", Vec::new(), "without profiles"),
+        (
+            "application/json",
+            as_json_series(&[
+                &[("service_name", "fine"), ("__name__", "process_cpu")],
+                &[("service_name", "heap"), ("__name__", "memory")],
+            ]),
+            "is not a CPU profile",
+        ),
     ];
     for (content_type, body, says) in cases {
         let (status, answer) = push(&server.url, content_type, body).await;
@@ -170,5 +186,19 @@ async fn connect_json_is_read_too_and_bad_pushes_are_refused_naming_the_problem(
         1,
         "nothing half-stored: {services}"
     );
+
+    // Several services in one push (as Grafana Alloy forwards them): each
+    // stored under its own.
+    let two = as_json_series(&[
+        &[("service_name", "cart"), ("version", "v2")],
+        &[("__name__", "checkout.cpu"), ("version", "v9")],
+    ]);
+    let (status, body) = push(&server.url, "application/json", two).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"services\""), "{body}");
+    for query in ["service=cart&deploy=v2", "service=checkout&deploy=v9"] {
+        let top = functions(&server.url, query).await;
+        assert!(top["samples"].as_i64().unwrap() > 100, "{query}: {top}");
+    }
     server.stop().await;
 }
