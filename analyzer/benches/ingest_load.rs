@@ -10,12 +10,14 @@
 //! FS_STORES lists the stores to run it on, one after the other:
 //! `dir` (the embedded store), `clickhouse` (one node over a
 //! `clickhouse-server` this program starts on free ports, sharing the
-//! machine's cores) and `clickhouse-2` (two nodes over it, uploads spread
-//! over both).
+//! machine's cores), `clickhouse-2` (two nodes over it, uploads spread
+//! over both) and `dir-https` (the embedded store served over https with
+//! a certificate made here: what TLS costs, against `dir` in the same run).
 //!
 //! ```text
 //! cargo bench -p flameshift-analyzer --bench ingest_load
 //! FS_STORES=dir,clickhouse,clickhouse-2 cargo bench -p flameshift-analyzer --bench ingest_load
+//! FS_STORES=dir,dir-https cargo bench -p flameshift-analyzer --bench ingest_load
 //! FS_AGENTS=100 FS_PROFILES=20 FS_STACKS=3000 FS_CONCURRENCY=16 FS_DAY_PROFILES=24 cargo bench ...
 //! ```
 //!
@@ -139,12 +141,23 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
 }
 
-async fn send_all(uploads: Arc<Vec<Upload>>, concurrency: usize) -> (Duration, Vec<Duration>) {
-    let client = {
-        #[allow(deprecated, reason = "ring, as flameshift's own client uses")]
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::Client::new()
-    };
+/// A client of the nodes, trusting the CA of `tls` when they serve https.
+fn http_client(tls: Option<&Tls>) -> reqwest::Client {
+    #[allow(deprecated, reason = "ring, as flameshift's own client uses")]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut client = reqwest::Client::builder();
+    if let Some(tls) = tls {
+        client = client.add_root_certificate(reqwest::Certificate::from_pem(tls.ca.as_bytes()).unwrap());
+    }
+    client.build().unwrap()
+}
+
+async fn send_all(
+    uploads: Arc<Vec<Upload>>,
+    concurrency: usize,
+    tls: Option<&Tls>,
+) -> (Duration, Vec<Duration>) {
+    let client = http_client(tls);
     let next = Arc::new(AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(uploads.len())));
     let started = Instant::now();
@@ -199,6 +212,39 @@ fn cpu_seconds(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0 // USER_HZ is 100 on Linux
 }
 
+/// A CA and a certificate it signed for `localhost`, as PEM files.
+struct Tls {
+    ca: String,
+    files: server::TlsFiles,
+    _dir: tempfile::TempDir,
+}
+
+impl Tls {
+    fn new() -> Tls {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let files = server::TlsFiles {
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        Tls {
+            ca: ca.pem(),
+            files,
+            _dir: dir,
+        }
+    }
+}
+
 /// Where a phase keeps its data.
 enum Place {
     Dir(tempfile::TempDir),
@@ -207,7 +253,7 @@ enum Place {
 
 impl Place {
     fn new(kind: &str, clickhouse: &mut Option<clickhouse_server::ClickHouseServer>) -> Place {
-        if kind == "dir" {
+        if kind.starts_with("dir") {
             return Place::Dir(tempfile::tempdir().unwrap());
         }
         let server = clickhouse.get_or_insert_with(clickhouse_server::ClickHouseServer::start);
@@ -249,8 +295,9 @@ impl Place {
 }
 
 /// Runs a server over `backend`; returns its URL and the switch that stops it.
-async fn start(backend: Backend) -> (String, tokio::sync::oneshot::Sender<()>) {
+async fn start(backend: Backend, tls: Option<&Tls>) -> (String, tokio::sync::oneshot::Sender<()>) {
     let mut config = ServeConfig::new();
+    config.tls = tls.map(|t| t.files.clone());
     config.listen = "127.0.0.1:0".parse().unwrap();
     // Only the timed pass detects (a periodic one would hold it up).
     config.detect_interval = Duration::from_secs(3600);
@@ -267,20 +314,24 @@ async fn start(backend: Backend) -> (String, tokio::sync::oneshot::Sender<()>) {
             let _ = ready_tx.send(r.addr);
         },
     ));
-    let addr = ready_rx.await.unwrap();
-    (format!("http://{addr}"), stop_tx)
+    let addr: std::net::SocketAddr = ready_rx.await.unwrap();
+    match tls {
+        Some(_) => (format!("https://localhost:{}", addr.port()), stop_tx),
+        None => (format!("http://{addr}"), stop_tx),
+    }
 }
 
 /// Starts `nodes` servers over `place`; their URLs and the stores' housekeeping.
 async fn start_nodes(
     place: &Place,
     nodes: usize,
+    tls: Option<&Tls>,
 ) -> (Vec<String>, Vec<tokio::sync::oneshot::Sender<()>>, Vec<Backend>) {
     let (mut urls, mut stops, mut backends) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..nodes {
         let backend = place.open();
         backends.push(backend.clone());
-        let (url, stop) = start(backend).await;
+        let (url, stop) = start(backend, tls).await;
         urls.push(url);
         stops.push(stop);
     }
@@ -327,7 +378,8 @@ async fn run_on(
 
     // Phase 1: sustained ingest.
     let place = Place::new(kind, clickhouse);
-    let (urls, stops, backends) = start_nodes(&place, nodes).await;
+    let tls = (kind == "dir-https").then(Tls::new);
+    let (urls, stops, backends) = start_nodes(&place, nodes, tls.as_ref()).await;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -359,7 +411,7 @@ async fn run_on(
         cpu_seconds("self"),
         clickhouse_pid.as_deref().map_or(0.0, cpu_seconds),
     );
-    let (elapsed, latencies) = send_all(Arc::new(uploads), concurrency).await;
+    let (elapsed, latencies) = send_all(Arc::new(uploads), concurrency, tls.as_ref()).await;
     let cpu_after = (
         cpu_seconds("self"),
         clickhouse_pid.as_deref().map_or(0.0, cpu_seconds),
@@ -393,7 +445,7 @@ async fn run_on(
 
     // Phase 2: a day of data (deploy v1, then v2), then the day's queries.
     let day = Place::new(kind, clickhouse);
-    let (urls, stops, backends) = start_nodes(&day, nodes).await;
+    let (urls, stops, backends) = start_nodes(&day, nodes, tls.as_ref()).await;
     let mut uploads = Vec::new();
     for round in 0..day_profiles {
         let deploy = if round < day_profiles / 2 { "v1" } else { "v2" };
@@ -416,13 +468,9 @@ async fn run_on(
         }
     }
     let day_samples: i64 = uploads.iter().map(|u| u.samples).sum();
-    send_all(Arc::new(uploads), concurrency).await;
+    send_all(Arc::new(uploads), concurrency, tls.as_ref()).await;
     maintain_all(&backends).await;
-    let client = {
-        #[allow(deprecated, reason = "ring, as flameshift's own client uses")]
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::Client::new()
-    };
+    let client = http_client(tls.as_ref());
     let url = &urls[0];
     let range = format!("from={}&until={}", now_ms - 86_400_000, now_ms);
     let queries = [
@@ -495,8 +543,8 @@ fn main() {
     let mut clickhouse = None;
     for kind in stores.split(',') {
         assert!(
-            ["dir", "clickhouse", "clickhouse-2"].contains(&kind),
-            "FS_STORES: dir, clickhouse or clickhouse-2, not {kind:?}"
+            ["dir", "dir-https", "clickhouse", "clickhouse-2"].contains(&kind),
+            "FS_STORES: dir, dir-https, clickhouse or clickhouse-2, not {kind:?}"
         );
         runtime.block_on(run_on(kind, &mut clickhouse, &pool));
     }

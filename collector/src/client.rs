@@ -437,7 +437,11 @@ fn transport_error(url: &str, error: &reqwest::Error) -> HttpError {
             _ => "",
         };
         message.push_str(hint);
-    } else if url.starts_with("http://") && (error.is_request() || error.is_body() || error.is_decode()) {
+    } else if url.starts_with("http://")
+        && !error.is_connect()
+        && !error.is_timeout()
+        && (error.is_request() || error.is_body() || error.is_decode())
+    {
         message.push_str(" (is the server speaking https on this port? then use https://)");
     }
     HttpError::Transport {
@@ -643,6 +647,7 @@ mod tests {
         let e = post(&format!("http://{addr}/x"), &[], b"x", Duration::from_secs(2)).unwrap_err();
         assert!(e.is_retryable(), "{e}");
         assert!(e.to_string().contains(&addr.to_string()), "{e}");
+        assert!(!e.to_string().contains("https"), "no TLS hint for a refused connection: {e}");
         let e = get("ftp://x/", &[], Duration::from_secs(1)).unwrap_err();
         assert!(matches!(e, HttpError::Config(_)), "{e}");
     }

@@ -450,9 +450,10 @@ pub(crate) fn decode_request(body: &[u8], limits: &Limits) -> Result<ExportReque
         .map_err(|e| Error::bad(format!("malformed OTLP profiles request (protobuf): {e}")))
 }
 
-/// The rows of an OTLP export: every profile of every resource, all of
-/// one service.
-pub(super) fn otlp_upload(upload: &Upload, limits: &Limits) -> Result<Batch> {
+/// Each profile of an OTLP export in flameshift's model, with who sent it
+/// (service, deploy, host, labels; `time_ms` from the profile, else
+/// `received_ms`). Profiles without samples are left out.
+fn read_profiles(upload: &Upload, limits: &Limits) -> Result<Vec<(Identity, Profile)>> {
     let request = decode_request(&upload.body, limits)?;
     let deploy_attribute = upload
         .params
@@ -461,7 +462,7 @@ pub(super) fn otlp_upload(upload: &Upload, limits: &Limits) -> Result<Batch> {
     let wall_as_cpu = upload.params.get(WALL_AS_CPU).is_some_and(|v| v == "true");
     let empty = Dictionary::default();
     let dict = request.dictionary.as_ref().unwrap_or(&empty);
-    let mut out: Option<Batch> = None;
+    let mut out = Vec::new();
     for (r, resource) in request.resource_profiles.iter().enumerate() {
         let (service, deploy, host, tags) = resource_identity(resource.resource.as_ref(), deploy_attribute)?;
         for (p, otlp) in resource
@@ -519,19 +520,38 @@ pub(super) fn otlp_upload(upload: &Upload, limits: &Limits) -> Result<Batch> {
                 time_ms: check_time(time_ms, upload.received_ms)?,
                 tags: tags.clone(),
             };
-            let batch = profile_rows(&profile, &id, limits.bucket_ms)?;
-            match &mut out {
-                None => out = Some(batch),
-                Some(all) if all.service == batch.service => {
-                    all.samples.extend(batch.samples);
-                    all.stack_nodes.extend(batch.stack_nodes);
-                }
-                Some(all) => {
-                    return Err(Error::bad(format!(
-                        "an OTLP export to flameshift carries one service's profiles; this one has {} and {}",
-                        all.service, batch.service
-                    )))
-                }
+            out.push((id, profile));
+        }
+    }
+    Ok(out)
+}
+
+/// The profiles of an OTLP export in flameshift's model (for tools and
+/// benchmarks; ingest turns them into rows).
+pub fn profiles(upload: &Upload, limits: &Limits) -> Result<Vec<Profile>> {
+    Ok(read_profiles(upload, limits)?
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect())
+}
+
+/// The rows of an OTLP export: every profile of every resource, all of
+/// one service.
+pub(super) fn otlp_upload(upload: &Upload, limits: &Limits) -> Result<Batch> {
+    let mut out: Option<Batch> = None;
+    for (id, profile) in read_profiles(upload, limits)? {
+        let batch = profile_rows(&profile, &id, limits.bucket_ms)?;
+        match &mut out {
+            None => out = Some(batch),
+            Some(all) if all.service == batch.service => {
+                all.samples.extend(batch.samples);
+                all.stack_nodes.extend(batch.stack_nodes);
+            }
+            Some(all) => {
+                return Err(Error::bad(format!(
+                    "an OTLP export to flameshift carries one service's profiles; this one has {} and {}",
+                    all.service, batch.service
+                )))
             }
         }
     }

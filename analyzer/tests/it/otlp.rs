@@ -73,7 +73,10 @@ async fn wall_clock_profiles_are_refused_by_default_and_json_is_not_taken() {
     let (status, body, _) = export(&server.url, captured()).await;
     assert_eq!(status, 400);
     let text = String::from_utf8_lossy(&body);
-    assert!(text.contains("wall") && text.contains("--otlp-wall-as-cpu"), "{text}");
+    assert!(
+        text.contains("wall") && text.contains("--otlp-wall-as-cpu"),
+        "{text}"
+    );
     let response = client()
         .post(format!("{}/v1development/profiles", server.url))
         .header("content-type", "application/json")
