@@ -124,6 +124,26 @@ pub fn decode(upload: &Upload, limits: &Limits) -> Result<Batch> {
     }
 }
 
+/// Adds one profile's rows to those of an upload's earlier profiles. The
+/// handlers split requests per service first, so two services here mean
+/// a part that was not split: refused.
+fn add_profile_rows(out: &mut Option<Batch>, batch: Batch) -> Result<()> {
+    match out {
+        None => *out = Some(batch),
+        Some(all) if all.service == batch.service => {
+            all.samples.extend(batch.samples);
+            all.stack_nodes.extend(batch.stack_nodes);
+        }
+        Some(all) => {
+            return Err(Error::bad(format!(
+                "an upload carries one service's profiles; this one has {} and {}",
+                all.service, batch.service
+            )))
+        }
+    }
+    Ok(())
+}
+
 /// Checks a service, deploy or host name.
 pub fn check_name(what: &str, value: &str) -> Result<()> {
     if value.is_empty() {

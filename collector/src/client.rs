@@ -647,7 +647,10 @@ mod tests {
         let e = post(&format!("http://{addr}/x"), &[], b"x", Duration::from_secs(2)).unwrap_err();
         assert!(e.is_retryable(), "{e}");
         assert!(e.to_string().contains(&addr.to_string()), "{e}");
-        assert!(!e.to_string().contains("https"), "no TLS hint for a refused connection: {e}");
+        assert!(
+            !e.to_string().contains("https"),
+            "no TLS hint for a refused connection: {e}"
+        );
         let e = get("ftp://x/", &[], Duration::from_secs(1)).unwrap_err();
         assert!(matches!(e, HttpError::Config(_)), "{e}");
     }

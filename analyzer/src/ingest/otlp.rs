@@ -540,20 +540,7 @@ pub fn profiles(upload: &Upload, limits: &Limits) -> Result<Vec<Profile>> {
 pub(super) fn otlp_upload(upload: &Upload, limits: &Limits) -> Result<Batch> {
     let mut out: Option<Batch> = None;
     for (id, profile) in read_profiles(upload, limits)? {
-        let batch = profile_rows(&profile, &id, limits.bucket_ms)?;
-        match &mut out {
-            None => out = Some(batch),
-            Some(all) if all.service == batch.service => {
-                all.samples.extend(batch.samples);
-                all.stack_nodes.extend(batch.stack_nodes);
-            }
-            Some(all) => {
-                return Err(Error::bad(format!(
-                    "an OTLP export to flameshift carries one service's profiles; this one has {} and {}",
-                    all.service, batch.service
-                )))
-            }
-        }
+        super::add_profile_rows(&mut out, profile_rows(&profile, &id, limits.bucket_ms)?)?;
     }
     out.ok_or_else(|| Error::bad("OTLP profiles request without samples"))
 }

@@ -243,20 +243,7 @@ pub(super) fn push_upload(upload: &Upload, limits: &Limits) -> Result<Batch> {
                 time_ms: check_time(time_ms, upload.received_ms)?,
                 tags: tags.clone(),
             };
-            let batch = profile_rows(&profile, &id, limits.bucket_ms)?;
-            match &mut out {
-                None => out = Some(batch),
-                Some(all) if all.service == batch.service => {
-                    all.samples.extend(batch.samples);
-                    all.stack_nodes.extend(batch.stack_nodes);
-                }
-                Some(all) => {
-                    return Err(Error::bad(format!(
-                        "a push carries one service's profiles; this one has {} and {}",
-                        all.service, batch.service
-                    )))
-                }
-            }
+            super::add_profile_rows(&mut out, profile_rows(&profile, &id, limits.bucket_ms)?)?;
         }
     }
     out.ok_or_else(|| Error::bad("push request without profiles"))
