@@ -344,12 +344,23 @@ impl Agent {
             dest.token = config.token.clone();
             dest.ca_cert = config.ca_cert.clone();
             dest.attempts = 1; // the queue retries, a round later
-            let exporter = Exporter::new(dest)?;
+                               // A CA file that does not load is the caller's to hear now;
+                               // the client itself is built on the upload thread, because
+                               // reqwest's blocking client must not be built inside an
+                               // async runtime (services start the agent from one).
+            if let Some(ca) = &dest.ca_cert {
+                crate::client::check_ca_file(ca)?;
+            }
             let shared = shared.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name("flameshift-upload".into())
-                    .spawn(move || upload(exporter, shared))?,
+                    .spawn(move || match Exporter::new(dest) {
+                        Ok(exporter) => upload(exporter, shared),
+                        Err(e) => {
+                            tracing::error!(error = %e, "the agent cannot upload; profiles stay in memory")
+                        }
+                    })?,
             );
         }
         tracing::info!(service = %config.service, deploy = %config.deploy, ?mode, "flameshift agent started");

@@ -404,6 +404,11 @@ fn tls_config(ca_cert: Option<&Path>) -> Result<rustls::ClientConfig, HttpError>
     Ok(config)
 }
 
+/// Checks that `path` is a PEM file with at least one certificate.
+pub fn check_ca_file(path: &Path) -> Result<(), HttpError> {
+    read_ca_file(path).map(|_| ())
+}
+
 /// The certificates of a PEM file (at least one).
 fn read_ca_file(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, HttpError> {
     use rustls::pki_types::pem::PemObject;

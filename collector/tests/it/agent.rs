@@ -95,6 +95,38 @@ fn a_dead_analyzer_neither_blocks_nor_crashes_the_service() {
     assert!(started.elapsed() < Duration::from_secs(15), "shutdown is bounded");
 }
 
+/// Services start the agent from inside their async runtime
+/// (`#[tokio::main]`): starting and stopping it there must not panic
+/// (reqwest's blocking client refuses to be built inside a runtime in
+/// debug builds, so the agent builds it on its own thread); a CA file
+/// that does not load is an error from `start`.
+#[test]
+fn the_agent_starts_and_stops_inside_an_async_runtime() {
+    let _serial = crate::serial();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (url, _received) = receiver();
+        let agent = Agent::start(AgentConfig::new("svc", "v1").analyzer(url)).unwrap();
+        agent.request_stats().record("GET /x", 10);
+        agent.flush();
+        wait_for("the interval to close", || agent.stats().profiles > 0);
+        agent.shutdown();
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("ca.pem");
+        std::fs::write(&bad, "not a certificate").unwrap();
+        let refused = Agent::start(
+            AgentConfig::new("svc", "v1")
+                .analyzer("https://localhost:1")
+                .ca_cert(&bad),
+        );
+        let message = refused.err().expect("a bad CA file is refused").to_string();
+        assert!(message.contains("ca.pem"), "{message}");
+    });
+}
+
 #[test]
 fn a_disabled_agent_starts_nothing() {
     let _serial = crate::serial();
