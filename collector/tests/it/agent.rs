@@ -122,7 +122,10 @@ fn the_agent_starts_and_stops_inside_an_async_runtime() {
                 .analyzer("https://localhost:1")
                 .ca_cert(&bad),
         );
-        let message = refused.err().expect("a bad CA file is refused").to_string();
+        let Err(error) = refused else {
+            panic!("a bad CA file is refused")
+        };
+        let message = error.to_string();
         assert!(message.contains("ca.pem"), "{message}");
     });
 }
