@@ -323,6 +323,13 @@ impl Agent {
                 threads: Vec::new(),
             });
         }
+        // A CA file that does not load is the caller's to hear now, before
+        // anything starts; the client itself is built on the upload
+        // thread, because reqwest's blocking client must not be built
+        // inside an async runtime (services start the agent from one).
+        if let (Some(_), Some(ca)) = (&config.analyzer, &config.ca_cert) {
+            crate::client::check_ca_file(ca)?;
+        }
         let sampler = Sampler::start(&SamplerConfig {
             frequency: config.frequency,
             ..SamplerConfig::default()
@@ -344,13 +351,6 @@ impl Agent {
             dest.token = config.token.clone();
             dest.ca_cert = config.ca_cert.clone();
             dest.attempts = 1; // the queue retries, a round later
-                               // A CA file that does not load is the caller's to hear now;
-                               // the client itself is built on the upload thread, because
-                               // reqwest's blocking client must not be built inside an
-                               // async runtime (services start the agent from one).
-            if let Some(ca) = &dest.ca_cert {
-                crate::client::check_ca_file(ca)?;
-            }
             let shared = shared.clone();
             threads.push(
                 std::thread::Builder::new()

@@ -127,6 +127,9 @@ fn the_agent_starts_and_stops_inside_an_async_runtime() {
         };
         let message = error.to_string();
         assert!(message.contains("ca.pem"), "{message}");
+        // Nothing was left running: a sampler starts again.
+        let again = Agent::start(AgentConfig::new("svc", "v1")).unwrap();
+        again.shutdown();
     });
 }
 
