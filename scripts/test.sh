@@ -4,7 +4,7 @@
 # headless Chromium, screenshots in target/dashboard-screenshots/), the
 # ClickHouse store on a real clickhouse-server with its SQL replayed on a
 # current ClickHouse through chdb, the demo end to end on the release
-# build, then the interoperability check
+# build, the change-point corpus check, then the interoperability check
 # against Go's own pprof tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,5 +49,7 @@ echo "== the ClickHouse store's SQL (run on 18.16 by the tests) on a current Cli
 python3 scripts/check-clickhouse-sql.py "$sql_log"
 echo "== flameshift demo --exit (release build): the regression found, the refactor not"
 scripts/demo-check.sh
+echo "== change points on the evaluation corpus (fixtures/changepoints): the default above the zero baseline and the peers' recorded scores"
+python3 scripts/changepoint_corpus.py --flameshift target/release/flameshift --methods default --check
 echo "== interop: go tool pprof reads what flameshift writes"
 scripts/interop-go.sh

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use flameshift_detect::changepoint::{e_divisive, pelt, ChangePoint, EDivisive, Pelt};
+use flameshift_detect::changepoint::{
+    e_divisive, pelt, robust_at, EDivisive, Pelt, Period, Robust, Segmentation,
+};
 
 use crate::series::{self, Series};
 
@@ -22,16 +24,42 @@ pub struct ChangepointsArgs {
     #[arg(long)]
     json: bool,
     /// The search method.
-    #[arg(long, value_enum, default_value_t = Method::EDivisive)]
+    #[arg(long, value_enum, default_value_t = Method::Robust)]
     method: Method,
-    /// E-Divisive's significance threshold (after a Bonferroni correction over the splits tried).
-    #[arg(long, default_value_t = 0.001, value_parser = crate::parse::probability)]
-    max_p_value: f64,
+    /// Significance threshold: of a jump or a drift (robust), or of a split after a
+    /// Bonferroni correction over the splits tried (e-divisive).
+    /// [default: 0.01 robust, 0.001 e-divisive]
+    #[arg(long, value_parser = crate::parse::probability)]
+    max_p_value: Option<f64>,
+    /// Seasonal period in rows (robust): `auto` finds a clear one, `none` takes none out.
+    #[arg(long, default_value = "auto", value_parser = parse_period)]
+    period: Period,
+    /// Ignore changes smaller than this fraction of the level before (robust), e.g. 1% or 0.01.
+    #[arg(long, default_value_t = 0.0, value_parser = crate::parse::fraction)]
+    min_change: f64,
+    /// Penalty per segment in units of σ²·ln n (robust; higher finds fewer changes).
+    #[arg(long, default_value_t = Robust::default().penalty_factor)]
+    penalty: f64,
+}
+
+fn parse_period(text: &str) -> Result<Period, String> {
+    match text {
+        "auto" => Ok(Period::Detect),
+        "none" | "0" => Ok(Period::None),
+        n => match n.parse::<usize>() {
+            Ok(p) if p >= 2 => Ok(Period::Every(p)),
+            _ => Err(format!(
+                "`{n}` is not a period: auto, none, or a number of rows of at least 2"
+            )),
+        },
+    }
 }
 
 /// `--method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Method {
+    /// Level changes told from drifts, seasons and outliers (line segments by PELT).
+    Robust,
     /// E-Divisive means with a t-test significance step (as Apache Otava).
     EDivisive,
     /// PELT with an MBIC-like penalty.
@@ -43,6 +71,7 @@ impl Method {
     /// each side).
     fn fewest_points(self) -> usize {
         match self {
+            Method::Robust => 2 * Robust::default().min_segment.max(3),
             Method::EDivisive => 2 * EDivisive::default().min_segment.max(2),
             Method::Pelt => 2 * Pelt::default().min_segment.max(1),
         }
@@ -60,7 +89,7 @@ pub fn run(options: ChangepointsArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|r| format!("column {:?} skipped: {}", r.name, r.reason))
         .collect();
-    let mut results: Vec<(Series, Vec<ChangePoint>)> = Vec::new();
+    let mut results: Vec<(Series, Segmentation)> = Vec::new();
     for series in file.series {
         let fewest = options.method.fewest_points();
         if series.values.len() < fewest {
@@ -75,27 +104,13 @@ pub fn run(options: ChangepointsArgs) -> anyhow::Result<ExitCode> {
             ));
             continue;
         }
-        let values = &series.values;
-        let mut found = match options.method {
-            Method::EDivisive => e_divisive(
-                values,
-                &EDivisive {
-                    max_p_value: options.max_p_value,
-                    ..EDivisive::default()
-                },
-            ),
-            Method::Pelt => pelt(values, &Pelt::default()),
-        };
-        for point in &mut found {
-            point.index = series.row_of(point.index);
-        }
+        let found = segment(&series, &options);
         results.push((series, found));
     }
     if results.is_empty() && !problems.is_empty() {
         anyhow::bail!("no column could be judged: {}", problems.join("; "));
     }
-    let mut out = String::new();
-    if options.json {
+    let out = if options.json {
         let json: Vec<serde_json::Value> = results
             .iter()
             .map(|(series, found)| {
@@ -103,41 +118,20 @@ pub fn run(options: ChangepointsArgs) -> anyhow::Result<ExitCode> {
                     "column": series.name,
                     "points": series.values.len(),
                     "missing": series.missing,
-                    "change_points": found,
+                    "change_points": found.change_points,
+                    "drifts": found.drifts,
+                    "period": found.period,
+                    "outliers": found.outliers,
                 })
             })
             .collect();
-        out = serde_json::to_string_pretty(&json)? + "\n";
+        serde_json::to_string_pretty(&json)? + "\n"
     } else {
-        for (series, found) in &results {
-            let missing = match series.missing {
-                0 => String::new(),
-                n => format!(" ({n} missing, skipped)"),
-            };
-            out.push_str(&format!(
-                "{}: {} points{missing}, {} change point(s)\n",
-                series.name,
-                series.values.len(),
-                found.len()
-            ));
-            if !found.is_empty() {
-                out.push_str(&format!(
-                    "  {:>6}  {:>14}  {:>14}  {:>9}  {:>10}\n",
-                    "row", "mean before", "mean after", "change", "p-value"
-                ));
-            }
-            for c in found {
-                out.push_str(&format!(
-                    "  {:>6}  {:>14.6}  {:>14.6}  {:>+8.2}%  {:>10.3e}\n",
-                    c.index,
-                    c.mean_before,
-                    c.mean_after,
-                    c.change * 100.0,
-                    c.p_value
-                ));
-            }
-        }
-    }
+        results
+            .iter()
+            .map(|(series, found)| table(series, found))
+            .collect()
+    };
     use std::io::Write;
     std::io::stdout().write_all(out.as_bytes())?;
     if problems.is_empty() {
@@ -150,4 +144,123 @@ pub fn run(options: ChangepointsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::from(2))
+}
+
+/// The series' change points (and, for the robust method, drifts, season
+/// and outliers), at the file's rows.
+fn segment(series: &Series, options: &ChangepointsArgs) -> Segmentation {
+    let values = &series.values;
+    let mut found = match options.method {
+        Method::Robust => robust_at(
+            values,
+            &series.rows,
+            &Robust {
+                max_p_value: options.max_p_value.unwrap_or(Robust::default().max_p_value),
+                period: options.period,
+                min_change: options.min_change,
+                penalty_factor: options.penalty,
+                ..Robust::default()
+            },
+        ),
+        Method::EDivisive => Segmentation {
+            change_points: e_divisive(
+                values,
+                &EDivisive {
+                    max_p_value: options.max_p_value.unwrap_or(EDivisive::default().max_p_value),
+                    ..EDivisive::default()
+                },
+            ),
+            ..Segmentation::default()
+        },
+        Method::Pelt => Segmentation {
+            change_points: pelt(values, &Pelt::default()),
+            ..Segmentation::default()
+        },
+    };
+    for point in &mut found.change_points {
+        point.index = series.row_of(point.index);
+    }
+    for drift in &mut found.drifts {
+        drift.start = series.row_of(drift.start);
+        drift.end = series.row_of(drift.end);
+    }
+    for outlier in &mut found.outliers {
+        *outlier = series.row_of(*outlier);
+    }
+    found
+}
+
+/// A number as people write it: up to six significant digits, no
+/// trailing zeros (`3072144264`, `0.0312`, `1.5e-07`).
+fn number(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let magnitude = x.abs().log10().floor() as i32;
+    if !(-4..15).contains(&magnitude) {
+        return format!("{x:.3e}");
+    }
+    let decimals = (5 - magnitude).max(0) as usize;
+    let text = format!("{x:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    }
+}
+
+/// The text report of one series.
+fn table(series: &Series, found: &Segmentation) -> String {
+    let mut out = String::new();
+    let missing = match series.missing {
+        0 => String::new(),
+        n => format!(" ({n} missing, skipped)"),
+    };
+    let drifts = match found.drifts.len() {
+        0 => String::new(),
+        n => format!(", {n} drift(s)"),
+    };
+    out.push_str(&format!(
+        "{}: {} points{missing}, {} change point(s){drifts}\n",
+        series.name,
+        series.values.len(),
+        found.change_points.len()
+    ));
+    if let Some(period) = found.period {
+        out.push_str(&format!("  a season of {period} rows taken out\n"));
+    }
+    if !found.outliers.is_empty() {
+        let rows: Vec<String> = found.outliers.iter().map(usize::to_string).collect();
+        out.push_str(&format!("  outliers set aside at rows {}\n", rows.join(", ")));
+    }
+    if !found.change_points.is_empty() {
+        out.push_str(&format!(
+            "  {:>6}  {:>14}  {:>14}  {:>9}  {:>10}\n",
+            "row", "before", "after", "change", "p-value"
+        ));
+    }
+    for c in &found.change_points {
+        out.push_str(&format!(
+            "  {:>6}  {:>14}  {:>14}  {:>+8.2}%  {:>10.3e}\n",
+            c.index,
+            number(c.mean_before),
+            number(c.mean_after),
+            c.change * 100.0,
+            c.p_value
+        ));
+    }
+    for d in &found.drifts {
+        out.push_str(&format!(
+            "  drift from row {} to {}: {} per row ({:+.2}% of the level per row), {} to {} ({:+.1}%), p {:.1e}\n",
+            d.start,
+            d.end,
+            number(d.slope),
+            d.relative_slope * 100.0,
+            number(d.level_start),
+            number(d.level_end),
+            d.change * 100.0,
+            d.p_value
+        ));
+    }
+    out
 }

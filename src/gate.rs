@@ -143,9 +143,12 @@ fn history(options: &GateArgs, path: &std::path::Path, column: Option<&str>) -> 
             );
         };
         let verdict = if v.regression { "REGRESSION" } else { "ok" };
+        let drift = v
+            .drift
+            .map_or_else(String::new, |d| format!(", drifting {d:+.4} a row"));
         let _ = writeln!(
             out,
-            "| `{name}` | {:.4} | {:.4} ± {:.4} (rows {}–{}) | {} | {:.1e} | {verdict} |",
+            "| `{name}` | {:.4} | {:.4} ± {:.4} (rows {}–{}{drift}) | {} | {:.1e} | {verdict} |",
             v.value,
             v.mean,
             v.sd,
@@ -171,7 +174,7 @@ fn history(options: &GateArgs, path: &std::path::Path, column: Option<&str>) -> 
         )
     };
     let markdown = format!(
-        "{verdict}\n\n| series | newest | segment mean ± sd | change | p | verdict |\n|---|---|---|---|---|---|\n{out}"
+        "{verdict}\n\n| series | newest | expected ± sd | change | p | verdict |\n|---|---|---|---|---|---|\n{out}"
     );
     if let Some(report) = &options.report {
         write_output(report, |w| Ok(w.write_all(markdown.as_bytes())?))?;

@@ -494,7 +494,7 @@ fn changepoints_finds_a_step_in_a_csv_column_and_refuses_bad_series() {
         text.push_str(&format!("{i},{}\n", level + ((i * 37) % 7) as f64 * 0.3 - 0.9));
     }
     std::fs::write(&csv, text).unwrap();
-    for method in ["e-divisive", "pelt"] {
+    for method in ["robust", "e-divisive", "pelt"] {
         let out = ok(&[
             "changepoints",
             path_str(&csv),
@@ -527,11 +527,64 @@ fn changepoints_finds_a_step_in_a_csv_column_and_refuses_bad_series() {
     assert!(bad("words.json", "[1, \"two\"]").contains("JSON array of numbers"));
     assert!(bad("text.csv", "a\nx\ny\n").contains("no numeric column"));
     assert!(bad("holes.csv", "a,b\n,\nNA,null\n").contains("no numeric column"));
-    assert!(bad("short.csv", "a\n1\n2\n3\n").contains("3 values, e-divisive needs at least 10"));
+    assert!(bad("short.csv", "a\n1\n2\n3\n").contains("3 values, robust needs at least 10"));
     let only = bad("inf.csv", "a\n1\ninf\n");
     assert!(only.contains("\"a\": line 3: `inf` is infinite"), "{only}");
     let named = fails(&["changepoints", path_str(&csv), "--column", "ns"]);
     assert!(named.contains("no numeric column named \"ns\""), "{named}");
+}
+
+#[test]
+fn changepoints_tells_a_trend_and_a_season_from_level_changes_on_real_series() {
+    let real = |name: &str| {
+        format!(
+            "{}/fixtures/changepoints/real/{name}.csv",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    };
+    let json = |args: &[&str]| -> serde_json::Value { serde_json::from_slice(&ok(args).stdout).unwrap() };
+    // Australia's population: a steady rise, one drift, no change point
+    // (E-Divisive cuts it into a staircase of ten).
+    let austres = real("austres");
+    let found = json(&["changepoints", &austres, "--column", "value", "--json"]);
+    assert_eq!(found[0]["change_points"].as_array().unwrap().len(), 0, "{found}");
+    let drifts = found[0]["drifts"].as_array().unwrap();
+    assert_eq!(drifts.len(), 1, "{found}");
+    assert!(drifts[0]["slope"].as_f64().unwrap() > 0.0);
+    let staircase = json(&[
+        "changepoints",
+        &austres,
+        "--column",
+        "value",
+        "--json",
+        "--method",
+        "e-divisive",
+    ]);
+    assert!(
+        staircase[0]["change_points"].as_array().unwrap().len() >= 5,
+        "{staircase}"
+    );
+    // The Nile's flow: the change near 1898 (row 27).
+    let nile = json(&["changepoints", &real("nile"), "--column", "value", "--json"]);
+    let points = nile[0]["change_points"].as_array().unwrap();
+    assert_eq!(points.len(), 1, "{nile}");
+    assert!(points[0]["index"].as_u64().unwrap().abs_diff(27) <= 2, "{nile}");
+    // Monthly temperatures in Nottingham: a yearly season, found, and no
+    // change point.
+    let nottem = json(&["changepoints", &real("nottem"), "--column", "value", "--json"]);
+    assert_eq!(nottem[0]["period"], 12, "{nottem}");
+    assert_eq!(
+        nottem[0]["change_points"].as_array().unwrap().len(),
+        0,
+        "{nottem}"
+    );
+    let table = String::from_utf8(ok(&["changepoints", &austres, "--column", "value"]).stdout).unwrap();
+    assert!(
+        table.contains("0 change point(s), 1 drift(s)") && table.contains("drift from row"),
+        "{table}"
+    );
+    let err = fails(&["changepoints", &austres, "--period", "1"]);
+    assert!(err.contains("not a period"), "{err}");
 }
 
 #[test]

@@ -15,7 +15,7 @@
 
 use std::time::Instant;
 
-use flameshift_detect::changepoint::{e_divisive, pelt, EDivisive, Pelt};
+use flameshift_detect::changepoint::{e_divisive, pelt, robust, EDivisive, Pelt, Period, Robust};
 use flameshift_detect::sim::{Fleet, FleetConfig, Rng};
 
 /// Pooled (tp, fp, fn) of `found` against `truth`, a truth point matching
@@ -87,15 +87,25 @@ fn main() {
         8 * windows
     );
     let mut results = Vec::new();
-    for (name, method) in [("e-divisive", 0), ("pelt", 1)] {
+    let seasonless = Robust {
+        period: Period::None,
+        ..Robust::default()
+    };
+    for (name, method) in [
+        ("robust", 2),
+        ("robust, no season search", 3),
+        ("e-divisive", 0),
+        ("pelt", 1),
+    ] {
         let started = Instant::now();
         let found: Vec<Vec<usize>> = series
             .iter()
             .map(|(values, _)| {
-                let points = if method == 0 {
-                    e_divisive(values, &EDivisive::default())
-                } else {
-                    pelt(values, &Pelt::default())
+                let points = match method {
+                    0 => e_divisive(values, &EDivisive::default()),
+                    1 => pelt(values, &Pelt::default()),
+                    2 => robust(values, &Robust::default()).change_points,
+                    _ => robust(values, &seasonless).change_points,
                 };
                 points.iter().map(|p| p.index).collect()
             })

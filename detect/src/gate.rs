@@ -436,10 +436,13 @@ pub struct NewestPoint {
     /// First index of the current segment (after the last change point
     /// before the newest value).
     pub segment_start: usize,
-    /// Mean of that segment.
+    /// What the segment predicts for the newest point: its mean, or where
+    /// its drift has taken it.
     pub mean: f64,
-    /// Its standard deviation.
+    /// The spread of the segment around that (mean or drift line).
     pub sd: f64,
+    /// The segment's drift per point, when it drifts.
+    pub drift: Option<f64>,
     /// `value / mean − 1`.
     pub change: f64,
     /// One-sided p-value that the newest value comes from the segment
@@ -450,28 +453,62 @@ pub struct NewestPoint {
 }
 
 /// History mode: does the newest point of `xs` start a regression? The
-/// series before it is cut at its E-Divisive change points; the newest
-/// value is tested against the last segment. `None` with fewer than four
-/// earlier points.
+/// series before it is cut at its change points by the robust method
+/// ([`crate::changepoint::robust`]: seasons, outliers and drifts are not
+/// change points); the newest value is tested against the last segment —
+/// its mean, or, when the segment drifts, the drift's line carried one
+/// point on (a slow leak is expected to go on; a jump beyond it is the
+/// news). `None` with fewer than four earlier points.
 pub fn newest_point(xs: &[f64], settings: &GateSettings) -> Option<NewestPoint> {
-    use crate::changepoint::{e_divisive, EDivisive};
+    use crate::changepoint::{robust, Robust};
     use statrs::distribution::StudentsT;
     let (&value, earlier) = xs.split_last()?;
-    let start = e_divisive(earlier, &EDivisive::default())
-        .last()
-        .map_or(0, |c| c.index);
+    let found = robust(earlier, &Robust::default());
+    let start = found.change_points.last().map_or(0, |c| c.index);
     let segment = &earlier[start..];
     if segment.len() < 3 {
         return None;
     }
+    let drifting = found.drifts.last().filter(|d| d.end + 1 == earlier.len());
     let n = segment.len() as f64;
-    let m = mean(segment);
-    let sd = crate::stats::variance(segment).sqrt();
-    let change = if m != 0.0 { value / m - 1.0 } else { 0.0 };
-    let p_value = if sd > 0.0 {
-        let t = (value - m) / (sd * (1.0 + 1.0 / n).sqrt());
-        StudentsT::new(0.0, 1.0, n - 1.0).map_or(1.0, |d| 1.0 - d.cdf(t))
-    } else if value > m {
+    // Least squares over the segment, or only its mean when it does not
+    // drift: the prediction, its residual spread and the prediction's
+    // standard error.
+    let (predicted, sd, se, df) = match drifting {
+        Some(_) if segment.len() >= 4 => {
+            let ts: Vec<f64> = (0..segment.len()).map(|i| i as f64).collect();
+            let (mt, my) = (mean(&ts), mean(segment));
+            let sxx: f64 = ts.iter().map(|t| (t - mt) * (t - mt)).sum();
+            let slope = ts
+                .iter()
+                .zip(segment)
+                .map(|(t, y)| (t - mt) * (y - my))
+                .sum::<f64>()
+                / sxx;
+            let rss: f64 = ts
+                .iter()
+                .zip(segment)
+                .map(|(t, y)| (y - my - slope * (t - mt)).powi(2))
+                .sum();
+            let sd = (rss / (n - 2.0)).sqrt();
+            let next = n - mt;
+            let se = sd * (1.0 + 1.0 / n + next * next / sxx).sqrt();
+            (my + slope * next, sd, se, n - 2.0)
+        }
+        _ => {
+            let sd = crate::stats::variance(segment).sqrt();
+            (mean(segment), sd, sd * (1.0 + 1.0 / n).sqrt(), n - 1.0)
+        }
+    };
+    let change = if predicted != 0.0 {
+        value / predicted - 1.0
+    } else {
+        0.0
+    };
+    let p_value = if se > 0.0 {
+        let t = (value - predicted) / se;
+        StudentsT::new(0.0, 1.0, df).map_or(1.0, |d| 1.0 - d.cdf(t))
+    } else if value > predicted {
         0.0
     } else {
         1.0
@@ -479,8 +516,9 @@ pub fn newest_point(xs: &[f64], settings: &GateSettings) -> Option<NewestPoint> 
     Some(NewestPoint {
         value,
         segment_start: start,
-        mean: m,
+        mean: predicted,
         sd,
+        drift: drifting.map(|d| d.slope),
         change,
         p_value,
         regression: p_value <= settings.significance && change >= settings.max_regression,
@@ -617,6 +655,35 @@ mod tests {
         better.push(104.0);
         assert!(!newest_point(&better, &settings).unwrap().regression);
         assert_eq!(newest_point(&[1.0, 2.0, 3.0], &settings), None);
+    }
+
+    #[test]
+    fn a_drifting_history_predicts_the_drift_and_a_spike_is_not_a_segment() {
+        let mut rng = Rng::new(8);
+        let settings = GateSettings::default();
+        // A leak: +0.5 per run from run 20 on, noise of 1.
+        let history: Vec<f64> = (0..50)
+            .map(|i| 100.0 + rng.normal() + if i >= 20 { 0.5 * (i - 20) as f64 } else { 0.0 })
+            .collect();
+        let mut next = history.clone();
+        next.push(115.5); // where the leak has taken it
+        let verdict = newest_point(&next, &settings).unwrap();
+        assert!(
+            verdict.drift.is_some_and(|d| (d - 0.5).abs() < 0.15),
+            "{verdict:?}"
+        );
+        assert!((verdict.mean - 115.0).abs() < 1.5, "{verdict:?}");
+        assert!(!verdict.regression, "{verdict:?}");
+        let mut jump = history;
+        jump.push(124.0);
+        assert!(newest_point(&jump, &settings).unwrap().regression);
+        // An old spike stays inside its segment.
+        let mut spiky: Vec<f64> = (0..30).map(|_| 100.0 + rng.normal()).collect();
+        spiky[12] = 140.0;
+        spiky.push(100.5);
+        let verdict = newest_point(&spiky, &settings).unwrap();
+        assert_eq!(verdict.segment_start, 0, "{verdict:?}");
+        assert!(!verdict.regression);
     }
 
     #[test]

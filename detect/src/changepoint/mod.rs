@@ -1,7 +1,11 @@
 //! Change points in a numeric series — the per-window cost of an
 //! endpoint or a function, or a benchmark's history in CI.
 //!
-//! Two exact methods, usable on their own:
+//! [`robust`] (the default of `flameshift changepoints`, the gate's
+//! history mode and the within-deploy search) is for real measurement
+//! histories: it takes a season out, clips outliers, and tells level
+//! changes from drifts (robust.rs). Two exact methods for clean steps,
+//! usable on their own:
 //!
 //! - **E-Divisive means with a t-test significance step**, as Apache
 //!   Otava (Hunter) does it: find the split that maximises the energy
@@ -22,6 +26,12 @@
 use serde::Serialize;
 
 use crate::stats::{mean, welch_p};
+
+mod robust;
+mod season;
+
+pub use robust::{robust, robust_at, Drift, Period, Robust, Segmentation};
+pub use season::{deseasonalize, detect_period};
 
 /// One change point: the series shifts at `index` (the first point of the
 /// new segment).
