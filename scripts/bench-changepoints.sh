@@ -12,5 +12,5 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet ruptures==1.1.10 apache-otava==0.8.0 numpy
 fi
-cargo bench -p flameshift-analyzer --bench changepoint_series
+cargo bench -p flameshift-detect --features sim --bench changepoint_series
 "$venv/bin/python" scripts/changepoint_peers.py target/changepoint-series.json

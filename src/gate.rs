@@ -318,6 +318,26 @@ pub fn markdown(report: &GateReport, settings: &GateSettings, unit: &str) -> Str
             settings.significance
         );
         table(&mut out, &report.regressions, unit, shares);
+        let paths: Vec<String> = report
+            .regressions
+            .iter()
+            .filter_map(|r| {
+                let path = r.call_path.as_ref()?;
+                Some(format!(
+                    "- `{}` self {}: {}",
+                    r.function,
+                    pct(r.change),
+                    path.describe_markdown()
+                ))
+            })
+            .collect();
+        if !paths.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nWhere the rise is (the callers above the function):\n\n{}",
+                paths.join("\n")
+            );
+        }
     } else {
         let _ = writeln!(
             out,
@@ -350,5 +370,40 @@ pub fn markdown(report: &GateReport, settings: &GateSettings, unit: &str) -> Str
             }
         );
     }
+    sensitivity(&mut out, report, settings);
     out
+}
+
+/// The "could see" section: for the costliest functions, the smallest
+/// rise their test would catch (80% power at the gate's q), and the runs a
+/// side they would need to see the gate's threshold.
+fn sensitivity(out: &mut String, report: &GateReport, settings: &GateSettings) {
+    let shown: Vec<String> = report
+        .sensitivity
+        .iter()
+        .take(10)
+        .map(|s| {
+            let name = s.function.as_deref().unwrap_or("(total)");
+            let needs = match (s.mde, s.more_for_target) {
+                (None, Some(more)) => format!("untested: needs {more} more run(s) a side"),
+                (None, None) => "untested".to_owned(),
+                (Some(mde), Some(more)) if more > 0 => format!(
+                    "could see ≥ {}; needs {more} more run(s) a side to see {}",
+                    pct(mde).trim_start_matches('+'),
+                    pct(s.target).trim_start_matches('+')
+                ),
+                (Some(mde), _) => format!("could see ≥ {}", pct(mde).trim_start_matches('+')),
+            };
+            format!("- `{name}` ({}): {needs}", s.metric.as_str())
+        })
+        .collect();
+    if shown.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nSmallest rise each test could see (80% power at q ≤ {}), costliest first:\n\n{}",
+        settings.significance,
+        shown.join("\n")
+    );
 }

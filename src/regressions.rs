@@ -120,9 +120,10 @@ pub fn table(regressions: &[Regression]) -> String {
             r.state.as_str().to_owned(),
             r.service.clone(),
             r.endpoint.clone(),
-            match &r.function {
-                Some(f) => format!("{f} ({})", r.metric.as_str()),
-                None => "(total)".to_owned(),
+            match (&r.function, &r.call_path) {
+                (Some(f), Some(path)) => format!("{f} ({}, under {})", r.metric.as_str(), path.callers[0]),
+                (Some(f), None) => format!("{f} ({})", r.metric.as_str()),
+                (None, _) => "(total)".to_owned(),
             },
             if r.deploy_before == r.deploy_after {
                 format!("within {}", r.deploy_after)

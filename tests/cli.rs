@@ -181,7 +181,7 @@ fn values_are_checked_by_the_parser_with_one_grammar() {
     ]);
     assert!(err.contains("--max-regression") && err.contains("2%"), "{err}");
     let err = fails(&["changepoints", "x.csv", "--method", "binseg"]);
-    assert!(err.contains("possible values: e-divisive, pelt"), "{err}");
+    assert!(err.contains("possible values: robust, e-divisive, pelt"), "{err}");
     let err = fails(&["regressions", "--state", "closed"]);
     assert!(
         err.contains("possible values: open, acknowledged, resolved"),

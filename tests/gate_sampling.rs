@@ -23,9 +23,14 @@ fn alone() -> MutexGuard<'static, ()> {
 
 /// Builds `fixtures/gate/bench.c` into `dir`.
 fn bench_program(dir: &Path) -> std::path::PathBuf {
+    build(dir, "bench")
+}
+
+/// Builds `fixtures/gate/NAME.c` into `dir`.
+fn build(dir: &Path, name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    let program = dir.join("bench");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/gate/bench.c");
+    let program = dir.join(name);
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/gate/{name}.c"));
     let cc = Command::new("gcc")
         .args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"])
         .arg(&program)
@@ -86,11 +91,53 @@ fn slowdown_is_caught() -> Result<(), String> {
     ]);
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains("5 baseline runs vs 5 candidate runs"), "{report}");
+    let verdict = report.split("\nSmallest rise").next().unwrap_or_default();
     let caught = out.status.code() == Some(1)
-        && report.contains("| `parse` | self |")
-        && !report.contains("`render`")
-        && !report.contains("`sort_items`");
+        && verdict.contains("| `parse` | self |")
+        && !verdict.contains("`render`")
+        && !verdict.contains("`sort_items`");
     match caught {
+        true => Ok(()),
+        false => Err(format!("exit {:?}:\n{report}", out.status.code())),
+    }
+}
+
+#[test]
+fn with_cpu_clock_sampling_a_rise_in_a_shared_helper_names_the_caller_that_changed() {
+    twice_if_needed(helper_rise_is_placed_under_its_caller);
+}
+
+/// `beta` calls the shared `mix` 15 times a unit instead of 10: `mix`'s
+/// self cost rises by a tenth, and the report says it is under `beta`.
+fn helper_rise_is_placed_under_its_caller() -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let program = build(dir.path(), "helper");
+    for i in 0..5 {
+        for (side, calls) in [("base", "10"), ("cand", "15")] {
+            let out = dir.path().join(side).join(format!("{i}.pb.gz"));
+            record_sampled(&program, &out, &["--units", "400", "--beta-calls", calls]);
+        }
+    }
+    let json = dir.path().join("report.json");
+    let out = gate(&[
+        "--baseline",
+        dir.path().join("base").to_str().unwrap(),
+        "--candidate",
+        dir.path().join("cand").to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = json["report"]["regressions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mix = rows.iter().find(|r| r["function"] == "mix");
+    let placed = mix.is_some_and(|m| {
+        m["call_path"]["callers"][0] == "beta" && m["call_path"]["share"].as_f64().is_some_and(|s| s > 0.8)
+    });
+    match out.status.code() == Some(1) && placed && report.contains("under `beta`") {
         true => Ok(()),
         false => Err(format!("exit {:?}:\n{report}", out.status.code())),
     }

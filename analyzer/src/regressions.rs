@@ -63,6 +63,25 @@ pub struct SuppressedIn {
     pub suppressed: Suppressed,
 }
 
+/// What the comparison of a deploy with the one before could see.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sensitivities {
+    /// The service.
+    pub service: String,
+    /// The deploy before.
+    pub deploy_before: String,
+    /// The deploy compared.
+    pub deploy_after: String,
+    /// Tests in the comparison's family.
+    pub tests: usize,
+    /// The q-value a regression must reach.
+    pub significance: f64,
+    /// Unit of `before`.
+    pub unit: String,
+    /// Per endpoint total and function self cost, costliest first.
+    pub rows: Vec<crate::detect::sensitivity::Sensitivity>,
+}
+
 /// Which regressions to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
@@ -124,6 +143,40 @@ impl Detector {
     /// The settings in use.
     pub fn settings(&self) -> &DetectSettings {
         &self.settings
+    }
+
+    /// How small a rise the comparison of `deploy` with the deploy before it
+    /// could have shown, per endpoint total and function self cost
+    /// (docs/detection.md, "What a comparison could see"), computed now
+    /// from the store: the same comparison detection runs, so any node can
+    /// answer. `None` for the service's first deploy.
+    pub fn sensitivity(
+        &self,
+        store: &dyn Store,
+        service: &str,
+        deploy: &str,
+    ) -> Result<Option<Sensitivities>> {
+        let deploys = store.deploys(service)?;
+        let Some(at) = deploys.iter().position(|d| d.deploy == deploy) else {
+            return Err(Error::NotFound {
+                what: "deploy",
+                name: format!("{deploy} (of {service})"),
+            });
+        };
+        let Some(before) = at.checked_sub(1).map(|i| &deploys[i]) else {
+            return Ok(None);
+        };
+        let table = cost_table(store, service, [&before.deploy, deploy], self.settings.window_ms)?;
+        let comparison = compare_deploys(&table, 0, 1, &self.settings, crate::model::now_ms());
+        Ok(Some(Sensitivities {
+            service: service.to_owned(),
+            deploy_before: before.deploy.clone(),
+            deploy_after: deploy.to_owned(),
+            tests: comparison.tests,
+            significance: self.settings.max_q,
+            unit: table.unit.as_str().to_owned(),
+            rows: comparison.sensitivity,
+        }))
     }
 
     /// The regressions `filter` selects, newest first.

@@ -314,6 +314,8 @@ async function regressionPage(id) {
       el("dt", {}, "p / q"), el("dd", {}, `${r.p_value.toExponential(2)} / ${r.q_value.toExponential(2)}`),
       el("dt", {}, "windows"), el("dd", {}, `${r.windows[0]} before, ${r.windows[1]} after (${r.samples[0]} / ${r.samples[1]} samples)`),
       r.cause ? [el("dt", {}, "cause"), el("dd", {}, r.cause)] : [],
+      r.call_path ? [el("dt", {}, "where"), el("dd", { class: "call-path" }, callPath(r.call_path))] : [],
+      r.mde != null ? [el("dt", {}, "could see"), el("dd", { class: "mde" }, `rises of ${pct(r.mde)} or more (80% power at q ≤ its threshold)`)] : [],
       r.explains.length ? [el("dt", {}, "explains"), el("dd", {}, r.explains.join(", "))] : [],
     ),
     el("h2", {}, "Series"),
@@ -330,6 +332,15 @@ async function regressionPage(id) {
   ];
   after(() => diffFlame(box, { service: r.service, base: r.deploy_before, candidate: r.deploy_after, endpoint: r.endpoint }, r.function));
   return page;
+}
+
+// "97% of the rise under beta ← handle (beta inclusive +30.0%)": the
+// callers above the function where a self-cost rise concentrates.
+function callPath(p) {
+  const names = p.callers.map((c, i) => [i ? " ← " : "", el("code", {}, c)]);
+  const before = p.caller_before, after = p.caller_after;
+  const caller = before > 0 && after != null ? [" (", el("code", {}, p.callers[0]), ` inclusive ${pct(after / before - 1)})`] : [];
+  return [`${Math.round(Math.min(p.share, 1) * 100)}% of the rise under `, names, caller];
 }
 
 let pendingAfter = [];
@@ -541,11 +552,47 @@ async function comparePage(params) {
   );
   const box = el("div", { class: "flame-box", id: "diff-flame" });
   after(() => diffFlame(box, { service, base, candidate, endpoint }, params.get("focus")));
+  // Detection compares each deploy with the one before it: say what that
+  // comparison could have seen.
+  const k = deploys.findIndex((d) => d.deploy === candidate);
+  const seen = k > 0 && deploys[k - 1].deploy === base ? (await api(`/api/v1/sensitivity${query({ service, deploy: candidate })}`)).sensitivity : null;
   return [
     el("p", {}, link(`#/service/${encodeURIComponent(service)}`, `← ${service}`)),
     el("h1", {}, `${service}: ${base} → ${candidate}`, endpoint != null ? ` (${endpoint})` : ""),
     form,
     box,
+    ...(seen ? sensitivitySection(seen, endpoint) : []),
+  ];
+}
+
+// "could see ≥ 1.8%" per endpoint and function: the smallest rise each
+// test of this deploy comparison would catch, costliest first.
+function sensitivitySection(seen, endpoint) {
+  const format = formatValue(seen.unit);
+  const rows = seen.rows.filter((r) => endpoint == null || r.endpoint === endpoint);
+  const shown = rows.slice(0, 15);
+  const needs = (r) =>
+    r.more_for_target == null ? "" : r.more_for_target === 0 ? `sees ${pct(r.target)}` : `needs ${r.more_for_target} more windows a side to see ${pct(r.target)}`;
+  return [
+    el("h2", {}, "What this comparison could see"),
+    el("p", { class: "lead" }, `The smallest rise each test would catch with 80% power (q ≤ ${seen.significance}, ${seen.tests} tests), from the window-to-window spread of ${seen.deploy_before} and ${seen.deploy_after}.`),
+    table(
+      ["endpoint", "function", "cost per request", "windows", "could see", ""],
+      shown.map((r) =>
+        el(
+          "tr",
+          { "data-sensitivity": `${r.endpoint}|${r.function || ""}` },
+          el("td", {}, r.endpoint || "(outside requests)"),
+          el("td", {}, r.function ? `${r.function} (${r.metric})` : "(endpoint total)"),
+          el("td", {}, format(r.before)),
+          el("td", {}, `${r.observations[0]} / ${r.observations[1]}`),
+          el("td", { class: "mde" }, r.mde != null ? `≥ ${pct(r.mde).replace("+", "")}` : "untested (too few samples)"),
+          el("td", {}, needs(r)),
+        ),
+      ),
+      { class: "sensitivity" },
+    ),
+    rows.length > shown.length ? el("p", { class: "note" }, `${rows.length - shown.length} cheaper functions not shown.`) : [],
   ];
 }
 

@@ -89,6 +89,8 @@ try {
   });
   check(red > 1000, `red (risen) frames in the diff (${red} pixels)`);
   check(await page.locator("table tbody tr").count() >= 1, "contributing stacks listed");
+  const mde = await page.locator(".facts dd.mde").textContent();
+  check(/rises of \+\d+\.\d% or more/.test(mde), `the regression says how small a rise its test could see (${mde})`);
   await shot("regression");
 
   // 5. The flame graph page: zoom by click, search with matched share, reset.
@@ -120,10 +122,16 @@ try {
   check(page.url().includes("endpoint="), "flame filters are in the URL");
   await shot("flame-icicle-endpoint");
 
-  // 6. Compare any two deploys.
+  // 6. Compare any two deploys; a deploy with the one before it also says
+  // what detection's comparison could see.
   await open("#/compare?service=fleet&base=d000&candidate=d002");
   check(await page.locator("#diff-flame canvas").count() === 1, "comparison of two deploys");
+  check(await page.locator("table.sensitivity").count() === 0, "no sensitivity for a pair detection does not compare");
   await shot("compare");
+  await open("#/compare?service=fleet&base=d001&candidate=d002");
+  await shot("compare-sensitivity");
+  const could = await page.locator("table.sensitivity td.mde").allTextContents();
+  check(could.length >= 5 && could.every((t) => /^≥ \d+\.\d%$/.test(t) || t.startsWith("untested")), `what the comparison could see (${could.slice(0, 3)})`);
 
   // 7. HTML in names and labels renders as text.
   await open("#/flame?service=xss");

@@ -9,7 +9,7 @@
 //! (default `target/changepoint-series.json`) with flameshift's change
 //! points and times, and prints F1 (5-point margin) and time.
 //!
-//! `cargo bench -p flameshift-analyzer --bench changepoint_series`
+//! `cargo bench -p flameshift-detect --features sim --bench changepoint_series`
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its results")]
 

@@ -2,7 +2,7 @@
 //! recall and F1 per (deploy, function), by regression size, and the
 //! share of decoy-only deploys with no alert.
 //!
-//! `cargo bench -p flameshift-analyzer --bench detect_accuracy`
+//! `cargo bench -p flameshift-detect --features sim --bench detect_accuracy`
 //! (`FS_SEEDS`, `FS_DEPLOYS`, `FS_HOSTS`, `FS_RPS`, `FS_WINDOWS` change
 //! the fleet).
 

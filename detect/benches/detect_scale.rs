@@ -78,6 +78,7 @@ fn table() -> CostTable {
                 total_samples,
                 callers: vec![Vec::new(); FUNCTIONS],
                 ancestors: vec![Vec::new(); FUNCTIONS],
+                self_by_callers: vec![Vec::new(); FUNCTIONS],
                 functions,
             }
         })

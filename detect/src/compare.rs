@@ -30,6 +30,7 @@ use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::costs::{CostTable, EndpointCosts};
 use crate::regression::{links, regression_id, Estimate, Links, Metric, Regression, Source, State};
+use crate::sensitivity::{detectable_difference, family_alpha, observations_for, Sensitivity};
 use crate::settings::DetectSettings;
 use crate::stats::{
     benjamini_hochberg_among, hodges_lehmann, hodges_lehmann_ci, mann_whitney_greater_p, mean, mean_ci,
@@ -51,6 +52,9 @@ pub struct Comparison {
     pub regressions: Vec<Regression>,
     /// Significant rises a filter set aside, and why.
     pub suppressed: Vec<Suppressed>,
+    /// How small a rise each endpoint total and function self cost could
+    /// have shown (tested or not for lack of samples), costliest first.
+    pub sensitivity: Vec<Sensitivity>,
 }
 
 /// A significant rise that is not a regression.
@@ -148,6 +152,7 @@ pub fn compare_deploys(
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut falls: Vec<Fall> = Vec::new();
     let mut columns: Vec<(Vec<usize>, Vec<usize>, f64)> = Vec::with_capacity(table.endpoints.len());
+    let mut spreads: Vec<Spread> = Vec::new();
     for (ei, e) in table.endpoints.iter().enumerate() {
         let cols_a = e.usable_columns(before, settings.min_requests);
         let cols_b = e.usable_columns(after, settings.min_requests);
@@ -159,12 +164,36 @@ pub fn compare_deploys(
         let level = moments(&e.total, &e.requests, &cols_a).0;
         let floor = settings.min_share * level;
         let mut test = |function: Option<usize>, metric: Metric, costs: &[f64], samples: i64| {
+            let counts = [cols_a.len(), cols_b.len()];
             if samples < settings.min_samples {
+                if metric != Metric::Inclusive && samples > 0 {
+                    let (ma, va) = moments(costs, &e.requests, &cols_a);
+                    spreads.push(Spread {
+                        endpoint: ei,
+                        function,
+                        metric,
+                        mean: ma,
+                        var: [va, va],
+                        windows: counts,
+                        untested_samples: Some(samples),
+                    });
+                }
                 return;
             }
             tests += 1;
             let (ma, va) = moments(costs, &e.requests, &cols_a);
             let (mb, vb) = moments(costs, &e.requests, &cols_b);
+            if metric != Metric::Inclusive {
+                spreads.push(Spread {
+                    endpoint: ei,
+                    function,
+                    metric,
+                    mean: ma,
+                    var: [va, vb],
+                    windows: counts,
+                    untested_samples: None,
+                });
+            }
             let delta = mb - ma;
             let min_effect = (settings.min_relative * ma).max(floor);
             let se = (va / cols_a.len() as f64 + vb / cols_b.len() as f64).sqrt();
@@ -253,6 +282,8 @@ pub fn compare_deploys(
         }
     }
     let kept = dedupe(kept, table, &columns, settings);
+    let levels: Vec<f64> = columns.iter().map(|c| c.2).collect();
+    let sensitivity = sensitivities(table, &spreads, &levels, tests, settings);
     let (deploy_before, deploy_after) = (&*table.deploys[before], &*table.deploys[after]);
     let regressions = kept
         .into_iter()
@@ -291,7 +322,14 @@ pub fn compare_deploys(
                 settings,
             )
         })
-        .collect();
+        .collect::<Vec<Regression>>();
+    let mut regressions = regressions;
+    for r in &mut regressions {
+        r.mde = sensitivity
+            .iter()
+            .find(|s| s.endpoint == r.endpoint && s.function == r.function && s.metric == r.metric)
+            .and_then(|s| s.mde);
+    }
     Comparison {
         deploy_before: deploy_before.to_owned(),
         deploy_after: deploy_after.to_owned(),
@@ -299,7 +337,74 @@ pub fn compare_deploys(
         endpoints_compared,
         regressions,
         suppressed,
+        sensitivity,
     }
+}
+
+/// A total or self cost compared (or left untested): where, its mean per
+/// request before, the variances per window, and the windows a side.
+struct Spread {
+    endpoint: usize,
+    function: Option<usize>,
+    metric: Metric,
+    mean: f64,
+    var: [f64; 2],
+    windows: [usize; 2],
+    /// The samples, when too few to test.
+    untested_samples: Option<i64>,
+}
+
+/// The sensitivity of each cost compared ([`crate::sensitivity`]): a lone
+/// rise among `tests` at `max_q`, never below `min_relative` (or the
+/// `min_share` floor), and the windows a side still needed to see
+/// `min_relative` — for lack of spread, or of samples when untested.
+fn sensitivities(
+    table: &CostTable,
+    spreads: &[Spread],
+    levels: &[f64],
+    tests: usize,
+    settings: &DetectSettings,
+) -> Vec<Sensitivity> {
+    let alpha = family_alpha(settings.max_q, tests);
+    let target = settings.min_relative;
+    let mut rows: Vec<Sensitivity> = spreads
+        .iter()
+        .filter(|s| s.mean > 0.0)
+        .map(|s| {
+            let (ei, ma, var, n) = (s.endpoint, s.mean, s.var, s.windows);
+            let (function, metric, samples) = (s.function, s.metric, s.untested_samples);
+            let e = &table.endpoints[ei];
+            let (mde, more) = match samples {
+                None => {
+                    let floor = settings.min_share * levels[ei];
+                    let mde = (detectable_difference(var, n, alpha) / ma)
+                        .max(target)
+                        .max(floor / ma);
+                    let more =
+                        observations_for(var, target * ma, alpha).map(|k| k.saturating_sub(n[0].min(n[1])));
+                    (Some(mde), more)
+                }
+                Some(samples) => {
+                    // Windows a side until the samples reach the minimum.
+                    let per_window = samples as f64 / (n[0] + n[1]).max(1) as f64;
+                    let needed = (settings.min_samples as f64 / per_window / 2.0).ceil() as usize;
+                    (None, Some(needed.saturating_sub(n[0].min(n[1]))))
+                }
+            };
+            Sensitivity {
+                endpoint: e.endpoint.to_string(),
+                function: function.map(|f| e.functions[f].name.to_string()),
+                metric,
+                before: ma,
+                mde,
+                observations: n,
+                more_for_target: more,
+                target,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| b.before.total_cmp(&a.before));
+    rows
 }
 
 /// *Went-away*: the rise must still be there in the second half.
@@ -584,6 +689,16 @@ impl Found<'_> {
             self.metric == Metric::SelfCost,
             self.deploys,
         );
+        // Where a self-cost rise between two deploys concentrates.
+        let call_path = match (self.metric, self.function) {
+            (Metric::SelfCost, Some(name)) if self.deploys[0] != self.deploys[1] => {
+                let deploy = |name: &str| table.deploys.iter().position(|d| &**d == name);
+                let e = table.endpoints.iter().find(|e| &*e.endpoint == self.endpoint);
+                e.zip(deploy(self.deploys[0]).zip(deploy(self.deploys[1])))
+                    .and_then(|(e, (a, b))| e.call_path(e.function(name)?, a, b, settings.min_requests))
+            }
+            _ => None,
+        };
         Regression {
             id,
             service: self.service.to_owned(),
@@ -620,6 +735,8 @@ impl Found<'_> {
             state: State::Open,
             resolved_by: None,
             links,
+            call_path,
+            mde: None,
         }
     }
 }
@@ -771,6 +888,91 @@ mod tests {
         assert_eq!(r.windows, [20, 20]);
         assert!(r.links.diff.contains("base=v1&candidate=v2"));
         assert!(r.summary().contains("escape (self cost) +15"), "{}", r.summary());
+    }
+
+    #[test]
+    fn a_shared_helper_that_rose_under_one_caller_names_that_caller() {
+        // `mix` is called from `alpha` and `beta`; v2's `beta` calls it
+        // more: `mix` self +20%, all of it under `beta`.
+        let stacks = |beta_mix: f64| {
+            vec![
+                ("main;handle;alpha;mix", 200_000.0),
+                ("main;handle;beta;mix", beta_mix),
+                ("main;handle;alpha", 100_000.0),
+                ("main;handle;beta", 100_000.0),
+            ]
+        };
+        let t = table(
+            3,
+            |_, _| 1_000,
+            |d, _| stacks(if d == 0 { 100_000.0 } else { 160_000.0 }),
+        );
+        let c = compare(&t);
+        let mix = c
+            .regressions
+            .iter()
+            .find(|r| r.function.as_deref() == Some("mix") && r.metric == Metric::SelfCost)
+            .unwrap_or_else(|| panic!("{:#?}", c.regressions));
+        let path = mix.call_path.as_ref().expect("a call path");
+        assert_eq!(path.callers, ["beta", "handle", "main"]);
+        assert!(path.share > 0.8, "{path:?}");
+        let rise = path.caller_change().unwrap();
+        assert!((rise - 0.3).abs() < 0.05, "beta inclusive 200 → 260 µs: {rise}");
+        assert!(mix.summary().contains("under beta"), "{}", mix.summary());
+    }
+
+    #[test]
+    fn each_cost_says_how_small_a_rise_it_could_see_and_a_rise_that_size_is_caught_about_80_percent_of_the_time(
+    ) {
+        // 30 requests a window: about 600 samples of escape, ±4% a window.
+        let c = compare(&table(1, |_, _| 30, |_, _| base()));
+        let escape = c
+            .sensitivity
+            .iter()
+            .find(|s| s.function.as_deref() == Some("escape") && s.metric == Metric::SelfCost)
+            .expect("escape compared");
+        let mde = escape.mde.expect("tested");
+        assert!(mde > 0.02 && mde < 0.2, "{escape:?}");
+        assert_eq!(escape.observations, [20, 20]);
+        assert!(escape.more_for_target.is_some_and(|k| k > 0), "{escape:?}");
+        // Every endpoint total and tested function self cost has a row.
+        assert!(c.sensitivity.iter().any(|s| s.function.is_none()));
+        // escape raised by exactly its predicted MDE, over 40 seeds.
+        let raised = 200_000.0 * (1.0 + mde);
+        let caught = (100..140)
+            .filter(|&seed| {
+                let t = table(
+                    seed,
+                    |_, _| 30,
+                    |d, _| match d {
+                        0 => base(),
+                        _ => with(base(), &[("main;handle;render;escape", raised)]),
+                    },
+                );
+                compare(&t)
+                    .regressions
+                    .iter()
+                    .any(|r| r.function.as_deref() == Some("escape"))
+            })
+            .count();
+        assert!(
+            (24..=38).contains(&caught),
+            "{caught} of 40 caught at the predicted MDE {mde}"
+        );
+        // And a regression carries its own test's MDE.
+        let found = compare(&table(
+            2,
+            |_, _| 1_000,
+            |d, _| match d {
+                0 => base(),
+                _ => with(base(), &[("main;handle;render;escape", 240_000.0)]),
+            },
+        ));
+        assert!(
+            found.regressions[0].mde.is_some_and(|m| m >= 0.02),
+            "{:?}",
+            found.regressions[0]
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use flameshift_profile::wire::Unit;
 
+use crate::callpath::{self, ByCallers, CallPath, DEPTH};
 use crate::regression::Metric;
 
 /// Summed weight and sample count of a stack in a window.
@@ -66,6 +67,10 @@ pub struct EndpointCosts {
     pub callers: Vec<Vec<u32>>,
     /// Every function above each function in some stack.
     pub ancestors: Vec<Vec<u32>>,
+    /// Each function's self cost by the chain of callers above it
+    /// (nearest first, up to [`DEPTH`], `u32::MAX` past the root), per
+    /// deploy: where a rise is ([`crate::callpath`]).
+    pub self_by_callers: Vec<Vec<([u32; DEPTH], Vec<f64>)>>,
 }
 
 /// Cost series of one function within one endpoint.
@@ -124,6 +129,34 @@ impl EndpointCosts {
     pub fn function(&self, name: &str) -> Option<usize> {
         self.functions.iter().position(|f| &*f.name == name)
     }
+
+    /// Where the rise of function `f`'s self cost per request from deploy
+    /// `before` to deploy `after` concentrates, with the nearest caller's
+    /// inclusive cost per request on both sides.
+    pub fn call_path(&self, f: usize, before: usize, after: usize, min_requests: i64) -> Option<CallPath> {
+        let requests = |d: usize| -> f64 {
+            let columns = self.deploy_columns.get(d).cloned().unwrap_or_default();
+            self.requests[columns].iter().sum()
+        };
+        let side = |d: usize| -> ByCallers {
+            let per = requests(d).max(1.0);
+            let mut costs = ByCallers::new();
+            for (chain, by_deploy) in self.self_by_callers.get(f).into_iter().flatten() {
+                let names: Vec<String> = chain
+                    .iter()
+                    .take_while(|&&c| c != u32::MAX)
+                    .map(|&c| self.functions[c as usize].name.to_string())
+                    .collect();
+                *costs.entry(names).or_default() += by_deploy.get(d).copied().unwrap_or(0.0) / per;
+            }
+            costs
+        };
+        let mut path = callpath::concentrate(&side(before), &side(after))?;
+        let caller = self.function(&path.callers[0]);
+        path.caller_before = self.level(caller, Metric::Inclusive, before, min_requests);
+        path.caller_after = self.level(caller, Metric::Inclusive, after, min_requests);
+        Some(path)
+    }
 }
 
 #[derive(Default)]
@@ -140,6 +173,7 @@ struct EndpointBuilder {
     inclusive_samples: HashMap<(u32, usize), i64>,
     callers: Vec<HashSet<u32>>,
     ancestors: Vec<HashSet<u32>>,
+    self_by_callers: Vec<HashMap<[u32; DEPTH], Vec<f64>>>,
 }
 
 impl EndpointBuilder {
@@ -152,6 +186,7 @@ impl EndpointBuilder {
         self.index.insert(name.clone(), i);
         self.callers.push(HashSet::new());
         self.ancestors.push(HashSet::new());
+        self.self_by_callers.push(HashMap::new());
         i
     }
 }
@@ -206,6 +241,14 @@ impl CostTableBuilder {
         };
         *e.self_cells.entry((leaf, d, window_ms)).or_default() += cost;
         *e.self_samples.entry((leaf, d)).or_default() += weight.count;
+        let mut chain = [u32::MAX; DEPTH];
+        for (slot, &caller) in chain.iter_mut().zip(self.path.iter().rev().skip(1)) {
+            *slot = caller;
+        }
+        let by_deploy = e.self_by_callers[leaf as usize]
+            .entry(chain)
+            .or_insert_with(|| vec![0.0; self.deploys.len()]);
+        by_deploy[d] += cost;
         for (depth, &f) in self.path.iter().enumerate() {
             let above = &self.path[..depth];
             if above.contains(&f) {
@@ -315,6 +358,15 @@ impl CostTableBuilder {
                     functions,
                     callers: sorted(b.callers),
                     ancestors: sorted(b.ancestors),
+                    self_by_callers: b
+                        .self_by_callers
+                        .into_iter()
+                        .map(|chains| {
+                            let mut chains: Vec<([u32; DEPTH], Vec<f64>)> = chains.into_iter().collect();
+                            chains.sort_unstable_by_key(|c| c.0);
+                            chains
+                        })
+                        .collect(),
                 }
             })
             .collect();

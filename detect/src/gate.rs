@@ -22,12 +22,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use flameshift_profile::{Profile, TopBy};
+use flameshift_profile::{FoldOptions, Profile, TopBy};
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, Normal};
 
+use crate::callpath::{self, ByCallers, CallPath};
 use crate::error::{Error, Result};
 use crate::regression::Metric;
+use crate::sensitivity::{detectable_difference, family_alpha, observations_for, Sensitivity};
 use crate::stats::{benjamini_hochberg, hodges_lehmann, hodges_lehmann_ci, mean, welch_greater_p};
 
 /// Thresholds of the gate.
@@ -91,6 +93,9 @@ pub struct RunCosts {
     pub functions: BTreeMap<String, FunctionRun>,
     /// Exact, deterministic counts (callgrind): compared as values.
     pub exact: bool,
+    /// Each function's self cost by the callers above it
+    /// ([`crate::callpath`]), to say where a rise is.
+    pub by_callers: BTreeMap<String, ByCallers>,
 }
 
 impl RunCosts {
@@ -128,7 +133,16 @@ impl RunCosts {
                 .comments
                 .iter()
                 .any(|c| c == flameshift_profile::format::callgrind::EXACT_COUNTS),
+            by_callers: BTreeMap::new(),
         };
+        let folded = profile.fold_sorted(&FoldOptions {
+            value_index,
+            root_label: None,
+        });
+        for (stack, value) in folded {
+            let frames: Vec<&str> = stack.split(';').collect();
+            callpath::add_stack(&mut run.by_callers, &frames, value as f64);
+        }
         for f in costs {
             let (self_samples, inclusive_samples) = match counts.get(&f.name) {
                 Some(&(s, i)) => (s as f64, i as f64),
@@ -180,6 +194,10 @@ pub struct GateRow {
     pub q_value: f64,
     /// Samples before and after (summed over runs).
     pub samples: [f64; 2],
+    /// Where a self-cost rise concentrates: the callers above the
+    /// function that hold most of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_path: Option<CallPath>,
 }
 
 /// What the gate decided, and why.
@@ -197,6 +215,10 @@ pub struct GateReport {
     pub improvements: Vec<GateRow>,
     /// Functions over `min_share` not tested for lack of samples.
     pub untested: Vec<String>,
+    /// How small a rise each function's test could have seen, and the
+    /// runs a side it would need to see `max_regression` (untested ones
+    /// included), costliest first.
+    pub sensitivity: Vec<Sensitivity>,
 }
 
 impl GateReport {
@@ -252,6 +274,9 @@ pub fn gate(baseline: &[RunCosts], candidate: &[RunCosts], settings: &GateSettin
     let mut rows = Vec::new();
     let mut falls = Vec::new();
     let mut untested = BTreeSet::new();
+    // Per function tested (or not): its values a side and samples, for
+    // the sensitivity once the family's size is known.
+    let mut spreads: Vec<Observed> = Vec::new();
     for name in before_names.union(&after_names) {
         for &metric in &metrics {
             let side = |runs: &[RunCosts]| -> (Vec<f64>, f64) {
@@ -273,8 +298,22 @@ pub fn gate(baseline: &[RunCosts], candidate: &[RunCosts], settings: &GateSettin
             }
             if sa + sb < settings.min_samples as f64 {
                 untested.insert(name.clone());
+                spreads.push(Observed {
+                    function: name.clone(),
+                    metric,
+                    values: [a, b],
+                    samples: [sa, sb],
+                    tested: false,
+                });
                 continue;
             }
+            spreads.push(Observed {
+                function: name.clone(),
+                metric,
+                values: [a.clone(), b.clone()],
+                samples: [sa, sb],
+                tested: true,
+            });
             let row = if exact {
                 compare_exact(name, metric, &a, &b, [sa, sb])
             } else if several {
@@ -297,11 +336,15 @@ pub fn gate(baseline: &[RunCosts], candidate: &[RunCosts], settings: &GateSettin
         row.q_value = q;
     }
     let tests = rows.len();
+    let sensitivity = sensitivities(&spreads, tests, several, exact, [baseline, candidate], settings);
     let mut regressions: Vec<GateRow> = rows
         .into_iter()
         .filter(|r| r.q_value <= settings.significance && r.change >= settings.max_regression)
         .collect();
     regressions.sort_by(|a, b| b.change.total_cmp(&a.change));
+    for row in regressions.iter_mut().filter(|r| r.metric == Metric::SelfCost) {
+        row.call_path = call_path(&row.function, baseline, candidate, !several && !exact);
+    }
     let q = benjamini_hochberg(&falls.iter().map(|r| r.p_value).collect::<Vec<_>>());
     for (row, q) in falls.iter_mut().zip(q) {
         row.q_value = q;
@@ -319,7 +362,124 @@ pub fn gate(baseline: &[RunCosts], candidate: &[RunCosts], settings: &GateSettin
         regressions,
         improvements,
         untested: untested.into_iter().collect(),
+        sensitivity,
     })
+}
+
+/// One function's values a side (per run), samples a side, and whether
+/// it had enough samples to be tested.
+struct Observed {
+    function: String,
+    metric: Metric,
+    values: [Vec<f64>; 2],
+    samples: [f64; 2],
+    tested: bool,
+}
+
+/// The sensitivity of each function's test ([`crate::sensitivity`]): a
+/// lone rise among `tests` at `significance`, never below
+/// `max_regression`; exact counts see any rise past it. Several runs a
+/// side use the run-to-run spread; one run a side the binomial spread of
+/// the function's share of the samples. Untested functions get the runs a
+/// side their samples need to reach `min_samples`.
+fn sensitivities(
+    spreads: &[Observed],
+    tests: usize,
+    several: bool,
+    exact: bool,
+    [baseline, candidate]: [&[RunCosts]; 2],
+    settings: &GateSettings,
+) -> Vec<Sensitivity> {
+    let alpha = family_alpha(settings.significance, tests);
+    let target = settings.max_regression;
+    let totals = [total_samples(baseline), total_samples(candidate)];
+    let runs = [baseline.len(), candidate.len()];
+    let mut rows: Vec<Sensitivity> = spreads
+        .iter()
+        .filter_map(|o| {
+            let ([a, b], samples, name, metric) = (&o.values, o.samples, &o.function, &o.metric);
+            let tested = o.tested;
+            let before = mean(a);
+            if before <= 0.0 {
+                return None;
+            }
+            let (mde, more) = if !tested {
+                let per_run = (samples[0] + samples[1]) / (runs[0] + runs[1]).max(1) as f64;
+                let needed = (settings.min_samples as f64 / per_run.max(1e-9) / 2.0).ceil() as usize;
+                (None, Some(needed.saturating_sub(runs[0].min(runs[1]))))
+            } else if exact {
+                (Some(target), Some(0))
+            } else if several {
+                let var = [crate::stats::variance(a), crate::stats::variance(b)];
+                let mde = detectable_difference(var, runs, alpha) / before;
+                let more = observations_for(var, target * before, alpha)
+                    .map(|k| k.saturating_sub(runs[0].min(runs[1])));
+                (Some(mde.max(target)), more)
+            } else {
+                // One run a side: the function's share of the samples.
+                let share = samples[0] / totals[0].max(1.0);
+                let var = share * (1.0 - share);
+                let n = [totals[0] as usize, totals[1] as usize];
+                let mde = detectable_difference([var, var], n, alpha) / share.max(1e-12);
+                (Some(mde.max(target)), None)
+            };
+            Some(Sensitivity {
+                endpoint: String::new(),
+                function: Some(name.clone()),
+                metric: *metric,
+                before,
+                mde,
+                observations: runs,
+                more_for_target: more,
+                target,
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| b.before.total_cmp(&a.before));
+    rows
+}
+
+/// Where `function`'s self-cost rise from `baseline` to `candidate`
+/// concentrates (means over runs, per request when counted, or as shares
+/// of each run's total when one run a side is compared by shares), with
+/// the nearest caller's inclusive cost before and after.
+fn call_path(
+    function: &str,
+    baseline: &[RunCosts],
+    candidate: &[RunCosts],
+    shares: bool,
+) -> Option<CallPath> {
+    let basis = |r: &RunCosts| match shares {
+        true => r.total.max(1.0),
+        false => r.requests.filter(|&q| q > 0.0).unwrap_or(1.0),
+    };
+    let side = |runs: &[RunCosts]| {
+        let mut sum = ByCallers::new();
+        for r in runs {
+            let per = basis(r);
+            for (chain, cost) in r.by_callers.get(function).into_iter().flatten() {
+                *sum.entry(chain.clone()).or_default() += cost / per / runs.len() as f64;
+            }
+        }
+        sum
+    };
+    let mut path = callpath::concentrate(&side(baseline), &side(candidate))?;
+    let caller = |runs: &[RunCosts]| {
+        let values: Vec<f64> = runs
+            .iter()
+            .map(|r| {
+                let inclusive = r
+                    .functions
+                    .get(&path.callers[0])
+                    .map_or(0.0, |f| f.inclusive_value);
+                inclusive / basis(r)
+            })
+            .collect();
+        mean(&values)
+    };
+    path.caller_before = Some(caller(baseline));
+    path.caller_after = Some(caller(candidate));
+    Some(path)
 }
 
 /// Exact counts: the values themselves are compared (a rise is a rise;
@@ -342,6 +502,7 @@ fn compare_exact(name: &str, metric: Metric, a: &[f64], b: &[f64], samples: [f64
         p_value,
         q_value: 1.0,
         samples,
+        call_path: None,
     };
     (
         row(if change > 0.0 { 0.0 } else { 1.0 }),
@@ -384,6 +545,7 @@ fn compare_runs(
         p_value,
         q_value: 1.0,
         samples,
+        call_path: None,
     };
     let (up, down) = (welch_greater_p(a, b), welch_greater_p(b, a));
     (row(up), row(down))
@@ -423,6 +585,7 @@ fn compare_shares(
         p_value,
         q_value: 1.0,
         samples: [sa, sb],
+        call_path: None,
     };
     (row(1.0 - normal.cdf(z)), row(normal.cdf(z)))
 }
@@ -627,6 +790,7 @@ mod tests {
                 })
                 .collect(),
             exact: true,
+            by_callers: BTreeMap::new(),
         };
         let report = gate(&[exact(100_000.0)], &[exact(102_000.0)], &GateSettings::default()).unwrap();
         assert_eq!(report.regressions.len(), 1);
@@ -684,6 +848,56 @@ mod tests {
         let verdict = newest_point(&spiky, &settings).unwrap();
         assert_eq!(verdict.segment_start, 0, "{verdict:?}");
         assert!(!verdict.regression);
+    }
+
+    #[test]
+    fn the_predicted_minimum_detectable_effect_is_caught_about_80_percent_of_the_time() {
+        let mut rng = Rng::new(17);
+        let settings = GateSettings::default();
+        let sides = |rng: &mut Rng, parse: f64| -> Vec<RunCosts> {
+            (0..5)
+                .map(|_| run(rng, &[("parse", parse), ("render", 3_000.0), ("sort", 4_000.0)]))
+                .collect()
+        };
+        // What identical builds say `parse` could show, over 100 pairs (five
+        // runs estimate a spread only roughly: the root mean square, as
+        // variances average without bias).
+        let predicted: Vec<f64> = (0..100)
+            .map(|_| {
+                let report = gate(&sides(&mut rng, 2_000.0), &sides(&mut rng, 2_000.0), &settings).unwrap();
+                let row = report
+                    .sensitivity
+                    .iter()
+                    .find(|s| s.function.as_deref() == Some("parse"))
+                    .unwrap();
+                row.mde.unwrap()
+            })
+            .collect();
+        let mde = (predicted.iter().map(|m| m * m).sum::<f64>() / predicted.len() as f64).sqrt();
+        assert!(mde > 0.03 && mde < 0.15, "{mde}");
+        let caught = (0..200)
+            .filter(|_| {
+                let report = gate(
+                    &sides(&mut rng, 2_000.0),
+                    &sides(&mut rng, 2_000.0 * (1.0 + mde)),
+                    &settings,
+                )
+                .unwrap();
+                report.regressions.iter().any(|r| r.function == "parse")
+            })
+            .count();
+        assert!(
+            (140..=185).contains(&caught),
+            "{caught} of 200 at the predicted {mde}"
+        );
+        // The runs a side needed for 2%: more than five.
+        let report = gate(&sides(&mut rng, 2_000.0), &sides(&mut rng, 2_000.0), &settings).unwrap();
+        let parse = report
+            .sensitivity
+            .iter()
+            .find(|s| s.function.as_deref() == Some("parse"))
+            .unwrap();
+        assert!(parse.more_for_target.is_some_and(|k| k > 0), "{parse:?}");
     }
 
     #[test]

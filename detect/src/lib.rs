@@ -3,12 +3,16 @@
 //! Regression detection and the statistics behind it: pure functions over
 //! data, no I/O, no storage engine (docs/detection.md).
 //!
+//! - [`callpath`]: where a function's rise concentrates, by the callers
+//!   above it;
 //! - [`costs`]: per-window cost per request series of each endpoint and
 //!   function, built from stack rows and request counts;
 //! - [`compare`]: the deploy comparison with its filters;
 //! - [`drift`]: change points inside one deploy;
-//! - [`changepoint`]: E-Divisive and PELT, on any series;
+//! - [`changepoint`]: the robust method (level changes, drifts, seasons,
+//!   outliers), E-Divisive and PELT, on any series;
 //! - [`gate`]: the CI gate's comparison of baseline and candidate runs;
+//! - [`sensitivity`]: the smallest rise each test could have seen;
 //! - [`stats`]: the tests and estimators;
 //! - [`regression`]: the record every layer reports;
 //! - `sim` (feature `sim`): a fleet simulator with known truth, for the
@@ -52,6 +56,7 @@
 
 mod error;
 
+pub mod callpath;
 pub mod changepoint;
 pub mod compare;
 pub mod costs;
@@ -60,6 +65,7 @@ pub mod gate;
 pub mod regression;
 #[cfg(any(test, feature = "sim"))]
 mod rng;
+pub mod sensitivity;
 pub mod settings;
 #[cfg(feature = "sim")]
 pub mod sim;

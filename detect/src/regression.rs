@@ -1,8 +1,9 @@
 //! The record of one regression, as the API, the webhook and the CLI show it.
 
+use flameshift_profile::wire::Unit;
 use serde::{Deserialize, Serialize};
 
-use flameshift_profile::wire::Unit;
+use crate::callpath::CallPath;
 
 /// Which cost rose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -138,6 +139,14 @@ pub struct Regression {
     pub resolved_by: Option<String>,
     /// API paths to look at it: the differential flame graph and the series.
     pub links: Links,
+    /// For a self-cost rise, the callers above the function where it
+    /// concentrates (the code that changed is often there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_path: Option<CallPath>,
+    /// The smallest relative rise the test that found it could have seen
+    /// (80% power at its significance; docs/detection.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mde: Option<f64>,
 }
 
 /// Where to look at a regression.
@@ -168,8 +177,13 @@ impl Regression {
             Some(r) => format!("{} per request [{}, {}]", pct(r.mean), pct(r.low), pct(r.high)),
             None => format!("new, {:.0} {} per request", self.change.mean, self.unit.as_str()),
         };
+        let place = self
+            .call_path
+            .as_ref()
+            .map(|p| format!(", {}", p.describe()))
+            .unwrap_or_default();
         format!(
-            "{service} {endpoint}: {what} {change}, {deploys}, q={q:.1e}",
+            "{service} {endpoint}: {what} {change}{place}, {deploys}, q={q:.1e}",
             service = self.service,
             endpoint = self.endpoint,
             q = self.q_value,

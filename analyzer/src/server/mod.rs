@@ -151,6 +151,7 @@ pub fn router(store: Arc<dyn Store>, detector: Arc<Detector>, config: &ServeConf
         .route("/api/v1/regressions", get(regressions::list))
         .route("/api/v1/regressions/{id}", post(regressions::set_state))
         .route("/api/v1/detect", post(regressions::detect))
+        .route("/api/v1/sensitivity", get(regressions::sensitivity))
         .route("/metrics", get(handlers::metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), guard))

@@ -76,3 +76,14 @@ pub async fn detect(State(state): State<AppState>, RawQuery(query): RawQuery) ->
     .await?;
     Ok(json(&run))
 }
+
+/// `GET /api/v1/sensitivity?service=&deploy=`: how small a rise the
+/// comparison of `deploy` with the deploy before it could have shown.
+pub async fn sensitivity(State(state): State<AppState>, RawQuery(query): RawQuery) -> Answer {
+    let params = Params::parse(query.as_deref());
+    let service = params.required("service")?.to_owned();
+    let deploy = params.required("deploy")?.to_owned();
+    let (store, detector) = (state.store.clone(), state.detector.clone());
+    let found = super::handlers::blocking(move || detector.sensitivity(&*store, &service, &deploy)).await?;
+    Ok(json(&serde_json::json!({ "sensitivity": found })))
+}

@@ -113,6 +113,54 @@ async fn the_simulated_fleet_regressions_are_listed_and_its_decoys_are_not(place
     for pair in &found {
         assert!(!decoy_names.contains(pair), "decoy {pair:?} reported");
     }
+    // Each regression carries its test's minimum detectable effect.
+    assert!(
+        first["mde"]
+            .as_f64()
+            .is_some_and(|m| m >= 0.02 && m < first["relative"]["mean"].as_f64().unwrap()),
+        "{first}"
+    );
+
+    // What each comparison could see: per endpoint and function, the
+    // smallest rise at 80% power (never below the 2% threshold), and the
+    // windows still needed for 2%.
+    let deploy = first["deploy_after"].as_str().unwrap();
+    let (status, seen) = get(&format!(
+        "{}/api/v1/sensitivity?service=fleet&deploy={deploy}",
+        server.url
+    ))
+    .await;
+    assert_eq!(status, 200, "{seen}");
+    let rows = seen["sensitivity"]["rows"].as_array().unwrap();
+    assert!(rows.len() > 10, "{seen}");
+    assert!(
+        rows.iter()
+            .all(|r| r["mde"].is_null() || r["mde"].as_f64().unwrap() >= 0.02),
+        "{seen}"
+    );
+    assert!(
+        rows.iter().any(|r| r["function"].is_null()),
+        "endpoint totals too: {seen}"
+    );
+    assert_eq!(seen["sensitivity"]["deploy_after"], deploy);
+    let (status, first_deploy) = get(&format!(
+        "{}/api/v1/sensitivity?service=fleet&deploy=d000",
+        server.url
+    ))
+    .await;
+    assert_eq!(
+        (status, &first_deploy["sensitivity"]),
+        (200, &serde_json::Value::Null),
+        "{first_deploy}"
+    );
+    let (status, _) = get(&format!(
+        "{}/api/v1/sensitivity?service=fleet&deploy=nope",
+        server.url
+    ))
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = get(&format!("{}/api/v1/sensitivity?service=fleet", server.url)).await;
+    assert_eq!(status, 400);
 
     // A second run with no new data compares nothing and changes nothing.
     let (_, again) = post(&format!("{}/api/v1/detect", server.url), Vec::new()).await;

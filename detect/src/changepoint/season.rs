@@ -44,12 +44,25 @@ pub(crate) fn running_median(xs: &[f64], half: usize) -> Vec<f64> {
         .collect()
 }
 
+/// The running mean of `xs` over `2·half + 1` points (shorter at the
+/// ends), in O(n) from prefix sums.
+fn running_mean(prefix: &[f64], half: usize) -> Vec<f64> {
+    let n = prefix.len() - 1;
+    (0..n)
+        .map(|i| {
+            let (a, b) = (i.saturating_sub(half), (i + half + 1).min(n));
+            (prefix[b] - prefix[a]) / (b - a) as f64
+        })
+        .collect()
+}
+
 /// How strongly `xs` repeats with period `period`: the F-test p-value of
-/// its phase means (`index % period`) after the running median over one
+/// its phase means (`index % period`) after the running mean over one
 /// period is taken out (a trend or a level change goes with it), and the
-/// share of that detrended variance the phase means explain.
-fn seasonality(xs: &[f64], period: usize) -> (f64, f64) {
-    let level = running_median(xs, period / 2);
+/// share of that detrended variance the phase means explain. `prefix`
+/// holds the prefix sums of `xs`.
+fn seasonality(xs: &[f64], prefix: &[f64], period: usize) -> (f64, f64) {
+    let level = running_mean(prefix, period / 2);
     let detrended: Vec<f64> = xs.iter().zip(&level).map(|(x, l)| x - l).collect();
     let mut sums = vec![0.0; period];
     let mut counts = vec![0.0; period];
@@ -87,15 +100,19 @@ fn seasonality(xs: &[f64], period: usize) -> (f64, f64) {
 /// phase means are the most significant ([`seasonality`]), when that
 /// p-value is below 10⁻⁶ (many periods are tried) and the phase means
 /// explain at least half of the detrended variance. A trend or a level
-/// change is taken out with the running median before the test, so it
+/// change is taken out with the running mean before the test, so it
 /// does not pass for a season.
 pub fn detect_period(xs: &[f64]) -> Option<usize> {
     if xs.len() < 12 {
         return None;
     }
     let longest = (xs.len() / 3).min(MAX_PERIOD);
+    let mut prefix = vec![0.0; xs.len() + 1];
+    for (i, x) in xs.iter().enumerate() {
+        prefix[i + 1] = prefix[i] + x;
+    }
     (2..=longest)
-        .map(|p| (p, seasonality(xs, p)))
+        .map(|p| (p, seasonality(xs, &prefix, p)))
         .filter(|(_, (p_value, share))| *p_value < 1e-6 && *share >= 0.5)
         .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0))
         .map(|(p, _)| p)
