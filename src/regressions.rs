@@ -131,8 +131,18 @@ pub fn table(regressions: &[Regression]) -> String {
                 format!("{} → {}", r.deploy_before, r.deploy_after)
             },
             match &r.relative {
-                Some(x) => format!("{} [{}, {}]", pct(x.mean), pct(x.low), pct(x.high)),
-                None => format!("new: {:.0} {}/req", r.change.mean, r.unit.as_str()),
+                Some(x) => format!(
+                    "{} [{}, {}] {} → {}/req",
+                    pct(x.mean),
+                    pct(x.low),
+                    pct(x.high),
+                    flameshift_detect::regression::quantity(r.unit, r.before.mean),
+                    flameshift_detect::regression::quantity(r.unit, r.after.mean)
+                ),
+                None => format!(
+                    "new: {}/req",
+                    flameshift_detect::regression::quantity(r.unit, r.change.mean)
+                ),
             },
             format!("{:.1e}", r.q_value),
         ]);

@@ -4,7 +4,8 @@
 //!
 //! `cargo bench -p flameshift-detect --features sim --bench detect_accuracy`
 //! (`FS_SEEDS`, `FS_DEPLOYS`, `FS_HOSTS`, `FS_RPS`, `FS_WINDOWS` change
-//! the fleet).
+//! the fleet; `FS_MIN_SAMPLES`, `FS_MIN_RELATIVE`, `FS_EFFECT_SLACK` the
+//! settings).
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its results")]
 
@@ -27,6 +28,12 @@ fn main() {
     let mut settings = DetectSettings::default();
     if let Ok(v) = std::env::var("FS_MIN_SAMPLES") {
         settings.min_samples = v.parse().expect("FS_MIN_SAMPLES");
+    }
+    if let Ok(v) = std::env::var("FS_MIN_RELATIVE") {
+        settings.min_relative = v.parse().expect("FS_MIN_RELATIVE");
+    }
+    if let Ok(v) = std::env::var("FS_EFFECT_SLACK") {
+        settings.effect_slack = v.parse().expect("FS_EFFECT_SLACK");
     }
     let mut total = Score::default();
     let mut detect_time = 0.0;

@@ -197,7 +197,7 @@ pub fn compare_deploys(
             let delta = mb - ma;
             let min_effect = (settings.min_relative * ma).max(floor);
             let se = (va / cols_a.len() as f64 + vb / cols_b.len() as f64).sqrt();
-            if delta >= min_effect && delta > 0.0 {
+            if delta + settings.effect_slack * se >= min_effect && delta > 0.0 {
                 // Welch's p is above max_q when t is below the normal
                 // quantile (the t distribution's tails are heavier), and
                 // then q is too.

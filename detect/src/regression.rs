@@ -174,8 +174,15 @@ impl Regression {
             Source::ChangePoint => format!("within {}", self.deploy_after),
         };
         let change = match &self.relative {
-            Some(r) => format!("{} per request [{}, {}]", pct(r.mean), pct(r.low), pct(r.high)),
-            None => format!("new, {:.0} {} per request", self.change.mean, self.unit.as_str()),
+            Some(r) => format!(
+                "{} per request [{}, {}] ({} → {})",
+                pct(r.mean),
+                pct(r.low),
+                pct(r.high),
+                quantity(self.unit, self.before.mean),
+                quantity(self.unit, self.after.mean)
+            ),
+            None => format!("new, {} per request", quantity(self.unit, self.change.mean)),
         };
         let place = self
             .call_path
@@ -189,6 +196,15 @@ impl Regression {
             q = self.q_value,
         )
     }
+}
+
+/// `value` in `unit` for people: `12.3 µs`, `45.6 k instructions`.
+pub fn quantity(unit: Unit, value: f64) -> String {
+    let ty = match unit {
+        Unit::CpuNs => flameshift_profile::SampleType::new("cpu", "nanoseconds"),
+        Unit::Instructions => flameshift_profile::SampleType::new("instructions", "instructions"),
+    };
+    flameshift_profile::units::format_quantity(value, &ty)
 }
 
 /// The stable id of a regression of `metric` of `function` in `endpoint`

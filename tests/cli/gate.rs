@@ -34,6 +34,32 @@ fn runs(dir: &Path, rng: &mut Rng, count: usize, funcs: &[(&str, f64)]) {
     }
 }
 
+/// Builds the C program `source` into `program`, with frame pointers.
+fn compile(source: &Path, program: &Path) -> std::path::PathBuf {
+    let cc = Command::new("gcc")
+        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"])
+        .arg(program)
+        .arg(source)
+        .status()
+        .unwrap();
+    assert!(cc.success());
+    program.to_owned()
+}
+
+/// Counts the instructions of `program ARGS` under callgrind into `out`.
+fn record_callgrind(program: &Path, out: &Path, args: &[&str]) -> std::path::PathBuf {
+    let status = Command::new(env!("CARGO_BIN_EXE_flameshift"))
+        .args(["record", "--callgrind", "-o"])
+        .arg(out)
+        .arg("--")
+        .arg(program)
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out.to_owned()
+}
+
 const BASE: [(&str, f64); 3] = [("parse", 500.0), ("render", 2_000.0), ("sort", 2_500.0)];
 
 #[path = "../support/gate_command.rs"]
@@ -206,27 +232,8 @@ fn under_callgrind_a_2_percent_instruction_increase_is_caught_every_time() {
          }\n",
     )
     .unwrap();
-    let program = dir.path().join("bench");
-    let cc = Command::new("gcc")
-        .args(["-O1", "-o"])
-        .arg(&program)
-        .arg(&source)
-        .status()
-        .unwrap();
-    assert!(cc.success());
-    let record = |name: &str, extra: &str| {
-        let out = dir.path().join(name);
-        let status = Command::new(env!("CARGO_BIN_EXE_flameshift"))
-            .args(["record", "--callgrind", "-o"])
-            .arg(&out)
-            .arg("--")
-            .arg(&program)
-            .arg(extra)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        out
-    };
+    let program = compile(&source, &dir.path().join("bench"));
+    let record = |name: &str, extra: &str| record_callgrind(&program, &dir.path().join(name), &[extra]);
     // `work` runs 2,100 more iterations of 100,000: +2.1% of its instructions.
     let (base, again, slower) = (
         record("base.pb.gz", "0"),
@@ -267,27 +274,14 @@ fn under_callgrind_a_2_percent_instruction_increase_is_caught_every_time() {
 #[test]
 fn under_callgrind_a_rise_in_a_shared_helper_names_the_caller_that_changed() {
     let dir = tempfile::tempdir().unwrap();
-    let program = dir.path().join("helper");
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/gate/helper.c");
-    let cc = Command::new("gcc")
-        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"])
-        .arg(&program)
-        .arg(&source)
-        .status()
-        .unwrap();
-    assert!(cc.success());
+    let program = compile(&source, &dir.path().join("helper"));
     let record = |name: &str, beta_calls: &str| {
-        let out = dir.path().join(name);
-        let status = Command::new(env!("CARGO_BIN_EXE_flameshift"))
-            .args(["record", "--callgrind", "-o"])
-            .arg(&out)
-            .arg("--")
-            .arg(&program)
-            .args(["--units", "2", "--beta-calls", beta_calls])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        out
+        record_callgrind(
+            &program,
+            &dir.path().join(name),
+            &["--units", "2", "--beta-calls", beta_calls],
+        )
     };
     // `beta` calls `mix` 13 times a unit instead of 10: `mix` self +6%
     // (50 → 53 calls), `beta` inclusive +20% (300k → 360k instructions'

@@ -243,6 +243,55 @@ fn noise_sd(xs: &[f64]) -> f64 {
     }
 }
 
+/// The optimal partition of `0..n` into segments of at least `min`
+/// points, minimising the sum of `cost(start, end)` over segments plus
+/// `beta` per segment, by PELT (Killick et al. 2012): exact dynamic
+/// programming, with the candidates that can never be optimal again
+/// pruned. The bounds `[0, …, n]`.
+pub(crate) fn optimal_partition(
+    n: usize,
+    min: usize,
+    beta: f64,
+    cost: impl Fn(usize, usize) -> f64,
+) -> Vec<usize> {
+    let mut best = vec![f64::INFINITY; n + 1];
+    let mut last = vec![0usize; n + 1];
+    best[0] = -beta;
+    let mut candidates: Vec<usize> = vec![0];
+    for t in min..=n {
+        let mut best_here = f64::INFINITY;
+        let mut arg = 0;
+        for &s in &candidates {
+            if t - s < min {
+                continue;
+            }
+            let value = best[s] + cost(s, t) + beta;
+            if value < best_here {
+                best_here = value;
+                arg = s;
+            }
+        }
+        best[t] = best_here;
+        last[t] = arg;
+        // s can never be optimal again once F(s) + C(s, t) > F(t) + β (the
+        // β keeps it exact with a minimum segment length).
+        candidates.retain(|&s| t - s < min || best[s] + cost(s, t) <= best[t] + beta);
+        if t + 1 >= 2 * min && t + min <= n {
+            candidates.push(t + 1 - min);
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+    }
+    let mut bounds = vec![n];
+    let mut t = n;
+    while t > 0 {
+        t = last[t];
+        bounds.push(t);
+    }
+    bounds.reverse();
+    bounds
+}
+
 /// PELT for changes in mean; change points in index order.
 pub fn pelt(xs: &[f64], settings: &Pelt) -> Vec<ChangePoint> {
     let n = xs.len();
@@ -265,43 +314,8 @@ pub fn pelt(xs: &[f64], settings: &Pelt) -> Vec<ChangePoint> {
         (sum_sq[t] - sum_sq[s]) - total * total / len
     };
     let beta = settings.penalty_factor * (n as f64).ln();
-    let mut best = vec![f64::INFINITY; n + 1];
-    let mut last = vec![0usize; n + 1];
-    best[0] = -beta;
-    let mut candidates: Vec<usize> = vec![0];
-    for t in min..=n {
-        let mut best_here = f64::INFINITY;
-        let mut arg = 0;
-        for &s in &candidates {
-            if t - s < min {
-                continue;
-            }
-            let value = best[s] + cost(s, t) + beta;
-            if value < best_here {
-                best_here = value;
-                arg = s;
-            }
-        }
-        best[t] = best_here;
-        last[t] = arg;
-        // Pruning: s can never be optimal again once F(s) + C(s, t) > F(t).
-        candidates.retain(|&s| t - s < min || best[s] + cost(s, t) <= best[t]);
-        if t + 1 >= 2 * min && t <= n - min {
-            candidates.push(t + 1 - min);
-        }
-        candidates.sort_unstable();
-        candidates.dedup();
-    }
-    let mut found = Vec::new();
-    let mut t = n;
-    while t > 0 {
-        let s = last[t];
-        if s > 0 {
-            found.push(s);
-        }
-        t = s;
-    }
-    found.reverse();
+    let bounds = optimal_partition(n, min, beta, cost);
+    let found: Vec<usize> = bounds[1..bounds.len() - 1].to_vec();
     describe(xs, &found)
 }
 

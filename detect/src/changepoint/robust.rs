@@ -36,7 +36,7 @@ use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use super::season::{deseasonalize, detect_period, mad_sd, median, running_median};
-use super::ChangePoint;
+use super::{optimal_partition, ChangePoint};
 
 /// Settings of the robust method.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -467,41 +467,7 @@ impl Sums {
 /// (which costs `slope_penalty` more), with penalty `beta` per segment:
 /// the segment bounds `[0, …, n]`.
 fn partition(sums: &Sums, min: usize, beta: f64, slope_penalty: f64) -> Vec<usize> {
-    let n = sums.n.len() - 1;
-    let mut best = vec![f64::INFINITY; n + 1];
-    let mut last = vec![0usize; n + 1];
-    best[0] = -beta;
-    let mut candidates: Vec<usize> = vec![0];
-    for t in min..=n {
-        let mut best_here = f64::INFINITY;
-        let mut arg = 0;
-        for &s in &candidates {
-            if t - s < min {
-                continue;
-            }
-            let value = best[s] + sums.cost(s, t, slope_penalty) + beta;
-            if value < best_here {
-                best_here = value;
-                arg = s;
-            }
-        }
-        best[t] = best_here;
-        last[t] = arg;
-        candidates.retain(|&s| t - s < min || best[s] + sums.cost(s, t, slope_penalty) <= best[t] + beta);
-        if t + 1 >= 2 * min && t + min <= n {
-            candidates.push(t + 1 - min);
-        }
-        candidates.sort_unstable();
-        candidates.dedup();
-    }
-    let mut bounds = vec![n];
-    let mut t = n;
-    while t > 0 {
-        t = last[t];
-        bounds.push(t);
-    }
-    bounds.reverse();
-    bounds
+    optimal_partition(sums.n.len() - 1, min, beta, |s, t| sums.cost(s, t, slope_penalty))
 }
 
 /// The residuals' long-run variance (in units of the scaled series):
