@@ -121,7 +121,11 @@ pub fn table(regressions: &[Regression]) -> String {
             r.service.clone(),
             r.endpoint.clone(),
             match (&r.function, &r.call_path) {
-                (Some(f), Some(path)) => format!("{f} ({}, under {})", r.metric.as_str(), path.callers[0]),
+                (Some(f), Some(path)) => format!(
+                    "{f} ({}, under {})",
+                    r.metric.as_str(),
+                    flameshift_detect::callpath::short_name(&path.callers[0])
+                ),
                 (Some(f), None) => format!("{f} ({})", r.metric.as_str()),
                 (None, _) => "(total)".to_owned(),
             },

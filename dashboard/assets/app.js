@@ -337,9 +337,16 @@ async function regressionPage(id) {
 // "97% of the rise under beta ← handle (beta inclusive +30.0%)": the
 // callers above the function where a self-cost rise concentrates.
 function callPath(p) {
-  const names = p.callers.map((c, i) => [i ? " ← " : "", el("code", {}, c)]);
+  // Generic arguments take a line each in Rust's async frames; the full
+  // name is in the tooltip.
+  const short = (name) => {
+    let out = name;
+    for (let prev = ""; prev !== out; ) [prev, out] = [out, out.replace(/(.)<[^<>]*>/g, "$1")];
+    return out;
+  };
+  const names = p.callers.map((c, i) => [i ? " ← " : "", el("code", { title: c }, short(c))]);
   const before = p.caller_before, after = p.caller_after;
-  const caller = before > 0 && after != null ? [" (", el("code", {}, p.callers[0]), ` inclusive ${pct(after / before - 1)})`] : [];
+  const caller = before > 0 && after != null ? [" (", el("code", { title: p.callers[0] }, short(p.callers[0])), ` inclusive ${pct(after / before - 1)})`] : [];
   return [`${Math.round(Math.min(p.share, 1) * 100)}% of the rise under `, names, caller];
 }
 

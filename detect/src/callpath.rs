@@ -68,6 +68,7 @@ impl CallPath {
     }
 
     fn describe_with(&self, name: impl Fn(&str) -> String) -> String {
+        let name = |full: &str| name(&short_name(full));
         let path: Vec<String> = self.callers.iter().map(|c| name(c)).collect();
         let share = self.share.min(1.0) * 100.0;
         let caller = self
@@ -76,6 +77,24 @@ impl CallPath {
             .unwrap_or_default();
         format!("{share:.0}% of it under {}{caller}", path.join(" ← "))
     }
+}
+
+/// `name` without its generic arguments, for reading:
+/// `poll<Box<dyn Future<…>>>` → `poll`, `Vec<T>::push` → `Vec::push`
+/// (a name that starts with `<`, a trait method's, keeps its first
+/// group).
+pub fn short_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut depth = 0usize;
+    for (i, c) in name.char_indices() {
+        match c {
+            '<' if i > 0 || depth > 0 => depth += 1,
+            '>' if depth > 0 => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Where the rise from `before` to `after` (a function's cost by caller
@@ -162,6 +181,20 @@ mod tests {
             path.describe_markdown(),
             "100% of it under `beta` ← `run` ← `main`"
         );
+    }
+
+    #[test]
+    fn names_are_read_without_their_generic_arguments() {
+        assert_eq!(short_name("poll<Box<dyn Future<Output=()>>>"), "poll");
+        assert_eq!(short_name("alloc::vec::Vec<T>::push"), "alloc::vec::Vec::push");
+        assert_eq!(short_name("mix"), "mix");
+        let path = CallPath {
+            callers: vec!["{async_block#0}<fn(State<Arc<Costs>>)>".into(), "poll<F>".into()],
+            share: 1.0,
+            caller_before: None,
+            caller_after: None,
+        };
+        assert_eq!(path.describe(), "100% of it under {async_block#0} ← poll");
     }
 
     #[test]

@@ -32,8 +32,9 @@ pub struct DetectSettings {
     /// interval (its mean plus `effect_slack` standard errors) rather than
     /// at its point estimate (default 1.0; 0 asks the estimate itself).
     /// A rise of exactly the minimum is estimated below it half the time;
-    /// the slack lets the test decide those (BENCHMARKS.md: recall of 2%
-    /// rises 0.40 → see there, precision kept).
+    /// the slack lets the test decide those (on the fleet simulator,
+    /// recall of exactly-2% rises 0.40 → 0.57 with precision still 1.0;
+    /// BENCHMARKS.md).
     pub effect_slack: f64,
     /// The absolute floor: smallest rise reported, as a share of the
     /// endpoint's whole cost per request (default 0.0005 = 0.05%). It
