@@ -38,8 +38,16 @@ pub struct ChangepointsArgs {
     #[arg(long, default_value_t = 0.0, value_parser = crate::parse::fraction)]
     min_change: f64,
     /// Penalty per segment in units of σ²·ln n (robust; higher finds fewer changes).
-    #[arg(long, default_value_t = Robust::default().penalty_factor)]
+    #[arg(long, default_value_t = Robust::default().penalty_factor, value_parser = parse_penalty)]
     penalty: f64,
+}
+
+fn parse_penalty(text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|p| p.is_finite() && *p > 0.0)
+        .ok_or_else(|| format!("`{text}` is not a penalty: a positive number such as 4"))
 }
 
 fn parse_period(text: &str) -> Result<Period, String> {

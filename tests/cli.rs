@@ -585,6 +585,8 @@ fn changepoints_tells_a_trend_and_a_season_from_level_changes_on_real_series() {
     );
     let err = fails(&["changepoints", &austres, "--period", "1"]);
     assert!(err.contains("not a period"), "{err}");
+    let err = fails(&["changepoints", &austres, "--penalty=-1"]);
+    assert!(err.contains("not a penalty"), "{err}");
 }
 
 #[test]
