@@ -8,12 +8,11 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
 #[path = "support/gate_command.rs"]
 mod gate_command;
-use gate_command::gate;
+use gate_command::{compile, gate, record};
 
 /// Held by each test for its whole run: one measurement at a time.
 fn alone() -> MutexGuard<'static, ()> {
@@ -28,31 +27,13 @@ fn bench_program(dir: &Path) -> std::path::PathBuf {
 
 /// Builds `fixtures/gate/NAME.c` into `dir`.
 fn build(dir: &Path, name: &str) -> std::path::PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let program = dir.join(name);
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/gate/{name}.c"));
-    let cc = Command::new("gcc")
-        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"])
-        .arg(&program)
-        .arg(&source)
-        .status()
-        .unwrap();
-    assert!(cc.success());
-    program
+    compile(&source, &dir.join(name))
 }
 
 /// Profiles one run of `program` with cpu-clock sampling at 4 kHz.
 fn record_sampled(program: &Path, out: &Path, args: &[&str]) {
-    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    let status = Command::new(env!("CARGO_BIN_EXE_flameshift"))
-        .args(["record", "-F", "4000", "-o"])
-        .arg(out)
-        .arg("--")
-        .arg(program)
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    record(&["-F", "4000"], out, program, args);
 }
 
 /// Runs `experiment` and, if it fails, once more: these tests time real

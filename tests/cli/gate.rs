@@ -3,7 +3,6 @@
 //! inputs are errors, never a silent pass.
 
 use std::path::Path;
-use std::process::Command;
 
 use flameshift_detect::sim::Rng;
 use flameshift_profile::{format, LabelSetId, Period, Profile, SampleType};
@@ -34,37 +33,16 @@ fn runs(dir: &Path, rng: &mut Rng, count: usize, funcs: &[(&str, f64)]) {
     }
 }
 
-/// Builds the C program `source` into `program`, with frame pointers.
-fn compile(source: &Path, program: &Path) -> std::path::PathBuf {
-    let cc = Command::new("gcc")
-        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"])
-        .arg(program)
-        .arg(source)
-        .status()
-        .unwrap();
-    assert!(cc.success());
-    program.to_owned()
-}
-
 /// Counts the instructions of `program ARGS` under callgrind into `out`.
 fn record_callgrind(program: &Path, out: &Path, args: &[&str]) -> std::path::PathBuf {
-    let status = Command::new(env!("CARGO_BIN_EXE_flameshift"))
-        .args(["record", "--callgrind", "-o"])
-        .arg(out)
-        .arg("--")
-        .arg(program)
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    out.to_owned()
+    record(&["--callgrind"], out, program, args)
 }
 
 const BASE: [(&str, f64); 3] = [("parse", 500.0), ("render", 2_000.0), ("sort", 2_500.0)];
 
 #[path = "../support/gate_command.rs"]
 mod gate_command;
-use gate_command::gate;
+use gate_command::{compile, gate, record};
 
 #[test]
 fn a_slowdown_fails_with_a_report_and_identical_builds_pass() {

@@ -140,7 +140,9 @@ fn energy(xs: &[f64], tau: usize) -> f64 {
     n * m / (n + m) * divergence
 }
 
-fn relative(before: f64, after: f64) -> f64 {
+/// `(after − before) / |before|`, infinite (with the sign of `after`)
+/// when `before` is 0 and `after` is not.
+pub(super) fn relative(before: f64, after: f64) -> f64 {
     if before == 0.0 {
         if after == 0.0 {
             0.0

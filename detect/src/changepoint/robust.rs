@@ -36,7 +36,7 @@ use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use super::season::{deseasonalize, detect_period, mad_sd, median, running_median};
-use super::{optimal_partition, ChangePoint};
+use super::{optimal_partition, relative, ChangePoint};
 
 /// Settings of the robust method.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -222,18 +222,6 @@ pub fn robust_at(xs: &[f64], positions: &[usize], settings: &Robust) -> Segmenta
         drifts,
         period,
         outliers,
-    }
-}
-
-fn relative(before: f64, after: f64) -> f64 {
-    if before == 0.0 {
-        if after == 0.0 {
-            0.0
-        } else {
-            f64::INFINITY.copysign(after)
-        }
-    } else {
-        (after - before) / before.abs()
     }
 }
 
