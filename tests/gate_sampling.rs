@@ -88,15 +88,18 @@ fn with_cpu_clock_sampling_a_rise_in_a_shared_helper_names_the_caller_that_chang
     twice_if_needed(helper_rise_is_placed_under_its_caller);
 }
 
-/// `beta` calls the shared `mix` 15 times a unit instead of 10: `mix`'s
-/// self cost rises by a tenth, and the report says it is under `beta`.
+/// `beta` calls the shared `mix` 40 times a unit instead of 10: `mix`'s
+/// self cost rises by 60%, and the report says it is under `beta`. The
+/// rise is large on purpose: this test is about where the rise is placed,
+/// and on a CI runner whose neighbours steal CPU the same run's CPU time
+/// varies by up to ±20% (a 10% rise was missed there at 5 runs a side).
 fn helper_rise_is_placed_under_its_caller() -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let program = build(dir.path(), "helper");
     for i in 0..5 {
-        for (side, calls) in [("base", "10"), ("cand", "15")] {
+        for (side, calls) in [("base", "10"), ("cand", "40")] {
             let out = dir.path().join(side).join(format!("{i}.pb.gz"));
-            record_sampled(&program, &out, &["--units", "400", "--beta-calls", calls]);
+            record_sampled(&program, &out, &["--units", "300", "--beta-calls", calls]);
         }
     }
     let json = dir.path().join("report.json");
