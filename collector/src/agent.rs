@@ -40,7 +40,7 @@ use crate::client::{random_unit, RetryPolicy};
 use crate::counters::{CounterMode, ThreadCounter};
 use crate::export::{self, Destination, Exporter};
 use crate::requests::RequestStats;
-use crate::sampler::{RawSample, Sampler, SamplerConfig, SelfSymbolizer, StackCounts};
+use crate::sampler::{Sampler, SamplerConfig, SelfSymbolizer, StackCounts};
 use crate::{Error, Result};
 
 /// How the agent runs.
@@ -448,7 +448,6 @@ fn collect(
     sampler.exclude_current_thread();
     let mut symbolizer = SelfSymbolizer::default();
     let mut stacks = StackCounts::default();
-    let mut raw: Vec<RawSample> = Vec::new();
     let mut started = Instant::now();
     let mut started_ms = now_ms();
     let mut dropped_before = sampler.dropped();
@@ -456,9 +455,7 @@ fn collect(
     loop {
         let stopping = shared.stop.load(Ordering::Acquire);
         std::thread::sleep(Duration::from_millis(100));
-        raw.clear();
-        sampler.drain(&mut raw);
-        stacks.add(&raw);
+        sampler.drain_each(|s| stacks.add_one(s.labels, s.weight, s.frames));
         let due = started.elapsed() >= config.upload_interval || shared.flush.swap(false, Ordering::AcqRel);
         if !(due || stopping) {
             continue;
@@ -526,7 +523,7 @@ fn collect(
             cumulative = Some(total);
         }
         *shared.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(profile);
-        stacks = StackCounts::default();
+        stacks.clear();
         if stopping {
             break;
         }

@@ -177,11 +177,32 @@ fn parse_perf_map(text: &str) -> Vec<(u64, u64, Arc<str>)> {
         .collect()
 }
 
+/// One frame of a symbolized location, independent of any profile: what
+/// [`Resolver`] keeps between profiles.
+#[derive(Debug, Clone)]
+struct SymbolicFrame {
+    function: Arc<str>,
+    /// Source file, empty when unknown.
+    file: Arc<str>,
+    line: u32,
+    inlined: bool,
+}
+
 /// Turns locations into interned frames of `profile`, symbolizing each
-/// distinct location once. Each location gives one or more frames, root
-/// first (a function and the functions inlined into it).
+/// distinct location once for the resolver's whole life: the symbols of
+/// a location (function, file, line, inlined frames; none for an address
+/// without a symbol) are kept by location, the frame ids only for the
+/// profile they were interned in ([`Resolver::forget_frames`]). Each
+/// location gives one or more frames, root first (a function and the
+/// functions inlined into it). An agent's next interval re-interns the
+/// symbols it already has, without asking blazesym or reading the binary.
 pub struct Resolver {
     symbolizer: Symbolizer,
+    /// Symbols by location, for the resolver's life (empty: no symbol).
+    symbols: HashMap<Location, Arc<[SymbolicFrame]>>,
+    /// PLT stubs of each file, read once.
+    plts: HashMap<Arc<str>, PltMap>,
+    /// Frame ids in the current profile.
     cache: HashMap<Location, Vec<FrameId>>,
 }
 
@@ -193,102 +214,143 @@ impl Default for Resolver {
                 .enable_inlined_fns(true)
                 .enable_demangling(true)
                 .build(),
+            symbols: HashMap::new(),
+            plts: HashMap::new(),
             cache: HashMap::new(),
         }
     }
 }
 
 impl Resolver {
-    /// Symbolizes every location in `locations` that is not cached yet,
-    /// one blazesym call per file.
+    /// Interns the frames of every location in `locations` into
+    /// `profile`, symbolizing (one blazesym call per file) only the
+    /// locations this resolver has never seen.
     pub fn prepare(&mut self, profile: &mut Profile, locations: impl IntoIterator<Item = Location>) {
+        let mut fresh: Vec<Location> = Vec::new();
         let mut by_path: HashMap<Arc<str>, Vec<u64>> = HashMap::new();
         for location in locations {
             if self.cache.contains_key(&location) {
                 continue;
             }
-            match &location {
-                Location::File { path, offset } if is_file(path) => {
-                    by_path.entry(path.clone()).or_default().push(*offset);
+            if !self.symbols.contains_key(&location) {
+                if let Location::File { path, offset } = &location {
+                    if is_file(path) {
+                        by_path.entry(path.clone()).or_default().push(*offset);
+                    }
                 }
-                _ => {}
+                self.symbols.insert(location.clone(), Arc::from([]));
             }
-            let frames = vec![unknown_frame(profile, &location)];
-            self.cache.insert(location, frames);
+            self.cache.insert(location.clone(), Vec::new());
+            fresh.push(location);
         }
         for (path, mut offsets) in by_path {
             offsets.sort_unstable();
             offsets.dedup();
-            let source = Source::Elf(Elf::new(&*path));
-            let results = match self.symbolizer.symbolize(&source, Input::FileOffset(&offsets)) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!(path = &*path, "cannot symbolize: {e}");
-                    continue;
-                }
-            };
-            let mut plt: Option<PltMap> = None;
-            for (offset, result) in offsets.iter().zip(results) {
-                if let Some(name) = plt.get_or_insert_with(|| PltMap::load(&path)).name(*offset) {
-                    let function = profile.intern_str(&name);
-                    let binary = profile.intern_str(&path);
-                    let frame = profile.intern_frame(Frame {
-                        function,
-                        binary,
-                        address: *offset,
-                        ..Frame::default()
-                    });
-                    self.cache.insert(
-                        Location::File {
-                            path: path.clone(),
-                            offset: *offset,
-                        },
-                        vec![frame],
-                    );
-                    continue;
-                }
-                let Symbolized::Sym(sym) = result else { continue };
-                // A symbol does not cover addresses past its end: those are
-                // code without a symbol (PLT stubs after `_init`, say).
-                if sym.size.is_some_and(|size| sym.offset >= size.max(1)) {
-                    continue;
-                }
-                let binary = profile.intern_str(&path);
-                let mut frames = Vec::with_capacity(1 + sym.inlined.len());
-                let mut push =
-                    |name: &str, info: Option<&blazesym::symbolize::CodeInfo<'_>>, inlined: bool| {
-                        let (file, line) = code_info(profile, info);
-                        let function = profile.intern_str(name);
-                        let frame = Frame {
-                            function,
-                            file,
-                            line,
-                            binary,
-                            address: *offset,
-                            inlined,
-                        };
-                        frames.push(profile.intern_frame(frame));
-                    };
-                push(&sym.name, sym.code_info.as_deref(), false);
-                for inlined in sym.inlined.iter() {
-                    push(&inlined.name, inlined.code_info.as_ref(), true);
-                }
-                self.cache.insert(
-                    Location::File {
-                        path: path.clone(),
-                        offset: *offset,
-                    },
-                    frames,
-                );
-            }
+            self.symbolize_file(&path, &offsets);
+        }
+        for location in fresh {
+            let frames = self.intern(profile, &location);
+            self.cache.insert(location, frames);
         }
     }
 
-    /// Forgets the cached frames: they are ids in the profile they were
-    /// prepared for, so a resolver used for a new profile must start
-    /// here (blazesym keeps its parsed files, so this costs little).
+    /// Symbolizes `offsets` of the file at `path` into `self.symbols`.
+    fn symbolize_file(&mut self, path: &Arc<str>, offsets: &[u64]) {
+        let source = Source::Elf(Elf::new(&**path));
+        let results = match self.symbolizer.symbolize(&source, Input::FileOffset(offsets)) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(path = &**path, "cannot symbolize: {e}");
+                return;
+            }
+        };
+        let plt = self
+            .plts
+            .entry(path.clone())
+            .or_insert_with(|| PltMap::load(path));
+        for (offset, result) in offsets.iter().zip(results) {
+            let location = Location::File {
+                path: path.clone(),
+                offset: *offset,
+            };
+            if let Some(name) = plt.name(*offset) {
+                let frame = SymbolicFrame {
+                    function: Arc::from(name),
+                    file: Arc::from(""),
+                    line: 0,
+                    inlined: false,
+                };
+                self.symbols.insert(location, Arc::from([frame]));
+                continue;
+            }
+            let Symbolized::Sym(sym) = result else { continue };
+            // A symbol does not cover addresses past its end: those are
+            // code without a symbol (PLT stubs after `_init`, say).
+            if sym.size.is_some_and(|size| sym.offset >= size.max(1)) {
+                continue;
+            }
+            let frame = |name: &str, info: Option<&blazesym::symbolize::CodeInfo<'_>>, inlined: bool| {
+                let (file, line) = match info {
+                    Some(info) => (
+                        Arc::from(info.to_path().to_string_lossy().as_ref()),
+                        info.line.unwrap_or(0),
+                    ),
+                    None => (Arc::from(""), 0),
+                };
+                SymbolicFrame {
+                    function: Arc::from(name),
+                    file,
+                    line,
+                    inlined,
+                }
+            };
+            let mut frames = Vec::with_capacity(1 + sym.inlined.len());
+            frames.push(frame(&sym.name, sym.code_info.as_deref(), false));
+            for inlined in sym.inlined.iter() {
+                frames.push(frame(&inlined.name, inlined.code_info.as_ref(), true));
+            }
+            self.symbols.insert(location, Arc::from(frames));
+        }
+    }
+
+    /// The frames of `location` interned into `profile`: its symbols, or
+    /// a frame naming its binary and offset when it has none.
+    fn intern(&self, profile: &mut Profile, location: &Location) -> Vec<FrameId> {
+        let symbols = self.symbols.get(location).filter(|s| !s.is_empty());
+        let (Some(symbols), Location::File { path, offset }) = (symbols, location) else {
+            return vec![unknown_frame(profile, location)];
+        };
+        let binary = profile.intern_str(path);
+        symbols
+            .iter()
+            .map(|s| {
+                let frame = Frame {
+                    function: profile.intern_str(&s.function),
+                    file: match s.file.is_empty() {
+                        true => flameshift_profile::StrId::EMPTY,
+                        false => profile.intern_str(&s.file),
+                    },
+                    line: s.line,
+                    binary,
+                    address: *offset,
+                    inlined: s.inlined,
+                };
+                profile.intern_frame(frame)
+            })
+            .collect()
+    }
+
+    /// Forgets the frame ids interned so far: they belong to the profile
+    /// they were prepared for, so a resolver used for a new profile must
+    /// start here. The symbols stay.
     pub fn forget_frames(&mut self) {
         self.cache.clear();
+    }
+
+    /// Locations whose symbols are kept.
+    #[cfg(test)]
+    fn symbolized(&self) -> usize {
+        self.symbols.len()
     }
 
     /// The frames of a location (after [`Resolver::prepare`]).
@@ -311,10 +373,13 @@ struct PltMap {
 impl PltMap {
     fn load(path: &str) -> PltMap {
         use object::{Object, ObjectSection, ObjectSymbol, ObjectSymbolTable, RelocationTarget};
-        let Ok(bytes) = std::fs::read(path) else {
+        // Through a read cache: only the headers, `.plt*`, the dynamic
+        // symbols and relocations are read, not the whole binary.
+        let Ok(handle) = std::fs::File::open(path) else {
             return PltMap::default();
         };
-        let Ok(file) = object::File::parse(&*bytes) else {
+        let cache = object::ReadCache::new(handle);
+        let Ok(file) = object::File::parse(&cache) else {
             return PltMap::default();
         };
         let mut map = PltMap::default();
@@ -362,22 +427,6 @@ impl PltMap {
 
 fn is_file(path: &str) -> bool {
     path.starts_with('/') && !path.starts_with("//anon")
-}
-
-fn code_info(
-    profile: &mut Profile,
-    info: Option<&blazesym::symbolize::CodeInfo<'_>>,
-) -> (flameshift_profile::StrId, u32) {
-    match info {
-        Some(info) => {
-            let file = info.to_path();
-            (
-                profile.intern_str(&file.to_string_lossy()),
-                info.line.unwrap_or(0),
-            )
-        }
-        None => (flameshift_profile::StrId::EMPTY, 0),
-    }
 }
 
 /// A frame for an address without a symbol: its binary and offset.
@@ -556,8 +605,14 @@ mod tests {
         // be out of its bounds.
         let mut next = Profile::default();
         next.intern_str("something interned first");
+        let kept = resolver.symbolized();
         resolver.forget_frames();
         resolver.prepare(&mut next, [location.clone()]);
+        assert_eq!(
+            resolver.symbolized(),
+            kept,
+            "symbols are kept, not looked up again"
+        );
         let names: Vec<String> = resolver
             .frames(&location)
             .iter()

@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use perf_event_open_sys as sys;
 
-use super::handler::SIGNAL;
+use super::handler::{jittered, SIGNAL};
 use crate::counters::{event_attr, open_event, CounterMode};
 use crate::Result;
 
@@ -59,7 +59,7 @@ fn os_error(what: &str) -> std::io::Error {
 /// delivering [`SIGNAL`] to that thread.
 pub fn perf(tid: i32, mode: CounterMode, period: u64) -> Result<Armed> {
     let mut attr = event_attr(mode);
-    attr.__bindgen_anon_1.sample_period = period.max(1);
+    attr.__bindgen_anon_1.sample_period = first_period(tid, period);
     attr.set_disabled(1);
     let fd = open_event(attr, tid, mode)?;
     let owner = OwnerEx {
@@ -84,8 +84,23 @@ pub fn perf(tid: i32, mode: CounterMode, period: u64) -> Result<Armed> {
     Ok(Armed::Perf(fd))
 }
 
-/// Arms a timer on thread `tid`'s CPU clock firing every `period_ns`,
-/// delivering [`SIGNAL`] to that thread.
+/// The distance to a thread's first sample: a random draw like every
+/// later one (see [`jittered`]), so threads armed together do not sample
+/// in step.
+fn first_period(tid: i32, period: u64) -> u64 {
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    jittered(
+        period,
+        (clock ^ (tid as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_mul(0xff51_afd7_ed55_8ccd),
+    )
+}
+
+/// Arms a one-shot timer on thread `tid`'s CPU clock, delivering
+/// [`SIGNAL`] to that thread after a random draw around `period_ns`
+/// (the handler arms each next one).
 pub fn timer(tid: i32, period_ns: u64) -> Result<Armed> {
     // The kernel's per-thread CPU clock id: MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED).
     let clock = ((!tid) << 3) | 6;
@@ -100,13 +115,16 @@ pub fn timer(tid: i32, period_ns: u64) -> Result<Armed> {
         return Err(os_error("timer_create").into());
     }
     let timer = TimerId(id);
-    let period = libc::timespec {
-        tv_sec: (period_ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (period_ns % 1_000_000_000) as libc::c_long,
-    };
+    let first = first_period(tid, period_ns);
     let spec = libc::itimerspec {
-        it_interval: period,
-        it_value: period,
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: (first / 1_000_000_000) as libc::time_t,
+            tv_nsec: (first % 1_000_000_000) as libc::c_long,
+        },
     };
     // SAFETY: a timer we own and a valid spec.
     if unsafe { libc::timer_settime(timer.0, 0, &spec, std::ptr::null_mut()) } != 0 {

@@ -34,6 +34,19 @@ pub struct RawSample {
     pub frames: Vec<u64>,
 }
 
+/// A raw sample still in its slot (see [`SampleBuffer::drain_each`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SampleRef<'a> {
+    /// Thread that was interrupted.
+    pub tid: u32,
+    /// Its label set.
+    pub labels: u32,
+    /// Cost this sample stands for.
+    pub weight: u64,
+    /// Return addresses, leaf first.
+    pub frames: &'a [u64],
+}
+
 struct Slot {
     state: AtomicU32,
     data: UnsafeCell<SlotData>,
@@ -122,6 +135,19 @@ impl SampleBuffer {
 
     /// Takes every ready sample out, freeing its slot.
     pub fn drain(&self, out: &mut Vec<RawSample>) {
+        self.drain_each(|sample| {
+            out.push(RawSample {
+                tid: sample.tid,
+                labels: sample.labels,
+                weight: sample.weight,
+                frames: sample.frames.to_vec(),
+            });
+        });
+    }
+
+    /// Hands each sample taken so far to `f`, in place (nothing is
+    /// allocated), and frees its slot.
+    pub fn drain_each(&self, mut f: impl FnMut(SampleRef<'_>)) {
         for slot in self.slots.iter() {
             if slot.state.load(Ordering::Acquire) != READY {
                 continue;
@@ -129,11 +155,11 @@ impl SampleBuffer {
             // SAFETY: READY (acquired) means the writer is done and the
             // data is ours until we store FREE.
             let data = unsafe { &*slot.data.get() };
-            out.push(RawSample {
+            f(SampleRef {
                 tid: data.tid,
                 labels: data.labels,
                 weight: data.weight,
-                frames: data.frames[..data.depth as usize].to_vec(),
+                frames: &data.frames[..data.depth as usize],
             });
             slot.state.store(FREE, Ordering::Release);
         }

@@ -2,15 +2,21 @@
 //! nothing, takes no lock and cannot panic: it reads the interrupted
 //! registers from the signal context, walks frame pointers with every
 //! read bounded (above the interrupted stack pointer, below it + 8 MiB,
-//! strictly upwards) and done with `process_vm_readv` on this process,
-//! which fails with `EFAULT` instead of faulting on a bad address; reads
-//! the thread's current label-set id from a const thread-local; writes
-//! the raw addresses into the lock-free [`SampleBuffer`]; and, for perf
-//! events, re-arms the counter with `PERF_EVENT_IOC_REFRESH`. `errno` is
+//! strictly upwards) — directly where the address lies in the thread's
+//! own stack mapping ([`super::stacks`]), else with `process_vm_readv` on
+//! this process, which fails with `EFAULT` instead of faulting; reads the
+//! thread's current label-set id from a const thread-local; writes the
+//! raw addresses into the lock-free [`SampleBuffer`]; and arms the next
+//! sample a random distance away (uniform in ½–1½ periods, so that work
+//! repeating at about the sampling period is not always caught at the
+//! same phase): a new period and `PERF_EVENT_IOC_REFRESH` for perf
+//! events, a one-shot `timer_settime` for CPU-clock timers. Each sample
+//! weighs the nominal period, the mean of the draws. `errno` is
 //! preserved.
 
 #![allow(unsafe_code)]
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use perf_event_open_sys as sys;
@@ -61,6 +67,52 @@ pub fn install() -> std::io::Result<()> {
     Ok(())
 }
 
+thread_local! {
+    // This thread's id (0 until its first sample) and random state: plain
+    // const-initialised thread-locals without destructors, safe to touch
+    // from a signal handler.
+    static TID: Cell<u32> = const { Cell::new(0) };
+    static RANDOM: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A period drawn uniformly from ½·`nominal` to 1½·`nominal` with the
+/// 64 random bits `random`: the draws average `nominal`.
+pub fn jittered(nominal: u64, random: u64) -> u64 {
+    let low = nominal / 2;
+    let span = nominal | 1; // [low, low + nominal]
+    (low + random % (span + 1)).max(1)
+}
+
+/// The next of this thread's random numbers (xorshift64*, seeded from
+/// the thread id and the clock of the sample that first needs it).
+fn next_random(tid: u32, seed: u64) -> u64 {
+    RANDOM
+        .try_with(|state| {
+            let mut x = state.get();
+            if x == 0 {
+                x = (u64::from(tid) << 32 ^ seed) | 1;
+            }
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            state.set(x);
+            x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        })
+        .unwrap_or(seed)
+}
+
+/// This thread's id, asked of the kernel once.
+fn current_tid() -> u32 {
+    let cached = TID.try_with(Cell::get).unwrap_or(0);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
+    let _ = TID.try_with(|t| t.set(tid));
+    tid
+}
+
 /// Reads 16 bytes at `addr` of this process without ever faulting.
 fn read_pair(addr: u64) -> Option<[u64; 2]> {
     let mut pair = [0u64; 2];
@@ -93,11 +145,20 @@ pub fn walk(ip: u64, mut fp: u64, sp: u64, out: &mut [u64; MAX_FRAMES]) -> usize
     out[0] = ip;
     let mut n = 1;
     let limit = sp.saturating_add(MAX_STACK);
+    // Frames below the top of the thread's own stack mapping are read directly.
+    let mapped_to = super::stacks::top_of(sp).unwrap_or(0);
     while n < MAX_FRAMES {
         if fp < sp || fp >= limit || !fp.is_multiple_of(8) {
             break;
         }
-        let Some([next_fp, ret]) = read_pair(fp) else {
+        let pair = if fp.saturating_add(16) <= mapped_to {
+            // SAFETY: [sp, mapped_to) is this thread's stack mapping, live
+            // while the thread runs, and fp is 8-aligned inside it.
+            Some(unsafe { [*(fp as *const u64), *((fp + 8) as *const u64)] })
+        } else {
+            read_pair(fp)
+        };
+        let Some([next_fp, ret]) = pair else {
             WALK_FAULTS.fetch_add(1, Ordering::Relaxed);
             break;
         };
@@ -146,20 +207,56 @@ unsafe fn registers(_context: *const libc::c_void) -> (u64, u64, u64) {
     (0, 0, 0)
 }
 
-/// `si_code`, `si_fd` (perf events) and `si_overrun` (timers) of a siginfo.
+/// `si_code`, `si_fd` (perf events) and the kernel's timer id (timers) of
+/// a siginfo.
 ///
 /// # Safety
 /// `info` must be the siginfo the kernel passed to the handler.
 unsafe fn signal_fields(info: *const libc::siginfo_t) -> (libc::c_int, libc::c_int, libc::c_int) {
     // SAFETY: the kernel's siginfo is at least 128 bytes; for SIGPOLL-style
     // signals si_fd is the int at byte 24 (after si_band), for timers
-    // si_overrun is the int at byte 20 (after si_timerid), on 64-bit Linux.
+    // si_timerid is the int at byte 16, on 64-bit Linux.
     unsafe {
         let code = (*info).si_code;
         let base = info.cast::<u8>();
         let fd = base.add(24).cast::<libc::c_int>().read_unaligned();
-        let overrun = base.add(20).cast::<libc::c_int>().read_unaligned();
-        (code, fd, overrun)
+        let timer = base.add(16).cast::<libc::c_int>().read_unaligned();
+        (code, fd, timer)
+    }
+}
+
+/// Arms the next sample of the signalled counter `period` units away.
+fn arm_next(code: libc::c_int, fd: libc::c_int, timer: libc::c_int, period: u64) {
+    if code == SI_TIMER {
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: (period / 1_000_000_000) as libc::time_t,
+                tv_nsec: (period % 1_000_000_000) as libc::c_long,
+            },
+        };
+        // SAFETY: the kernel's id of the timer that signalled (the raw
+        // system call takes the kernel's id, not glibc's handle); a timer
+        // deleted meanwhile fails with EINVAL.
+        unsafe {
+            libc::syscall(
+                libc::SYS_timer_settime,
+                libc::c_long::from(timer),
+                0 as libc::c_long,
+                &spec as *const libc::itimerspec,
+                std::ptr::null_mut::<libc::itimerspec>(),
+            )
+        };
+    } else if code == POLL_HUP {
+        // SAFETY: `fd` is the perf event that signalled; on a closed fd
+        // both fail harmlessly with EBADF.
+        unsafe {
+            libc::ioctl(fd, sys::bindings::PERIOD as _, &period as *const u64);
+            sys::ioctls::REFRESH(fd, 1);
+        }
     }
 }
 
@@ -169,27 +266,19 @@ extern "C" fn handle(_signal: libc::c_int, info: *mut libc::siginfo_t, context: 
     let buffer = BUFFER.load(Ordering::Acquire);
     if !buffer.is_null() && !context.is_null() && !info.is_null() {
         // SAFETY: the kernel passed `info` and `context` for this signal.
-        let (code, fd, overrun) = unsafe { signal_fields(info) };
+        let (code, fd, timer) = unsafe { signal_fields(info) };
         // SAFETY: as above.
         let (ip, fp, sp) = unsafe { registers(context) };
         let mut frames = [0u64; MAX_FRAMES];
         let depth = walk(ip, fp, sp, &mut frames);
-        // SAFETY: gettid has no preconditions.
-        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
+        let tid = current_tid();
         let labels = crate::labels::current_for_signal();
-        let periods = if code == SI_TIMER {
-            1 + overrun.max(0) as u64
-        } else {
-            1
-        };
-        let weight = PERIOD.load(Ordering::Relaxed).saturating_mul(periods);
+        let period = PERIOD.load(Ordering::Relaxed);
         // SAFETY: BUFFER is only set to a buffer that outlives the sampler
         // (it is leaked, never freed).
-        unsafe { &*buffer }.push(tid, labels, weight, &frames[..depth]);
-        if code == POLL_HUP && REARM.load(Ordering::Relaxed) {
-            // SAFETY: `fd` is the perf event that signalled; re-arming a
-            // closed fd fails harmlessly with EBADF.
-            unsafe { sys::ioctls::REFRESH(fd, 1) };
+        unsafe { &*buffer }.push(tid, labels, period, &frames[..depth]);
+        if REARM.load(Ordering::Relaxed) {
+            arm_next(code, fd, timer, jittered(period, next_random(tid, sp ^ ip)));
         }
     }
     // SAFETY: see above.

@@ -17,9 +17,10 @@
 mod arm;
 mod buffer;
 mod handler;
+mod stacks;
 mod symbols;
 
-pub use buffer::RawSample;
+pub use buffer::{RawSample, SampleRef};
 pub use symbols::{SelfSymbolizer, StackCounts};
 
 use std::collections::{HashMap, HashSet};
@@ -138,9 +139,16 @@ fn scan(shared: &Shared, mode: CounterMode, period: u64) {
     let excluded = shared.excluded.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut armed = shared.armed.lock().unwrap_or_else(|e| e.into_inner());
     armed.retain(|tid, _| live.contains(tid));
+    let mut stacks_read = false;
     for &tid in &live {
         if armed.contains_key(&tid) || excluded.contains(&tid) || is_agent_thread(tid) {
             continue;
+        }
+        if !stacks_read {
+            // The new thread's stack must be in the handler's table before
+            // its first signal.
+            stacks::refresh();
+            stacks_read = true;
         }
         match arm_thread(tid, mode, period) {
             Ok(a) => {
@@ -262,6 +270,11 @@ impl Sampler {
     /// Moves the samples taken so far into `out`.
     pub fn drain(&self, out: &mut Vec<RawSample>) {
         self.buffer.drain(out);
+    }
+
+    /// Hands each sample taken so far to `f` without copying it out.
+    pub fn drain_each(&self, f: impl FnMut(SampleRef<'_>)) {
+        self.buffer.drain_each(f);
     }
 
     /// Samples dropped because the buffer was full, since the process started.

@@ -13,36 +13,56 @@ use crate::counters::CounterMode;
 use crate::labels;
 use crate::symbolize::{Location, Maps, Resolver};
 
-/// A stack (leaf-first addresses) with its label set.
-type StackKey = (Box<[u64]>, u32);
+/// (count, weight) per leaf-first addresses, for one label set.
+type StacksOfLabelSet = HashMap<Box<[u64]>, (i64, i64)>;
 
-/// Summed samples per (leaf-first addresses, label set): (count, weight).
+/// Summed samples per label set and leaf-first addresses: (count,
+/// weight). Keyed by label set first so that a sample whose stack was
+/// seen before is counted without allocating.
 #[derive(Debug, Default, Clone)]
 pub struct StackCounts {
-    counts: HashMap<StackKey, (i64, i64)>,
+    counts: HashMap<u32, StacksOfLabelSet>,
 }
 
 impl StackCounts {
     /// Adds raw samples.
     pub fn add(&mut self, samples: &[RawSample]) {
         for s in samples {
-            let entry = self
-                .counts
-                .entry((s.frames.clone().into_boxed_slice(), s.labels))
-                .or_default();
-            entry.0 += 1;
-            entry.1 = entry.1.saturating_add(s.weight as i64);
+            self.add_one(s.labels, s.weight, &s.frames);
         }
+    }
+
+    /// Adds one sample.
+    pub fn add_one(&mut self, labels: u32, weight: u64, frames: &[u64]) {
+        let stacks = self.counts.entry(labels).or_default();
+        let entry = match stacks.get_mut(frames) {
+            Some(entry) => entry,
+            None => stacks.entry(frames.into()).or_default(),
+        };
+        entry.0 += 1;
+        entry.1 = entry.1.saturating_add(weight as i64);
+    }
+
+    /// Forgets every sample, keeping the tables' memory for the next interval.
+    pub fn clear(&mut self) {
+        self.counts.values_mut().for_each(HashMap::clear);
     }
 
     /// Whether nothing was added.
     pub fn is_empty(&self) -> bool {
-        self.counts.is_empty()
+        self.counts.values().all(HashMap::is_empty)
     }
 
     /// Samples added.
     pub fn samples(&self) -> i64 {
-        self.counts.values().map(|c| c.0).sum()
+        self.counts.values().flat_map(|s| s.values()).map(|c| c.0).sum()
+    }
+
+    /// Each stack: (addresses, label set, (count, weight)).
+    fn iter(&self) -> impl Iterator<Item = (&[u64], u32, (i64, i64))> + '_ {
+        self.counts
+            .iter()
+            .flat_map(|(&labels, stacks)| stacks.iter().map(move |(a, &c)| (&**a, labels, c)))
     }
 }
 
@@ -126,16 +146,16 @@ impl SelfSymbolizer {
             kind: ty,
             value: period as i64,
         });
-        let mut located: Vec<(Vec<Location>, u32, (i64, i64))> = Vec::with_capacity(stacks.counts.len());
+        let mut located: Vec<(Vec<Location>, u32, (i64, i64))> = Vec::new();
         let mut reloaded = false;
-        for ((addresses, labels), counts) in &stacks.counts {
+        for (addresses, labels, counts) in stacks.iter() {
             let mut locations = self.locations(addresses);
             if !reloaded && locations.iter().any(|l| matches!(l, Location::Unknown(_))) {
                 self.reload();
                 reloaded = true;
                 locations = self.locations(addresses);
             }
-            located.push((locations, *labels, *counts));
+            located.push((locations, labels, counts));
         }
         // Cached frames are ids in the previous interval's profile.
         self.resolver.forget_frames();
