@@ -36,7 +36,7 @@ pub struct DemoServiceArgs {
     /// Run without the agent (for overhead benchmarks).
     #[arg(long)]
     no_agent: bool,
-    /// Without --analyzer: write the profile (since start) to this pprof file every interval.
+    /// Without --analyzer: write the profile (since start) to this pprof file every 30 s and on exit.
     #[arg(long)]
     output: Option<std::path::PathBuf>,
     /// Make FUNCTION cost PERCENT more (repeatable), e.g. `score_items=15`.

@@ -21,7 +21,8 @@
 //! `FLAMESHIFT_SERVICE`, `FLAMESHIFT_DEPLOY`, `FLAMESHIFT_HOST`,
 //! `FLAMESHIFT_TOKEN`, `FLAMESHIFT_CA_CERT` (a PEM file of certificate
 //! authorities to trust for an `https://` analyzer, beside the system's),
-//! `FLAMESHIFT_FREQUENCY` (Hz, default 99),
+//! `FLAMESHIFT_FREQUENCY` (Hz, default 99; 0 samples nothing and only
+//! counts and costs requests),
 //! `FLAMESHIFT_UPLOAD_INTERVAL` (seconds, default 10),
 //! `FLAMESHIFT_DISABLED=1` (start nothing).
 //!
@@ -60,7 +61,7 @@ pub struct AgentConfig {
     pub ca_cert: Option<std::path::PathBuf>,
     /// Without an analyzer, the file the profile is written to.
     pub output: Option<std::path::PathBuf>,
-    /// Samples per CPU-second (default 99).
+    /// Samples per CPU-second (default 99; 0: requests only, no samples).
     pub frequency: u64,
     /// How often profiles and request statistics are shipped (default 10 s).
     pub upload_interval: Duration,
@@ -142,15 +143,16 @@ impl AgentConfig {
     }
 
     /// Writes the profile (everything since start, as gzipped pprof) to
-    /// this file at every interval when no analyzer is set.
+    /// this file every 30 s and when the agent stops, when no analyzer is set.
     pub fn output(mut self, path: impl Into<std::path::PathBuf>) -> AgentConfig {
         self.output = Some(path.into());
         self
     }
 
-    /// Sets the sampling frequency (Hz of CPU time per thread).
+    /// Sets the sampling frequency (Hz of CPU time per thread); 0 samples
+    /// nothing and only counts and costs requests.
     pub fn frequency(mut self, hz: u64) -> AgentConfig {
-        self.frequency = hz.clamp(1, 10_000);
+        self.frequency = hz.min(10_000);
         self
     }
 
@@ -182,9 +184,9 @@ impl AgentConfig {
             self.ca_cert = Some(v.into());
         }
         match get("FLAMESHIFT_FREQUENCY").map(|v| v.parse::<u64>()) {
-            Some(Ok(hz)) if (1..=10_000).contains(&hz) => self.frequency = hz,
+            Some(Ok(hz)) if hz <= 10_000 => self.frequency = hz,
             Some(_) => tracing::warn!(
-                "FLAMESHIFT_FREQUENCY must be 1..=10000 Hz; keeping {}",
+                "FLAMESHIFT_FREQUENCY must be 0..=10000 Hz (0: requests only); keeping {}",
                 self.frequency
             ),
             None => {}
@@ -330,11 +332,15 @@ impl Agent {
         if let (Some(_), Some(ca)) = (&config.analyzer, &config.ca_cert) {
             crate::client::check_ca_file(ca)?;
         }
-        let sampler = Sampler::start(&SamplerConfig {
-            frequency: config.frequency,
-            ..SamplerConfig::default()
-        })?;
-        let mode = sampler.mode();
+        // At 0 Hz nothing is sampled: only requests are counted and costed.
+        let sampler = match config.frequency {
+            0 => None,
+            frequency => Some(Sampler::start(&SamplerConfig {
+                frequency,
+                ..SamplerConfig::default()
+            })?),
+        };
+        let mode = sampler.as_ref().map(Sampler::mode);
         let request_unit = unit_of(ThreadCounter::open().mode());
         let mut threads = Vec::new();
         {
@@ -368,7 +374,7 @@ impl Agent {
             config,
             stats,
             shared,
-            mode: Some(mode),
+            mode,
             threads,
         })
     }
@@ -436,26 +442,35 @@ impl Drop for Agent {
     }
 }
 
+/// How often `output` is rewritten with the profile since start (and
+/// once more when the agent stops).
+const OUTPUT_EVERY: Duration = Duration::from_secs(30);
+
 /// The collecting thread: drains the sampler every 100 ms, and at every
 /// interval builds the profile and the request statistics and queues them.
 fn collect(
-    sampler: Sampler,
+    sampler: Option<Sampler>,
     shared: Arc<Shared>,
     stats: Arc<RequestStats>,
     config: AgentConfig,
     request_unit: Unit,
 ) {
-    sampler.exclude_current_thread();
+    if let Some(sampler) = &sampler {
+        sampler.exclude_current_thread();
+    }
     let mut symbolizer = SelfSymbolizer::default();
     let mut stacks = StackCounts::default();
     let mut started = Instant::now();
     let mut started_ms = now_ms();
-    let mut dropped_before = sampler.dropped();
+    let mut dropped_before = sampler.as_ref().map_or(0, Sampler::dropped);
     let mut cumulative: Option<Profile> = None;
+    let mut written: Option<Instant> = None;
     loop {
         let stopping = shared.stop.load(Ordering::Acquire);
         std::thread::sleep(Duration::from_millis(100));
-        sampler.drain_each(|s| stacks.add_one(s.labels, s.weight, s.frames));
+        if let Some(sampler) = &sampler {
+            sampler.drain_each(|s| stacks.add_one(s.labels, s.weight, s.frames));
+        }
         let due = started.elapsed() >= config.upload_interval || shared.flush.swap(false, Ordering::AcqRel);
         if !(due || stopping) {
             continue;
@@ -468,27 +483,30 @@ fn collect(
         let (start_ms, duration) = (started_ms, started.elapsed());
         started = Instant::now();
         started_ms = now_ms();
-        let mut profile = symbolizer.profile(&stacks, sampler.mode(), sampler.period());
-        profile.time_nanos = start_ms * 1_000_000;
-        profile.duration_nanos = duration.as_nanos() as i64;
-        profile.comments.push(format!(
-            "flameshift agent: {:?} every {} units",
-            sampler.mode(),
-            sampler.period()
-        ));
         let c = &shared.counters;
-        c.profiles.fetch_add(1, Ordering::Relaxed);
-        c.samples.fetch_add(stacks.samples() as u64, Ordering::Relaxed);
-        let dropped = sampler.dropped();
-        c.dropped_samples
-            .fetch_add(dropped - dropped_before, Ordering::Relaxed);
-        dropped_before = dropped;
+        let profile = sampler.as_ref().map(|sampler| {
+            let mut profile = symbolizer.profile(&stacks, sampler.mode(), sampler.period());
+            profile.time_nanos = start_ms * 1_000_000;
+            profile.duration_nanos = duration.as_nanos() as i64;
+            profile.comments.push(format!(
+                "flameshift agent: {:?} every {} units on average (each period drawn in ½–1½ of it)",
+                sampler.mode(),
+                sampler.period()
+            ));
+            c.profiles.fetch_add(1, Ordering::Relaxed);
+            c.samples.fetch_add(stacks.samples() as u64, Ordering::Relaxed);
+            let dropped = sampler.dropped();
+            c.dropped_samples
+                .fetch_add(dropped - dropped_before, Ordering::Relaxed);
+            dropped_before = dropped;
+            profile
+        });
         let window_ms = duration.as_millis() as i64;
         if config.analyzer.is_some() {
             let mut dest = Destination::new("", config.service.clone(), config.deploy.clone());
             dest.host = config.host.clone();
             let mut queue = shared.queue.items.lock().unwrap_or_else(|e| e.into_inner());
-            if !stacks.is_empty() {
+            if let Some(profile) = profile.as_ref().filter(|_| !stacks.is_empty()) {
                 queue.push_back(Pending {
                     payload: Payload::Profile(Box::new(profile.clone())),
                     key: export::idempotency_key(),
@@ -507,22 +525,29 @@ fn collect(
             }
             shared.queue.ready.notify_all();
         }
-        if let (None, Some(path)) = (&config.analyzer, &config.output) {
+        if let (None, Some(path), Some(profile)) = (&config.analyzer, &config.output, &profile) {
             let total = match cumulative.take() {
                 Some(mut total) => {
-                    if let Err(e) = total.merge(&profile) {
+                    if let Err(e) = total.merge(profile) {
                         tracing::warn!(error = %e, "cannot merge the interval's profile");
                     }
                     total
                 }
                 None => profile.clone(),
             };
-            if let Err(e) = write_profile(path, &total) {
-                warn_limited(&shared, &format!("cannot write {}: {e}", path.display()));
+            // The whole profile since start is rewritten at most every
+            // OUTPUT_EVERY and when the agent stops, not every interval.
+            if stopping || written.is_none_or(|at: Instant| at.elapsed() >= OUTPUT_EVERY) {
+                if let Err(e) = write_profile(path, &total) {
+                    warn_limited(&shared, &format!("cannot write {}: {e}", path.display()));
+                }
+                written = Some(Instant::now());
             }
             cumulative = Some(total);
         }
-        *shared.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(profile);
+        if profile.is_some() {
+            *shared.latest.lock().unwrap_or_else(|e| e.into_inner()) = profile;
+        }
         stacks.clear();
         if stopping {
             break;

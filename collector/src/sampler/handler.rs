@@ -10,9 +10,11 @@
 //! sample a random distance away (uniform in ½–1½ periods, so that work
 //! repeating at about the sampling period is not always caught at the
 //! same phase): a new period and `PERF_EVENT_IOC_REFRESH` for perf
-//! events, a one-shot `timer_settime` for CPU-clock timers. Each sample
-//! weighs the nominal period, the mean of the draws. `errno` is
-//! preserved.
+//! events, a one-shot `timer_settime` for CPU-clock timers. A perf
+//! sample weighs the nominal period, the mean of the draws; a timer
+//! sample the thread's CPU time since its previous one (timers fire on
+//! scheduler ticks, 4 ms apart at 250 Hz, whatever period was asked).
+//! `errno` is preserved.
 
 #![allow(unsafe_code)]
 
@@ -73,6 +75,39 @@ thread_local! {
     // from a signal handler.
     static TID: Cell<u32> = const { Cell::new(0) };
     static RANDOM: Cell<u64> = const { Cell::new(0) };
+    // (sampler generation, this thread's CPU clock) at its last timer sample.
+    static LAST_TIMER_SAMPLE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// Counts sampler starts, so that a thread's last timer sample taken
+/// under an earlier sampler is not mistaken for this one's.
+pub static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The CPU time of a timer sample: what the thread ran since its previous
+/// timer sample (POSIX CPU-clock timers fire on scheduler ticks, so at
+/// frequencies above the kernel's tick rate a sample stands for more
+/// than the period asked for); `period` for the first.
+fn timer_weight(period: u64) -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime is async-signal-safe; `now` is ours.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0 {
+        return period;
+    }
+    let now = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64;
+    let generation = GENERATION.load(Ordering::Relaxed);
+    LAST_TIMER_SAMPLE
+        .try_with(|last| {
+            let weight = match last.get() {
+                (g, at) if g == generation && now > at => now - at,
+                _ => period,
+            };
+            last.set((generation, now));
+            weight
+        })
+        .unwrap_or(period)
 }
 
 /// A period drawn uniformly from ½·`nominal` to 1½·`nominal` with the
@@ -274,9 +309,13 @@ extern "C" fn handle(_signal: libc::c_int, info: *mut libc::siginfo_t, context: 
         let tid = current_tid();
         let labels = crate::labels::current_for_signal();
         let period = PERIOD.load(Ordering::Relaxed);
+        let weight = match code {
+            SI_TIMER => timer_weight(period),
+            _ => period,
+        };
         // SAFETY: BUFFER is only set to a buffer that outlives the sampler
         // (it is leaked, never freed).
-        unsafe { &*buffer }.push(tid, labels, period, &frames[..depth]);
+        unsafe { &*buffer }.push(tid, labels, weight, &frames[..depth]);
         if REARM.load(Ordering::Relaxed) {
             arm_next(code, fd, timer, jittered(period, next_random(tid, sp ^ ip)));
         }

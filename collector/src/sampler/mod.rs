@@ -194,6 +194,7 @@ impl Sampler {
         // its last drain (another period, maybe) are not ours.
         buffer.drain(&mut Vec::new());
         handler::PERIOD.store(period, Ordering::Relaxed);
+        handler::GENERATION.fetch_add(1, Ordering::Relaxed);
         handler::REARM.store(true, Ordering::Relaxed);
         handler::BUFFER.store(
             buffer as *const SampleBuffer as *mut SampleBuffer,

@@ -9,6 +9,7 @@ mod agent;
 mod labels;
 #[cfg(feature = "axum")]
 mod layer;
+mod period;
 #[cfg(feature = "record")]
 mod record;
 mod sampler;
