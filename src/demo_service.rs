@@ -29,10 +29,13 @@ pub struct DemoServiceArgs {
     #[arg(long, default_value = "demo")]
     service: String,
     /// Deploy: `v1` baseline, `v2` makes `score_items` (GET /feed) 15% more
-    /// expensive and moves cost from `parse_order` to `validate_order`
-    /// (POST /orders, cost-neutral), `v3` fixes the regression.
+    /// expensive (`--v2-rise`) and moves cost from `parse_order` to
+    /// `validate_order` (POST /orders, cost-neutral), `v3` fixes the regression.
     #[arg(long, default_value = "v1")]
     deploy: String,
+    /// How much more `score_items` costs in `v2`, in percent.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    v2_rise: u64,
     /// Run without the agent (for overhead benchmarks).
     #[arg(long)]
     no_agent: bool,
@@ -58,7 +61,7 @@ struct Costs {
     price_order: u64,
 }
 
-fn costs(deploy: &str) -> Costs {
+fn costs(deploy: &str, v2_rise: u64) -> Costs {
     let base = Costs {
         lookup_user: 40,
         score_items: 200,
@@ -70,7 +73,7 @@ fn costs(deploy: &str) -> Costs {
     match deploy {
         // +15% in one function of one endpoint, and a cost-neutral refactor.
         "v2" => Costs {
-            score_items: 230,
+            score_items: 200 + 2 * v2_rise,
             parse_order: 40,
             validate_order: 60,
             ..base
@@ -156,7 +159,7 @@ pub fn run(options: DemoServiceArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .map(Agent::request_stats)
         .unwrap_or_else(|| Arc::new(RequestStats::default()));
-    let mut costs = costs(&options.deploy);
+    let mut costs = costs(&options.deploy, options.v2_rise);
     for (function, percent) in &options.regress {
         let slot = match function.as_str() {
             "lookup_user" => &mut costs.lookup_user,

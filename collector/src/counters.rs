@@ -86,8 +86,14 @@ impl std::fmt::Debug for ThreadCounter {
 
 impl ThreadCounter {
     /// Opens the best counter available for the calling thread.
+    ///
+    /// Where the machine has no PMU this is the thread CPU clock, not a
+    /// task-clock event: both count the thread's CPU time in ns, and
+    /// `clock_gettime` costs less than `read()` on a perf event (522 vs
+    /// 605 ns a read on this project's VM).
     pub fn open() -> ThreadCounter {
         match choose_counter(open_counting) {
+            CounterSource::Perf(CounterMode::TaskClock, _) => Self::thread_clock(),
             CounterSource::Perf(mode, fd) => Self::from_fd(mode, fd),
             CounterSource::ThreadClock => Self::thread_clock(),
         }
@@ -378,7 +384,11 @@ mod tests {
         }
         let pmu = std::path::Path::new("/sys/bus/event_source/devices/cpu/events/instructions").exists();
         if !pmu {
-            assert_eq!(counter.mode(), CounterMode::TaskClock, "no PMU here: task-clock");
+            assert_eq!(
+                counter.mode(),
+                CounterMode::ThreadCpuTime,
+                "no PMU here: the thread CPU clock (cheaper to read than task-clock)"
+            );
         }
     }
 

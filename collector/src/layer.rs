@@ -13,7 +13,7 @@
 //! # let _ = layer;
 //! ```
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,6 +26,39 @@ use crate::requests::RequestStats;
 thread_local! {
     // One counter per worker thread, opened on first use.
     static COUNTER: RefCell<Option<ThreadCounter>> = const { RefCell::new(None) };
+    // Counts the measurements started on this thread (see `Started`).
+    static MEASUREMENTS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Where a measurement started: the counter's value, on which thread
+/// (the address of its `MEASUREMENTS`), and that thread's measurement
+/// count then.
+#[derive(Debug, Clone, Copy)]
+struct Started {
+    value: u64,
+    thread: usize,
+    count: u64,
+}
+
+impl Started {
+    /// Reads the counter and marks a new measurement on this thread.
+    fn now() -> Started {
+        let (thread, count) = MEASUREMENTS.with(|m| {
+            m.set(m.get() + 1);
+            (m as *const Cell<u64> as usize, m.get())
+        });
+        Started {
+            value: read_counter(),
+            thread,
+            count,
+        }
+    }
+
+    /// Whether no other measurement started on this thread since, and
+    /// this is the same thread: the counter still runs for this request.
+    fn still_running_here(&self) -> bool {
+        MEASUREMENTS.with(|m| m as *const Cell<u64> as usize == self.thread && m.get() == self.count)
+    }
 }
 
 fn read_counter() -> u64 {
@@ -114,15 +147,17 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let endpoint = self.name.name(&request);
         let labels: LabelSetId = intern(LabelSet::new([("endpoint", endpoint.as_str())]));
-        // Creating the inner future may already do work: count it too.
-        let before = read_counter();
+        // Creating the inner future may already do work: it is counted
+        // from here to the end of the first poll, which hyper runs right
+        // after on the same thread (one read fewer than measuring each).
+        let started = Started::now();
         let future = self.inner.call(request);
-        let cost = read_counter().saturating_sub(before);
         RequestFuture {
             inner: Labeled::new(labels, future),
             endpoint: Some(endpoint),
             stats: self.stats.clone(),
-            cost,
+            cost: 0,
+            called: Some(started),
         }
     }
 }
@@ -135,6 +170,7 @@ pin_project_lite::pin_project! {
         endpoint: Option<String>,
         stats: Arc<RequestStats>,
         cost: u64,
+        called: Option<Started>,
     }
 }
 
@@ -143,9 +179,17 @@ impl<F: Future> Future for RequestFuture<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let before = read_counter();
+        let before = match this.called.take() {
+            // Polled right after `call` on the same thread: one span.
+            Some(called) if called.still_running_here() => called,
+            // Elsewhere or later: `call`'s own work is not counted (hyper
+            // and axum always poll right away; another server might not).
+            _ => Started::now(),
+        };
         let result = this.inner.poll(cx);
-        *this.cost = this.cost.saturating_add(read_counter().saturating_sub(before));
+        *this.cost = this
+            .cost
+            .saturating_add(read_counter().saturating_sub(before.value));
         if result.is_ready() {
             if let Some(endpoint) = this.endpoint.take() {
                 this.stats.record(&endpoint, *this.cost);

@@ -64,11 +64,27 @@ pub fn instruction_period(frequency: u64) -> u64 {
     3_000_000_000 / frequency.max(1)
 }
 
-/// Which counter to sample on, in the order: instructions, then
-/// task-clock where the hardware event does not exist, then the thread
-/// CPU clock timer where perf events are forbidden.
-pub fn choose_mode(open: impl FnMut(CounterMode) -> Result<()>) -> CounterMode {
+/// Highest frequency sampled with CPU-clock timers where the machine has
+/// no PMU. POSIX CPU-clock timers are checked on the scheduler tick (250
+/// Hz on Debian's and Ubuntu's kernels, 100–1000 elsewhere), so a sample
+/// costs no interrupt of its own; a task-clock perf event interrupts the
+/// thread for each sample (~33 µs a sample on this project's VM: 3.3 % of
+/// a core at 1 kHz, against nothing measurable for timers at 250 Hz;
+/// BENCHMARKS.md, "The agent's cost per request"). Above it, task-clock
+/// gives the frequency asked for. On a kernel ticking slower than this,
+/// timers sample less often than asked and each sample weighs the CPU
+/// time it stands for, so totals stay true.
+pub const TIMER_MAX_HZ: u64 = 250;
+
+/// Which counter to sample on at `frequency` Hz: instructions where the
+/// machine has a PMU; without one, CPU time — through CPU-clock timers up
+/// to [`TIMER_MAX_HZ`], a task-clock perf event above; the CPU-clock
+/// timers too where perf events are forbidden.
+pub fn choose_mode(frequency: u64, open: impl FnMut(CounterMode) -> Result<()>) -> CounterMode {
     match choose_counter(open) {
+        CounterSource::Perf(CounterMode::TaskClock, ()) if frequency <= TIMER_MAX_HZ => {
+            CounterMode::ThreadCpuTime
+        }
         CounterSource::Perf(mode, ()) => mode,
         CounterSource::ThreadClock => CounterMode::ThreadCpuTime,
     }
@@ -185,7 +201,7 @@ impl Sampler {
         let me = gettid();
         let mode = match config.mode {
             Some(mode) => mode,
-            None => choose_mode(|mode| arm::perf(me, mode, period_for(mode)).map(drop)),
+            None => choose_mode(frequency, |mode| arm::perf(me, mode, period_for(mode)).map(drop)),
         };
         let period = period_for(mode);
         handler::install()?;
@@ -308,25 +324,30 @@ mod tests {
     #[test]
     fn mode_choice_follows_the_fallback_chain() {
         let unsupported = |m: CounterMode| Error::Unsupported(format!("{m:?}"));
-        // A PMU: instructions.
-        assert_eq!(choose_mode(|_| Ok(())), CounterMode::Instructions);
-        // No PMU: task-clock.
-        assert_eq!(
-            choose_mode(|m| if m == CounterMode::Instructions {
+        // A PMU: instructions, at any frequency.
+        assert_eq!(choose_mode(99, |_| Ok(())), CounterMode::Instructions);
+        assert_eq!(choose_mode(999, |_| Ok(())), CounterMode::Instructions);
+        // No PMU: CPU-clock timers up to the tick rate, task-clock above.
+        let no_pmu = |m: CounterMode| {
+            if m == CounterMode::Instructions {
                 Err(unsupported(m))
             } else {
                 Ok(())
-            }),
-            CounterMode::TaskClock
-        );
-        // perf events forbidden: the thread CPU clock timer.
+            }
+        };
+        assert_eq!(choose_mode(99, no_pmu), CounterMode::ThreadCpuTime);
+        assert_eq!(choose_mode(TIMER_MAX_HZ, no_pmu), CounterMode::ThreadCpuTime);
+        assert_eq!(choose_mode(TIMER_MAX_HZ + 1, no_pmu), CounterMode::TaskClock);
+        assert_eq!(choose_mode(999, no_pmu), CounterMode::TaskClock);
+        // perf events forbidden: the thread CPU clock timer, at any frequency.
         let forbidden = |_| {
             Err(Error::PerfOpen {
                 event: "x".into(),
                 message: "EACCES".into(),
             })
         };
-        assert_eq!(choose_mode(forbidden), CounterMode::ThreadCpuTime);
+        assert_eq!(choose_mode(99, forbidden), CounterMode::ThreadCpuTime);
+        assert_eq!(choose_mode(999, forbidden), CounterMode::ThreadCpuTime);
         assert_eq!(instruction_period(99), 30_303_030);
     }
 }

@@ -133,10 +133,28 @@ fn samples_every_thread_with_labels_in_the_right_proportions() {
     let (profile, mode, period, dropped) = run(SamplerConfig::default());
     assert_eq!(
         mode,
+        CounterMode::ThreadCpuTime,
+        "this VM has no PMU, and 99 Hz is below the tick rate: CPU-clock timers"
+    );
+    assert_eq!(period, 1_000_000_000 / 99);
+    assert_eq!(dropped, 0);
+    check(&profile);
+}
+
+#[test]
+fn above_the_tick_rate_without_a_pmu_task_clock_events_sample() {
+    let _serial = crate::serial();
+    let config = SamplerConfig {
+        frequency: 999,
+        ..SamplerConfig::default()
+    };
+    let (profile, mode, period, dropped) = run(config);
+    assert_eq!(
+        mode,
         CounterMode::TaskClock,
         "this VM has no PMU: task-clock overflow"
     );
-    assert_eq!(period, 1_000_000_000 / 99);
+    assert_eq!(period, 1_000_000_000 / 999);
     assert_eq!(dropped, 0);
     check(&profile);
 }
