@@ -7,7 +7,10 @@ the agent at 0 Hz (request counting and costing only), 99 Hz and 999 Hz,
 each without and with uploads to a local `flameshift serve`; and the
 peer, pprof-rs (fixtures/peer-pprof-rs: the same work, the same axum),
 with no profiler, at 99 Hz and at 999 Hz. The order is shuffled in every
-round. For each run it reads the service's CPU time (sum of its threads'
+round. Each run is warmed up for 11 s (past the agent's first 10 s
+interval, whose profile reads the binary's debug info once), then
+measured for 10 s (one steady-state interval). For each run it reads
+the service's CPU time (sum of its threads'
 `sum_exec_runtime` from /proc/PID/task/*/schedstat, in ns) and wrk's
 completed requests over the measured seconds, so CPU per request =
 CPU / requests. A configuration's overhead in a round is its CPU per
@@ -17,7 +20,7 @@ rounds with a 95 % t interval. Also: the agent's own threads
 (`flameshift-*`, the HTTP client's runtime) as % of one core during the
 measured seconds, and the service's RSS at the end.
 
-    scripts/bench-agent-cpu.py [--rounds 6] [--seconds 8] [--before BIN]
+    scripts/bench-agent-cpu.py [--rounds 6] [--seconds 10] [--warmup 11] [--before BIN]
                                [--only LABEL,...] [--json FILE]
 
 `--before BIN` adds the agent at 99 and 999 Hz from another build of
@@ -114,12 +117,15 @@ def wait_listening(timeout=10.0):
     raise RuntimeError("the service did not start listening")
 
 
-def run(command, env, seconds):
+def run(command, env, seconds, warmup):
     proc = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         wait_listening()
-        wrk(2)  # warm up: first symbolization, connections, caches
+        # Warm up past the agent's first interval (10 s), whose profile
+        # reads the binary's debug info once: the measured seconds hold
+        # a later, steady-state interval.
+        wrk(warmup)
         cpu0, agent0 = threads_cpu(proc.pid)
         start = time.monotonic()
         requests = wrk(seconds)
@@ -162,7 +168,7 @@ def summarize(configs, rounds):
     return rows
 
 
-def print_table(rows, seconds):
+def print_table(rows, seconds, warmup):
     print(f"\n| configuration | CPU per request (median) | vs its baseline, mean ± 95% | "
           f"agent threads, % of a core | RSS | rounds |")
     print("|---|---|---|---|---|---|")
@@ -172,13 +178,14 @@ def print_table(rows, seconds):
         agent = "—" if not row["label"].startswith(("agent", "before")) else f"{row['agent_core_pct_median']:.2f}%"
         print(f"| {row['label']} | {row['us_per_request_median']:.1f} µs | {overhead} | {agent} | "
               f"{row['rss_mib_median']:.1f} MiB | {row['rounds']} |")
-    print(f"\n(wrk -t1 -c8, {seconds} s measured per run after a 2 s warm-up)")
+    print(f"\n(wrk -t1 -c8, {seconds} s measured per run after a {warmup} s warm-up)")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=11)
     parser.add_argument("--before", help="another flameshift binary to compare the agent with")
     parser.add_argument("--only", help="comma-separated labels (baselines are added)")
     parser.add_argument("--json", default=str(ROOT / "bench-data" / "agent-cpu.json"))
@@ -206,7 +213,7 @@ def main():
             random.Random(i).shuffle(order)
             results = {}
             for label, _, command, env in order:
-                results[label] = run(command, env, args.seconds)
+                results[label] = run(command, env, args.seconds, args.warmup)
                 print(f"round {i + 1}: {label}: {results[label]['us_per_request']:.2f} µs/request, "
                       f"agent {results[label]['agent_core_pct']:.2f}% core, {results[label]['rss_mib']:.1f} MiB",
                       file=sys.stderr, flush=True)
@@ -215,7 +222,7 @@ def main():
         analyzer.terminate()
         analyzer.wait(timeout=30)
     rows = summarize(configs, rounds)
-    print_table(rows, args.seconds)
+    print_table(rows, args.seconds, args.warmup)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"rows": rows, "rounds": rounds, "seconds": args.seconds}, indent=1))
 

@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use perf_event_open_sys as sys;
 
-use super::handler::{jittered, SIGNAL};
+use super::handler::{jittered, one_shot, SIGNAL};
 use crate::counters::{event_attr, open_event, CounterMode};
 use crate::Result;
 
@@ -115,17 +115,7 @@ pub fn timer(tid: i32, period_ns: u64) -> Result<Armed> {
         return Err(os_error("timer_create").into());
     }
     let timer = TimerId(id);
-    let first = first_period(tid, period_ns);
-    let spec = libc::itimerspec {
-        it_interval: libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        },
-        it_value: libc::timespec {
-            tv_sec: (first / 1_000_000_000) as libc::time_t,
-            tv_nsec: (first % 1_000_000_000) as libc::c_long,
-        },
-    };
+    let spec = one_shot(first_period(tid, period_ns));
     // SAFETY: a timer we own and a valid spec.
     if unsafe { libc::timer_settime(timer.0, 0, &spec, std::ptr::null_mut()) } != 0 {
         return Err(os_error("timer_settime").into());

@@ -260,19 +260,24 @@ unsafe fn signal_fields(info: *const libc::siginfo_t) -> (libc::c_int, libc::c_i
     }
 }
 
+/// A timer setting that fires once, `ns` from now.
+pub fn one_shot(ns: u64) -> libc::itimerspec {
+    libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: (ns / 1_000_000_000) as libc::time_t,
+            tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+        },
+    }
+}
+
 /// Arms the next sample of the signalled counter `period` units away.
 fn arm_next(code: libc::c_int, fd: libc::c_int, timer: libc::c_int, period: u64) {
     if code == SI_TIMER {
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: (period / 1_000_000_000) as libc::time_t,
-                tv_nsec: (period % 1_000_000_000) as libc::c_long,
-            },
-        };
+        let spec = one_shot(period);
         // SAFETY: the kernel's id of the timer that signalled (the raw
         // system call takes the kernel's id, not glibc's handle); a timer
         // deleted meanwhile fails with EINVAL.
