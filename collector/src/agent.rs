@@ -384,7 +384,7 @@ impl Agent {
         self.stats.clone()
     }
 
-    /// The counter samples are taken on (`None` when disabled).
+    /// The counter samples are taken on (`None` when disabled or at 0 Hz).
     pub fn mode(&self) -> Option<CounterMode> {
         self.mode
     }

@@ -1,15 +1,17 @@
 //! The in-process sampler: counter-overflow sampling of every thread of
 //! this process, including threads started later.
 //!
-//! Every `period` units of a thread's work (retired instructions where
-//! the machine has a PMU, task-clock nanoseconds where it has none, a
-//! thread-CPU-clock timer where perf events are forbidden), the kernel
-//! sends that thread `SIGPROF`; the signal handler (`handler`) walks its
-//! frame pointers and writes the raw addresses, the thread's label set and
+//! About every `period` units of a thread's work (each period drawn in
+//! ½–1½ of it: retired instructions where the machine has a PMU; else
+//! CPU nanoseconds, on a thread-CPU-clock timer up to [`TIMER_MAX_HZ`]
+//! or where perf events are forbidden, on a task-clock event above), the
+//! kernel sends that thread `SIGPROF`; the signal handler (`handler`)
+//! walks its frame pointers (directly within the thread's stack mapping,
+//! `stacks`) and writes the raw addresses, the thread's label set and
 //! the weight into a lock-free buffer (`buffer`). A scanner thread arms
-//! new threads every 100 ms (`/proc/self/task`); [`Sampler::drain`]
-//! empties the buffer into [`RawSample`]s, and [`SelfSymbolizer`] turns
-//! the aggregated [`StackCounts`] into a profile.
+//! new threads every 100 ms (`/proc/self/task`); [`Sampler::drain_each`]
+//! hands the samples over in place, and [`SelfSymbolizer`] turns the
+//! aggregated [`StackCounts`] into a profile.
 //!
 //! One sampler runs per process. It uses `SIGPROF`: do not run another
 //! `SIGPROF` profiler (gperftools, pprof-rs) in the same process.

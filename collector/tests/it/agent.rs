@@ -251,3 +251,50 @@ fn every_interval_has_the_samples_of_its_requests() {
         );
     }
 }
+
+/// At 0 Hz the agent samples nothing but still ships request statistics:
+/// no sampler runs (another can start), no profile is uploaded, and the
+/// requests arrive.
+#[test]
+fn at_0_hz_only_requests_are_shipped() {
+    let _serial = crate::serial();
+    let (url, received) = receiver();
+    let config = AgentConfig::new("svc", "v1")
+        .analyzer(url)
+        .frequency(0)
+        .upload_interval(Duration::from_millis(300));
+    let agent = Agent::start(config).unwrap();
+    assert_eq!(agent.mode(), None, "nothing samples");
+    drop(flameshift_collector::sampler::Sampler::start(&Default::default()).unwrap());
+    let stats = agent.request_stats();
+    for _ in 0..20 {
+        agent_test_work(Duration::from_millis(20));
+        stats.record("GET /work", 20_000_000);
+    }
+    agent.flush();
+    agent.shutdown();
+    let received = received.lock().unwrap();
+    let paths: Vec<&str> = received.iter().map(|(p, _)| p.as_str()).collect();
+    assert!(
+        paths.iter().any(|p| p.starts_with("/api/v1/requests")),
+        "{paths:?}"
+    );
+    assert!(
+        !paths.iter().any(|p| p.starts_with("/api/v1/profiles")),
+        "{paths:?}"
+    );
+    let counted: i64 = received
+        .iter()
+        .filter(|(p, _)| p.starts_with("/api/v1/requests"))
+        .map(|(_, body)| {
+            let json: serde_json::Value = serde_json::from_slice(body).unwrap();
+            json["endpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["count"].as_i64().unwrap())
+                .sum::<i64>()
+        })
+        .sum();
+    assert_eq!(counted, 20, "every request counted exactly");
+}
