@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use flameshift_detect::gate::{gate, newest_point, GateReport, GateRow, GateSettings, RunCosts};
+use flameshift_detect::gate::{gate, newest_point, GateMeasure, GateReport, GateRow, GateSettings, RunCosts};
 use flameshift_profile::render::{self, FlameGraphOptions};
 use flameshift_profile::Profile;
 
@@ -301,13 +301,18 @@ pub fn markdown(report: &GateReport, settings: &GateSettings, unit: &str) -> Str
     let mut out = String::new();
     let [a, b] = report.runs;
     // One run a side (not exact counts): costs are shares of the samples.
-    let shares = !report.exact && (a < 2 || b < 2);
+    let shares = report.measure == GateMeasure::Share;
+    let per = match report.measure {
+        GateMeasure::PerRequest => "cost per request",
+        GateMeasure::PerRun => "cost per run",
+        GateMeasure::Share => "share of samples",
+    };
     let mode = if report.exact {
-        format!("{a} vs {b} run(s), exact counts compared as values")
+        format!("{a} vs {b} run(s), exact counts compared as values, {per}")
     } else if a >= 2 && b >= 2 {
-        format!("{a} baseline runs vs {b} candidate runs, cost per run")
+        format!("{a} baseline runs vs {b} candidate runs, {per}")
     } else {
-        format!("{a} vs {b} run(s), share of samples")
+        format!("{a} vs {b} run(s), {per}")
     };
     if report.failed() {
         let _ = writeln!(

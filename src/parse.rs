@@ -4,7 +4,8 @@
 //! - durations: humantime's (`500ms`, `30s`, `1.5s`, `2m`, `12h`, `14d`,
 //!   `1h 30m`), or a bare number of seconds;
 //! - fractions: `2%` or `0.02`;
-//! - sizes: `64MiB`, `1GB`, `4096` (bytes).
+//! - sizes: `64MiB`, `1GB`, `4096` (bytes);
+//! - label names: `http.route`.
 
 use std::time::Duration;
 
@@ -125,9 +126,33 @@ pub fn function_percent(text: &str) -> Result<(String, u64), String> {
         .ok_or_else(|| format!("{text:?}: expected FUNCTION=PERCENT, e.g. score_items=15"))
 }
 
+/// A label name as the analyzer accepts one: letters, digits, `_`, `.`,
+/// `-`, starting with a letter or `_` (`http.route`).
+pub fn label_name(text: &str) -> Result<String, String> {
+    let valid = text.len() <= 200
+        && text.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?}: a label name is letters, digits, `_`, `.` or `-`, starting with a letter or `_`"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_names_are_checked() {
+        assert_eq!(label_name("http.route"), Ok("http.route".to_owned()));
+        assert_eq!(label_name("_route-1"), Ok("_route-1".to_owned()));
+        for bad in ["", "1route", "route name", "a{b}", "é"] {
+            assert!(label_name(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn durations_have_one_grammar() {

@@ -97,10 +97,40 @@ pub fn run(options: RegressionsArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&regressions)?);
     } else if regressions.is_empty() {
         println!("no regressions");
+        if let Some(why) = waiting(&listing["comparison"]) {
+            println!("{why}");
+        }
     } else {
         println!("{}", table(&regressions));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why a service with no regression has none yet: the endpoints of its
+/// newest deploy pair that could not be compared (the listing's
+/// `comparison`), one line each.
+fn waiting(comparison: &serde_json::Value) -> Option<String> {
+    let not_compared = comparison["not_compared"].as_array().filter(|n| !n.is_empty())?;
+    let pair = format!(
+        "{} → {}",
+        comparison["deploy_before"].as_str().unwrap_or("?"),
+        comparison["deploy_after"].as_str().unwrap_or("?")
+    );
+    let lines: Vec<String> = not_compared
+        .iter()
+        .map(|n| {
+            let endpoint = match n["endpoint"].as_str().unwrap_or("") {
+                "" => "(whole service)",
+                e => e,
+            };
+            format!(
+                "  {endpoint} not compared yet ({}): {}",
+                n["measure"].as_str().unwrap_or("?"),
+                n["reason"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    Some(format!("{pair}:\n{}", lines.join("\n")))
 }
 
 /// The regressions as an aligned text table.
@@ -111,6 +141,7 @@ pub fn table(regressions: &[Regression]) -> String {
         "ENDPOINT".to_owned(),
         "FUNCTION".to_owned(),
         "DEPLOYS".to_owned(),
+        "MEASURE".to_owned(),
         "CHANGE [95% CI]".to_owned(),
         "Q".to_owned(),
     ]];
@@ -134,24 +165,22 @@ pub fn table(regressions: &[Regression]) -> String {
             } else {
                 format!("{} → {}", r.deploy_before, r.deploy_after)
             },
+            r.measure.as_str().to_owned(),
             match &r.relative {
                 Some(x) => format!(
-                    "{} [{}, {}] {} → {}/req",
+                    "{} [{}, {}] {} → {}",
                     pct(x.mean),
                     pct(x.low),
                     pct(x.high),
-                    flameshift_detect::regression::quantity(r.unit, r.before.mean),
-                    flameshift_detect::regression::quantity(r.unit, r.after.mean)
+                    r.measure.quantity(r.unit, r.before.mean),
+                    r.measure.quantity(r.unit, r.after.mean)
                 ),
-                None => format!(
-                    "new: {}/req",
-                    flameshift_detect::regression::quantity(r.unit, r.change.mean)
-                ),
+                None => format!("new: {}", r.measure.quantity(r.unit, r.change.mean)),
             },
             format!("{:.1e}", r.q_value),
         ]);
     }
-    let widths: Vec<usize> = (0..7)
+    let widths: Vec<usize> = (0..rows[0].len())
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     rows.iter()

@@ -47,6 +47,13 @@ pub struct ServeArgs {
     /// CPU-bound single-threaded programs; threads that wait count too.
     #[arg(long)]
     otlp_wall_as_cpu: bool,
+    /// A label that names the endpoint of samples that come without an
+    /// `endpoint` label (repeatable, first found wins; e.g. `http.route`
+    /// for OpenTelemetry, or a Pyroscope tag): pprof labels, OTLP sample
+    /// attributes and Pyroscope tags alike. `endpoint` is always read
+    /// after these. Samples with none are the whole service's.
+    #[arg(long, value_name = "NAME", value_parser = parse::label_name)]
+    endpoint_label: Vec<String>,
     /// Require `Authorization: Bearer TOKEN` on every route but /healthz.
     #[arg(long, env = "FLAMESHIFT_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -130,6 +137,7 @@ pub fn run(options: ServeArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| format!("dir://{}", options.data.display()));
     let mut config = ServeConfig::new();
+    config.limits.endpoint_labels = options.endpoint_label.clone();
     let backend_options = BackendOptions {
         retention: options.retention,
         insert_interval: options.insert_interval,

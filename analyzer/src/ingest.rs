@@ -66,7 +66,8 @@ pub struct Upload {
     pub body: Vec<u8>,
 }
 
-/// Limits applied to uploads, and the time resolution they are stored at.
+/// Limits applied to uploads, the time resolution they are stored at,
+/// and how their labels are read.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Cap on a gzipped body's decompressed size.
@@ -75,13 +76,23 @@ pub struct Limits {
     /// summed in (default [`SAMPLE_BUCKET_MS`], 10 s). Detection windows
     /// are multiples of it.
     pub bucket_ms: i64,
+    /// Labels that name a sample's endpoint, first found wins, before
+    /// [`ENDPOINT_LABEL`] (`serve --endpoint-label http.route`): Pyroscope
+    /// tags, OTLP sample attributes and pprof labels alike. The embedded
+    /// store replays its log with the labels in force at restart.
+    pub endpoint_labels: Vec<String>,
 }
+
+/// The label that names a sample's endpoint: what the agents send, and
+/// always recognised after `--endpoint-label`'s names.
+pub const ENDPOINT_LABEL: &str = "endpoint";
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_decompressed: 256 << 20,
             bucket_ms: SAMPLE_BUCKET_MS,
+            endpoint_labels: Vec::new(),
         }
     }
 }
@@ -342,9 +353,16 @@ fn profile_labels(profile: &Profile) -> BTreeMap<String, String> {
 }
 
 /// Per label set: the endpoint and the other labels as canonical JSON.
-fn sample_labels(profile: &Profile, set: LabelSetId, id: &Identity) -> Result<(Arc<str>, Arc<str>)> {
+/// The endpoint is the first of `endpoint_labels` that the sample's
+/// labels or the upload's tags carry (a sample's own label wins), then
+/// `endpoint`; none: the whole service (`""`).
+fn sample_labels(
+    profile: &Profile,
+    set: LabelSetId,
+    id: &Identity,
+    endpoint_labels: &[String],
+) -> Result<(Arc<str>, Arc<str>)> {
     let mut rest = id.tags.clone();
-    let mut endpoint: Arc<str> = rest.remove("endpoint").unwrap_or_default().into();
     for label in profile.label_set(set) {
         let key = profile.str(label.key);
         let value = match label.value {
@@ -353,7 +371,6 @@ fn sample_labels(profile: &Profile, set: LabelSetId, id: &Identity) -> Result<(A
         };
         check_label(key, &value)?;
         match key {
-            "endpoint" => endpoint = value.into(),
             "service" if value != id.service => {
                 return Err(Error::bad(format!(
                     "mislabelled upload: a sample has service {value:?} but the upload is for {:?}",
@@ -372,6 +389,13 @@ fn sample_labels(profile: &Profile, set: LabelSetId, id: &Identity) -> Result<(A
             }
         }
     }
+    let endpoint: Arc<str> = endpoint_labels
+        .iter()
+        .map(String::as_str)
+        .chain([ENDPOINT_LABEL])
+        .find_map(|key| rest.remove(key))
+        .unwrap_or_default()
+        .into();
     let labels = serde_json::to_string(&rest).unwrap_or_else(|_| "{}".to_owned());
     Ok((endpoint, labels.into()))
 }
@@ -428,9 +452,9 @@ impl StackBuilder {
 }
 
 /// Rows of a decoded profile for `id`.
-fn profile_rows(profile: &Profile, id: &Identity, bucket_ms: i64) -> Result<Batch> {
+fn profile_rows(profile: &Profile, id: &Identity, limits: &Limits) -> Result<Batch> {
     let weighting = weighting(profile)?;
-    let time_ms = bucket(id.time_ms, bucket_ms.max(1));
+    let time_ms = bucket(id.time_ms, limits.bucket_ms.max(1));
     let period = profile.period.as_ref().map(|p| p.value).filter(|&p| p > 0);
     let mut stacks = StackBuilder::default();
     let mut label_cache: HashMap<LabelSetId, (Arc<str>, Arc<str>)> = HashMap::default();
@@ -456,7 +480,7 @@ fn profile_rows(profile: &Profile, id: &Identity, bucket_ms: i64) -> Result<Batc
         let (endpoint, labels) = match label_cache.get(&sample.labels) {
             Some(cached) => cached.clone(),
             None => {
-                let computed = sample_labels(profile, sample.labels, id)?;
+                let computed = sample_labels(profile, sample.labels, id, &limits.endpoint_labels)?;
                 label_cache.insert(sample.labels, computed.clone());
                 computed
             }
@@ -493,7 +517,7 @@ fn profile_upload(upload: &Upload, limits: &Limits) -> Result<Batch> {
     let profile = format::read_bytes(&upload.body, &options)?;
     let labels = profile_labels(&profile);
     let id = identity(upload, &labels, profile.time_nanos / 1_000_000)?;
-    profile_rows(&profile, &id, limits.bucket_ms)
+    profile_rows(&profile, &id, limits)
 }
 
 fn requests_upload(upload: &Upload, limits: &Limits) -> Result<Batch> {
@@ -680,7 +704,7 @@ fn pyroscope_upload(upload: &Upload, limits: &Limits) -> Result<Batch> {
             )))
         }
     };
-    profile_rows(&profile, &id, limits.bucket_ms)
+    profile_rows(&profile, &id, limits)
 }
 
 #[cfg(test)]

@@ -80,6 +80,34 @@ pub struct Sensitivities {
     pub unit: String,
     /// Per endpoint total and function self cost, costliest first.
     pub rows: Vec<crate::detect::sensitivity::Sensitivity>,
+    /// Endpoints whose deploys could not be compared, and why (too few
+    /// windows yet): an empty `rows` with these is "not yet", not "no
+    /// regression".
+    pub not_compared: Vec<crate::detect::costs::NotCompared>,
+}
+
+/// What the comparison of a service's newest deploy with the one before
+/// stands on: the measure of each endpoint compared, and why the others
+/// are not (yet).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PairStatus {
+    /// The deploy before.
+    pub deploy_before: String,
+    /// The newest deploy.
+    pub deploy_after: String,
+    /// The endpoints compared, each with its measure.
+    pub compared: Vec<ComparedEndpoint>,
+    /// The endpoints not compared, and why.
+    pub not_compared: Vec<crate::detect::costs::NotCompared>,
+}
+
+/// An endpoint whose deploys can be compared, and on what.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ComparedEndpoint {
+    /// The endpoint (empty: the whole service, no endpoint label).
+    pub endpoint: String,
+    /// Per request, share or per second.
+    pub measure: crate::detect::regression::Measure,
 }
 
 /// Which regressions to list.
@@ -176,6 +204,34 @@ impl Detector {
             significance: self.settings.max_q,
             unit: table.unit.as_str().to_owned(),
             rows: comparison.sensitivity,
+            not_compared: comparison.not_compared,
+        }))
+    }
+
+    /// What the comparison of `service`'s newest deploy with the one
+    /// before can stand on, computed now from the store (any node can
+    /// answer); `None` with fewer than two deploys.
+    pub fn status(&self, store: &dyn Store, service: &str) -> Result<Option<PairStatus>> {
+        let deploys = store.deploys(service)?;
+        let [.., before, after] = &deploys[..] else {
+            return Ok(None);
+        };
+        let table = cost_table(store, service, [&before.deploy, &after.deploy], self.settings.window_ms)?;
+        let (mut compared, mut not_compared) = (Vec::new(), Vec::new());
+        for e in &table.endpoints {
+            match e.basis(0, 1, &self.settings) {
+                Ok(basis) => compared.push(ComparedEndpoint {
+                    endpoint: e.endpoint.to_string(),
+                    measure: basis.measure,
+                }),
+                Err(why) => not_compared.push(why),
+            }
+        }
+        Ok(Some(PairStatus {
+            deploy_before: before.deploy.clone(),
+            deploy_after: after.deploy.clone(),
+            compared,
+            not_compared,
         }))
     }
 
@@ -377,7 +433,7 @@ fn resolve(
             },
             None => None,
         };
-        let Some(level) = endpoint.level(function, r.metric, 1, settings.min_requests) else {
+        let Some(level) = endpoint.level(function, r.metric, 1, r.measure, settings) else {
             continue;
         };
         let rise = r.after.mean - r.before.mean;

@@ -179,6 +179,32 @@ async function servicesPage() {
   ];
 }
 
+// What a regression's or a test's costs are divided by: the best its
+// data supports (per request where the agent counted requests; else the
+// share of the endpoint's samples; else per second of wall time).
+const MEASURE_NAMES = { per_request: "cost per request", share: "share of the endpoint's samples", per_second: "cost per second" };
+function measureName(measure) {
+  return MEASURE_NAMES[measure] || MEASURE_NAMES.per_request;
+}
+function measureFormat(measure, unit) {
+  if (measure === "share") return (v) => `${(v * 100).toFixed(2)}%`;
+  if (measure === "per_second") return unit === "instructions" ? (v) => `${formatValue(unit)(v)}/s` : (v) => `${(v / 1e9).toFixed(3)} cores`;
+  return formatValue(unit);
+}
+
+// Why an empty regression list is "not yet": the endpoints of the newest
+// deploy pair that cannot be compared, and why.
+function notCompared(comparison) {
+  if (!comparison || !comparison.not_compared.length) return [];
+  return el(
+    "ul",
+    { class: "not-compared" },
+    comparison.not_compared.map((n) =>
+      el("li", {}, el("code", {}, n.endpoint || "(whole service)"), ` not compared yet (${measureName(n.measure)}): ${n.reason}.`),
+    ),
+  );
+}
+
 function regressionRows(regressions, format) {
   return regressions.map((r) =>
     el(
@@ -187,8 +213,9 @@ function regressionRows(regressions, format) {
       el("td", {}, link(`#/regression/${encodeURIComponent(r.id)}`, r.function || "(endpoint total)")),
       el("td", {}, r.endpoint || "(outside requests)"),
       el("td", {}, r.metric),
+      el("td", { class: "measure" }, measureName(r.measure)),
       el("td", {}, `${r.deploy_before} → ${r.deploy_after}`),
-      el("td", { class: "bad" }, r.relative ? pct(r.relative.mean) : `+${format(r.change.mean)}`),
+      el("td", { class: "bad" }, r.relative ? pct(r.relative.mean) : `+${measureFormat(r.measure, r.unit)(r.change.mean)}`),
       el("td", {}, r.relative ? `${pct(r.relative.low)} … ${pct(r.relative.high)}` : "new"),
       el("td", {}, r.q_value.toExponential(1)),
       el("td", {}, r.state),
@@ -196,13 +223,13 @@ function regressionRows(regressions, format) {
   );
 }
 
-const REGRESSION_HEADERS = ["function", "endpoint", "metric", "deploys", "change", "95% interval", "q", "state"];
+const REGRESSION_HEADERS = ["function", "endpoint", "metric", "measure", "deploys", "change", "95% interval", "q", "state"];
 
 async function servicePage(service, params) {
   setTitle(service);
   const s = encodeURIComponent(service);
   const { deploys } = await api(`/api/v1/services/${s}/deploys`);
-  const [{ regressions }, series] = await Promise.all([
+  const [{ regressions, comparison }, series] = await Promise.all([
     api(`/api/v1/regressions?service=${s}`),
     api(`/api/v1/endpoints${query({ service, window: params.get("window") || "5m" })}`),
   ]);
@@ -263,6 +290,7 @@ async function servicePage(service, params) {
     chartLines.length ? el("div", { class: "chart-box", id: "endpoint-chart" }, lineChart(chartLines, markers, format), legend(chartLines)) : message("empty", "No requests counted in this selection."),
     el("h2", {}, "Regressions"),
     shown.length ? table(REGRESSION_HEADERS, regressionRows(shown, format), { class: "regressions" }) : message("empty", "No regression found. Detection runs every minute and after each deploy."),
+    notCompared(comparison),
     el("h2", {}, "Deploys"),
     table(["deploy", "first seen", "last seen", "requests", "cost per request", "commit", ""], deployRows),
   ];
@@ -273,7 +301,8 @@ async function regressionPage(id) {
   const r = regressions.find((x) => x.id === id);
   if (!r) throw new ApiError(`no regression with id ${id}: it may have been found under another id after a restart; see the service page`);
   setTitle(r.function || r.endpoint, r.service);
-  const format = formatValue(r.unit);
+  const format = measureFormat(r.measure, r.unit);
+  const perRequest = r.measure == null || r.measure === "per_request";
   const seriesQuery = {
     service: r.service,
     endpoint: r.endpoint,
@@ -285,7 +314,9 @@ async function regressionPage(id) {
     api(`/api/v1/series${query(seriesQuery)}`),
     api(`/api/v1/diff${query({ service: r.service, base: r.deploy_before, candidate: r.deploy_after, endpoint: r.endpoint, format: "json" })}`),
   ]);
-  const line = { name: r.function || r.endpoint, points: series.points.map((p) => ({ t: p.window_ms, v: p.cost_per_request })) };
+  // Without requests the series is the cost per window (a share needs the
+  // endpoint's total, which the series does not carry).
+  const line = { name: r.function || r.endpoint, points: series.points.map((p) => ({ t: p.window_ms, v: perRequest ? p.cost_per_request : p.cost })) };
   const markers = [];
   let last = null;
   for (const p of series.points) {
@@ -304,10 +335,11 @@ async function regressionPage(id) {
   const page = [
     el("p", {}, link(`#/service/${encodeURIComponent(r.service)}`, `← ${r.service}`)),
     el("h1", {}, el("span", { class: "bad" }, r.relative ? pct(r.relative.mean) : "new cost"), " ", r.function || "(endpoint total)"),
-    el("p", { class: "lead" }, `${r.metric} cost per request of `, el("code", {}, r.endpoint || "(outside requests)"), ` rose in deploy `, el("strong", {}, r.deploy_after), ` (compared with ${r.deploy_before}); found by ${r.source}, ${r.state}.`),
+    el("p", { class: "lead" }, `${r.metric} ${measureName(r.measure)} of `, el("code", {}, r.endpoint || "(whole service)"), ` rose in deploy `, el("strong", {}, r.deploy_after), ` (compared with ${r.deploy_before}); found by ${r.source}, ${r.state}.`),
     el(
       "dl",
       { class: "facts" },
+      el("dt", {}, "measure"), el("dd", { class: "measure" }, measureName(r.measure)),
       el("dt", {}, "before"), el("dd", {}, est(r.before)),
       el("dt", {}, "after"), el("dd", {}, est(r.after)),
       el("dt", {}, "change"), el("dd", {}, r.relative ? `${pct(r.relative.mean)} (95%: ${pct(r.relative.low)} … ${pct(r.relative.high)})` : est(r.change)),
@@ -575,7 +607,6 @@ async function comparePage(params) {
 // "could see ≥ 1.8%" per endpoint and function: the smallest rise each
 // test of this deploy comparison would catch, costliest first.
 function sensitivitySection(seen, endpoint) {
-  const format = formatValue(seen.unit);
   const rows = seen.rows.filter((r) => endpoint == null || r.endpoint === endpoint);
   const shown = rows.slice(0, 15);
   const needs = (r) =>
@@ -584,14 +615,15 @@ function sensitivitySection(seen, endpoint) {
     el("h2", {}, "What this comparison could see"),
     el("p", { class: "lead" }, `The smallest rise each test would catch with 80% power (q ≤ ${seen.significance}, ${seen.tests} tests), from the window-to-window spread of ${seen.deploy_before} and ${seen.deploy_after}.`),
     table(
-      ["endpoint", "function", "cost per request", "windows", "could see", ""],
+      ["endpoint", "function", "measure", "cost before", "windows", "could see", ""],
       shown.map((r) =>
         el(
           "tr",
           { "data-sensitivity": `${r.endpoint}|${r.function || ""}` },
           el("td", {}, r.endpoint || "(outside requests)"),
           el("td", {}, r.function ? `${r.function} (${r.metric})` : "(endpoint total)"),
-          el("td", {}, format(r.before)),
+          el("td", { class: "measure" }, measureName(r.measure)),
+          el("td", {}, measureFormat(r.measure, seen.unit)(r.before)),
           el("td", {}, `${r.observations[0]} / ${r.observations[1]}`),
           el("td", { class: "mde" }, r.mde != null ? `≥ ${pct(r.mde).replace("+", "")}` : "untested (too few samples)"),
           el("td", {}, needs(r)),
@@ -600,6 +632,7 @@ function sensitivitySection(seen, endpoint) {
       { class: "sensitivity" },
     ),
     rows.length > shown.length ? el("p", { class: "note" }, `${rows.length - shown.length} cheaper functions not shown.`) : [],
+    notCompared(seen),
   ];
 }
 

@@ -28,8 +28,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, Normal};
 
-use crate::costs::{CostTable, EndpointCosts};
-use crate::regression::{links, regression_id, Estimate, Links, Metric, Regression, Source, State};
+use crate::costs::{ratios, Basis, CostTable, EndpointCosts, NotCompared};
+use crate::regression::{links, regression_id, Estimate, Links, Measure, Metric, Regression, Source, State};
 use crate::sensitivity::{detectable_difference, family_alpha, observations_for, Sensitivity};
 use crate::settings::DetectSettings;
 use crate::stats::{
@@ -55,6 +55,8 @@ pub struct Comparison {
     /// How small a rise each endpoint total and function self cost could
     /// have shown (tested or not for lack of samples), costliest first.
     pub sensitivity: Vec<Sensitivity>,
+    /// Endpoints whose deploys could not be compared, and why.
+    pub not_compared: Vec<NotCompared>,
 }
 
 /// A significant rise that is not a regression.
@@ -118,7 +120,17 @@ struct Fall {
     remaining: f64,
 }
 
-/// Mean and unbiased variance of `costs[c] / requests[c]` over `columns`,
+/// One endpoint's side of the comparison: its usable columns before and
+/// after, its total cost before (in `measure`), and each column's divisor.
+struct Compared {
+    a: Vec<usize>,
+    b: Vec<usize>,
+    level: f64,
+    per: Vec<f64>,
+    measure: Measure,
+}
+
+/// Mean and unbiased variance of `costs[c] / per[c]` over `columns`,
 /// without allocating.
 fn moments(costs: &[f64], requests: &[f64], columns: &[usize]) -> (f64, f64) {
     let n = columns.len() as f64;
@@ -151,27 +163,48 @@ pub fn compare_deploys(
     let mut endpoints_compared = 0;
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut falls: Vec<Fall> = Vec::new();
-    let mut columns: Vec<(Vec<usize>, Vec<usize>, f64)> = Vec::with_capacity(table.endpoints.len());
+    let mut columns: Vec<Compared> = Vec::with_capacity(table.endpoints.len());
     let mut spreads: Vec<Spread> = Vec::new();
+    let mut not_compared = Vec::new();
+    // Share rises that are only the mirror of a fall elsewhere: the
+    // function's raw share rose, its share against the functions that did
+    // not change did not.
+    let mut mirrored: Vec<(usize, usize, f64)> = Vec::new();
     for (ei, e) in table.endpoints.iter().enumerate() {
-        let cols_a = e.usable_columns(before, settings.min_requests);
-        let cols_b = e.usable_columns(after, settings.min_requests);
-        if cols_a.len() < settings.min_windows.max(2) || cols_b.len() < settings.min_windows.max(2) {
-            columns.push((cols_a, cols_b, 0.0));
-            continue;
-        }
+        let basis = match e.basis(before, after, settings) {
+            Ok(basis) => basis,
+            Err(why) => {
+                columns.push(Compared {
+                    a: Vec::new(),
+                    b: Vec::new(),
+                    level: 0.0,
+                    per: Vec::new(),
+                    measure: why.measure,
+                });
+                not_compared.push(why);
+                continue;
+            }
+        };
+        let Basis {
+            measure,
+            columns: [cols_a, cols_b],
+            per,
+            ..
+        } = basis;
         endpoints_compared += 1;
-        let level = moments(&e.total, &e.requests, &cols_a).0;
+        let level = moments(&e.total, &per, &cols_a).0;
         let floor = settings.min_share * level;
+        let raw_share = (measure == Measure::Share).then(|| e.divisors(measure, settings));
         let mut test = |function: Option<usize>, metric: Metric, costs: &[f64], samples: i64| {
             let counts = [cols_a.len(), cols_b.len()];
             if samples < settings.min_samples {
                 if metric != Metric::Inclusive && samples > 0 {
-                    let (ma, va) = moments(costs, &e.requests, &cols_a);
+                    let (ma, va) = moments(costs, &per, &cols_a);
                     spreads.push(Spread {
                         endpoint: ei,
                         function,
                         metric,
+                        measure,
                         mean: ma,
                         var: [va, va],
                         windows: counts,
@@ -181,13 +214,14 @@ pub fn compare_deploys(
                 return;
             }
             tests += 1;
-            let (ma, va) = moments(costs, &e.requests, &cols_a);
-            let (mb, vb) = moments(costs, &e.requests, &cols_b);
+            let (ma, va) = moments(costs, &per, &cols_a);
+            let (mb, vb) = moments(costs, &per, &cols_b);
             if metric != Metric::Inclusive {
                 spreads.push(Spread {
                     endpoint: ei,
                     function,
                     metric,
+                    measure,
                     mean: ma,
                     var: [va, vb],
                     windows: counts,
@@ -197,15 +231,29 @@ pub fn compare_deploys(
             let delta = mb - ma;
             let min_effect = (settings.min_relative * ma).max(floor);
             let se = (va / cols_a.len() as f64 + vb / cols_b.len() as f64).sqrt();
-            if delta + settings.effect_slack * se >= min_effect && delta > 0.0 {
+            let rises = |delta: f64, se: f64| {
                 // Welch's p is above max_q when t is below the normal
                 // quantile (the t distribution's tails are heavier), and
                 // then q is too.
+                delta + settings.effect_slack * se >= min_effect && delta > 0.0 && !(se > 0.0 && delta / se < z_max)
+            };
+            if !rises(delta, se) {
+                // A share that rose only against every function (not
+                // against those that did not change) mirrors a fall.
+                if let (Some(raw), Some(f), Metric::SelfCost) = (&raw_share, function, metric) {
+                    let (rb, rv) = moments(costs, raw, &cols_b);
+                    let se = (va / cols_a.len() as f64 + rv / cols_b.len() as f64).sqrt();
+                    if rises(rb - ma, se) {
+                        mirrored.push((ei, f, (rb - ma) / ma));
+                    }
+                }
+            }
+            if delta + settings.effect_slack * se >= min_effect && delta > 0.0 {
                 if se > 0.0 && delta / se < z_max {
                     return;
                 }
-                let a = e.per_request(costs, &cols_a);
-                let b = e.per_request(costs, &cols_b);
+                let a = ratios(costs, &per, &cols_a);
+                let b = ratios(costs, &per, &cols_b);
                 candidates.push(Candidate {
                     endpoint: ei,
                     function,
@@ -222,8 +270,8 @@ pub fn compare_deploys(
                     cause: None,
                 });
             } else if let Some(function) = function.filter(|_| -delta >= floor && delta < 0.0) {
-                let a = e.per_request(costs, &cols_a);
-                let b = e.per_request(costs, &cols_b);
+                let a = ratios(costs, &per, &cols_a);
+                let b = ratios(costs, &per, &cols_b);
                 if mann_whitney_greater_p(&b, &a) < settings.shift_max_p {
                     falls.push(Fall {
                         endpoint: ei,
@@ -235,12 +283,16 @@ pub fn compare_deploys(
                 }
             }
         };
-        test(
-            None,
-            Metric::Total,
-            &e.total,
-            e.total_samples[before] + e.total_samples[after],
-        );
+        // A share of the whole endpoint is 1: its total is tested per
+        // request or per second only.
+        if measure != Measure::Share {
+            test(
+                None,
+                Metric::Total,
+                &e.total,
+                e.total_samples[before] + e.total_samples[after],
+            );
+        }
         for (fi, f) in e.functions.iter().enumerate() {
             let self_samples = f.self_samples[before] + f.self_samples[after];
             test(Some(fi), Metric::SelfCost, &f.self_cost, self_samples);
@@ -249,7 +301,13 @@ pub fn compare_deploys(
                 test(Some(fi), Metric::Inclusive, &f.inclusive, inclusive_samples);
             }
         }
-        columns.push((cols_a, cols_b, level));
+        columns.push(Compared {
+            a: cols_a,
+            b: cols_b,
+            level,
+            per,
+            measure,
+        });
     }
 
     let p: Vec<f64> = candidates
@@ -266,9 +324,9 @@ pub fn compare_deploys(
     let mut kept: Vec<Candidate> = Vec::new();
     for c in candidates {
         let e = &table.endpoints[c.endpoint];
-        let (cols_a, cols_b, _) = &columns[c.endpoint];
+        let side = &columns[c.endpoint];
         let reason = went_away(&c, settings)
-            .or_else(|| exact_cost_flat(&c, e, cols_a, cols_b, settings))
+            .or_else(|| exact_cost_flat(&c, e, side, settings))
             .or_else(|| cost_shift(&c, e, &mut falls, settings));
         match reason {
             Some(reason) => suppressed.push(Suppressed {
@@ -281,8 +339,23 @@ pub fn compare_deploys(
             None => kept.push(c),
         }
     }
+    for (ei, f, relative) in mirrored {
+        let e = &table.endpoints[ei];
+        let from: Vec<String> = falls
+            .iter()
+            .filter(|fall| fall.endpoint == ei && fall.metric == Metric::SelfCost && fall.function != f)
+            .map(|fall| e.functions[fall.function].name.to_string())
+            .collect();
+        suppressed.push(Suppressed {
+            endpoint: e.endpoint.to_string(),
+            function: Some(e.functions[f].name.to_string()),
+            metric: Metric::SelfCost,
+            relative: Some(relative),
+            reason: Reason::CostShift { from },
+        });
+    }
     let kept = dedupe(kept, table, &columns, settings);
-    let levels: Vec<f64> = columns.iter().map(|c| c.2).collect();
+    let levels: Vec<f64> = columns.iter().map(|c| c.level).collect();
     let sensitivity = sensitivities(table, &spreads, &levels, tests, settings);
     let (deploy_before, deploy_after) = (&*table.deploys[before], &*table.deploys[after]);
     let regressions = kept
@@ -305,6 +378,7 @@ pub fn compare_deploys(
                 endpoint: &e.endpoint,
                 function,
                 metric: c.metric,
+                measure: columns[c.endpoint].measure,
                 source: Source::Deploy,
                 deploys: [deploy_before, deploy_after],
                 samples,
@@ -338,6 +412,7 @@ pub fn compare_deploys(
         regressions,
         suppressed,
         sensitivity,
+        not_compared,
     }
 }
 
@@ -347,6 +422,7 @@ struct Spread {
     endpoint: usize,
     function: Option<usize>,
     metric: Metric,
+    measure: Measure,
     mean: f64,
     var: [f64; 2],
     windows: [usize; 2],
@@ -395,6 +471,7 @@ fn sensitivities(
                 endpoint: e.endpoint.to_string(),
                 function: function.map(|f| e.functions[f].name.to_string()),
                 metric,
+                measure: Some(s.measure),
                 before: ma,
                 mde,
                 observations: n,
@@ -417,13 +494,11 @@ fn went_away(c: &Candidate, settings: &DetectSettings) -> Option<Reason> {
 /// that the endpoint's exact cost per request (every column of both
 /// deploys measured) does not show, by at least `exact_fraction` of it at
 /// the upper end of its 95% interval.
-fn exact_cost_flat(
-    c: &Candidate,
-    e: &EndpointCosts,
-    cols_a: &[usize],
-    cols_b: &[usize],
-    settings: &DetectSettings,
-) -> Option<Reason> {
+fn exact_cost_flat(c: &Candidate, e: &EndpointCosts, side: &Compared, settings: &DetectSettings) -> Option<Reason> {
+    if side.measure != Measure::PerRequest {
+        return None;
+    }
+    let (cols_a, cols_b) = (&side.a[..], &side.b[..]);
     let measured = |cols: &[usize]| cols.len() >= 2 && cols.iter().all(|&i| e.measured[i] > 0.0);
     if !(measured(cols_a) && measured(cols_b)) {
         return None;
@@ -497,7 +572,7 @@ fn cost_shift(
 /// `explain_fraction` of `delta`.
 fn likely_cause(
     e: &EndpointCosts,
-    (cols_a, cols_b): (&[usize], &[usize]),
+    side: &Compared,
     top: Option<usize>,
     delta: f64,
     settings: &DetectSettings,
@@ -508,8 +583,7 @@ fn likely_cause(
         if !below {
             continue;
         }
-        let rise =
-            moments(&f.self_cost, &e.requests, cols_b).0 - moments(&f.self_cost, &e.requests, cols_a).0;
+        let rise = moments(&f.self_cost, &side.per, &side.b).0 - moments(&f.self_cost, &side.per, &side.a).0;
         if best.is_none_or(|(_, r)| rise > r) {
             best = Some((s, rise));
         }
@@ -525,7 +599,7 @@ fn likely_cause(
 fn dedupe(
     candidates: Vec<Candidate>,
     table: &CostTable,
-    columns: &[(Vec<usize>, Vec<usize>, f64)],
+    columns: &[Compared],
     settings: &DetectSettings,
 ) -> Vec<Candidate> {
     let (mut roots, rest): (Vec<Candidate>, Vec<Candidate>) =
@@ -581,8 +655,7 @@ fn dedupe(
     let mut by_cause: Vec<Candidate> = Vec::new();
     for mut c in unexplained.into_iter().chain(kept_totals) {
         let e = &table.endpoints[c.endpoint];
-        let (cols_a, cols_b, _) = &columns[c.endpoint];
-        c.cause = likely_cause(e, (cols_a, cols_b), c.function, c.delta, settings);
+        c.cause = likely_cause(e, &columns[c.endpoint], c.function, c.delta, settings);
         let depth = |x: &Candidate| x.function.map_or(0, |f| e.ancestors[f].len() + 1);
         let same = by_cause
             .iter()
@@ -636,6 +709,7 @@ pub(crate) struct Found<'a> {
     pub endpoint: &'a str,
     pub function: Option<&'a str>,
     pub metric: Metric,
+    pub measure: Measure,
     pub source: Source,
     pub deploys: [&'a str; 2],
     pub samples: [i64; 2],
@@ -695,7 +769,7 @@ impl Found<'_> {
                 let deploy = |name: &str| table.deploys.iter().position(|d| &**d == name);
                 let e = table.endpoints.iter().find(|e| &*e.endpoint == self.endpoint);
                 e.zip(deploy(self.deploys[0]).zip(deploy(self.deploys[1])))
-                    .and_then(|(e, (a, b))| e.call_path(e.function(name)?, a, b, settings.min_requests))
+                    .and_then(|(e, (a, b))| e.call_path(e.function(name)?, a, b, self.measure, settings))
             }
             _ => None,
         };
@@ -705,6 +779,7 @@ impl Found<'_> {
             endpoint: self.endpoint.to_owned(),
             function: self.function.map(str::to_owned),
             metric: self.metric,
+            measure: self.measure,
             source: self.source,
             deploy_before: self.deploys[0].to_owned(),
             deploy_after: self.deploys[1].to_owned(),
@@ -770,6 +845,25 @@ mod tests {
         requests: impl Fn(usize, usize) -> i64,
         stacks: impl Fn(usize, usize) -> Vec<(&'static str, f64)>,
     ) -> CostTableBuilder {
+        builder_counting(seed, requests, stacks, true)
+    }
+
+    /// [`table`] as a producer that counts no requests (a Pyroscope SDK,
+    /// OTLP, `record`) sends it: the same work, only the samples.
+    fn uncounted(
+        seed: u64,
+        requests: impl Fn(usize, usize) -> i64,
+        stacks: impl Fn(usize, usize) -> Vec<(&'static str, f64)>,
+    ) -> CostTable {
+        builder_counting(seed, requests, stacks, false).finish()
+    }
+
+    fn builder_counting(
+        seed: u64,
+        requests: impl Fn(usize, usize) -> i64,
+        stacks: impl Fn(usize, usize) -> Vec<(&'static str, f64)>,
+        counted: bool,
+    ) -> CostTableBuilder {
         let deploys: Vec<Arc<str>> = vec!["v1".into(), "v2".into()];
         let mut b = CostTableBuilder::new("shop", Unit::CpuNs, &deploys);
         let mut rng = Rng::new(seed);
@@ -778,7 +872,9 @@ mod tests {
             for w in 0..20 {
                 let window = ((d * 20 + w) * 60_000) as i64;
                 let n = requests(d, w);
-                b.add_requests(window, deploy, &endpoint, n);
+                if counted {
+                    b.add_requests(window, deploy, &endpoint, n);
+                }
                 for (stack, cost) in stacks(d, w) {
                     let count = rng.poisson(n as f64 * cost / PERIOD);
                     let frames: Vec<Arc<str>> = stack.split(';').map(Arc::from).collect();
@@ -1056,9 +1152,116 @@ mod tests {
     }
 
     #[test]
-    fn too_few_windows_is_not_enough_data() {
+    fn too_few_windows_is_not_enough_data_and_says_so() {
         let t = table(6, |_, w| if w < 5 { 1_000 } else { 0 }, |_, _| base());
         let c = compare(&t);
         assert_eq!((c.endpoints_compared, c.tests), (0, 0));
+        let why = &c.not_compared[0];
+        assert_eq!((why.measure, why.windows, why.needed), (Measure::PerRequest, [5, 5], 10));
+        assert!(why.reason.contains("at least 20 requests"), "{}", why.reason);
+    }
+
+    #[test]
+    fn without_request_counts_a_rise_is_found_in_shares_and_sized_against_what_did_not_change() {
+        // escape does 30% more work in v2, and v2 takes twice the traffic:
+        // its raw share goes 20% → 24.5% (+23%); against the functions that
+        // did not change it is +30%.
+        let t = uncounted(
+            11,
+            |d, _| if d == 0 { 1_000 } else { 2_000 },
+            |d, _| match d {
+                0 => base(),
+                _ => with(base(), &[("main;handle;render;escape", 260_000.0)]),
+            },
+        );
+        let c = compare(&t);
+        assert_eq!(c.regressions.len(), 1, "{:#?}", c.regressions);
+        let r = &c.regressions[0];
+        assert_eq!(
+            (r.function.as_deref(), r.metric, r.measure),
+            (Some("escape"), Metric::SelfCost, Measure::Share)
+        );
+        let rel = r.relative.expect("a share before");
+        assert!(rel.low <= 0.30 && 0.30 <= rel.high, "{rel:?}");
+        assert!((r.before.mean - 0.2).abs() < 0.01, "{:?}", r.before);
+        assert!(r.summary().contains("in share"), "{}", r.summary());
+        assert!(r.summary().contains("% of samples →"), "{}", r.summary());
+        // The shares' total is 1: never tested.
+        assert!(c.sensitivity.iter().all(|s| s.function.is_some()));
+        assert!(c.sensitivity.iter().all(|s| s.measure == Some(Measure::Share)));
+    }
+
+    #[test]
+    fn without_request_counts_a_function_that_got_cheaper_raises_no_other() {
+        // query halves: every other share rises by a quarter, a mirror of
+        // the fall, which the cost-shift filter names.
+        let t = uncounted(
+            12,
+            |_, _| 1_000,
+            |d, _| match d {
+                0 => base(),
+                _ => with(base(), &[("main;handle;db;query", 200_000.0)]),
+            },
+        );
+        let c = compare(&t);
+        assert!(c.regressions.is_empty(), "{:#?}", c.regressions);
+        for name in ["parse", "escape"] {
+            assert!(
+                c.suppressed.iter().any(|s| s.function.as_deref() == Some(name)
+                    && matches!(&s.reason, Reason::CostShift { from } if from.contains(&"query".to_owned()))),
+                "{name}: {:#?}",
+                c.suppressed
+            );
+        }
+        // And a spike that goes away is not a regression in shares either.
+        let spike = uncounted(
+            13,
+            |_, _| 1_000,
+            |d, w| match d == 1 && w <= 12 {
+                true => with(base(), &[("main;handle;parse", 600_000.0)]),
+                false => base(),
+            },
+        );
+        let c = compare(&spike);
+        assert!(c.regressions.is_empty(), "{:#?}", c.regressions);
+        assert!(c.suppressed.iter().any(|s| s.reason == Reason::WentAway), "{:#?}", c.suppressed);
+    }
+
+    #[test]
+    fn without_request_counts_white_noise_gives_no_regression_at_the_stated_rate() {
+        let alarms = (0..100)
+            .filter(|&seed| {
+                !compare(&uncounted(seed, |_, _| 1_000, |_, _| base()))
+                    .regressions
+                    .is_empty()
+            })
+            .count();
+        assert!(alarms <= 3, "{alarms} of 100 noise-only deploys alerted");
+    }
+
+    #[test]
+    fn a_program_with_one_function_is_compared_per_second() {
+        // Every sample in `spin`: its share is always 1, its cost per
+        // second of wall time is what can rise.
+        let spin = |us: f64| vec![("main;spin", us)];
+        let t = uncounted(
+            14,
+            |_, _| 1_000,
+            |d, _| spin(if d == 0 { 500_000.0 } else { 600_000.0 }),
+        );
+        let c = compare(&t);
+        let r = c
+            .regressions
+            .iter()
+            .find(|r| r.function.as_deref() == Some("spin") && r.metric == Metric::SelfCost)
+            .unwrap_or_else(|| panic!("{:#?}", c.regressions));
+        assert_eq!(r.measure, Measure::PerSecond);
+        // 1,000 × 500 µs of work a 60 s window: 8.3 ms a second.
+        assert!((r.before.mean / 1e6 - 8.33).abs() < 0.2, "{:?}", r.before);
+        // The deploy's first and last windows may be partial: left out.
+        assert_eq!(r.windows, [18, 18]);
+        let rel = r.relative.expect("cost before");
+        assert!(rel.low <= 0.2 && 0.2 <= rel.high, "{rel:?}");
+        assert!(r.summary().contains("cores"), "{}", r.summary());
     }
 }

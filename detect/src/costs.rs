@@ -10,7 +10,10 @@ use std::sync::Arc;
 use flameshift_profile::wire::Unit;
 
 use crate::callpath::{self, ByCallers, CallPath, DEPTH};
-use crate::regression::Metric;
+use serde::Serialize;
+
+use crate::regression::{Measure, Metric};
+use crate::settings::DetectSettings;
 
 /// Summed weight and sample count of a stack in a window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -88,6 +91,47 @@ pub struct FunctionCosts {
     pub inclusive_samples: Vec<i64>,
 }
 
+/// What one endpoint's comparison divides by, and over which windows: the
+/// measure the data supports, the usable columns of each side, and the
+/// divisor of every column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Basis {
+    /// Per request, share, or per second.
+    pub measure: Measure,
+    /// The usable columns of the deploy before and of the deploy after.
+    pub columns: [Vec<usize>; 2],
+    /// What each column's costs are divided by (indexed like the columns
+    /// of [`EndpointCosts`]).
+    pub per: Vec<f64>,
+    /// Share only: how much the shares of the functions that did not
+    /// change moved, typically, after the deploy (the median over the
+    /// after windows of each window's median ratio of a function's share
+    /// to its share before; 1 when nothing moved). Each window's shares
+    /// are divided by that window's factor, so that a fall of one
+    /// function does not raise all the others.
+    pub mirror: f64,
+}
+
+/// Why the deploys of an endpoint could not be compared.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotCompared {
+    /// The endpoint.
+    pub endpoint: String,
+    /// The measure its data would be compared on.
+    pub measure: Measure,
+    /// Usable windows before and after.
+    pub windows: [usize; 2],
+    /// Usable windows a side the comparison needs.
+    pub needed: usize,
+    /// In words.
+    pub reason: String,
+}
+
+/// Fewest functions with enough samples for shares to be compared: the
+/// mirror factor is their median ratio, which needs a majority that did
+/// not change.
+pub const MIN_SHARE_FUNCTIONS: usize = 3;
+
 impl EndpointCosts {
     /// The columns of `deploy` with at least `min_requests` requests.
     pub fn usable_columns(&self, deploy: usize, min_requests: i64) -> Vec<usize> {
@@ -99,21 +143,181 @@ impl EndpointCosts {
             .collect()
     }
 
-    /// `costs / requests` at `columns`.
-    pub fn per_request(&self, costs: &[f64], columns: &[usize]) -> Vec<f64> {
-        columns.iter().map(|&c| costs[c] / self.requests[c]).collect()
+    /// Whether any request of the endpoint was counted in `deploys`: then
+    /// its costs are per request or not compared at all (never a mix).
+    pub fn counts_requests(&self, deploys: &[usize]) -> bool {
+        deploys.iter().any(|&d| {
+            let columns = self.deploy_columns.get(d).cloned().unwrap_or(0..0);
+            self.requests[columns].iter().any(|&r| r > 0.0)
+        })
     }
 
-    /// Mean cost per request of `metric` of `function` (none: the total)
+    /// The usable columns of `deploy` for `measure`: windows with enough
+    /// requests (per request), with samples (share), or with samples and
+    /// not the deploy's first or last (per second: those are partial).
+    pub fn columns(&self, deploy: usize, measure: Measure, settings: &DetectSettings) -> Vec<usize> {
+        let range = self.deploy_columns.get(deploy).cloned().unwrap_or(0..0);
+        match measure {
+            Measure::PerRequest => self.usable_columns(deploy, settings.min_requests),
+            Measure::Share => range.filter(|&c| self.total[c] > 0.0).collect(),
+            Measure::PerSecond => {
+                let sampled: Vec<usize> = range.filter(|&c| self.total[c] > 0.0).collect();
+                match sampled.len() {
+                    0..=2 => Vec::new(),
+                    n => sampled[1..n - 1].to_vec(),
+                }
+            }
+        }
+    }
+
+    /// What each column's costs are divided by for `measure`.
+    pub fn divisors(&self, measure: Measure, settings: &DetectSettings) -> Vec<f64> {
+        match measure {
+            Measure::PerRequest => self.requests.clone(),
+            Measure::Share => self.total.clone(),
+            Measure::PerSecond => vec![settings.window_ms.max(1) as f64 / 1000.0; self.total.len()],
+        }
+    }
+
+    /// The functions with at least `min_samples` self samples over `deploys`.
+    fn sampled_functions(&self, deploys: &[usize], min_samples: i64) -> impl Iterator<Item = usize> + '_ {
+        let deploys = deploys.to_vec();
+        self.functions.iter().enumerate().filter_map(move |(i, f)| {
+            let samples: i64 = deploys.iter().map(|&d| f.self_samples[d]).sum();
+            (samples >= min_samples).then_some(i)
+        })
+    }
+
+    /// The measure the data of `deploys` supports, best first: per request
+    /// where requests were counted; else the share of the endpoint's
+    /// samples, where at least [`MIN_SHARE_FUNCTIONS`] functions have
+    /// enough samples to tell; else cost per second.
+    pub fn measure(&self, deploys: &[usize], settings: &DetectSettings) -> Measure {
+        if self.counts_requests(deploys) {
+            Measure::PerRequest
+        } else if self.sampled_functions(deploys, settings.min_samples).count() >= MIN_SHARE_FUNCTIONS {
+            Measure::Share
+        } else {
+            Measure::PerSecond
+        }
+    }
+
+    /// The basis of comparing deploy `after` with deploy `before`, or why
+    /// they cannot be compared (too few usable windows on a side).
+    pub fn basis(&self, before: usize, after: usize, settings: &DetectSettings) -> Result<Basis, NotCompared> {
+        let measure = self.measure(&[before, after], settings);
+        let columns = [
+            self.columns(before, measure, settings),
+            self.columns(after, measure, settings),
+        ];
+        let needed = settings.min_windows.max(2);
+        let windows = [columns[0].len(), columns[1].len()];
+        if windows[0] < needed || windows[1] < needed {
+            let what = match measure {
+                Measure::PerRequest => format!("windows with at least {} requests", settings.min_requests),
+                Measure::Share => "windows with samples".to_owned(),
+                Measure::PerSecond => "whole windows with samples".to_owned(),
+            };
+            return Err(NotCompared {
+                endpoint: self.endpoint.to_string(),
+                measure,
+                windows,
+                needed,
+                reason: format!(
+                    "{} and {} {what} before and after; {needed} a side are needed",
+                    windows[0], windows[1]
+                ),
+            });
+        }
+        let mut per = self.divisors(measure, settings);
+        let mut mirror = 1.0;
+        if measure == Measure::Share {
+            let (factors, typical) = self.mirror([before, after], &columns, settings);
+            for (c, k) in factors {
+                per[c] *= k;
+            }
+            mirror = typical;
+        }
+        Ok(Basis {
+            measure,
+            columns,
+            per,
+            mirror,
+        })
+    }
+
+    /// Per column of both sides, how much the share of the functions that
+    /// did not change moved from before: when one function's cost
+    /// changes, every other function's share moves by the same factor the
+    /// other way. The functions that did not change are those with enough
+    /// samples whose share over the whole deploy moved by the median
+    /// factor, within 5% and three standard errors of their sample counts
+    /// (a majority must not have changed); each window's factor is their
+    /// summed share in that window over their summed share before, so a
+    /// spike that goes away leaves no trace in the windows after it.
+    /// Returns the factors and their median over the after side.
+    fn mirror(
+        &self,
+        deploys: [usize; 2],
+        [before, after]: &[Vec<usize>; 2],
+        settings: &DetectSettings,
+    ) -> (Vec<(usize, f64)>, f64) {
+        let sum = |values: &[f64], columns: &[usize]| columns.iter().map(|&c| values[c]).sum::<f64>();
+        let (total_a, total_b) = (sum(&self.total, before), sum(&self.total, after));
+        let functions: Vec<(usize, f64, f64)> = self
+            .sampled_functions(&deploys, settings.min_samples)
+            .map(|f| {
+                let cost = &self.functions[f].self_cost;
+                let share = sum(cost, before) / total_a;
+                let ratio = sum(cost, after) / total_b / share;
+                (f, share, ratio)
+            })
+            .filter(|(_, share, ratio)| *share > 0.0 && ratio.is_finite())
+            .collect();
+        let mut ratios: Vec<f64> = functions.iter().map(|f| f.2).collect();
+        let m = median(&mut ratios).unwrap_or(1.0);
+        let unchanged: Vec<(usize, f64)> = functions
+            .iter()
+            .filter(|&&(f, _, ratio)| {
+                let samples = &self.functions[f].self_samples;
+                let (na, nb) = (samples[deploys[0]].max(1) as f64, samples[deploys[1]].max(1) as f64);
+                let tolerance = m * (0.05 + 3.0 * (1.0 / na + 1.0 / nb).sqrt());
+                (ratio - m).abs() <= tolerance
+            })
+            .map(|&(f, share, _)| (f, share))
+            .collect();
+        let reference: f64 = unchanged.iter().map(|u| u.1).sum();
+        let factors: Vec<(usize, f64)> = before
+            .iter()
+            .chain(after)
+            .map(|&c| {
+                let now: f64 = unchanged.iter().map(|&(f, _)| self.functions[f].self_cost[c]).sum::<f64>()
+                    / self.total[c];
+                let k = now / reference;
+                (c, if k.is_finite() && k > 0.0 { k } else { 1.0 })
+            })
+            .collect();
+        let mut after_factors: Vec<f64> = factors[before.len()..].iter().map(|f| f.1).collect();
+        let typical = median(&mut after_factors).unwrap_or(1.0);
+        (factors, typical)
+    }
+
+    /// `costs / requests` at `columns`.
+    pub fn per_request(&self, costs: &[f64], columns: &[usize]) -> Vec<f64> {
+        ratios(costs, &self.requests, columns)
+    }
+
+    /// Mean cost of `metric` of `function` (none: the total) in `measure`
     /// over the usable windows of `deploy`, if it has any.
     pub fn level(
         &self,
         function: Option<usize>,
         metric: Metric,
         deploy: usize,
-        min_requests: i64,
+        measure: Measure,
+        settings: &DetectSettings,
     ) -> Option<f64> {
-        let columns = self.usable_columns(deploy, min_requests);
+        let columns = self.columns(deploy, measure, settings);
         if columns.is_empty() {
             return None;
         }
@@ -122,7 +326,8 @@ impl EndpointCosts {
             (Some(f), Metric::SelfCost) => &self.functions.get(f)?.self_cost,
             (Some(f), Metric::Inclusive) => &self.functions.get(f)?.inclusive,
         };
-        Some(self.per_request(costs, &columns).iter().sum::<f64>() / columns.len() as f64)
+        let per = self.divisors(measure, settings);
+        Some(ratios(costs, &per, &columns).iter().sum::<f64>() / columns.len() as f64)
     }
 
     /// Index of the function called `name`.
@@ -130,16 +335,26 @@ impl EndpointCosts {
         self.functions.iter().position(|f| &*f.name == name)
     }
 
-    /// Where the rise of function `f`'s self cost per request from deploy
-    /// `before` to deploy `after` concentrates, with the nearest caller's
-    /// inclusive cost per request on both sides.
-    pub fn call_path(&self, f: usize, before: usize, after: usize, min_requests: i64) -> Option<CallPath> {
-        let requests = |d: usize| -> f64 {
-            let columns = self.deploy_columns.get(d).cloned().unwrap_or_default();
-            self.requests[columns].iter().sum()
+    /// Where the rise of function `f`'s self cost (in `measure`) from
+    /// deploy `before` to deploy `after` concentrates, with the nearest
+    /// caller's inclusive cost on both sides.
+    pub fn call_path(
+        &self,
+        f: usize,
+        before: usize,
+        after: usize,
+        measure: Measure,
+        settings: &DetectSettings,
+    ) -> Option<CallPath> {
+        let divisors = self.divisors(measure, settings);
+        let divisor = |d: usize| -> f64 {
+            self.columns(d, measure, settings)
+                .iter()
+                .map(|&c| divisors[c])
+                .sum()
         };
         let side = |d: usize| -> ByCallers {
-            let per = requests(d).max(1.0);
+            let per = divisor(d).max(f64::MIN_POSITIVE);
             let mut costs = ByCallers::new();
             for (chain, by_deploy) in self.self_by_callers.get(f).into_iter().flatten() {
                 let names: Vec<String> = chain
@@ -153,10 +368,29 @@ impl EndpointCosts {
         };
         let mut path = callpath::concentrate(&side(before), &side(after))?;
         let caller = self.function(&path.callers[0]);
-        path.caller_before = self.level(caller, Metric::Inclusive, before, min_requests);
-        path.caller_after = self.level(caller, Metric::Inclusive, after, min_requests);
+        path.caller_before = self.level(caller, Metric::Inclusive, before, measure, settings);
+        path.caller_after = self.level(caller, Metric::Inclusive, after, measure, settings);
         Some(path)
     }
+}
+
+/// The median of `values` (reordered), if any.
+fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    Some(if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    })
+}
+
+/// `costs[c] / per[c]` at `columns`.
+pub fn ratios(costs: &[f64], per: &[f64], columns: &[usize]) -> Vec<f64> {
+    columns.iter().map(|&c| costs[c] / per[c]).collect()
 }
 
 #[derive(Default)]
@@ -427,8 +661,13 @@ mod tests {
         assert_eq!(e.ancestors[c], vec![main, a_]);
         assert_eq!(e.per_request(&e.total, &e.usable_columns(1, 1)), vec![5.0, 0.0]);
         assert_eq!(e.usable_columns(1, 4), vec![1]);
-        assert_eq!(e.level(Some(b_), Metric::SelfCost, 1, 4), Some(5.0));
-        assert_eq!(e.level(None, Metric::Total, 0, 1), Some(1.5));
-        assert_eq!(e.level(None, Metric::Total, 1, 100), None);
+        let min = |min_requests| DetectSettings {
+            min_requests,
+            ..DetectSettings::default()
+        };
+        let pr = Measure::PerRequest;
+        assert_eq!(e.level(Some(b_), Metric::SelfCost, 1, pr, &min(4)), Some(5.0));
+        assert_eq!(e.level(None, Metric::Total, 0, pr, &min(1)), Some(1.5));
+        assert_eq!(e.level(None, Metric::Total, 1, pr, &min(100)), None);
     }
 }

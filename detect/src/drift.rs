@@ -18,8 +18,8 @@ use std::collections::HashSet;
 
 use crate::changepoint::{robust, Period, Robust};
 use crate::compare::Found;
-use crate::costs::CostTable;
-use crate::regression::{Metric, Regression, Source};
+use crate::costs::{ratios, CostTable};
+use crate::regression::{Measure, Metric, Regression, Source};
 use crate::settings::DetectSettings;
 use crate::stats::{mann_whitney_greater_p, mean, welch_greater_p};
 
@@ -38,6 +38,7 @@ pub fn drifts(
 ) -> Vec<Regression> {
     struct Series<'a> {
         endpoint: usize,
+        measure: Measure,
         function: Option<usize>,
         values: Vec<f64>,
         windows: Vec<i64>,
@@ -45,18 +46,23 @@ pub fn drifts(
     }
     let mut series: Vec<Series> = Vec::new();
     for (ei, e) in table.endpoints.iter().enumerate() {
-        let cols = e.usable_columns(deploy, settings.min_requests);
+        let measure = e.measure(&[deploy], settings);
+        let cols = e.columns(deploy, measure, settings);
         if cols.len() < 2 * MIN_SEGMENT {
             continue;
         }
+        let per = e.divisors(measure, settings);
         let windows: Vec<i64> = cols.iter().map(|&c| e.windows[c]).collect();
-        series.push(Series {
-            endpoint: ei,
-            function: None,
-            values: e.per_request(&e.total, &cols),
-            windows: windows.clone(),
-            samples: &e.total_samples,
-        });
+        if measure != Measure::Share {
+            series.push(Series {
+                endpoint: ei,
+                measure,
+                function: None,
+                values: ratios(&e.total, &per, &cols),
+                windows: windows.clone(),
+                samples: &e.total_samples,
+            });
+        }
         let mut by_cost: Vec<(usize, f64)> = e
             .functions
             .iter()
@@ -68,8 +74,9 @@ pub fn drifts(
         for &(fi, _) in by_cost.iter().take(settings.drift_functions) {
             series.push(Series {
                 endpoint: ei,
+                measure,
                 function: Some(fi),
-                values: e.per_request(&e.functions[fi].self_cost, &cols),
+                values: ratios(&e.functions[fi].self_cost, &per, &cols),
                 windows: windows.clone(),
                 samples: &e.functions[fi].self_samples,
             });
@@ -126,6 +133,7 @@ pub fn drifts(
                 endpoint: &e.endpoint,
                 function,
                 metric,
+                measure: s.measure,
                 source: Source::ChangePoint,
                 deploys: [deploy_name, deploy_name],
                 samples: [s.samples[deploy], s.samples[deploy]],

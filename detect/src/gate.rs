@@ -200,6 +200,30 @@ pub struct GateRow {
     pub call_path: Option<CallPath>,
 }
 
+/// What the gate divided each run's costs by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateMeasure {
+    /// Several runs a side, each with its requests counted: cost per
+    /// request of each run.
+    PerRequest,
+    /// Several runs a side of the same benchmark: cost per run.
+    PerRun,
+    /// One run a side: each function's share of its run's samples.
+    Share,
+}
+
+impl GateMeasure {
+    /// `per_request`, `per_run` or `share`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateMeasure::PerRequest => "per_request",
+            GateMeasure::PerRun => "per_run",
+            GateMeasure::Share => "share",
+        }
+    }
+}
+
 /// What the gate decided, and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GateReport {
@@ -207,6 +231,8 @@ pub struct GateReport {
     pub runs: [usize; 2],
     /// Whether exact counts (callgrind) were compared as values.
     pub exact: bool,
+    /// What costs were divided by.
+    pub measure: GateMeasure,
     /// Functions × metrics tested.
     pub tests: usize,
     /// The failing rises, largest first.
@@ -271,6 +297,13 @@ pub fn gate(baseline: &[RunCosts], candidate: &[RunCosts], settings: &GateSettin
     }
     let several = baseline.len() >= 2 && candidate.len() >= 2;
     let exact = baseline.iter().chain(candidate).all(|r| r.exact);
+    let measure = if !several && !exact {
+        GateMeasure::Share
+    } else if baseline.iter().chain(candidate).all(|r| r.requests.is_some_and(|n| n > 0.0)) {
+        GateMeasure::PerRequest
+    } else {
+        GateMeasure::PerRun
+    };
     let mut rows = Vec::new();
     let mut falls = Vec::new();
     let mut untested = BTreeSet::new();
@@ -358,6 +391,7 @@ pub fn gate(baseline: &[RunCosts], candidate: &[RunCosts], settings: &GateSettin
     Ok(GateReport {
         runs: [baseline.len(), candidate.len()],
         exact,
+        measure,
         tests,
         regressions,
         improvements,
@@ -427,6 +461,7 @@ fn sensitivities(
                 endpoint: String::new(),
                 function: Some(name.clone()),
                 metric: *metric,
+                measure: None,
                 before,
                 mde,
                 observations: runs,

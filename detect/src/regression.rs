@@ -29,6 +29,70 @@ impl Metric {
     }
 }
 
+/// What a cost was divided by: the best the data supports
+/// (docs/detection.md, "Measures").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measure {
+    /// Cost per request: the agents that count requests.
+    #[default]
+    PerRequest,
+    /// Share of the endpoint's sampled cost (of the whole service where
+    /// no endpoint is labelled): any profile, after Meta's FBDetect.
+    Share,
+    /// Cost per second of wall time, summed over the service's hosts:
+    /// where a share is always 1 (a single function does all the work).
+    PerSecond,
+}
+
+impl Measure {
+    /// `per_request`, `share` or `per_second`: the name the API and the
+    /// CLI use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Measure::PerRequest => "per_request",
+            Measure::Share => "share",
+            Measure::PerSecond => "per_second",
+        }
+    }
+
+    /// `value` of this measure in `unit`, for people: `338 µs` (per
+    /// request), `27.9%` (share), `0.41 cores` or `2.1 G instructions/s`
+    /// (per second).
+    pub fn quantity(self, unit: Unit, value: f64) -> String {
+        match (self, unit) {
+            (Measure::PerRequest, _) => quantity(unit, value),
+            (Measure::Share, _) => format!("{:.2}% of samples", value * 100.0),
+            (Measure::PerSecond, Unit::CpuNs) => format!("{:.3} cores", value / 1e9),
+            (Measure::PerSecond, Unit::Instructions) => format!("{}/s", quantity(unit, value)),
+        }
+    }
+
+    /// How a change of this measure reads after a number: `per
+    /// request`, `in share`, `per second`.
+    pub fn per(self) -> &'static str {
+        match self {
+            Measure::PerRequest => "per request",
+            Measure::Share => "in share",
+            Measure::PerSecond => "per second",
+        }
+    }
+}
+
+impl std::str::FromStr for Measure {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Measure, String> {
+        match s {
+            "per_request" => Ok(Measure::PerRequest),
+            "share" => Ok(Measure::Share),
+            "per_second" => Ok(Measure::PerSecond),
+            other => Err(format!(
+                "unknown measure {other:?}: per_request, share or per_second"
+            )),
+        }
+    }
+}
+
 /// Which layer found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -89,6 +153,10 @@ pub struct Regression {
     pub metric: Metric,
     /// Which layer found it.
     pub source: Source,
+    /// What the costs are divided by: per request, share of the
+    /// endpoint's samples, or per second of wall time.
+    #[serde(default)]
+    pub measure: Measure,
     /// The deploy compared against (the same as `deploy_after` for a change
     /// point inside one deploy).
     pub deploy_before: String,
@@ -96,11 +164,11 @@ pub struct Regression {
     pub deploy_after: String,
     /// Unit of every cost.
     pub unit: Unit,
-    /// Cost per request before.
+    /// The cost before, in `measure` (per request, share or per second).
     pub before: Estimate,
-    /// Cost per request after.
+    /// The cost after, in `measure`.
     pub after: Estimate,
-    /// The shift (Hodges–Lehmann) per request, with its bootstrap interval.
+    /// The shift (Hodges–Lehmann) in `measure`, with its bootstrap interval.
     pub change: Estimate,
     /// The shift relative to `before.mean`, with its interval (none when
     /// the cost was zero before: new code).
@@ -173,16 +241,21 @@ impl Regression {
             Source::Deploy => format!("{} → {}", self.deploy_before, self.deploy_after),
             Source::ChangePoint => format!("within {}", self.deploy_after),
         };
+        let m = self.measure;
+        let per = format!(" {}", m.per());
         let change = match &self.relative {
             Some(r) => format!(
-                "{} per request [{}, {}] ({} → {})",
+                "{}{per} [{}, {}] ({} → {})",
                 pct(r.mean),
                 pct(r.low),
                 pct(r.high),
-                quantity(self.unit, self.before.mean),
-                quantity(self.unit, self.after.mean)
+                m.quantity(self.unit, self.before.mean),
+                m.quantity(self.unit, self.after.mean)
             ),
-            None => format!("new, {} per request", quantity(self.unit, self.change.mean)),
+            None if m == Measure::PerRequest => {
+                format!("new, {} per request", quantity(self.unit, self.change.mean))
+            }
+            None => format!("new, {}", m.quantity(self.unit, self.change.mean)),
         };
         let place = self
             .call_path

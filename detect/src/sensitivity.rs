@@ -21,7 +21,7 @@
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
-use crate::regression::Metric;
+use crate::regression::{Measure, Metric};
 
 /// The power the minimum detectable effect is stated at.
 pub const POWER: f64 = 0.8;
@@ -36,7 +36,12 @@ pub struct Sensitivity {
     pub function: Option<String>,
     /// Which cost.
     pub metric: Metric,
-    /// The cost before (mean per window per request, or per run).
+    /// What the cost is divided by, in a deploy comparison (per request,
+    /// share, per second); none in the gate (per run, or a share of the
+    /// run's samples with one run a side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measure: Option<Measure>,
+    /// The cost before (mean per window, in `measure`, or per run).
     pub before: f64,
     /// The smallest relative rise the test would catch with 80% power
     /// (never below the threshold a rise must pass anyway); `None` when

@@ -540,7 +540,7 @@ pub fn profiles(upload: &Upload, limits: &Limits) -> Result<Vec<Profile>> {
 pub(super) fn otlp_upload(upload: &Upload, limits: &Limits) -> Result<Batch> {
     let mut out: Option<Batch> = None;
     for (id, profile) in read_profiles(upload, limits)? {
-        super::add_profile_rows(&mut out, profile_rows(&profile, &id, limits.bucket_ms)?)?;
+        super::add_profile_rows(&mut out, profile_rows(&profile, &id, limits)?)?;
     }
     out.ok_or_else(|| Error::bad("OTLP profiles request without samples"))
 }

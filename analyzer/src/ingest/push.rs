@@ -243,7 +243,7 @@ pub(super) fn push_upload(upload: &Upload, limits: &Limits) -> Result<Batch> {
                 time_ms: check_time(time_ms, upload.received_ms)?,
                 tags: tags.clone(),
             };
-            super::add_profile_rows(&mut out, profile_rows(&profile, &id, limits.bucket_ms)?)?;
+            super::add_profile_rows(&mut out, profile_rows(&profile, &id, limits)?)?;
         }
     }
     out.ok_or_else(|| Error::bad("push request without profiles"))

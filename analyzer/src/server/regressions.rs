@@ -25,7 +25,9 @@ fn parse_state(text: &str) -> Result<RegressionState, Error> {
     }
 }
 
-/// `GET /api/v1/regressions?service=&state=&deploy=`.
+/// `GET /api/v1/regressions?service=&state=&deploy=`; with a service,
+/// `comparison` says on what its newest deploy pair is compared (each
+/// endpoint's measure) and which endpoints cannot be compared yet, and why.
 pub async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> Answer {
     let params = Params::parse(query.as_deref());
     let filter = Filter {
@@ -34,14 +36,21 @@ pub async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> A
         deploy: params.get("deploy").map(str::to_owned),
     };
     let (store, detector) = (state.store.clone(), state.detector.clone());
-    let regressions = super::handlers::blocking(move || {
-        if let Some(service) = &filter.service {
-            store.deploys(service)?;
-        }
-        detector.list(&filter)
+    let (regressions, status) = super::handlers::blocking(move || {
+        // With a service: what its newest deploy pair's comparison stands
+        // on, so that an empty list says "not yet" where it is not "none".
+        let status = match &filter.service {
+            Some(service) => detector.status(&*store, service)?,
+            None => None,
+        };
+        Ok((detector.list(&filter)?, status))
     })
     .await?;
-    Ok(json(&serde_json::json!({ "regressions": regressions })))
+    let mut body = serde_json::json!({ "regressions": regressions });
+    if let Some(status) = status {
+        body["comparison"] = serde_json::to_value(status).unwrap_or_default();
+    }
+    Ok(json(&body))
 }
 
 /// `POST /api/v1/regressions/{id}` with `{"state": "acknowledged"}` (or
