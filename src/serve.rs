@@ -54,6 +54,12 @@ pub struct ServeArgs {
     /// after these. Samples with none are the whole service's.
     #[arg(long, value_name = "NAME", value_parser = parse::label_name)]
     endpoint_label: Vec<String>,
+    /// Width of the time buckets samples and request statistics are summed
+    /// in (`10s`; whole seconds). Detection windows (`window_ms` of
+    /// --detect-settings) are whole buckets: a finer bucket allows shorter
+    /// windows, for producers that push often, at the cost of more rows.
+    #[arg(long, default_value = "10s", value_parser = parse::duration)]
+    bucket: Duration,
     /// Require `Authorization: Bearer TOKEN` on every route but /healthz.
     #[arg(long, env = "FLAMESHIFT_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -138,6 +144,10 @@ pub fn run(options: ServeArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| format!("dir://{}", options.data.display()));
     let mut config = ServeConfig::new();
     config.limits.endpoint_labels = options.endpoint_label.clone();
+    if options.bucket.subsec_nanos() != 0 || options.bucket.is_zero() {
+        bail!("--bucket {:?}: a whole number of seconds", options.bucket);
+    }
+    config.limits.bucket_ms = i64::try_from(options.bucket.as_millis()).unwrap_or(i64::MAX);
     let backend_options = BackendOptions {
         retention: options.retention,
         insert_interval: options.insert_interval,

@@ -711,6 +711,74 @@ fn pyroscope_upload(upload: &Upload, limits: &Limits) -> Result<Batch> {
 mod tests {
     use super::*;
 
+    /// The endpoints of a profile whose samples carry `labels` (one
+    /// sample each), read with `endpoint_labels`.
+    fn endpoints_read(labels: &[&[(&str, &str)]], endpoint_labels: &[&str]) -> Vec<(String, String)> {
+        let mut p = Profile::new(vec![flameshift_profile::SampleType::new("cpu", "nanoseconds")]);
+        for (i, set) in labels.iter().enumerate() {
+            let stack = p.stack_from_names(["main", &format!("f{i}")]);
+            let set: Vec<_> = set.iter().map(|(k, v)| p.str_label(k, v)).collect();
+            let set = p.intern_labels(set);
+            p.push_sample(stack, set, &[10]);
+        }
+        let mut body = Vec::new();
+        flameshift_profile::format::pprof::write(&p, &mut body).unwrap();
+        let upload = Upload {
+            kind: UploadKind::Profile,
+            params: BTreeMap::from([
+                ("service".to_owned(), "shop".to_owned()),
+                ("deploy".to_owned(), "v1".to_owned()),
+                ("time_ms".to_owned(), "1000".to_owned()),
+            ]),
+            received_ms: 2_000,
+            key: None,
+            body,
+        };
+        let limits = Limits {
+            endpoint_labels: endpoint_labels.iter().map(|l| (*l).to_owned()).collect(),
+            ..Limits::default()
+        };
+        let mut rows: Vec<(String, String)> = decode(&upload, &limits)
+            .unwrap()
+            .samples
+            .into_iter()
+            .map(|(k, _)| (k.endpoint.to_string(), k.labels.to_string()))
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    #[test]
+    fn the_endpoint_comes_from_the_configured_labels_first_then_endpoint() {
+        let samples: &[&[(&str, &str)]] = &[
+            &[("http.route", "/users/{id}"), ("region", "eu")],
+            &[("endpoint", "GET /feed")],
+            &[("http.route", "/a"), ("endpoint", "GET /a")],
+            &[("region", "us")],
+        ];
+        // By default only `endpoint` names one; other labels stay labels.
+        assert_eq!(
+            endpoints_read(samples, &[]),
+            [
+                ("".to_owned(), r#"{"http.route":"/users/{id}","region":"eu"}"#.to_owned()),
+                ("".to_owned(), r#"{"region":"us"}"#.to_owned()),
+                ("GET /a".to_owned(), r#"{"http.route":"/a"}"#.to_owned()),
+                ("GET /feed".to_owned(), "{}".to_owned()),
+            ]
+        );
+        // `--endpoint-label http.route`: it wins over `endpoint`, which
+        // still names the endpoint of samples without it.
+        assert_eq!(
+            endpoints_read(samples, &["http.route"]),
+            [
+                ("".to_owned(), r#"{"region":"us"}"#.to_owned()),
+                ("/a".to_owned(), r#"{"endpoint":"GET /a"}"#.to_owned()),
+                ("/users/{id}".to_owned(), r#"{"region":"eu"}"#.to_owned()),
+                ("GET /feed".to_owned(), "{}".to_owned()),
+            ]
+        );
+    }
+
     #[test]
     fn pyroscope_names() {
         let (app, tags) = parse_pyroscope_name("shop.cpu{region=eu, deploy=v2}").unwrap();

@@ -5,7 +5,9 @@
 //! `cargo bench -p flameshift-detect --features sim --bench detect_accuracy`
 //! (`FS_SEEDS`, `FS_DEPLOYS`, `FS_HOSTS`, `FS_RPS`, `FS_WINDOWS` change
 //! the fleet; `FS_MIN_SAMPLES`, `FS_MIN_RELATIVE`, `FS_EFFECT_SLACK` the
-//! settings).
+//! settings; `FS_UNCOUNTED=1` removes the request counts and the exact
+//! request costs, as a Pyroscope SDK, OTLP or `record` would send the
+//! same fleet: detection then compares shares).
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its results")]
 
@@ -25,6 +27,7 @@ fn env(name: &str, default: usize) -> usize {
 fn main() {
     let seeds = env("FS_SEEDS", 5);
     let deploys = env("FS_DEPLOYS", 40);
+    let uncounted = env("FS_UNCOUNTED", 0) != 0;
     let mut settings = DetectSettings::default();
     if let Ok(v) = std::env::var("FS_MIN_SAMPLES") {
         settings.min_samples = v.parse().expect("FS_MIN_SAMPLES");
@@ -50,7 +53,13 @@ fn main() {
         });
         let mut reported = Vec::new();
         for d in 1..deploys {
-            let table = fleet.cost_table(d - 1, d);
+            let mut table = fleet.cost_table(d - 1, d);
+            if uncounted {
+                for e in &mut table.endpoints {
+                    e.requests.iter_mut().for_each(|r| *r = 0.0);
+                    e.measured.iter_mut().for_each(|m| *m = 0.0);
+                }
+            }
             let started = Instant::now();
             let cmp = compare_deploys(&table, 0, 1, &settings, 0);
             let skip: HashSet<_> = cmp
@@ -107,7 +116,8 @@ fn main() {
         let s = score(fleet.plans(), &reported, 1..deploys);
         total.add(&s);
     }
-    println!("fleets: {seeds} × {deploys} deploys; detection time {detect_time:.2} s");
+    let measure = if uncounted { "share (no request counts)" } else { "per request" };
+    println!("fleets: {seeds} × {deploys} deploys, {measure}; detection time {detect_time:.2} s");
     println!(
         "precision {:.3}  recall {:.3}  F1 {:.3}  (tp {}, fp {}, fn {})",
         total.precision(),

@@ -1213,6 +1213,21 @@ mod tests {
                 c.suppressed
             );
         }
+        // A rename takes a function's samples away whole: the others'
+        // shares do not move, and none is a regression.
+        let renamed = uncounted(
+            14,
+            |_, _| 1_000,
+            |d, _| match d {
+                0 => base(),
+                _ => with(
+                    base(),
+                    &[("main;handle;parse", 0.0), ("main;handle;parse_v2", 300_000.0)],
+                ),
+            },
+        );
+        let c = compare(&renamed);
+        assert!(c.regressions.is_empty(), "{:#?}", c.regressions);
         // And a spike that goes away is not a regression in shares either.
         let spike = uncounted(
             13,

@@ -251,7 +251,7 @@ impl EndpointCosts {
     /// changes, every other function's share moves by the same factor the
     /// other way. The functions that did not change are those with enough
     /// samples whose share over the whole deploy moved by the median
-    /// factor, within 5% and three standard errors of their sample counts
+    /// factor, within 5% and three standard errors of their sample count
     /// (a majority must not have changed); each window's factor is their
     /// summed share in that window over their summed share before, so a
     /// spike that goes away leaves no trace in the windows after it.
@@ -279,9 +279,12 @@ impl EndpointCosts {
         let unchanged: Vec<(usize, f64)> = functions
             .iter()
             .filter(|&&(f, _, ratio)| {
+                // The standard error of a ratio of two counts of about
+                // half the function's samples each (not of the counts
+                // seen: a function gone after has none).
                 let samples = &self.functions[f].self_samples;
-                let (na, nb) = (samples[deploys[0]].max(1) as f64, samples[deploys[1]].max(1) as f64);
-                let tolerance = m * (0.05 + 3.0 * (1.0 / na + 1.0 / nb).sqrt());
+                let n = (samples[deploys[0]] + samples[deploys[1]]).max(1) as f64;
+                let tolerance = m * (0.05 + 3.0 * (4.0 / n).sqrt());
                 (ratio - m).abs() <= tolerance
             })
             .map(|&(f, share, _)| (f, share))
