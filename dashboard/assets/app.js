@@ -23,7 +23,7 @@ function el(tag, attrs, ...children) {
     else if (k === "class") e.className = v;
     else e.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c == null || c === false) continue;
     e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -301,7 +301,9 @@ async function regressionPage(id) {
   const r = regressions.find((x) => x.id === id);
   if (!r) throw new ApiError(`no regression with id ${id}: it may have been found under another id after a restart; see the service page`);
   setTitle(r.function || r.endpoint, r.service);
-  const format = measureFormat(r.measure, r.unit);
+  // Estimates are in the regression's measure; series and stacks in the unit.
+  const estimate = measureFormat(r.measure, r.unit);
+  const format = formatValue(r.unit);
   const perRequest = r.measure == null || r.measure === "per_request";
   const seriesQuery = {
     service: r.service,
@@ -330,7 +332,7 @@ async function regressionPage(id) {
     .map((row) => ({ ...row, delta: row.candidate - row.base * scale }))
     .sort((a, b) => b.delta - a.delta)
     .slice(0, 10);
-  const est = (e) => `${format(e.mean)} (${format(e.low)} … ${format(e.high)})`;
+  const est = (e) => `${estimate(e.mean)} (${estimate(e.low)} … ${estimate(e.high)})`;
   const box = el("div", { class: "flame-box", id: "diff-flame" });
   const page = [
     el("p", {}, link(`#/service/${encodeURIComponent(r.service)}`, `← ${r.service}`)),

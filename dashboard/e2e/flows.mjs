@@ -92,6 +92,19 @@ try {
   const mde = await page.locator(".facts dd.mde").textContent();
   check(/rises of \+\d+\.\d% or more/.test(mde), `the regression says how small a rise its test could see (${mde})`);
   await shot("regression");
+  check((await page.locator(".facts dd.measure").textContent()) === "cost per request", "an agent's regression is per request");
+  const where = await page.locator(".facts dd.call-path").textContent();
+  check(/^\d+% of the rise under [^,\[\]]+( ← [^,\[\]]+)*( \(.+ inclusive [+-]\d+\.\d%\))?$/.test(where) && !where.includes("[object"), `the call path reads as names (${where})`);
+
+  // 4b. The same fleet without request counts: found in shares, and said so.
+  await open("#/service/uncounted");
+  const measures = await page.locator("tr[data-regression] td.measure").allTextContents();
+  check(measures.length >= 1 && measures.every((m) => m === "share of the endpoint's samples"), `regressions without request counts are in shares (${measures})`);
+  await page.locator("tr[data-regression] a").first().click();
+  await page.waitForFunction(() => (document.getElementById("app").dataset.ready || "").startsWith("/regression/"));
+  const before = await page.locator(".facts dd").nth(1).textContent();
+  check(/^\d+\.\d\d% \(/.test(before), `a share before, as a percentage (${before})`);
+  await shot("regression-share");
 
   // 5. The flame graph page: zoom by click, search with matched share, reset.
   await open("#/flame?service=fleet");

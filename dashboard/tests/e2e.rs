@@ -70,7 +70,8 @@ async fn start(dir: &Path) -> (String, oneshot::Sender<()>, tokio::task::JoinHan
 }
 
 /// Three deploys of the simulated `fleet` with a regression injected in
-/// each later one, and a service whose function names and endpoint are
+/// each later one, the same profiles without request counts as service
+/// `uncounted`, and a service whose function names and endpoint are
 /// HTML.
 async fn load(url: &str) {
     let fleet = Fleet::new(FleetConfig {
@@ -106,6 +107,18 @@ async fn load(url: &str) {
                     serde_json::to_vec(&window.requests_body(&c.service)).unwrap(),
                 )
                 .await;
+                // The same profiles as a producer that counts no requests
+                // sends them (a Pyroscope SDK, OTLP): compared in shares.
+                let mut body = Vec::new();
+                format::pprof::write(&window.profile(), &mut body).unwrap();
+                post(
+                    &format!(
+                        "{url}/api/v1/profiles?service=uncounted&deploy={}&host={}",
+                        window.deploy, window.host
+                    ),
+                    body,
+                )
+                .await;
             }
         }
     }
@@ -119,6 +132,7 @@ async fn load(url: &str) {
     .await;
     let found = post(&format!("{url}/api/v1/detect"), Vec::new()).await;
     assert!(found.to_string().contains("fleet"), "{found}");
+    assert!(found.to_string().contains("uncounted"), "{found}");
 }
 
 fn url_encode(text: &str) -> String {

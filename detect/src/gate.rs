@@ -772,6 +772,8 @@ mod tests {
             assert_eq!(report.regressions.len(), 1, "{report:#?}");
             let r = &report.regressions[0];
             assert_eq!(r.function, "parse");
+            let measure = if runs > 1 { GateMeasure::PerRun } else { GateMeasure::Share };
+            assert_eq!(report.measure, measure, "{runs} runs");
             // Several runs: the cost per run rose 20%. One run: its share
             // of the samples rose from 2,000/9,002 to 2,400/9,402.
             let truth = if runs > 1 {

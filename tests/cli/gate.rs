@@ -86,6 +86,7 @@ fn a_slowdown_fails_with_a_report_and_identical_builds_pass() {
     );
     let md = std::fs::read_to_string(&report).unwrap();
     assert!(md.starts_with("**flameshift gate: FAIL**"), "{md}");
+    assert!(md.contains("5 baseline runs vs 5 candidate runs, cost per run"), "{md}");
     assert!(md.contains("| `parse` | self |"), "{md}");
     // Before and after in seconds per run (about 5 s and 6 s), not raw ns.
     let row = md.lines().find(|l| l.starts_with("| `parse`")).unwrap();
@@ -115,6 +116,7 @@ fn a_slowdown_fails_with_a_report_and_identical_builds_pass() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), md.trim());
     let parsed: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(parsed["failed"], true);
+    assert_eq!(parsed["report"]["measure"], "per_run");
     let change = parsed["report"]["regressions"][0]["change"].as_f64().unwrap();
     assert!((0.1..0.3).contains(&change), "{change}");
     let drawn = std::fs::read_to_string(&svg).unwrap();

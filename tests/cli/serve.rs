@@ -594,11 +594,6 @@ fn regressions_are_listed_by_the_cli_and_sent_to_the_webhook_with_retries() {
     let (mut server, url) = start_serve(dir.path(), &["--webhook", &hook, "--detect-interval", "1h"]);
     let fleet = regressing_fleet(3, 2);
     let injected = fleet.truth()[0].function.clone();
-    for d in 0..2 {
-        for w in 0..12 {
-            upload_window(&url, &fleet, d, w);
-        }
-    }
     let cli = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_flameshift"))
             .arg("regressions")
@@ -606,6 +601,21 @@ fn regressions_are_listed_by_the_cli_and_sent_to_the_webhook_with_retries() {
             .output()
             .unwrap()
     };
+    // Three windows of the new deploy: not enough, and the CLI says so.
+    for (d, windows) in [(0, 0..12), (1, 0..3)] {
+        for w in windows {
+            upload_window(&url, &fleet, d, w);
+        }
+    }
+    let early = cli(&["--analyzer", &url, "--service", "fleet", "--detect"]);
+    let text = String::from_utf8_lossy(&early.stdout);
+    assert!(
+        text.starts_with("no regressions\nd000 → d001:\n") && text.contains("not compared yet (per_request): 12 and 3 windows"),
+        "{text}"
+    );
+    for w in 3..12 {
+        upload_window(&url, &fleet, 1, w);
+    }
     let table = cli(&["--analyzer", &url, "--detect"]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(
@@ -613,7 +623,8 @@ fn regressions_are_listed_by_the_cli_and_sent_to_the_webhook_with_retries() {
         "{}",
         String::from_utf8_lossy(&table.stderr)
     );
-    assert!(text.starts_with("STATE"), "{text}");
+    assert!(text.starts_with("STATE") && text.contains("MEASURE"), "{text}");
+    assert!(text.contains("per_request"), "{text}");
     assert!(
         text.contains(&injected) && text.contains("d000 → d001") && text.contains("open"),
         "{text}"
@@ -639,6 +650,7 @@ fn regressions_are_listed_by_the_cli_and_sent_to_the_webhook_with_retries() {
         "{text}"
     );
     assert_eq!(payload["regression"]["id"], listed[0]["id"]);
+    assert_eq!(payload["regression"]["measure"], "per_request");
 
     server.kill().unwrap();
     server.wait().unwrap();

@@ -254,6 +254,20 @@ async fn a_later_deploy_that_brings_the_cost_back_resolves_the_regression(place:
         (Some(0), Some(1)),
         "six windows are not enough: {run}"
     );
+    // The listing says why it is empty: not compared yet, and on what.
+    let (_, listing) = get(&format!("{}/api/v1/regressions?service=shop", server.url)).await;
+    assert_eq!(listing["regressions"], serde_json::json!([]), "{listing}");
+    let waiting = &listing["comparison"]["not_compared"][0];
+    assert_eq!(
+        (
+            waiting["endpoint"].as_str(),
+            waiting["measure"].as_str(),
+            waiting["needed"].as_u64()
+        ),
+        (Some("GET /cart"), Some("per_request"), Some(10)),
+        "{listing}"
+    );
+    assert_eq!(waiting["windows"], serde_json::json!([12, 6]), "{listing}");
     upload_deploy(&server.url, "v2", start + 3_600_000 + 6 * 60_000, 6, 3_600_000).await;
     let (_, run) = post(&format!("{}/api/v1/detect", server.url), Vec::new()).await;
     assert_eq!(run["new"], 1, "{run}");
@@ -266,6 +280,13 @@ async fn a_later_deploy_that_brings_the_cost_back_resolves_the_regression(place:
     );
     let relative = r["relative"]["mean"].as_f64().unwrap();
     assert!((relative - 0.2).abs() < 0.01, "{relative}");
+    assert_eq!(r["measure"], "per_request", "{r}");
+    assert_eq!(
+        listing["comparison"]["compared"],
+        serde_json::json!([{"endpoint": "GET /cart", "measure": "per_request"}]),
+        "{listing}"
+    );
+    assert_eq!(listing["comparison"]["not_compared"], serde_json::json!([]), "{listing}");
 
     upload_deploy(&server.url, "v3", start + 2 * 3_600_000, 12, 3_000_000).await;
     let (_, run) = post(&format!("{}/api/v1/detect?service=shop", server.url), Vec::new()).await;
