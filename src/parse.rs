@@ -130,8 +130,13 @@ pub fn function_percent(text: &str) -> Result<(String, u64), String> {
 /// `-`, starting with a letter or `_` (`http.route`).
 pub fn label_name(text: &str) -> Result<String, String> {
     let valid = text.len() <= 200
-        && text.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        && text
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if valid {
         Ok(text.to_owned())
     } else {

@@ -760,7 +760,10 @@ mod tests {
         assert_eq!(
             endpoints_read(samples, &[]),
             [
-                ("".to_owned(), r#"{"http.route":"/users/{id}","region":"eu"}"#.to_owned()),
+                (
+                    "".to_owned(),
+                    r#"{"http.route":"/users/{id}","region":"eu"}"#.to_owned()
+                ),
                 ("".to_owned(), r#"{"region":"us"}"#.to_owned()),
                 ("GET /a".to_owned(), r#"{"http.route":"/a"}"#.to_owned()),
                 ("GET /feed".to_owned(), "{}".to_owned()),

@@ -216,7 +216,12 @@ impl Detector {
         let [.., before, after] = &deploys[..] else {
             return Ok(None);
         };
-        let table = cost_table(store, service, [&before.deploy, &after.deploy], self.settings.window_ms)?;
+        let table = cost_table(
+            store,
+            service,
+            [&before.deploy, &after.deploy],
+            self.settings.window_ms,
+        )?;
         let (mut compared, mut not_compared) = (Vec::new(), Vec::new());
         for e in &table.endpoints {
             match e.basis(0, 1, &self.settings) {

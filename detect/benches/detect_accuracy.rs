@@ -116,7 +116,11 @@ fn main() {
         let s = score(fleet.plans(), &reported, 1..deploys);
         total.add(&s);
     }
-    let measure = if uncounted { "share (no request counts)" } else { "per request" };
+    let measure = if uncounted {
+        "share (no request counts)"
+    } else {
+        "per request"
+    };
     println!("fleets: {seeds} × {deploys} deploys, {measure}; detection time {detect_time:.2} s");
     println!(
         "precision {:.3}  recall {:.3}  F1 {:.3}  (tp {}, fp {}, fn {})",

@@ -235,7 +235,9 @@ pub fn compare_deploys(
                 // Welch's p is above max_q when t is below the normal
                 // quantile (the t distribution's tails are heavier), and
                 // then q is too.
-                delta + settings.effect_slack * se >= min_effect && delta > 0.0 && !(se > 0.0 && delta / se < z_max)
+                delta + settings.effect_slack * se >= min_effect
+                    && delta > 0.0
+                    && !(se > 0.0 && delta / se < z_max)
             };
             if !rises(delta, se) {
                 // A share that rose only against every function (not
@@ -494,7 +496,12 @@ fn went_away(c: &Candidate, settings: &DetectSettings) -> Option<Reason> {
 /// that the endpoint's exact cost per request (every column of both
 /// deploys measured) does not show, by at least `exact_fraction` of it at
 /// the upper end of its 95% interval.
-fn exact_cost_flat(c: &Candidate, e: &EndpointCosts, side: &Compared, settings: &DetectSettings) -> Option<Reason> {
+fn exact_cost_flat(
+    c: &Candidate,
+    e: &EndpointCosts,
+    side: &Compared,
+    settings: &DetectSettings,
+) -> Option<Reason> {
     if side.measure != Measure::PerRequest {
         return None;
     }
@@ -1157,7 +1164,10 @@ mod tests {
         let c = compare(&t);
         assert_eq!((c.endpoints_compared, c.tests), (0, 0));
         let why = &c.not_compared[0];
-        assert_eq!((why.measure, why.windows, why.needed), (Measure::PerRequest, [5, 5], 10));
+        assert_eq!(
+            (why.measure, why.windows, why.needed),
+            (Measure::PerRequest, [5, 5], 10)
+        );
         assert!(why.reason.contains("at least 20 requests"), "{}", why.reason);
     }
 
@@ -1239,7 +1249,11 @@ mod tests {
         );
         let c = compare(&spike);
         assert!(c.regressions.is_empty(), "{:#?}", c.regressions);
-        assert!(c.suppressed.iter().any(|s| s.reason == Reason::WentAway), "{:#?}", c.suppressed);
+        assert!(
+            c.suppressed.iter().any(|s| s.reason == Reason::WentAway),
+            "{:#?}",
+            c.suppressed
+        );
     }
 
     #[test]

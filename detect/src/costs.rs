@@ -204,7 +204,12 @@ impl EndpointCosts {
 
     /// The basis of comparing deploy `after` with deploy `before`, or why
     /// they cannot be compared (too few usable windows on a side).
-    pub fn basis(&self, before: usize, after: usize, settings: &DetectSettings) -> Result<Basis, NotCompared> {
+    pub fn basis(
+        &self,
+        before: usize,
+        after: usize,
+        settings: &DetectSettings,
+    ) -> Result<Basis, NotCompared> {
         let measure = self.measure(&[before, after], settings);
         let columns = [
             self.columns(before, measure, settings),
@@ -294,7 +299,10 @@ impl EndpointCosts {
             .iter()
             .chain(after)
             .map(|&c| {
-                let now: f64 = unchanged.iter().map(|&(f, _)| self.functions[f].self_cost[c]).sum::<f64>()
+                let now: f64 = unchanged
+                    .iter()
+                    .map(|&(f, _)| self.functions[f].self_cost[c])
+                    .sum::<f64>()
                     / self.total[c];
                 let k = now / reference;
                 (c, if k.is_finite() && k > 0.0 { k } else { 1.0 })

@@ -299,7 +299,11 @@ pub fn gate(baseline: &[RunCosts], candidate: &[RunCosts], settings: &GateSettin
     let exact = baseline.iter().chain(candidate).all(|r| r.exact);
     let measure = if !several && !exact {
         GateMeasure::Share
-    } else if baseline.iter().chain(candidate).all(|r| r.requests.is_some_and(|n| n > 0.0)) {
+    } else if baseline
+        .iter()
+        .chain(candidate)
+        .all(|r| r.requests.is_some_and(|n| n > 0.0))
+    {
         GateMeasure::PerRequest
     } else {
         GateMeasure::PerRun
@@ -772,7 +776,11 @@ mod tests {
             assert_eq!(report.regressions.len(), 1, "{report:#?}");
             let r = &report.regressions[0];
             assert_eq!(r.function, "parse");
-            let measure = if runs > 1 { GateMeasure::PerRun } else { GateMeasure::Share };
+            let measure = if runs > 1 {
+                GateMeasure::PerRun
+            } else {
+                GateMeasure::Share
+            };
             assert_eq!(report.measure, measure, "{runs} runs");
             // Several runs: the cost per run rose 20%. One run: its share
             // of the samples rose from 2,000/9,002 to 2,400/9,402.

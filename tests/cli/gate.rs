@@ -86,7 +86,10 @@ fn a_slowdown_fails_with_a_report_and_identical_builds_pass() {
     );
     let md = std::fs::read_to_string(&report).unwrap();
     assert!(md.starts_with("**flameshift gate: FAIL**"), "{md}");
-    assert!(md.contains("5 baseline runs vs 5 candidate runs, cost per run"), "{md}");
+    assert!(
+        md.contains("5 baseline runs vs 5 candidate runs, cost per run"),
+        "{md}"
+    );
     assert!(md.contains("| `parse` | self |"), "{md}");
     // Before and after in seconds per run (about 5 s and 6 s), not raw ns.
     let row = md.lines().find(|l| l.starts_with("| `parse`")).unwrap();

@@ -198,12 +198,19 @@ fn regressions_are_found_in_profiles_without_request_counts_from_real_producers(
         // 40 → 52 units: +30% against the functions that did not change
         // (a unit's cost varies a little with its loop's constants).
         let relative = &r["relative"];
-        let (low, high) = (relative["low"].as_f64().unwrap(), relative["high"].as_f64().unwrap());
+        let (low, high) = (
+            relative["low"].as_f64().unwrap(),
+            relative["high"].as_f64().unwrap(),
+        );
         assert!(low > 0.1 && low <= 0.35 && high >= 0.25, "{service}: {r:#}");
     }
     for service in ["py-pyroscope-cheaper", "py-otel-cheaper"] {
         let (run, found) = detect_and_list(service);
-        assert_eq!(found["regressions"], serde_json::json!([]), "{service}: {found:#}");
+        assert_eq!(
+            found["regressions"],
+            serde_json::json!([]),
+            "{service}: {found:#}"
+        );
         // The others' shares rose, as the mirror of load_rows' fall: the
         // cost-shift filter names it.
         let shifted: Vec<&serde_json::Value> = run["suppressed"]
@@ -213,7 +220,10 @@ fn regressions_are_found_in_profiles_without_request_counts_from_real_producers(
             .filter(|s| s["reason"]["kind"] == "cost_shift")
             .collect();
         assert!(
-            shifted.iter().any(|s| s["reason"]["from"].as_array().unwrap().contains(&"load_rows".into())),
+            shifted.iter().any(|s| s["reason"]["from"]
+                .as_array()
+                .unwrap()
+                .contains(&"load_rows".into())),
             "{service}: {run:#}"
         );
         // Compared, not waiting: the empty list means "none".

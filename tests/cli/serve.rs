@@ -610,7 +610,8 @@ fn regressions_are_listed_by_the_cli_and_sent_to_the_webhook_with_retries() {
     let early = cli(&["--analyzer", &url, "--service", "fleet", "--detect"]);
     let text = String::from_utf8_lossy(&early.stdout);
     assert!(
-        text.starts_with("no regressions\nd000 → d001:\n") && text.contains("not compared yet (per_request): 12 and 3 windows"),
+        text.starts_with("no regressions\nd000 → d001:\n")
+            && text.contains("not compared yet (per_request): 12 and 3 windows"),
         "{text}"
     );
     for w in 3..12 {

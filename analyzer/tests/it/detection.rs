@@ -286,7 +286,11 @@ async fn a_later_deploy_that_brings_the_cost_back_resolves_the_regression(place:
         serde_json::json!([{"endpoint": "GET /cart", "measure": "per_request"}]),
         "{listing}"
     );
-    assert_eq!(listing["comparison"]["not_compared"], serde_json::json!([]), "{listing}");
+    assert_eq!(
+        listing["comparison"]["not_compared"],
+        serde_json::json!([]),
+        "{listing}"
+    );
 
     upload_deploy(&server.url, "v3", start + 2 * 3_600_000, 12, 3_000_000).await;
     let (_, run) = post(&format!("{}/api/v1/detect?service=shop", server.url), Vec::new()).await;
