@@ -468,6 +468,9 @@ fn attach_stops_cleanly_on_ctrl_c_and_writes_what_it_has() {
     );
 }
 
+#[path = "support/serve_process.rs"]
+mod serve_process;
+
 #[path = "cli/serve.rs"]
 mod serve;
 

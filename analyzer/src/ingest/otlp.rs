@@ -644,6 +644,23 @@ mod tests {
     }
 
     #[test]
+    fn a_sample_attribute_named_by_endpoint_labels_is_the_endpoint() {
+        // The SDK puts `thread.name` on each sample; as if it were
+        // `http.route`, with `serve --endpoint-label thread.name`.
+        let limits = Limits {
+            endpoint_labels: vec!["thread.name".to_owned()],
+            ..Limits::default()
+        };
+        let batch = otlp_upload(&upload(CAPTURED.to_vec(), true), &limits).unwrap();
+        assert!(batch
+            .samples
+            .iter()
+            .all(|(k, _)| &*k.endpoint == "MainThread" && !k.labels.contains("thread.name")));
+        let plain = otlp_upload(&upload(CAPTURED.to_vec(), true), &Limits::default()).unwrap();
+        assert!(plain.samples.iter().all(|(k, _)| k.endpoint.is_empty()));
+    }
+
+    #[test]
     fn wall_clock_is_refused_by_name_unless_counted_as_cpu() {
         let e = otlp_upload(&upload(CAPTURED.to_vec(), false), &Limits::default()).unwrap_err();
         let text = e.to_string();
