@@ -58,14 +58,21 @@ fn regressions_are_found_in_profiles_without_request_counts_from_real_producers(
 
 fn two_deploys_of_each_producer() {
     // Two deploys of one Python program under each producer: in `rise`,
-    // score_items does 30% more work in v2; in `cheaper`, load_rows does
-    // half its work (so every other function's share rises). Neither
-    // producer counts requests: detection compares shares.
+    // score_items does 60% more work in v2; in `cheaper`, load_rows does
+    // 2 units of work instead of 25 (so every other function's raw share
+    // rises by about 37% in GET /feed, 23% in the whole service). Neither producer counts requests: detection compares
+    // shares. These samplers are biased by up to ~15% on some functions
+    // between runs (pyroscope-io measured a 30% rise as 18%; the
+    // OpenTelemetry SDK, whose Python thread needs the GIL to sample,
+    // moved `serialize` by 15% in one run and not in others), so the test
+    // asks, as a user of such a producer would, for rises of 20% at the
+    // estimate (`min_relative`, no `effect_slack`): the rise is three
+    // times that, and the mirror of the fall reads more than 20% raw.
     let dir = tempfile::tempdir().unwrap();
     let settings = dir.path().join("detect.json");
     std::fs::write(
         &settings,
-        r#"{"window_ms": 4000, "min_windows": 6, "min_samples": 150}"#,
+        r#"{"window_ms": 4000, "min_windows": 6, "min_samples": 150, "min_relative": 0.2, "effect_slack": 0}"#,
     )
     .unwrap();
     let (mut server, url) = start_serve(
@@ -143,14 +150,14 @@ fn two_deploys_of_each_producer() {
         assert_eq!(r["endpoint"], endpoint, "{service}: {r:#}");
         assert_eq!(r["measure"], "share", "{service}: {r:#}");
         assert_eq!(r["deploy_after"], "v2", "{service}: {r:#}");
-        // 40 → 52 units: +30% against the functions that did not change
-        // (a unit's cost varies a little with its loop's constants).
+        // 40 → 64 units: +60% against the functions that did not change,
+        // as these samplers see it.
         let relative = &r["relative"];
         let (low, high) = (
             relative["low"].as_f64().unwrap(),
             relative["high"].as_f64().unwrap(),
         );
-        assert!(low > 0.1 && low <= 0.35 && high >= 0.25, "{service}: {r:#}");
+        assert!(low > 0.25 && low <= 0.7 && high >= 0.45, "{service}: {r:#}");
     }
     for service in ["py-pyroscope-cheaper", "py-otel-cheaper"] {
         let (run, found) = detect_and_list(service);
