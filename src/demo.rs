@@ -6,7 +6,6 @@
 //! refactor in `POST /orders`) and `v3` (the regression fixed); then
 //! detection, and a summary of what it found.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,22 +16,23 @@ use crate::parse::Retention;
 use anyhow::{bail, Context};
 use clap::Args;
 use flameshift_analyzer::server::{self, ServeConfig};
-use flameshift_collector::export;
+use flameshift_client::api::{Analyzer, Listing, RegressionQuery};
+use flameshift_client::http::{self, ClientOptions};
 use flameshift_detect::DetectSettings;
+
+use crate::args::StoreArgs;
 
 /// The whole product in one command: analyzer, dashboard, services with the agent, three deploys, a regression found.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Where the analyzer and the dashboard listen.
-    #[arg(long, default_value = "127.0.0.1:7411")]
-    listen: SocketAddr,
+    /// Where the analyzer and the dashboard listen, and where the data
+    /// goes when not in a data directory (ClickHouse: a fresh database,
+    /// the demo's deploys must be the only ones).
+    #[command(flatten)]
+    place: StoreArgs,
     /// Data directory (default: a fresh temporary one, removed on exit).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Keep the data elsewhere: `clickhouse://HOST:PORT/DATABASE` (a fresh
-    /// database: the demo's deploys must be the only ones) or `dir://PATH`.
-    #[arg(long, value_name = "URL", conflicts_with = "data")]
-    store: Option<String>,
     /// Exit after the summary (0: the injected regression was found, 1: not) instead of serving until Ctrl-C.
     #[arg(long)]
     exit: bool,
@@ -96,6 +96,7 @@ pub fn run(options: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut config = ServeConfig::new();
     config.limits.bucket_ms = BUCKET_MS;
     let location = options
+        .place
         .store
         .clone()
         .unwrap_or_else(|| format!("dir://{}", data.display()));
@@ -105,7 +106,7 @@ pub fn run(options: DemoArgs) -> anyhow::Result<ExitCode> {
         insert_interval: Duration::ZERO,
     };
     let backend = crate::serve::open_backend(&location, &backend_options, &config.limits)?;
-    config.listen = options.listen;
+    config.listen = options.place.listen;
     config.detect = detect_settings();
     config.detect_interval = Duration::from_secs(3600);
     config.ui = Some(flameshift_dashboard::router());
@@ -122,7 +123,7 @@ pub fn run(options: DemoArgs) -> anyhow::Result<ExitCode> {
         async move {
             tokio::select! {
                 _ = stop_rx => {}
-                _ = tokio::signal::ctrl_c() => {}
+                _ = crate::signals::shutdown_signal() => {}
             }
         },
         move |running| {
@@ -136,7 +137,7 @@ pub fn run(options: DemoArgs) -> anyhow::Result<ExitCode> {
                 .block_on(server)
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .and_then(|r| r.map_err(anyhow::Error::from));
-            bail!("the analyzer did not start on {}: {why:?}", options.listen);
+            bail!("the analyzer did not start on {}: {why:?}", options.place.listen);
         }
     };
     let url = format!("http://{addr}");
@@ -144,24 +145,19 @@ pub fn run(options: DemoArgs) -> anyhow::Result<ExitCode> {
         "flameshift demo: analyzer and dashboard on {url}/ (data in {location})"
     ));
     let exe = std::env::current_exe().context("finding the flameshift binary")?;
+    let analyzer = Analyzer::new(
+        &url,
+        None,
+        &ClientOptions {
+            timeout: TIMEOUT,
+            ..ClientOptions::default()
+        },
+    )?;
     for (deploy, what) in DEPLOYS {
         let what = what.replace("+15%", &format!("+{}%", options.rise));
         say(&format!("[{deploy}] deploying: {what}"));
         let event = serde_json::json!({"service": SERVICE, "deploy": deploy, "commit": format!("demo-{deploy}"), "author": "flameshift demo", "message": what});
-        let posted = export::post(
-            &format!("{url}/api/v1/deploys"),
-            &[],
-            event.to_string().as_bytes(),
-            TIMEOUT,
-        )
-        .context("posting the deploy event")?;
-        if posted.status != 200 {
-            bail!(
-                "the deploy event was refused: {} {}",
-                posted.status,
-                posted.text()
-            );
-        }
+        analyzer.post_deploy(&event).context("posting the deploy event")?;
         // v3 only has to show the fix (the regression resolved): half as long.
         let seconds = match deploy {
             "v3" => options.deploy_seconds.div_ceil(2),
@@ -173,23 +169,16 @@ pub fn run(options: DemoArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     say("detecting regressions between deploys…");
-    let found = export::post(
-        &format!("{url}/api/v1/detect?service={SERVICE}"),
-        &[],
-        b"",
-        TIMEOUT,
-    )
-    .context("asking the analyzer to detect")?;
-    if found.status != 200 {
-        bail!("detection failed: {} {}", found.status, found.text());
-    }
-    let listing = export::get(
-        &format!("{url}/api/v1/regressions?service={SERVICE}"),
-        &[],
-        TIMEOUT,
-    )?;
-    let listing: serde_json::Value =
-        serde_json::from_slice(&listing.body).context("reading the regressions")?;
+    analyzer
+        .detect(Some(SERVICE))
+        .context("asking the analyzer to detect")?;
+    let query = RegressionQuery {
+        service: Some(SERVICE.to_owned()),
+        ..RegressionQuery::default()
+    };
+    let found: Listing<serde_json::Value> =
+        analyzer.regressions(&query).context("reading the regressions")?;
+    let listing = serde_json::json!({ "regressions": found.regressions });
     let summary = Summary::of(&listing);
     summary.print(&url);
     let code = if summary.regression_found() {
@@ -303,8 +292,8 @@ fn load(app: &str, duration: Duration) -> anyhow::Result<u64> {
                     ] {
                         let url = format!("{app}{path}");
                         let answer = match method {
-                            "GET" => export::get(&url, &[], TIMEOUT),
-                            _ => export::post(&url, &[], b"", TIMEOUT),
+                            "GET" => http::get(&url, &[], TIMEOUT),
+                            _ => http::post(&url, &[], b"", TIMEOUT),
                         };
                         match answer {
                             Ok(r) if r.status == 200 => {

@@ -207,18 +207,8 @@ pub fn run(options: DemoServiceArgs) -> anyhow::Result<ExitCode> {
         {
             eprintln!("flameshift demo-service: listening on http://{addr}");
         }
-        let shutdown = async {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return std::future::pending().await,
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        };
         axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(crate::signals::shutdown_signal())
             .await?;
         anyhow::Ok(())
     })?;

@@ -7,6 +7,7 @@
     reason = "the CLI reports progress and errors on stderr"
 )]
 
+mod args;
 mod attach;
 mod changepoints;
 mod completions;
@@ -24,6 +25,7 @@ mod regressions;
 mod sampling;
 mod series;
 mod serve;
+mod signals;
 mod top;
 mod webhook;
 

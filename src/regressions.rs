@@ -1,14 +1,16 @@
 //! `flameshift regressions`: the regressions an analyzer found, as a table
 //! or JSON.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
-use flameshift_collector::client::{encode_component, Client, ClientOptions, Request};
-use flameshift_detect::Regression;
+use clap::Args;
+use flameshift_client::api::{Analyzer, Listing, RegressionQuery};
+use flameshift_client::http::ClientOptions;
+use flameshift_detect::{Regression, State};
+
+use crate::args::AnalyzerAccess;
 
 /// List the regressions an analyzer found.
 #[derive(Debug, Args)]
@@ -19,16 +21,12 @@ pub struct RegressionsArgs {
     /// Only this service.
     #[arg(long)]
     service: Option<String>,
-    /// Only regressions in this state.
-    #[arg(long, value_enum)]
-    state: Option<StateChoice>,
-    /// Bearer token, if the analyzer requires one.
-    #[arg(long, env = "FLAMESHIFT_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// Trust the certificate authorities in this PEM file (beside the
-    /// system's) for an https:// analyzer.
-    #[arg(long, env = "FLAMESHIFT_CA_CERT", value_name = "FILE")]
-    ca_cert: Option<PathBuf>,
+    /// Only regressions in this state: open, acknowledged or resolved.
+    #[arg(long, value_parser = |s: &str| s.parse::<State>())]
+    state: Option<State>,
+    /// The token and CA file.
+    #[command(flatten)]
+    access: AnalyzerAccess,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -37,67 +35,37 @@ pub struct RegressionsArgs {
     detect: bool,
 }
 
-/// `--state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StateChoice {
-    /// Found, nobody has looked yet.
-    Open,
-    /// Someone said they are on it.
-    Acknowledged,
-    /// A later deploy brought the cost back.
-    Resolved,
-}
-
-impl StateChoice {
-    fn as_str(self) -> &'static str {
-        match self {
-            StateChoice::Open => "open",
-            StateChoice::Acknowledged => "acknowledged",
-            StateChoice::Resolved => "resolved",
-        }
-    }
-}
-
 /// Runs detection first when asked, then lists.
 pub fn run(options: RegressionsArgs) -> anyhow::Result<ExitCode> {
-    let base = options.analyzer.trim_end_matches('/');
-    let auth = options.token.as_ref().map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
-    let client = Client::new(&ClientOptions {
-        timeout: Duration::from_secs(120),
-        ca_cert: options.ca_cert.clone(),
-        ..ClientOptions::default()
-    })?;
+    let analyzer = Analyzer::new(
+        &options.analyzer,
+        options.access.token.as_deref(),
+        &ClientOptions {
+            timeout: Duration::from_secs(120),
+            ..options.access.client_options()
+        },
+    )?;
     if options.detect {
-        let mut url = format!("{base}/api/v1/detect");
-        if let Some(s) = &options.service {
-            url.push_str(&format!("?service={}", encode_component(s)));
-        }
-        client
-            .call(&Request::post(&url, b"").headers(&headers))
+        analyzer
+            .detect(options.service.as_deref())
             .context("the analyzer did not run detection")?;
     }
-    let mut params = Vec::new();
-    if let Some(s) = &options.service {
-        params.push(format!("service={}", encode_component(s)));
-    }
-    if let Some(s) = options.state {
-        params.push(format!("state={}", s.as_str()));
-    }
-    let url = format!("{base}/api/v1/regressions?{}", params.join("&"));
-    let response = client
-        .call(&Request::get(&url).headers(&headers))
+    let query = RegressionQuery {
+        service: options.service.clone(),
+        state: options.state.map(|s| s.as_str().to_owned()),
+        deploy: None,
+    };
+    let listing: Listing<Regression> = analyzer
+        .regressions(&query)
         .context("the analyzer did not list its regressions")?;
-    let mut listing: serde_json::Value =
-        serde_json::from_slice(&response.body).context("the analyzer's answer is not JSON")?;
-    let regressions: Vec<Regression> = serde_json::from_value(listing["regressions"].take())
-        .context("the analyzer's answer is not a regression list")?;
+    let regressions = listing.regressions;
+    let comparison = listing.comparison.unwrap_or_default();
     #[allow(clippy::print_stdout, reason = "the listing is the command's output")]
     if options.json {
         println!("{}", serde_json::to_string_pretty(&regressions)?);
     } else if regressions.is_empty() {
         println!("no regressions");
-        if let Some(why) = waiting(&listing["comparison"]) {
+        if let Some(why) = waiting(&comparison) {
             println!("{why}");
         }
     } else {

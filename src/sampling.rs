@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use flameshift_collector::export::{Destination, Exporter};
+use flameshift_client::upload::{Destination, Exporter};
 use flameshift_collector::perf::event::{CallGraph, EventChoice, EventKind, Rate};
 use flameshift_collector::recorder::{RecordOptions, Started};
 use flameshift_profile::format::{self, Format, WriteOptions};
 use flameshift_profile::render::{self, FlameGraphOptions};
 use flameshift_profile::Profile;
 
+use crate::args::AnalyzerAccess;
 use crate::output::write_output;
 
 /// How to sample and where the profile goes.
@@ -39,13 +40,9 @@ pub struct SamplingArgs {
     /// Host name for --analyzer (default: this machine's).
     #[arg(long)]
     host: Option<String>,
-    /// Bearer token for --analyzer.
-    #[arg(long, env = "FLAMESHIFT_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// Trust the certificate authorities in this PEM file (beside the
-    /// system's) for an https:// analyzer.
-    #[arg(long, env = "FLAMESHIFT_CA_CERT", value_name = "FILE")]
-    ca_cert: Option<PathBuf>,
+    /// The token and CA file for --analyzer.
+    #[command(flatten)]
+    access: AnalyzerAccess,
     /// Sampling event: instructions when the machine has a PMU, else cpu-clock.
     #[arg(long, value_enum, default_value_t = Event::Auto)]
     event: Event,
@@ -129,8 +126,8 @@ impl SamplingArgs {
         if let Some(host) = &self.host {
             dest.host = host.clone();
         }
-        dest.token = self.token.clone();
-        dest.ca_cert = self.ca_cert.clone();
+        dest.token = self.access.token.clone();
+        dest.ca_cert = self.access.ca_cert.clone();
         Some(dest)
     }
 

@@ -1,6 +1,5 @@
 //! `flameshift serve`: the analyzer, until Ctrl-C or SIGTERM.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,24 +12,21 @@ use flameshift_analyzer::ingest::Limits;
 use flameshift_analyzer::server::{self, ServeConfig};
 use flameshift_analyzer::store::{Backend, ClickHouseConfig, StoreConfig, StoreLocation};
 
+use crate::args::StoreArgs;
 use crate::parse::{self, Retention};
+use crate::signals::shutdown_signal;
 use crate::webhook::Webhooks;
 
 /// Run the analyzer: ingest uploads, store them durably, answer queries.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (loopback by default; use 0.0.0.0:7411 to accept other hosts).
-    #[arg(long, default_value = "127.0.0.1:7411")]
-    listen: SocketAddr,
+    /// Where to listen (loopback by default; 0.0.0.0:7411 accepts other
+    /// hosts) and where to keep the data.
+    #[command(flatten)]
+    place: StoreArgs,
     /// The data directory (created if missing): short for `--store dir://PATH`.
     #[arg(long, default_value = "./flameshift-data")]
     data: PathBuf,
-    /// Where to keep the data: `dir://PATH` (the embedded store) or
-    /// `clickhouse://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE` (several
-    /// analyzer nodes can share one; user and password also from
-    /// FLAMESHIFT_CLICKHOUSE_USER / FLAMESHIFT_CLICKHOUSE_PASSWORD).
-    #[arg(long, value_name = "URL", conflicts_with = "data")]
-    store: Option<String>,
     /// Serve https with this certificate chain (PEM, leaf first); with
     /// --tls-key. SIGHUP reloads both files.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -139,6 +135,7 @@ pub fn run(options: ServeArgs) -> anyhow::Result<ExitCode> {
         bail!("--token is empty");
     }
     let location = options
+        .place
         .store
         .clone()
         .unwrap_or_else(|| format!("dir://{}", options.data.display()));
@@ -153,7 +150,7 @@ pub fn run(options: ServeArgs) -> anyhow::Result<ExitCode> {
         insert_interval: options.insert_interval,
     };
     let backend = open_backend(&location, &backend_options, &config.limits)?;
-    config.listen = options.listen;
+    config.listen = options.place.listen;
     config.token = options.token;
     config.otlp = server::OtlpConfig {
         deploy_attribute: options.otlp_deploy_attribute,
@@ -189,15 +186,7 @@ pub fn run(options: ServeArgs) -> anyhow::Result<ExitCode> {
     runtime
         .block_on(async move {
             let shutdown = async {
-                let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                {
-                    Ok(term) => term,
-                    Err(_) => return std::future::pending().await,
-                };
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+                shutdown_signal().await;
                 tracing::info!("shutting down");
             };
             server::serve(config, backend.store, backend.regressions, shutdown, |running| {

@@ -9,7 +9,7 @@ use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::time::Duration;
 
 use flameshift_analyzer::regressions::Notifier;
-use flameshift_collector::client::{Client, ClientOptions, Request, RetryPolicy};
+use flameshift_client::http::{Client, ClientOptions, Request, RetryPolicy};
 use flameshift_detect::Regression;
 
 /// Sends each new regression to every URL.

@@ -12,7 +12,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use flameshift_collector::export;
+use flameshift_client::http;
 
 #[path = "support/serve_process.rs"]
 mod serve_process;
@@ -98,7 +98,7 @@ fn two_deploys_of_each_producer() {
     run_services(&url, "v2", 44, &runs);
     // Detection now (the scheduler waits an hour), then the listing.
     let detect_and_list = |service: &str| -> (serde_json::Value, serde_json::Value) {
-        let ran = export::post(
+        let ran = http::post(
             &format!("{url}/api/v1/detect?service={service}"),
             &[],
             b"",
@@ -106,7 +106,7 @@ fn two_deploys_of_each_producer() {
         )
         .unwrap();
         assert_eq!(ran.status, 200, "{}", ran.text());
-        let response = export::get(
+        let response = http::get(
             &format!("{url}/api/v1/regressions?service={service}"),
             &[],
             Duration::from_secs(30),
@@ -122,11 +122,11 @@ fn two_deploys_of_each_producer() {
     // what each test could see, and the samples per window.
     let evidence = |service: &str, endpoint: &str| -> String {
         let get = |path: String| {
-            export::get(&format!("{url}{path}"), &[], Duration::from_secs(30))
+            http::get(&format!("{url}{path}"), &[], Duration::from_secs(30))
                 .unwrap()
                 .text()
         };
-        let e = export::encode_component(endpoint);
+        let e = flameshift_client::routes::encode_component(endpoint);
         format!(
             "sensitivity: {}\nscore_items: {}\nendpoint: {}",
             get(format!("/api/v1/sensitivity?service={service}&deploy=v2")),

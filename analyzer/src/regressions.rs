@@ -20,9 +20,11 @@ use serde::Serialize;
 pub use book::{FileBook, Node, RegressionBook, Regressions};
 
 use crate::detect::costs::{CostTable, CostTableBuilder};
-use crate::detect::{compare_deploys, drift, DetectSettings, Regression, State, Suppressed};
+use crate::detect::regression::Links;
+use crate::detect::{compare_deploys, drift, DetectSettings, Metric, Regression, State, Suppressed};
 use crate::store::{DeploySummary, Selection, Store};
 use crate::{Error, Result};
+use flameshift_client::routes;
 
 /// Told about every new regression (webhooks live in the binary).
 pub trait Notifier: Send + Sync + Debug {
@@ -369,7 +371,7 @@ impl Detector {
         let mut fresh = Vec::new();
         let mut book = self.book.all()?;
         let mut changed: Vec<String> = Vec::new();
-        for found in comparison.regressions.into_iter().chain(drifts) {
+        for found in comparison.regressions.into_iter().chain(drifts).map(with_links) {
             changed.push(found.id.clone());
             match book.get_mut(&found.id) {
                 Some(known) => {
@@ -407,6 +409,22 @@ impl Detector {
         }
         Ok(())
     }
+}
+
+/// `regression` with its links: the differential flame graph of its
+/// endpoint between its deploys, and its series.
+fn with_links(mut regression: Regression) -> Regression {
+    let r = &regression;
+    regression.links = Links {
+        diff: routes::diff_link(&r.service, &r.endpoint, &r.deploy_before, &r.deploy_after),
+        series: routes::series_link(
+            &r.service,
+            &r.endpoint,
+            r.function.as_deref(),
+            r.metric == Metric::SelfCost,
+        ),
+    };
+    regression
 }
 
 /// Marks open regressions of `service` found in deploys before

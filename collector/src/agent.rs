@@ -37,9 +37,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use flameshift_profile::wire::Unit;
 use flameshift_profile::Profile;
 
-use crate::client::{random_unit, RetryPolicy};
 use crate::counters::{CounterMode, ThreadCounter};
-use crate::export::{self, Destination, Exporter};
+use flameshift_client::http::{random_unit, RetryPolicy};
+use flameshift_client::upload::{self, Destination, Exporter};
+
+use crate::export;
 use crate::requests::RequestStats;
 use crate::sampler::{Sampler, SamplerConfig, SelfSymbolizer, StackCounts};
 use crate::{Error, Result};
@@ -79,7 +81,7 @@ impl Default for AgentConfig {
         AgentConfig {
             service: String::new(),
             deploy: String::new(),
-            host: export::hostname(),
+            host: upload::hostname(),
             analyzer: None,
             token: None,
             ca_cert: None,
@@ -330,7 +332,7 @@ impl Agent {
         // thread, because reqwest's blocking client must not be built
         // inside an async runtime (services start the agent from one).
         if let (Some(_), Some(ca)) = (&config.analyzer, &config.ca_cert) {
-            crate::client::check_ca_file(ca)?;
+            flameshift_client::http::check_ca_file(ca)?;
         }
         // At 0 Hz nothing is sampled: only requests are counted and costed.
         let sampler = match config.frequency {
@@ -509,14 +511,14 @@ fn collect(
             if let Some(profile) = profile.as_ref().filter(|_| !stacks.is_empty()) {
                 queue.push_back(Pending {
                     payload: Payload::Profile(Box::new(profile.clone())),
-                    key: export::idempotency_key(),
+                    key: upload::idempotency_key(),
                 });
             }
             if !requests.is_empty() {
                 let body = export::requests_json(&dest, request_unit, start_ms, window_ms, &requests);
                 queue.push_back(Pending {
                     payload: Payload::Requests { body },
-                    key: export::idempotency_key(),
+                    key: upload::idempotency_key(),
                 });
             }
             while queue.len() > config.max_pending.max(1) {
@@ -606,9 +608,9 @@ fn upload(exporter: Exporter, shared: Arc<Shared>) {
             }
         };
         let result = match &next.payload {
-            Payload::Profile(profile) => {
-                export::encode_profile(profile).and_then(|body| Ok(exporter.send_profile(&body, &next.key)?))
-            }
+            Payload::Profile(profile) => upload::encode_profile(profile)
+                .map_err(crate::Error::from)
+                .and_then(|body| Ok(exporter.send_profile(&body, &next.key)?)),
             Payload::Requests { body } => exporter.send_requests(body, &next.key).map_err(Error::from),
         };
         match result {

@@ -34,7 +34,7 @@ pub enum Error {
     Io(#[from] std::io::Error),
     /// A request to the analyzer failed or was refused.
     #[error(transparent)]
-    Http(#[from] crate::client::HttpError),
+    Http(#[from] flameshift_client::http::HttpError),
     /// Building the profile failed.
     #[error(transparent)]
     Profile(#[from] flameshift_profile::Error),
@@ -52,6 +52,16 @@ impl Error {
         match self {
             Error::Http(e) => e.retry_after(),
             _ => None,
+        }
+    }
+}
+
+impl From<flameshift_client::Error> for Error {
+    fn from(e: flameshift_client::Error) -> Error {
+        match e {
+            flameshift_client::Error::Http(e) => Error::Http(e),
+            flameshift_client::Error::Profile(e) => Error::Profile(e),
+            other => Error::Io(std::io::Error::other(other.to_string())),
         }
     }
 }

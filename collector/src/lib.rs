@@ -7,15 +7,17 @@
 //!   thread-CPU-clock timer otherwise), [`labels`] that follow async tasks,
 //!   the tower/axum `layer` that counts and meters
 //!   requests per endpoint (features `tower`, `axum`; [`counters`] and
-//!   [`requests`] behind it), and the [`export`]er that ships profiles and
-//!   request statistics to `flameshift serve`;
+//!   [`requests`] behind it), and its request statistics in the wire
+//!   format ([`export`]), shipped to `flameshift serve` by
+//!   `flameshift_client`;
 //! - with the `record` feature, the external sampler behind `flameshift
 //!   record -- CMD` and `attach` (`recorder`): perf events on every CPU
 //!   that follow the command and its children, frame-pointer or DWARF
 //!   (`unwind`) stacks, symbols, lines and inlined functions.
 //!
-//! It depends only on [`flameshift_profile`] (no Parquet, inferno or a
-//! runtime; axum only behind the `axum` feature), so that it stays small
+//! It depends only on [`flameshift_profile`] and the analyzer's client
+//! (`flameshift_client`: no Parquet, inferno or a runtime; axum only
+//! behind the `axum` feature), so that it stays small
 //! enough to link into any service. `unsafe` is confined to `perf::event`,
 //! `perf::ring`, `counters`, the sampler's `arm`, `buffer` and `handler`,
 //! and the `poll` call in `recorder`, each block with a `SAFETY` comment.
@@ -44,7 +46,6 @@
 //!   the DWARF unwinder). Services that link the agent leave it off.
 
 pub mod agent;
-pub mod client;
 pub mod counters;
 mod error;
 pub mod export;
@@ -62,4 +63,5 @@ mod symbolize;
 mod unwind;
 
 pub use error::{Error, Result};
+pub use flameshift_client as client;
 pub use flameshift_profile as profile;

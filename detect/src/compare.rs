@@ -29,7 +29,7 @@ use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::costs::{ratios, Basis, CostTable, EndpointCosts, NotCompared};
-use crate::regression::{links, regression_id, Estimate, Links, Measure, Metric, Regression, Source, State};
+use crate::regression::{regression_id, Estimate, Links, Measure, Metric, Regression, Source, State};
 use crate::sensitivity::{detectable_difference, family_alpha, observations_for, Sensitivity};
 use crate::settings::DetectSettings;
 use crate::stats::{
@@ -763,13 +763,6 @@ impl Found<'_> {
             seed,
         );
         let base = mean(before);
-        let links: Links = links(
-            self.service,
-            self.endpoint,
-            self.function,
-            self.metric == Metric::SelfCost,
-            self.deploys,
-        );
         // Where a self-cost rise between two deploys concentrates.
         let call_path = match (self.metric, self.function) {
             (Metric::SelfCost, Some(name)) if self.deploys[0] != self.deploys[1] => {
@@ -816,7 +809,7 @@ impl Found<'_> {
             last_seen_ms: self.now_ms,
             state: State::Open,
             resolved_by: None,
-            links,
+            links: Links::default(),
             call_path,
             mde: None,
         }
@@ -989,7 +982,6 @@ mod tests {
         );
         assert!(r.explains.contains(&"total".to_owned()), "{:?}", r.explains);
         assert_eq!(r.windows, [20, 20]);
-        assert!(r.links.diff.contains("base=v1&candidate=v2"));
         assert!(r.summary().contains("escape (self cost) +15"), "{}", r.summary());
     }
 

@@ -8,10 +8,9 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use flameshift_profile::wire::Unit;
-
-use crate::callpath::{self, ByCallers, CallPath, DEPTH};
 use serde::Serialize;
 
+use crate::callpath::{self, ByCallers, CallPath, DEPTH};
 use crate::regression::{Measure, Metric};
 use crate::settings::DetectSettings;
 
@@ -103,12 +102,11 @@ pub struct Basis {
     /// What each column's costs are divided by (indexed like the columns
     /// of [`EndpointCosts`]).
     pub per: Vec<f64>,
-    /// Share only: how much the shares of the functions that did not
-    /// change moved, typically, after the deploy (the median over the
-    /// after windows of each window's median ratio of a function's share
-    /// to its share before; 1 when nothing moved). Each window's shares
-    /// are divided by that window's factor, so that a fall of one
-    /// function does not raise all the others.
+    /// Share only: how much the summed share of the functions that did
+    /// not change moved after the deploy (the median over the after
+    /// windows of each window's factor; 1 when nothing moved). Each
+    /// window's shares are divided by that window's factor, so that a
+    /// fall of one function does not raise all the others.
     pub mirror: f64,
 }
 

@@ -127,6 +127,20 @@ impl State {
     }
 }
 
+impl std::str::FromStr for State {
+    type Err = String;
+    fn from_str(s: &str) -> Result<State, String> {
+        match s {
+            "open" => Ok(State::Open),
+            "acknowledged" => Ok(State::Acknowledged),
+            "resolved" => Ok(State::Resolved),
+            other => Err(format!(
+                "unknown state {other:?}: use open, acknowledged or resolved"
+            )),
+        }
+    }
+}
+
 /// A cost per request with its confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
@@ -205,7 +219,10 @@ pub struct Regression {
     /// The deploy that brought the cost back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_by: Option<String>,
-    /// API paths to look at it: the differential flame graph and the series.
+    /// API paths to look at it: the differential flame graph and the
+    /// series (filled by the analyzer, which knows its routes; empty in a
+    /// record that never left the detection core).
+    #[serde(default)]
     pub links: Links,
     /// For a self-cost rise, the callers above the function where it
     /// concentrates (the code that changed is often there).
@@ -218,7 +235,7 @@ pub struct Regression {
 }
 
 /// Where to look at a regression.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Links {
     /// Differential flame graph of the endpoint, before → after (SVG).
     pub diff: String,
@@ -295,34 +312,4 @@ pub fn regression_id(
         metric.as_str()
     );
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(key.as_bytes()))
-}
-
-/// Percent-encodes a query parameter value.
-pub(crate) fn query_value(value: &str) -> String {
-    form_urlencoded::byte_serialize(value.as_bytes()).collect()
-}
-
-/// The links of a regression.
-pub(crate) fn links(
-    service: &str,
-    endpoint: &str,
-    function: Option<&str>,
-    self_only: bool,
-    [before, after]: [&str; 2],
-) -> Links {
-    let (s, e) = (query_value(service), query_value(endpoint));
-    Links {
-        diff: format!(
-            "/api/v1/diff?service={s}&endpoint={e}&base={}&candidate={}&format=svg",
-            query_value(before),
-            query_value(after)
-        ),
-        series: match function {
-            Some(f) => format!(
-                "/api/v1/series?service={s}&endpoint={e}&function={}&self={self_only}",
-                query_value(f)
-            ),
-            None => format!("/api/v1/series?service={s}&endpoint={e}"),
-        },
-    }
 }

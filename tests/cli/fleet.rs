@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use flameshift_analyzer::store::Endpoint;
-use flameshift_collector::export;
+use flameshift_client::http;
 
 use super::clickhouse_server::ClickHouseServer;
 use super::serve::{
@@ -49,7 +49,7 @@ struct Seen {
 /// balancer: the same `Idempotency-Key` every attempt, the next node after
 /// a failure. Panics if no node takes it within a minute.
 fn deliver(nodes: &Mutex<Vec<String>>, target: &str, body: &[u8], seen: &Seen) {
-    let key = export::idempotency_key();
+    let key = flameshift_client::upload::idempotency_key();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(10)))
@@ -175,8 +175,7 @@ fn two_nodes_detect_once_fire_each_webhook_once_and_survive_the_leaders_death() 
         bodies.lock().unwrap().clone()
     };
     let regressions = |url: &str| -> serde_json::Value {
-        let response =
-            export::get(&format!("{url}/api/v1/regressions"), &[], Duration::from_secs(30)).unwrap();
+        let response = http::get(&format!("{url}/api/v1/regressions"), &[], Duration::from_secs(30)).unwrap();
         assert_eq!(response.status, 200, "{}", response.text());
         serde_json::from_slice(&response.body).unwrap()
     };

@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use flameshift_collector::export;
+use flameshift_client::http;
 
 use super::serve::start_serve;
 
@@ -22,7 +22,7 @@ fn pyroscopes_python_sdk_pushes_its_service_version_and_functions() {
         "the SDK's program failed (pip install -r scripts/requirements-producers.txt): {}",
         String::from_utf8_lossy(&ran.stderr)
     );
-    let response = export::get(
+    let response = http::get(
         &format!("{url}/api/v1/functions?service=pyapp&deploy=v7&label=region=eu"),
         &[],
         Duration::from_secs(30),
@@ -67,14 +67,14 @@ fn opentelemetrys_python_sdk_exports_its_service_version_and_functions() {
     let (mut server, url) = start_serve(&dir.path().join("strict"), &[]);
     let said = run(&url);
     assert!(said.contains("400"), "the SDK logs the refusal: {said}");
-    let services = export::get(&format!("{url}/api/v1/services"), &[], Duration::from_secs(30)).unwrap();
+    let services = http::get(&format!("{url}/api/v1/services"), &[], Duration::from_secs(30)).unwrap();
     assert!(!services.text().contains("pyotel"), "{}", services.text());
     server.kill().unwrap();
     server.wait().unwrap();
 
     let (mut server, url) = start_serve(&dir.path().join("wall"), &["--otlp-wall-as-cpu"]);
     run(&url);
-    let response = export::get(
+    let response = http::get(
         &format!("{url}/api/v1/functions?service=pyotel&deploy=v3&label=region=eu"),
         &[],
         Duration::from_secs(30),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use flameshift_collector::export;
+use flameshift_client::http;
 use flameshift_profile::{format, LabelSetId, Profile, SampleType};
 
 pub(crate) use crate::serve_process::{address, start_serve, KillOnDrop};
@@ -29,7 +29,7 @@ pub(crate) fn profile_body(leaf: &str) -> Vec<u8> {
 
 /// Samples stored per deploy of `service`, as the analyzer at `url` answers.
 pub(crate) fn deploy_samples(url: &str, service: &str) -> Vec<(String, i64)> {
-    let response = export::get(
+    let response = http::get(
         &format!("{url}/api/v1/services/{service}/deploys"),
         &[],
         Duration::from_secs(30),
@@ -66,7 +66,7 @@ fn kill_9_during_uploads_loses_nothing_acknowledged() {
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
                     let body = profile_body(&format!("f{}", i % 50));
-                    match export::post(&target, &[], &body, Duration::from_secs(10)) {
+                    match http::post(&target, &[], &body, Duration::from_secs(10)) {
                         Ok(r) if r.status == 200 => acknowledged += 1,
                         Ok(r) => panic!("refused: {} {}", r.status, r.text()),
                         Err(_) => break, // the server is gone
@@ -123,14 +123,14 @@ fn sigterm_flushes_and_exits_zero_and_the_token_comes_from_the_environment() {
     let target = format!("{url}/api/v1/profiles?service=s&deploy=v1");
     let body = profile_body("leaf");
     assert_eq!(
-        export::post(&target, &[], &body, Duration::from_secs(10))
+        http::post(&target, &[], &body, Duration::from_secs(10))
             .unwrap()
             .status,
         401
     );
     let auth = [("Authorization", "Bearer tok")];
     assert_eq!(
-        export::post(&target, &auth, &body, Duration::from_secs(10))
+        http::post(&target, &auth, &body, Duration::from_secs(10))
             .unwrap()
             .status,
         200
@@ -180,7 +180,7 @@ fn record_ships_to_the_analyzer_and_keeps_the_profile_when_it_is_down() {
     };
     let out = record(&url);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let top = export::get(
+    let top = http::get(
         &format!("{url}/api/v1/functions?service=bench&deploy=abc123"),
         &[],
         Duration::from_secs(30),
@@ -209,7 +209,7 @@ fn record_ships_to_the_analyzer_and_keeps_the_profile_when_it_is_down() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let top = export::get(
+    let top = http::get(
         &format!("{url}/api/v1/functions?service=from-env&deploy=v1"),
         &[],
         Duration::from_secs(30),
@@ -269,11 +269,11 @@ fn the_agent_in_a_service_reports_requests_and_functions_per_endpoint() {
     let timeout = Duration::from_secs(10);
     for i in 0..300 {
         assert_eq!(
-            export::get(&format!("{app}/feed"), &[], timeout).unwrap().status,
+            http::get(&format!("{app}/feed"), &[], timeout).unwrap().status,
             200
         );
         assert_eq!(
-            export::get(&format!("{app}/users/{i}"), &[], timeout)
+            http::get(&format!("{app}/users/{i}"), &[], timeout)
                 .unwrap()
                 .status,
             200
@@ -281,7 +281,7 @@ fn the_agent_in_a_service_reports_requests_and_functions_per_endpoint() {
     }
     for _ in 0..100 {
         assert_eq!(
-            export::post(&format!("{app}/orders"), &[], b"", timeout)
+            http::post(&format!("{app}/orders"), &[], b"", timeout)
                 .unwrap()
                 .status,
             200
@@ -296,7 +296,7 @@ fn the_agent_in_a_service_reports_requests_and_functions_per_endpoint() {
     assert!(service.wait().unwrap().success());
 
     let get = |path: &str| -> serde_json::Value {
-        let r = export::get(&format!("{url}{path}"), &[], timeout).unwrap();
+        let r = http::get(&format!("{url}{path}"), &[], timeout).unwrap();
         assert_eq!(r.status, 200, "{path}: {}", r.text());
         serde_json::from_slice(&r.body).unwrap()
     };
@@ -365,11 +365,11 @@ fn demo_service_output_has_endpoint_labels_and_the_configured_proportions() {
     let timeout = Duration::from_secs(10);
     for _ in 0..200 {
         assert_eq!(
-            export::get(&format!("{app}/feed"), &[], timeout).unwrap().status,
+            http::get(&format!("{app}/feed"), &[], timeout).unwrap().status,
             200
         );
         assert_eq!(
-            export::post(&format!("{app}/orders"), &[], b"", timeout)
+            http::post(&format!("{app}/orders"), &[], b"", timeout)
                 .unwrap()
                 .status,
             200
@@ -525,10 +525,10 @@ pub(crate) fn upload_window(url: &str, fleet: &flameshift_detect::sim::Fleet, d:
         "{url}/api/v1/profiles?service=fleet&deploy={}&host=h",
         window.deploy
     );
-    let response = export::post(&target, &[], &body, Duration::from_secs(30)).unwrap();
+    let response = http::post(&target, &[], &body, Duration::from_secs(30)).unwrap();
     assert_eq!(response.status, 200, "{}", response.text());
     let stats = serde_json::to_vec(&window.requests_body("fleet")).unwrap();
-    let response = export::post(
+    let response = http::post(
         &format!("{url}/api/v1/requests"),
         &[],
         &stats,

@@ -106,17 +106,14 @@ fn kept_profile(dir: &Path, out: &Output) -> flameshift_profile::Profile {
 
 /// Samples stored for deploy `deploy` of service `tls`, asked over https.
 fn stored_samples(url: &str, ca: &Path, deploy: &str) -> i64 {
-    let client = flameshift_collector::client::Client::new(&flameshift_collector::client::ClientOptions {
+    let client = flameshift_client::http::Client::new(&flameshift_client::http::ClientOptions {
         ca_cert: Some(ca.to_owned()),
         ..Default::default()
     })
     .unwrap();
     let target = format!("{url}/api/v1/functions?service=tls&deploy={deploy}");
     let answer = client
-        .send(
-            &flameshift_collector::client::Request::get(&target)
-                .headers(&[("Authorization", "Bearer s3cret")]),
-        )
+        .send(&flameshift_client::http::Request::get(&target).headers(&[("Authorization", "Bearer s3cret")]))
         .unwrap();
     if answer.status == 404 {
         return 0;
@@ -298,8 +295,8 @@ fn the_agent_in_a_service_ships_over_https() {
     let mut stored = 0;
     for _ in 0..60 {
         for _ in 0..20 {
-            let r = flameshift_collector::export::get(&format!("{app}/feed"), &[], Duration::from_secs(10))
-                .unwrap();
+            let r =
+                flameshift_client::http::get(&format!("{app}/feed"), &[], Duration::from_secs(10)).unwrap();
             assert_eq!(r.status, 200);
         }
         stored = stored_samples(&url, &pki.ca, "agent");

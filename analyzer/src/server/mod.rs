@@ -26,6 +26,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use flameshift_client::routes;
 
 pub use metrics::Metrics;
 pub use params::parse_duration_ms;
@@ -135,27 +136,27 @@ pub fn router(store: Arc<dyn Store>, detector: Arc<Detector>, config: &ServeConf
         otlp: Arc::new(config.otlp.clone()),
     };
     Router::new()
-        .route("/api/v1/profiles", post(handlers::post_profile))
-        .route("/api/v1/requests", post(handlers::post_requests))
-        .route("/api/v1/deploys", post(handlers::post_deploy))
-        .route("/ingest", post(handlers::post_pyroscope))
-        .route("/push.v1.PusherService/Push", post(handlers::post_push))
-        .route("/v1development/profiles", post(handlers::post_otlp))
-        .route("/api/v1/services", get(handlers::services))
-        .route("/api/v1/services/{service}/deploys", get(handlers::deploys))
-        .route("/api/v1/flamegraph", get(handlers::flamegraph))
-        .route("/api/v1/diff", get(handlers::diff))
-        .route("/api/v1/functions", get(handlers::functions))
-        .route("/api/v1/series", get(handlers::series))
-        .route("/api/v1/endpoints", get(handlers::endpoints))
-        .route("/api/v1/regressions", get(regressions::list))
-        .route("/api/v1/regressions/{id}", post(regressions::set_state))
-        .route("/api/v1/detect", post(regressions::detect))
-        .route("/api/v1/sensitivity", get(regressions::sensitivity))
-        .route("/metrics", get(handlers::metrics))
+        .route(routes::PROFILES, post(handlers::post_profile))
+        .route(routes::REQUESTS, post(handlers::post_requests))
+        .route(routes::DEPLOYS, post(handlers::post_deploy))
+        .route(routes::PYROSCOPE_INGEST, post(handlers::post_pyroscope))
+        .route(routes::PYROSCOPE_PUSH, post(handlers::post_push))
+        .route(routes::OTLP_PROFILES, post(handlers::post_otlp))
+        .route(routes::SERVICES, get(handlers::services))
+        .route(routes::SERVICE_DEPLOYS, get(handlers::deploys))
+        .route(routes::FLAMEGRAPH, get(handlers::flamegraph))
+        .route(routes::DIFF, get(handlers::diff))
+        .route(routes::FUNCTIONS, get(handlers::functions))
+        .route(routes::SERIES, get(handlers::series))
+        .route(routes::ENDPOINTS, get(handlers::endpoints))
+        .route(routes::REGRESSIONS, get(regressions::list))
+        .route(routes::REGRESSION, post(regressions::set_state))
+        .route(routes::DETECT, post(regressions::detect))
+        .route(routes::SENSITIVITY, get(regressions::sensitivity))
+        .route(routes::METRICS, get(handlers::metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
-        .route("/healthz", get(handlers::healthz))
+        .route(routes::HEALTHZ, get(handlers::healthz))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }

@@ -15,14 +15,7 @@ use crate::Error;
 type Answer = std::result::Result<Response, ApiError>;
 
 fn parse_state(text: &str) -> Result<RegressionState, Error> {
-    match text {
-        "open" => Ok(RegressionState::Open),
-        "acknowledged" => Ok(RegressionState::Acknowledged),
-        "resolved" => Ok(RegressionState::Resolved),
-        other => Err(Error::bad(format!(
-            "unknown state {other:?}: use open, acknowledged or resolved"
-        ))),
-    }
+    text.parse().map_err(Error::bad)
 }
 
 /// `GET /api/v1/regressions?service=&state=&deploy=`; with a service,

@@ -72,7 +72,7 @@ fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig> {
     let pem = std::fs::read(&files.key).map_err(|e| bad(&files.key, e))?;
     let key =
         PrivateKeyDer::from_pem_slice(&pem).map_err(|e| bad(&files.key, format!("no private key: {e}")))?;
-    // See the client's note on ring (flameshift_collector::client).
+    // See the client's note on ring (flameshift_client::http).
     #[allow(deprecated, reason = "ring builds with cc alone")]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)

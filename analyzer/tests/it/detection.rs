@@ -106,10 +106,23 @@ async fn the_simulated_fleet_regressions_are_listed_and_its_decoys_are_not(place
     let first = &listing["regressions"][0];
     assert_eq!(first["state"], "open");
     assert!(first["relative"]["low"].as_f64().unwrap() > 0.0, "{first}");
-    assert!(first["links"]["diff"]
-        .as_str()
-        .unwrap()
-        .starts_with("/api/v1/diff?service=fleet"));
+    // Links the analyzer builds from its routes (the detection core
+    // builds no URLs).
+    let diff = first["links"]["diff"].as_str().unwrap();
+    assert!(diff.starts_with("/api/v1/diff?service=fleet&endpoint="), "{diff}");
+    let pair = format!(
+        "base={}&candidate={}",
+        first["deploy_before"].as_str().unwrap(),
+        first["deploy_after"].as_str().unwrap()
+    );
+    assert!(diff.contains(&pair) && diff.ends_with("&format=svg"), "{diff}");
+    assert!(
+        first["links"]["series"]
+            .as_str()
+            .unwrap()
+            .starts_with("/api/v1/series?service=fleet&endpoint="),
+        "{first}"
+    );
     for pair in &found {
         assert!(!decoy_names.contains(pair), "decoy {pair:?} reported");
     }

@@ -11,12 +11,12 @@
 //! the server sent is kept for the next wait.
 //!
 //! ```no_run
-//! use flameshift_collector::client::{Client, ClientOptions, Request};
+//! use flameshift_client::http::{Client, ClientOptions, Request};
 //!
 //! let client = Client::new(&ClientOptions::default())?;
 //! let answer = client.call(&Request::get("https://analyzer.example:7411/healthz"))?;
 //! assert_eq!(answer.status, 200);
-//! # Ok::<(), flameshift_collector::client::HttpError>(())
+//! # Ok::<(), flameshift_client::http::HttpError>(())
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -501,19 +501,6 @@ pub fn post(
     Client::shared()?.send(&Request::post(url, body).headers(headers).timeout(timeout))
 }
 
-/// Percent-encodes a query parameter value.
-pub fn encode_component(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -658,10 +645,5 @@ mod tests {
         );
         let e = get("ftp://x/", &[], Duration::from_secs(1)).unwrap_err();
         assert!(matches!(e, HttpError::Config(_)), "{e}");
-    }
-
-    #[test]
-    fn encoding() {
-        assert_eq!(encode_component("GET /a b"), "GET%20%2Fa%20b");
     }
 }
