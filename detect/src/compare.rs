@@ -1,7 +1,11 @@
 //! The deploy comparison (docs/detection.md, layer 1): a deploy against
 //! the one before, per endpoint, for the endpoint total and every
-//! function's self and inclusive cost per request, each window one
-//! observation.
+//! function's self and inclusive cost, each window one observation, in the
+//! measure the endpoint's data supports ([`crate::costs::Basis`]: per
+//! request, else the share of the endpoint's samples against the
+//! functions that did not change, else per second). A raw share that
+//! rose only as the mirror of a fall elsewhere is set aside as a cost
+//! shift.
 //!
 //! 1. **Effect first**: a test is a candidate only when the mean rose by
 //!    at least the minimum effect (`min_relative` of the cost before, and

@@ -5,8 +5,9 @@
 //!
 //! - [`callpath`]: where a function's rise concentrates, by the callers
 //!   above it;
-//! - [`costs`]: per-window cost per request series of each endpoint and
-//!   function, built from stack rows and request counts;
+//! - [`costs`]: per-window cost series of each endpoint and function,
+//!   built from stack rows and request counts, and the measure each
+//!   endpoint is compared on (per request, share, per second);
 //! - [`compare`]: the deploy comparison with its filters;
 //! - [`drift`]: change points inside one deploy;
 //! - [`changepoint`]: the robust method (level changes, drifts, seasons,

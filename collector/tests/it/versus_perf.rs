@@ -94,13 +94,16 @@ fn top_ten_self_functions_agree_with_perf() {
     let ours = record(&command, &options).unwrap().profile;
     let ours_top = top_containing(&ours, 10);
     // The two runs are separate: functions with near-equal shares in the
-    // tail swap places from run to run. So: our five biggest are among
-    // perf's ten, and eight of our ten among perf's twenty.
+    // tail swap places from run to run. So: four of our five biggest are
+    // among perf's ten, and eight of our ten among perf's twenty. (Not
+    // five of five: glibc's allocator fast path is named `malloc` here
+    // and not by perf, whose top twenty had no name for it in one CI run
+    // of 2026-12-06, with `malloc` fifth here.)
     let in_theirs = |n: usize, f: &String| theirs[..n.min(theirs.len())].contains(f);
     let head = ours_top.iter().take(5).filter(|f| in_theirs(10, f)).count();
     let agree = ours_top.iter().filter(|f| in_theirs(20, f)).count();
     assert!(
-        head == 5 && agree >= 8,
+        head >= 4 && agree >= 8,
         "{head} of our top 5 in perf's top 10, {agree} of our top 10 in its top 20:\n\
          perf:       {theirs:?}\nflameshift: {ours_top:?}"
     );
