@@ -46,23 +46,28 @@ pub fn drifts(
     }
     let mut series: Vec<Series> = Vec::new();
     for (ei, e) in table.endpoints.iter().enumerate() {
+        // Per request only: within one deploy nothing tells a function
+        // that rose from one whose share rose because another fell (no
+        // "before" to find the unchanged functions in), nor a cost per
+        // second that rose from more traffic.
         let measure = e.measure(&[deploy], settings);
+        if measure != Measure::PerRequest {
+            continue;
+        }
         let cols = e.columns(deploy, measure, settings);
         if cols.len() < 2 * MIN_SEGMENT {
             continue;
         }
         let per = e.divisors(measure, settings);
         let windows: Vec<i64> = cols.iter().map(|&c| e.windows[c]).collect();
-        if measure != Measure::Share {
-            series.push(Series {
-                endpoint: ei,
-                measure,
-                function: None,
-                values: ratios(&e.total, &per, &cols),
-                windows: windows.clone(),
-                samples: &e.total_samples,
-            });
-        }
+        series.push(Series {
+            endpoint: ei,
+            measure,
+            function: None,
+            values: ratios(&e.total, &per, &cols),
+            windows: windows.clone(),
+            samples: &e.total_samples,
+        });
         let mut by_cost: Vec<(usize, f64)> = e
             .functions
             .iter()
@@ -200,6 +205,10 @@ mod tests {
     /// costs `render_us(window)` µs per request (±2% noise) beside a steady
     /// `parse` of 300 µs.
     fn deploy(render_us: impl Fn(usize) -> f64) -> CostTable {
+        deploy_counted(render_us, true)
+    }
+
+    fn deploy_counted(render_us: impl Fn(usize) -> f64, counted: bool) -> CostTable {
         let deploys: Vec<Arc<str>> = vec!["v1".into()];
         let endpoint: Arc<str> = "GET /feed".into();
         let mut table = CostTableBuilder::new("shop", Unit::CpuNs, &deploys);
@@ -207,8 +216,15 @@ mod tests {
         for w in 0..40 {
             let window_ms = w as i64 * 60_000;
             let requests = 2_000;
-            table.add_requests(window_ms, &deploys[0], &endpoint, requests);
-            for (stack, us) in [("main;handle;parse", 300.0), ("main;handle;render", render_us(w))] {
+            if counted {
+                table.add_requests(window_ms, &deploys[0], &endpoint, requests);
+            }
+            let stacks = [
+                ("main;handle;parse", 300.0),
+                ("main;handle;escape", 150.0),
+                ("main;handle;render", render_us(w)),
+            ];
+            for (stack, us) in stacks {
                 let frames: Vec<Arc<str>> = stack.split(';').map(Arc::from).collect();
                 let noisy = us * (1.0 + 0.02 * rng.normal());
                 let ns = (noisy * 1_000.0 * requests as f64) as i64;
@@ -240,6 +256,14 @@ mod tests {
             .collect();
         assert_eq!(render.len(), 1, "{render:?}");
         assert_eq!(render[0].at_ms, Some(22 * 60_000), "{:?}", render[0]);
+    }
+
+    #[test]
+    fn without_request_counts_nothing_is_looked_for_inside_a_deploy() {
+        // render halves at window 22: parse's and escape's shares rise,
+        // which inside one deploy looks like a rise.
+        let table = deploy_counted(|w| if w >= 22 { 100.0 } else { 200.0 }, false);
+        assert!(found(&table).is_empty(), "{:?}", found(&table));
     }
 
     #[test]
