@@ -41,7 +41,6 @@ pub mod model;
 pub mod query;
 pub mod regressions;
 pub mod store;
-pub mod wal;
 
 pub use error::{Error, Result};
 pub use flameshift_detect as detect;

@@ -8,8 +8,6 @@
 //! runs detection ([`RegressionBook::lead`]), so each regression is found
 //! and notified once; the others skip their runs until it stops beating.
 
-mod book;
-
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
@@ -17,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-pub use book::{FileBook, Node, RegressionBook, Regressions};
+pub use crate::store::{FileBook, Node, RegressionBook, Regressions};
 
 use crate::detect::costs::{CostTable, CostTableBuilder};
 use crate::detect::regression::Links;

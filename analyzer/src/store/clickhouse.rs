@@ -37,7 +37,7 @@ pub use book::ClickHouseBook;
 pub use client::Endpoint;
 use client::{quote, Client};
 
-use super::tables::{day_name, day_of};
+use super::days::{day_name, day_of};
 use super::{
     DeploySummary, Frames, Gauge, Receipt, RequestWindow, Selection, ServiceSummary, StackSeries,
     StackSeriesRow, StackTotals, Store,

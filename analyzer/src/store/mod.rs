@@ -9,19 +9,17 @@
 //! empty stack; each backend owns its housekeeping ([`Store::maintain`]).
 //! Regression state sits behind [`crate::regressions::RegressionBook`].
 
+mod book;
 mod clickhouse;
-mod disk;
-mod format;
-mod head;
+mod days;
+pub(crate) mod disk;
 mod location;
-mod parallel;
-mod scan;
-mod tables;
 
 use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use book::{FileBook, Node, RegressionBook, Regressions};
 pub use clickhouse::{ClickHouseBook, ClickHouseConfig, ClickHouseStore, Endpoint};
 pub use disk::{DiskStore, StoreConfig};
 pub use location::{Backend, StoreLocation};

@@ -8,7 +8,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
 use crate::model::{walk_stack, Batch, StackNode};
-use crate::store::tables::{day_name, day_of};
+use crate::store::days::{day_name, day_of};
 use crate::{Error, Result};
 
 /// The columns each table's rows hold, in order.

@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use super::client::{quote, Client};
 use super::rows::{self, Lines, Rows};
-use crate::store::tables::{day_name, day_of};
+use crate::store::days::{day_name, day_of};
 use crate::{Error, Result};
 
 /// A batch stops growing at this many rows of one table: half of

@@ -258,6 +258,7 @@ impl Wal {
     }
 
     /// The segment being written.
+    #[cfg(test)]
     pub fn current_segment(&self) -> u64 {
         lock(&self.writer).seq
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::Regression;
-use crate::wal::sync_dir;
+use crate::store::disk::wal::sync_dir;
 use crate::{Error, Result};
 
 /// The regressions of every service, by id.

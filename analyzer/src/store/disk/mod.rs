@@ -12,6 +12,13 @@
 //! Stack nodes and deploy events are small and are also kept in memory
 //! for every service.
 
+mod format;
+mod head;
+mod parallel;
+mod scan;
+mod tables;
+pub(crate) mod wal;
+
 use std::collections::BTreeMap;
 
 use crate::model::now_ms;
@@ -20,13 +27,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::format::{self, SampleColumns, TimeRange};
-use super::head::Head;
-use super::tables::{self, day_of, PartFile, Table};
+use self::format::{SampleColumns, TimeRange};
+use self::head::Head;
+use self::tables::{day_of, PartFile, Table};
+use self::wal::{sync_dir, Wal};
 use super::{Receipt, StoreStats};
 use crate::ingest::{self, Accepted, Limits, Upload};
 use crate::model::{walk_stack, Batch, DeployEvent, RequestAgg, RequestKey, SampleKey, StackNode, Weight};
-use crate::wal::{sync_dir, Wal};
 use crate::{Error, Result};
 
 /// How the embedded store behaves.

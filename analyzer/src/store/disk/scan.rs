@@ -7,16 +7,16 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::disk::{DiskStore, ServiceState};
 use super::format::{self, SampleColumns, SampleGroup, TimeRange};
 use super::parallel;
 use super::tables::{day_of, Table};
-use super::{
+use super::{DiskStore, ServiceState};
+use crate::ingest::Accepted;
+use crate::model::{RequestAgg, RequestKey, SampleKey, Unit, Weight};
+use crate::store::{
     DeploySummary, Gauge, Receipt, RequestWindow, Selection, ServiceSummary, StackSeries, StackSeriesRow,
     StackTotals, Store,
 };
-use crate::ingest::Accepted;
-use crate::model::{RequestAgg, RequestKey, SampleKey, Unit, Weight};
 use crate::{Error, Result};
 
 fn time_range(sel: &Selection) -> TimeRange {
@@ -93,7 +93,7 @@ fn files_of(svc: &ServiceState, table: Table, sel: &Selection) -> Vec<std::path:
 }
 
 impl DiskStore {
-    fn service<'a>(state: &'a super::disk::State, service: &str) -> Result<&'a ServiceState> {
+    fn service<'a>(state: &'a super::State, service: &str) -> Result<&'a ServiceState> {
         state.services.get(service).ok_or_else(|| Error::NotFound {
             what: "service",
             name: service.to_owned(),
@@ -429,7 +429,7 @@ impl Store for DiskStore {
             .collect())
     }
 
-    fn stacks(&self, service: &str, ids: &[u64]) -> Result<super::Frames> {
+    fn stacks(&self, service: &str, ids: &[u64]) -> Result<crate::store::Frames> {
         self.frames_of(service, ids)
     }
 
