@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{ClickHouseConfig, ClickHouseStore, DiskStore, Endpoint, Store, StoreConfig};
-use crate::regressions::{FileBook, RegressionBook};
+use crate::store::{FileBook, RegressionBook};
 use crate::{Error, Result};
 
 /// ClickHouse's HTTP port, when a URL names none.

@@ -7,7 +7,7 @@
 //! queries ask for sums (a store aggregates where its data lives); frames
 //! are looked up in batches, and an unknown stack is an error, not an
 //! empty stack; each backend owns its housekeeping ([`Store::maintain`]).
-//! Regression state sits behind [`crate::regressions::RegressionBook`].
+//! Regression state sits behind [`RegressionBook`] (`book.rs`).
 
 mod book;
 mod clickhouse;

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use super::client::quote;
 use super::client::Client;
 use crate::detect::Regression;
-use crate::regressions::{Node, RegressionBook, Regressions};
+use crate::store::{Node, RegressionBook, Regressions};
 use crate::{Error, Result};
 
 /// The `regressions` table. See the module documentation.
