@@ -59,8 +59,10 @@ fn records_complete_stacks_of_a_native_program() {
     };
     let complete = share("main;run;parse;lex") + share("main;run;eval;add") + share("main;run;eval;mul");
     assert!(complete > 0.9, "complete stacks: {complete:.2}\n{folded:#?}");
+    // Each function is there. `add` holds about 5% of this program's
+    // time, and read 3% and 4% in two runs of 2026-12-06: 2% is the bar.
     for f in ["lex", "add", "mul"] {
-        assert!(share(f) > 0.05, "{f}: {:.2}", share(f));
+        assert!(share(f) > 0.02, "{f}: {:.2}", share(f));
     }
     let top = p.top_functions(value, TopBy::SelfCost);
     assert!(["lex", "mul"].contains(&top[0].name.as_str()), "{top:?}");
