@@ -15,6 +15,8 @@ const FIXTURES: &[&str] = &[
     "edge/multi.pb.gz",
     "edge/deep.folded",
     "edge/zero.folded",
+    "otlp-profiles/python-sdk.pb.gz",
+    "pyroscope-push/pyspy-python.pb.gz",
 ];
 
 fn fixture(name: &str) -> PathBuf {
@@ -101,6 +103,36 @@ fn convert_to_stdout_and_back_keeps_totals() {
     assert!(total > 1_000_000_000, "Go profile ran 1.5 s: {total}");
     let seconds = format!("{:.2} s", total as f64 / 1e9);
     assert!(top.contains(&format!("total {seconds}")), "{top} vs {seconds}");
+}
+
+/// Other producers' request bodies read as files: an OTLP export and a
+/// Pyroscope push, each with its profiles merged.
+#[test]
+fn otlp_exports_and_pyroscope_pushes_convert_to_folded_stacks() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, leaf) in [
+        ("otlp-profiles/python-sdk.pb.gz", "busy_hash"),
+        ("pyroscope-push/pyspy-python.pb.gz", "busy_hash"),
+    ] {
+        let out = dir.path().join("x.folded");
+        ok(&["convert", path_str(&fixture(name)), "-o", path_str(&out)]);
+        let folded = std::fs::read_to_string(&out).unwrap();
+        let of = |f: &str| -> i64 {
+            folded
+                .lines()
+                .filter(|l| l.split(' ').next().unwrap().ends_with(f))
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<i64>().unwrap())
+                .sum()
+        };
+        let total = of("");
+        assert!(
+            of(leaf) * 2 > total,
+            "{name}: the workload spends most of its time in {leaf}: {folded}"
+        );
+        assert!(folded.lines().any(|l| l.contains("<module>;")), "{name}: {folded}");
+    }
+    let err = fails(&["top", path_str(&fixture("otlp-profiles/work.py"))]);
+    assert!(err.contains("folded"), "{err}");
 }
 
 #[test]

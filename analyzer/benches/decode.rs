@@ -62,9 +62,9 @@ fn decode(c: &mut Criterion) {
     );
     // The push's raw profile is pprof: the same profile, read by the
     // pprof reader and written again as one upload.
-    let plain = format::gunzip(PUSH, 1 << 24).unwrap();
-    let raw = raw_profile(&plain);
-    let push_pprof = as_pprof(&format::pprof::read(&raw, 1 << 24).unwrap());
+    let series =
+        format::pyroscope_push::decode(PUSH, format::pyroscope_push::Encoding::Protobuf, 1 << 24).unwrap();
+    let push_pprof = as_pprof(&format::pprof::read(&series[0].profiles[0], 1 << 24).unwrap());
     for (name, upload) in [
         ("otlp (python sdk)", &otlp_upload),
         ("pprof of the otlp profile", &otlp_pprof),
@@ -77,34 +77,6 @@ fn decode(c: &mut Criterion) {
         );
         c.bench_function(name, |b| b.iter(|| ingest::decode(upload, &limits).unwrap()));
     }
-}
-
-/// The first raw profile of a `PushRequest` (series 1 → sample 2 → raw 1).
-fn raw_profile(body: &[u8]) -> Vec<u8> {
-    fn varint(b: &[u8], at: &mut usize) -> u64 {
-        let mut value = 0;
-        for shift in (0..64).step_by(7) {
-            let byte = b[*at];
-            *at += 1;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte < 0x80 {
-                break;
-            }
-        }
-        value
-    }
-    fn field(b: &[u8], wanted: u64) -> &[u8] {
-        let mut at = 0;
-        loop {
-            let key = varint(b, &mut at);
-            let len = varint(b, &mut at) as usize;
-            if key >> 3 == wanted {
-                return &b[at..at + len];
-            }
-            at += len;
-        }
-    }
-    field(field(field(body, 1), 2), 1).to_vec()
 }
 
 criterion_group!(benches, decode);

@@ -39,6 +39,23 @@ pub enum Error {
         /// What is wrong with it.
         problem: String,
     },
+    /// An OTLP profiles field holds a value that is out of range.
+    #[error("invalid OTLP profiles request: {field}: {problem}")]
+    InvalidOtlp {
+        /// The field, e.g. `samples[3].stack_index`.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A request of another producer (OTLP, Pyroscope push) is not valid
+    /// protobuf or JSON.
+    #[error("malformed {what}: {problem}")]
+    Malformed {
+        /// What was being read, e.g. `OTLP profiles request (protobuf)`.
+        what: &'static str,
+        /// The decoder's complaint.
+        problem: String,
+    },
     /// A line of a text format could not be parsed.
     #[error("{format} line {line}: {problem}")]
     Parse {

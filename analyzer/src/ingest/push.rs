@@ -1,8 +1,7 @@
 //! Pyroscope's push API, `POST /push.v1.PusherService/Push` (the Connect
 //! protocol, as the Pyroscope SDKs and Grafana Alloy's `pyroscope.write`
-//! send it): a `PushRequest` of series, each a label set and raw pprof
-//! profiles. Read as protobuf (`application/proto`) or Connect's JSON
-//! (`application/json`, raw profiles in base64).
+//! send it): who sent each series. The request itself is read by
+//! `flameshift_profile::format::pyroscope_push`.
 //!
 //! Labels: `service_name` is the service (else the application part of
 //! `__name__`), `version` the deploy (else `deploy`, else `unknown`),
@@ -14,67 +13,12 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
-use flameshift_profile::format;
-use serde::Deserialize;
+use flameshift_profile::format::{self, pyroscope_push};
+use pyroscope_push::{Encoding, Series};
 
 use super::{check_name, check_time, profile_rows, Identity, Limits, Upload};
 use crate::model::Batch;
 use crate::{Error, Result};
-
-/// The push request (`push/v1/push.proto`).
-#[derive(Clone, PartialEq, prost::Message)]
-struct PushRequest {
-    #[prost(message, repeated, tag = "1")]
-    series: Vec<RawProfileSeries>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct RawProfileSeries {
-    #[prost(message, repeated, tag = "1")]
-    labels: Vec<LabelPair>,
-    #[prost(message, repeated, tag = "2")]
-    samples: Vec<RawSample>,
-}
-
-#[derive(Clone, PartialEq, prost::Message, Deserialize)]
-struct LabelPair {
-    #[prost(string, tag = "1")]
-    #[serde(default)]
-    name: String,
-    #[prost(string, tag = "2")]
-    #[serde(default)]
-    value: String,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct RawSample {
-    #[prost(bytes = "vec", tag = "1")]
-    raw_profile: Vec<u8>,
-    #[prost(string, tag = "2")]
-    id: String,
-}
-
-/// Connect's JSON form of the same messages.
-#[derive(Deserialize)]
-struct JsonRequest {
-    #[serde(default)]
-    series: Vec<JsonSeries>,
-}
-
-#[derive(Deserialize)]
-struct JsonSeries {
-    #[serde(default)]
-    labels: Vec<LabelPair>,
-    #[serde(default)]
-    samples: Vec<JsonSample>,
-}
-
-#[derive(Deserialize)]
-struct JsonSample {
-    #[serde(rename = "rawProfile", alias = "raw_profile", default)]
-    raw_profile: String,
-}
 
 /// Profile types (`__name__`) that measure CPU time.
 const CPU_TYPES: &[&str] = &["process_cpu", "cpu", "itimer"];
@@ -88,54 +32,20 @@ fn is_sdk_label(key: &str) -> bool {
 /// (kept with the body in the write-ahead log, to decode it again).
 pub const CONTENT_TYPE: &str = "content_type";
 
-fn decode_request(upload: &Upload, limits: &Limits) -> Result<PushRequest> {
-    let json = upload
-        .params
-        .get(CONTENT_TYPE)
-        .is_some_and(|t| t.starts_with("application/json"));
-    // `Content-Encoding: gzip` (as the SDKs send): told by its magic bytes.
-    let body = if upload.body.starts_with(&[0x1f, 0x8b]) {
-        std::borrow::Cow::Owned(format::gunzip(&upload.body, limits.max_decompressed)?)
-    } else {
-        std::borrow::Cow::Borrowed(upload.body.as_slice())
-    };
-    if !json {
-        return <PushRequest as prost::Message>::decode(&*body)
-            .map_err(|e| Error::bad(format!("malformed push request (protobuf): {e}")));
-    }
-    let request: JsonRequest = serde_json::from_slice(&body)
-        .map_err(|e| Error::bad(format!("malformed push request (JSON): {e}")))?;
-    let series = request
-        .series
-        .into_iter()
-        .map(|s| {
-            let samples = s
-                .samples
-                .into_iter()
-                .map(|sample| {
-                    let raw_profile = base64::engine::general_purpose::STANDARD
-                        .decode(sample.raw_profile.as_bytes())
-                        .map_err(|e| Error::bad(format!("rawProfile is not base64: {e}")))?;
-                    Ok(RawSample {
-                        raw_profile,
-                        id: String::new(),
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Ok(RawProfileSeries {
-                labels: s.labels,
-                samples,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(PushRequest { series })
+fn decode_request(upload: &Upload, limits: &Limits) -> Result<Vec<Series>> {
+    let encoding = Encoding::of_content_type(upload.params.get(CONTENT_TYPE).map_or("", String::as_str));
+    Ok(pyroscope_push::decode(
+        &upload.body,
+        encoding,
+        limits.max_decompressed,
+    )?)
 }
 
 /// The service, deploy, host and labels of one series.
-fn series_identity(labels: &[LabelPair]) -> Result<(String, String, String, BTreeMap<String, String>)> {
+fn series_identity(series: &Series) -> Result<(String, String, String, BTreeMap<String, String>)> {
     let mut map: BTreeMap<&str, &str> = BTreeMap::new();
-    for label in labels {
-        map.insert(&label.name, &label.value);
+    for (name, value) in &series.labels {
+        map.insert(name, value);
     }
     let profile_type = map.get("__name__").copied().unwrap_or("process_cpu");
     let (app, kind) = profile_type.rsplit_once('.').unwrap_or(("", profile_type));
@@ -190,35 +100,27 @@ pub fn split_by_service(
     body: &[u8],
     limits: &Limits,
 ) -> Result<(Option<&'static str>, Vec<Vec<u8>>)> {
-    let upload = Upload {
-        kind: super::UploadKind::Push,
-        params: BTreeMap::from([(CONTENT_TYPE.to_owned(), content_type.to_owned())]),
-        received_ms: 0,
-        key: None,
-        body: body.to_vec(),
+    let series = pyroscope_push::decode(
+        body,
+        Encoding::of_content_type(content_type),
+        limits.max_decompressed,
+    )?;
+    let service_of = |series: &Series| {
+        series
+            .label("service_name")
+            .or_else(|| series.label("__name__")?.rsplit_once('.').map(|(app, _)| app))
+            .map(str::to_owned)
     };
-    let request = decode_request(&upload, limits)?;
-    let service_of = |series: &RawProfileSeries| {
-        let label = |name: &str| {
-            series
-                .labels
-                .iter()
-                .find(|l| l.name == name)
-                .map(|l| l.value.clone())
-        };
-        label("service_name")
-            .or_else(|| label("__name__").and_then(|n| n.rsplit_once('.').map(|(app, _)| app.to_owned())))
-    };
-    let mut groups: BTreeMap<Option<String>, Vec<RawProfileSeries>> = BTreeMap::new();
-    for series in request.series {
-        groups.entry(service_of(&series)).or_default().push(series);
+    let mut groups: BTreeMap<Option<String>, Vec<Series>> = BTreeMap::new();
+    for one in series {
+        groups.entry(service_of(&one)).or_default().push(one);
     }
     if groups.len() <= 1 {
-        return Ok((None, vec![upload.body]));
+        return Ok((None, vec![body.to_vec()]));
     }
     let parts = groups
         .into_values()
-        .map(|series| prost::Message::encode_to_vec(&PushRequest { series }))
+        .map(|series| pyroscope_push::encode(&series))
         .collect();
     Ok((Some("application/proto"), parts))
 }
@@ -226,12 +128,11 @@ pub fn split_by_service(
 /// The rows of a push request: every raw profile of every series, all of
 /// one service.
 pub(super) fn push_upload(upload: &Upload, limits: &Limits) -> Result<Batch> {
-    let request = decode_request(upload, limits)?;
     let mut out: Option<Batch> = None;
-    for series in &request.series {
-        let (service, deploy, host, tags) = series_identity(&series.labels)?;
-        for sample in &series.samples {
-            let profile = format::pprof::read(&sample.raw_profile, limits.max_decompressed)?;
+    for series in &decode_request(upload, limits)? {
+        let (service, deploy, host, tags) = series_identity(series)?;
+        for raw in &series.profiles {
+            let profile = format::pprof::read(raw, limits.max_decompressed)?;
             let time_ms = match profile.time_nanos / 1_000_000 {
                 t if t > 0 => t,
                 _ => upload.received_ms,

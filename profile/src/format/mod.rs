@@ -1,11 +1,15 @@
 //! Reading and writing profiles: pprof, folded stacks, `perf script`
-//! (read), speedscope (write). The input format is detected from the
-//! content, so a misnamed file still reads.
+//! (read), callgrind (read), OpenTelemetry's OTLP profiles and
+//! Pyroscope's push requests (read), speedscope (write). The input
+//! format is detected from the content, so a misnamed file still reads.
 
 pub mod callgrind;
 pub mod folded;
+mod location;
+pub mod otlp;
 pub mod perf_script;
 pub mod pprof;
+pub mod pyroscope_push;
 pub mod speedscope;
 
 use std::io::{Read, Write};
@@ -32,6 +36,12 @@ pub enum Format {
     Speedscope,
     /// valgrind callgrind output (read only).
     Callgrind,
+    /// An OTLP `ExportProfilesServiceRequest` (read only; its profiles
+    /// merged).
+    Otlp,
+    /// A Pyroscope push request, protobuf or Connect JSON (read only; its
+    /// profiles merged).
+    PyroscopePush,
 }
 
 impl Format {
@@ -64,6 +74,8 @@ impl Format {
             "perf" | "perf-script" => Some(Format::PerfScript),
             "speedscope" => Some(Format::Speedscope),
             "callgrind" => Some(Format::Callgrind),
+            "otlp" => Some(Format::Otlp),
+            "pyroscope-push" | "push" => Some(Format::PyroscopePush),
             _ => None,
         }
     }
@@ -135,7 +147,17 @@ pub fn detect(bytes: &[u8]) -> Result<Format> {
         .iter()
         .all(|&b| b >= 0x20 || b == b'\n' || b == b'\r' || b == b'\t');
     if !text {
-        return Ok(Format::Pprof);
+        // OTLP first: its requests can also decode as a push.
+        return Ok(if otlp::looks_like(bytes) {
+            Format::Otlp
+        } else if pyroscope_push::looks_like(bytes) {
+            Format::PyroscopePush
+        } else {
+            Format::Pprof
+        });
+    }
+    if pyroscope_push::looks_like_json(head) {
+        return Ok(Format::PyroscopePush);
     }
     let first = head.iter().copied().find(|b| !b.is_ascii_whitespace());
     if first == Some(b'{') || first == Some(b'[') {
@@ -185,6 +207,15 @@ pub fn read_bytes(bytes: &[u8], options: &ReadOptions) -> Result<Profile> {
         Format::Folded => folded::read(bytes),
         Format::PerfScript => perf_script::read(bytes),
         Format::Callgrind => callgrind::read(bytes),
+        Format::Otlp => otlp::read_merged(bytes, options.max_decompressed),
+        Format::PyroscopePush => {
+            let encoding = if pyroscope_push::looks_like_json(&bytes[..bytes.len().min(64 * 1024)]) {
+                pyroscope_push::Encoding::Json
+            } else {
+                pyroscope_push::Encoding::Protobuf
+            };
+            pyroscope_push::read_merged(bytes, encoding, options.max_decompressed)
+        }
         Format::Speedscope => Err(Error::UnknownFormat(
             "JSON input (speedscope is a write-only format here; use pprof or folded)".into(),
         )),
@@ -240,9 +271,12 @@ pub fn write(profile: &Profile, format: Format, options: &WriteOptions, out: &mu
         Format::Speedscope => {
             speedscope::write(profile, options.name.as_deref().unwrap_or("flameshift"), out)
         }
-        Format::PerfScript | Format::Callgrind => Err(Error::UnknownFormat(
-            "perf script and callgrind are read-only formats; write pprof, folded or speedscope".into(),
-        )),
+        Format::PerfScript | Format::Callgrind | Format::Otlp | Format::PyroscopePush => {
+            Err(Error::UnknownFormat(
+                "perf script, callgrind, OTLP and Pyroscope push are read-only formats; write pprof, folded or speedscope"
+                    .into(),
+            ))
+        }
     }
 }
 

@@ -5,7 +5,8 @@ use rustc_hash::FxHashMap;
 
 use super::proto;
 use super::{LABEL_COMMENT, NUM_LABEL_COMMENT};
-use crate::{Error, Frame, FrameId, Label, LabelValue, Mapping, Period, Profile, Result, SampleType, StrId};
+use crate::format::location::{location_frames, SourceLine};
+use crate::{Error, FrameId, Label, LabelValue, Mapping, Period, Profile, Result, SampleType, StrId};
 
 /// Decodes an uncompressed `profile.proto` message.
 pub fn decode(bytes: &[u8]) -> Result<Profile> {
@@ -182,38 +183,22 @@ impl<'a> Decoder<'a> {
                     )
                 })?,
             };
-            let mut frames = Vec::with_capacity(location.line.len().max(1));
-            // pprof lists a location's lines innermost (leaf) first; the
-            // last line is the function the others were inlined into.
-            for (j, line) in location.line.iter().enumerate().rev() {
+            let mut lines = Vec::with_capacity(location.line.len());
+            for (j, line) in location.line.iter().enumerate() {
                 let function = self.functions.get(&line.function_id).ok_or_else(|| {
                     Error::pprof(
                         format!("location[{i}].line[{j}].function_id"),
                         format!("function {} does not exist", line.function_id),
                     )
                 })?;
-                let name = if function.name != 0 {
-                    function.name
-                } else {
-                    function.system_name
-                };
-                let frame = Frame {
-                    function: self.string(name, String::new)?,
+                lines.push(SourceLine {
+                    name: self.string(function.name, String::new)?,
+                    system_name: self.string(function.system_name, String::new)?,
                     file: self.string(function.filename, String::new)?,
-                    line: u32::try_from(line.line).unwrap_or(0),
-                    binary,
-                    address: location.address,
-                    inlined: j + 1 != location.line.len(),
-                };
-                frames.push(self.profile.intern_frame(frame));
+                    line: line.line,
+                });
             }
-            if frames.is_empty() {
-                frames.push(self.profile.intern_frame(Frame {
-                    binary,
-                    address: location.address,
-                    ..Frame::default()
-                }));
-            }
+            let frames = location_frames(&mut self.profile, binary, location.address, &lines);
             self.locations.insert(location.id, frames);
         }
         Ok(())
