@@ -129,7 +129,10 @@ fn otlp_exports_and_pyroscope_pushes_convert_to_folded_stacks() {
             of(leaf) * 2 > total,
             "{name}: the workload spends most of its time in {leaf}: {folded}"
         );
-        assert!(folded.lines().any(|l| l.contains("<module>;")), "{name}: {folded}");
+        assert!(
+            folded.lines().any(|l| l.contains("<module>;")),
+            "{name}: {folded}"
+        );
     }
     let err = fails(&["top", path_str(&fixture("otlp-profiles/work.py"))]);
     assert!(err.contains("folded"), "{err}");

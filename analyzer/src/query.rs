@@ -29,7 +29,7 @@ pub fn profile(store: &dyn Store, sel: &Selection) -> Result<(Profile, Unit)> {
         totals.unit.sample_type(),
     ]);
     profile.default_sample_type = Some(1);
-    let frames = stacks_of(store, &sel.service, totals.stacks.keys().copied())?;
+    let frames = store.stacks(&sel.service, &totals.ids())?;
     let mut ids: Vec<_> = totals.stacks.iter().collect();
     ids.sort_unstable_by_key(|(id, _)| **id);
     for (id, weight) in ids {
@@ -38,19 +38,6 @@ pub fn profile(store: &dyn Store, sel: &Selection) -> Result<(Profile, Unit)> {
     }
     profile.comments.push(format!("service={}", sel.service));
     Ok((profile, totals.unit))
-}
-
-/// The frames of `ids`, asked of the store in one batch.
-pub(crate) fn stacks_of(store: &dyn Store, service: &str, ids: impl Iterator<Item = u64>) -> Result<Frames> {
-    let ids: Vec<u64> = ids.collect();
-    let frames = store.stacks(service, &ids)?;
-    match ids.iter().find(|id| !frames.contains_key(id)) {
-        Some(&id) => Err(crate::Error::MissingStack {
-            service: service.to_owned(),
-            id,
-        }),
-        None => Ok(frames),
-    }
 }
 
 /// Requests counted in a selection (labels other than the endpoint do
@@ -212,7 +199,7 @@ pub fn flame_tree(store: &dyn Store, sel: &Selection, max_nodes: usize) -> Resul
     let requests = request_count(store, sel)?;
     let mut root = Building::default();
     let mut samples = 0;
-    let mut frames_of = stacks_of(store, &sel.service, totals.stacks.keys().copied())?;
+    let mut frames_of = store.stacks(&sel.service, &totals.ids())?;
     for (id, weight) in &totals.stacks {
         let frames = frames_of.remove(id).unwrap_or_default();
         samples += weight.count;
@@ -303,10 +290,7 @@ pub fn series(
     }
     let stacks = store.stack_series(sel, window_ms, false)?;
     let frames_of = match function {
-        Some(_) => stacks_of(store, &sel.service, {
-            let ids: std::collections::BTreeSet<u64> = stacks.rows.iter().map(|r| r.stack_id).collect();
-            ids.into_iter()
-        })?,
+        Some(_) => store.stacks(&sel.service, &stacks.ids())?,
         None => Frames::default(),
     };
     let mut matches: HashMap<u64, bool> = HashMap::new();

@@ -477,8 +477,7 @@ pub fn cost_table(store: &dyn Store, service: &str, deploys: [&str; 2], window_m
     let stacks = store.stack_series(&selection, window_ms, true)?;
     let names: Vec<Arc<str>> = deploys.iter().map(|d| Arc::from(*d)).collect();
     let mut builder = CostTableBuilder::new(service, stacks.unit, &names);
-    let ids: std::collections::BTreeSet<u64> = stacks.rows.iter().map(|r| r.stack_id).collect();
-    let frames = crate::query::stacks_of(store, service, ids.into_iter())?;
+    let frames = store.stacks(service, &stacks.ids())?;
     for row in &stacks.rows {
         let stack = &frames[&row.stack_id];
         builder.add_stack(row.window_ms, &row.deploy, &row.endpoint, stack, row.weight);

@@ -71,7 +71,7 @@ struct Building {
 impl Building {
     fn add(&mut self, store: &dyn Store, sel: &Selection, candidate: bool) -> Result<Unit> {
         let totals = store.stack_totals(sel)?;
-        let mut frames_of = super::stacks_of(store, &sel.service, totals.stacks.keys().copied())?;
+        let mut frames_of = store.stacks(&sel.service, &totals.ids())?;
         for (id, weight) in &totals.stacks {
             let frames = frames_of.remove(id).unwrap_or_default();
             let mut node = &mut *self;

@@ -54,6 +54,13 @@ pub struct StackTotals {
     pub stacks: rustc_hash::FxHashMap<u64, Weight>,
 }
 
+impl StackTotals {
+    /// The stack ids, to look up with [`Store::stacks`].
+    pub fn ids(&self) -> Vec<u64> {
+        self.stacks.keys().copied().collect()
+    }
+}
+
 /// Summed weights per window, deploy, endpoint (when asked) and stack.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StackSeries {
@@ -61,6 +68,17 @@ pub struct StackSeries {
     pub unit: Unit,
     /// The rows, ordered by window, deploy, endpoint and stack.
     pub rows: Vec<StackSeriesRow>,
+}
+
+impl StackSeries {
+    /// The distinct stack ids of the rows, to look up with
+    /// [`Store::stacks`].
+    pub fn ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.rows.iter().map(|r| r.stack_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
 }
 
 /// One row of a [`StackSeries`].
@@ -252,9 +270,21 @@ pub trait Store: Send + Sync {
     fn stack_series(&self, selection: &Selection, window_ms: i64, by_endpoint: bool) -> Result<StackSeries>;
     /// Requests per window, deploy and endpoint.
     fn requests(&self, selection: &Selection, window_ms: i64) -> Result<Vec<RequestWindow>>;
+    /// The frames of the stacks in `ids` of `service` that the store
+    /// holds, root first (those it does not hold are left out).
+    fn stack_frames(&self, service: &str, ids: &[u64]) -> Result<Frames>;
     /// The frames of every stack in `ids` of `service`, root first; a
     /// stack the store does not hold is [`crate::Error::MissingStack`].
-    fn stacks(&self, service: &str, ids: &[u64]) -> Result<Frames>;
+    fn stacks(&self, service: &str, ids: &[u64]) -> Result<Frames> {
+        let frames = self.stack_frames(service, ids)?;
+        match ids.iter().find(|id| !frames.contains_key(id)) {
+            Some(&id) => Err(crate::Error::MissingStack {
+                service: service.to_owned(),
+                id,
+            }),
+            None => Ok(frames),
+        }
+    }
     /// The backend's housekeeping, run periodically and once at shutdown
     /// (the embedded store flushes its log to Parquet, compacts and
     /// applies retention; ClickHouse drops expired partitions).

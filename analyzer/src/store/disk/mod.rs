@@ -31,7 +31,10 @@ use self::format::{SampleColumns, TimeRange};
 use self::head::Head;
 use self::tables::{day_of, PartFile, Table};
 use self::wal::{sync_dir, Wal};
-use super::{Receipt, StoreStats};
+use super::{
+    DeploySummary, Frames, Gauge, Receipt, RequestWindow, Selection, ServiceSummary, StackSeries,
+    StackTotals, Store, StoreStats,
+};
 use crate::ingest::{self, Accepted, Limits, Upload};
 use crate::model::{walk_stack, Batch, DeployEvent, RequestAgg, RequestKey, SampleKey, StackNode, Weight};
 use crate::{Error, Result};
@@ -431,25 +434,87 @@ impl DiskStore {
         }
     }
 
-    pub(super) fn frames_of(&self, service: &str, ids: &[u64]) -> Result<super::Frames> {
+    /// The frames of the stacks in `ids` that the service holds.
+    fn frames_of(&self, service: &str, ids: &[u64]) -> super::Frames {
         let state = read(&self.state);
-        let missing = |id| Error::MissingStack {
-            service: service.to_owned(),
-            id,
-        };
         let Some(svc) = state.services.get(service) else {
-            return match ids.first() {
-                Some(&id) => Err(missing(id)),
-                None => Ok(super::Frames::default()),
-            };
+            return super::Frames::default();
         };
-        let mut out = super::Frames::default();
-        for &id in ids {
-            let frames = walk_stack(id, |at| svc.stacks.get(&at).map(|(parent, f)| (*parent, f)))
-                .ok_or_else(|| missing(id))?;
-            out.insert(id, frames);
-        }
-        Ok(out)
+        ids.iter()
+            .filter_map(|&id| {
+                let frames = walk_stack(id, |at| svc.stacks.get(&at).map(|(parent, f)| (*parent, f)))?;
+                Some((id, frames))
+            })
+            .collect()
+    }
+}
+
+impl Store for DiskStore {
+    fn append(&self, accepted: Accepted) -> Result<Receipt> {
+        self.append_accepted(accepted)
+    }
+
+    fn services(&self) -> Result<Vec<ServiceSummary>> {
+        self.scan_services()
+    }
+
+    fn deploys(&self, service: &str) -> Result<Vec<DeploySummary>> {
+        self.scan_deploys(service)
+    }
+
+    fn has_deploy(&self, service: &str, deploy: &str) -> Result<bool> {
+        self.scan_has_deploy(service, deploy)
+    }
+
+    fn stack_totals(&self, selection: &Selection) -> Result<StackTotals> {
+        self.scan_stack_totals(selection)
+    }
+
+    fn stack_series(&self, selection: &Selection, window_ms: i64, by_endpoint: bool) -> Result<StackSeries> {
+        self.scan_stack_series(selection, window_ms, by_endpoint)
+    }
+
+    fn requests(&self, selection: &Selection, window_ms: i64) -> Result<Vec<RequestWindow>> {
+        self.scan_requests(selection, window_ms)
+    }
+
+    fn stack_frames(&self, service: &str, ids: &[u64]) -> Result<Frames> {
+        Ok(self.frames_of(service, ids))
+    }
+
+    fn maintain(&self) -> Result<()> {
+        self.flush_all()
+    }
+
+    fn gauges(&self) -> Vec<Gauge> {
+        let stats = self.stats();
+        vec![
+            Gauge {
+                name: "flameshift_wal_bytes",
+                help: "Bytes in the write-ahead log.",
+                value: stats.wal_bytes,
+            },
+            Gauge {
+                name: "flameshift_parquet_files",
+                help: "Parquet files.",
+                value: stats.parquet_files,
+            },
+            Gauge {
+                name: "flameshift_parquet_bytes",
+                help: "Bytes in Parquet files.",
+                value: stats.parquet_bytes,
+            },
+            Gauge {
+                name: "flameshift_head_rows",
+                help: "Sample rows not yet in Parquet.",
+                value: stats.head_rows,
+            },
+            Gauge {
+                name: "flameshift_corrupt_on_start",
+                help: "Corrupt files and log tails skipped on start.",
+                value: stats.corrupt_on_start,
+            },
+        ]
     }
 }
 

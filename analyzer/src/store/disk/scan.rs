@@ -11,11 +11,9 @@ use super::format::{self, SampleColumns, SampleGroup, TimeRange};
 use super::parallel;
 use super::tables::{day_of, Table};
 use super::{DiskStore, ServiceState};
-use crate::ingest::Accepted;
 use crate::model::{RequestAgg, RequestKey, SampleKey, Unit, Weight};
 use crate::store::{
-    DeploySummary, Gauge, Receipt, RequestWindow, Selection, ServiceSummary, StackSeries, StackSeriesRow,
-    StackTotals, Store,
+    DeploySummary, RequestWindow, Selection, ServiceSummary, StackSeries, StackSeriesRow, StackTotals,
 };
 use crate::{Error, Result};
 
@@ -235,25 +233,22 @@ impl DeploySeen {
     }
 }
 
-impl Store for DiskStore {
-    fn append(&self, accepted: Accepted) -> Result<Receipt> {
-        self.append_accepted(accepted)
-    }
-
-    fn services(&self) -> Result<Vec<ServiceSummary>> {
+/// The queries of [`Store`], answered by scanning the head and the files.
+impl DiskStore {
+    pub(super) fn scan_services(&self) -> Result<Vec<ServiceSummary>> {
         let names: Vec<String> = {
             let state = self.state.read().unwrap_or_else(|e| e.into_inner());
             state.services.keys().cloned().collect()
         };
         let mut out = Vec::new();
         for service in names {
-            let deploys = self.deploys(&service)?;
+            let deploys = self.scan_deploys(&service)?;
             out.push(ServiceSummary::from_deploys(service, &deploys));
         }
         Ok(out)
     }
 
-    fn deploys(&self, service: &str) -> Result<Vec<DeploySummary>> {
+    pub(super) fn scan_deploys(&self, service: &str) -> Result<Vec<DeploySummary>> {
         let _scan = self.scan_guard();
         let sel = Selection {
             service: service.to_owned(),
@@ -308,7 +303,7 @@ impl Store for DiskStore {
         Ok(out)
     }
 
-    fn has_deploy(&self, service: &str, deploy: &str) -> Result<bool> {
+    pub(super) fn scan_has_deploy(&self, service: &str, deploy: &str) -> Result<bool> {
         {
             let state = self.state.read().unwrap_or_else(|e| e.into_inner());
             let svc = state.services.get(service).ok_or_else(|| Error::NotFound {
@@ -323,8 +318,11 @@ impl Store for DiskStore {
         // No flush runs meanwhile, so rows ingested during the scan are
         // still in the head for the re-check below.
         let _no_flush = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let scanned: std::collections::HashSet<String> =
-            self.deploys(service)?.into_iter().map(|d| d.deploy).collect();
+        let scanned: std::collections::HashSet<String> = self
+            .scan_deploys(service)?
+            .into_iter()
+            .map(|d| d.deploy)
+            .collect();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         let Some(svc) = state.services.get_mut(service) else {
             return Ok(false);
@@ -346,7 +344,7 @@ impl Store for DiskStore {
         Ok(known.contains(deploy))
     }
 
-    fn stack_totals(&self, sel: &Selection) -> Result<StackTotals> {
+    pub(super) fn scan_stack_totals(&self, sel: &Selection) -> Result<StackTotals> {
         let _scan = self.scan_guard();
         let mut units = BTreeSet::new();
         let mut stacks: HashMap<u64, Weight> = HashMap::default();
@@ -358,7 +356,12 @@ impl Store for DiskStore {
         Ok(StackTotals { unit, stacks })
     }
 
-    fn stack_series(&self, sel: &Selection, window_ms: i64, by_endpoint: bool) -> Result<StackSeries> {
+    pub(super) fn scan_stack_series(
+        &self,
+        sel: &Selection,
+        window_ms: i64,
+        by_endpoint: bool,
+    ) -> Result<StackSeries> {
         let _scan = self.scan_guard();
         let window_ms = window_ms.max(1);
         let every_endpoint: Arc<str> = "".into();
@@ -401,7 +404,7 @@ impl Store for DiskStore {
         Ok(StackSeries { unit, rows })
     }
 
-    fn requests(&self, sel: &Selection, window_ms: i64) -> Result<Vec<RequestWindow>> {
+    pub(super) fn scan_requests(&self, sel: &Selection, window_ms: i64) -> Result<Vec<RequestWindow>> {
         let _scan = self.scan_guard();
         let window_ms = window_ms.max(1);
         // (window, deploy, endpoint, unit) → (requests, cost)
@@ -427,44 +430,5 @@ impl Store for DiskStore {
                 },
             )
             .collect())
-    }
-
-    fn stacks(&self, service: &str, ids: &[u64]) -> Result<crate::store::Frames> {
-        self.frames_of(service, ids)
-    }
-
-    fn maintain(&self) -> Result<()> {
-        self.flush_all()
-    }
-
-    fn gauges(&self) -> Vec<Gauge> {
-        let stats = self.stats();
-        vec![
-            Gauge {
-                name: "flameshift_wal_bytes",
-                help: "Bytes in the write-ahead log.",
-                value: stats.wal_bytes,
-            },
-            Gauge {
-                name: "flameshift_parquet_files",
-                help: "Parquet files.",
-                value: stats.parquet_files,
-            },
-            Gauge {
-                name: "flameshift_parquet_bytes",
-                help: "Bytes in Parquet files.",
-                value: stats.parquet_bytes,
-            },
-            Gauge {
-                name: "flameshift_head_rows",
-                help: "Sample rows not yet in Parquet.",
-                value: stats.head_rows,
-            },
-            Gauge {
-                name: "flameshift_corrupt_on_start",
-                help: "Corrupt files and log tails skipped on start.",
-                value: stats.corrupt_on_start,
-            },
-        ]
     }
 }
