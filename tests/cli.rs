@@ -506,8 +506,7 @@ mod serve_process;
 #[path = "cli/serve.rs"]
 mod serve;
 
-#[path = "support/clickhouse_server.rs"]
-mod clickhouse_server;
+use flameshift_testkit::clickhouse as clickhouse_server;
 
 #[path = "cli/fleet.rs"]
 mod fleet;

@@ -14,10 +14,9 @@
 
 use std::time::Instant;
 
-use flameshift_analyzer::profile::format;
-use flameshift_analyzer::server::{self, ServeConfig};
-use flameshift_analyzer::store::StoreConfig;
+use flameshift_analyzer::server::ServeConfig;
 use flameshift_detect::sim::{score, Fleet, FleetConfig, Score};
+use flameshift_testkit::{disk, get, post, reported_regressions, upload_fleet, FleetUpload, TestServer};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -28,95 +27,24 @@ fn env(name: &str, default: usize) -> usize {
 
 async fn run_fleet(fleet: &Fleet) -> (Score, f64, f64) {
     let dir = tempfile::tempdir().unwrap();
-    let backend = flameshift_analyzer::store::Backend::disk(StoreConfig::new(dir.path())).unwrap();
     let mut config = ServeConfig::new();
     config.listen = "127.0.0.1:0".parse().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(server::serve(
-        config,
-        backend.store,
-        backend.regressions,
-        async {
-            let _ = stop_rx.await;
-        },
-        move |r| {
-            let _ = ready_tx.send(r.addr);
-        },
-    ));
-    let url = format!("http://{}", ready_rx.await.unwrap());
-    let client = {
-        #[allow(deprecated, reason = "ring, as flameshift's own client uses")]
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::Client::new()
-    };
-    let c = fleet.config().clone();
+    let server = TestServer::start(config, disk(dir.path())).await;
+    let url = server.url.clone();
     let started = Instant::now();
-    for d in 0..c.deploys {
-        for w in 0..c.windows_per_deploy {
-            let mut pending = Vec::new();
-            for h in 0..c.hosts {
-                let window = fleet.host_window(d, w, h);
-                let mut body = Vec::new();
-                format::pprof::write(&window.profile(), &mut body).unwrap();
-                let profile_url = format!(
-                    "{url}/api/v1/profiles?service={}&deploy={}&host={}",
-                    c.service, window.deploy, window.host
-                );
-                let requests = serde_json::to_vec(&window.requests_body(&c.service)).unwrap();
-                let client = client.clone();
-                let requests_url = format!("{url}/api/v1/requests");
-                pending.push(tokio::spawn(async move {
-                    let a = client.post(profile_url).body(body).send().await.unwrap();
-                    assert!(a.status().is_success(), "{}", a.text().await.unwrap());
-                    let b = client.post(requests_url).body(requests).send().await.unwrap();
-                    assert!(b.status().is_success(), "{}", b.text().await.unwrap());
-                }));
-            }
-            for p in pending {
-                p.await.unwrap();
-            }
-        }
-    }
+    upload_fleet(&url, fleet, &FleetUpload::default()).await;
     let upload_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let run: serde_json::Value = client
-        .post(format!("{url}/api/v1/detect"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, run) = post(&format!("{url}/api/v1/detect"), Vec::new()).await;
     let detect_seconds = started.elapsed().as_secs_f64();
-    assert_eq!(run["comparisons"].as_u64(), Some(c.deploys as u64 - 1), "{run}");
-    let listing: serde_json::Value = client
-        .get(format!("{url}/api/v1/regressions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let reported: Vec<(String, String)> = listing["regressions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let function = r["cause"]
-                .as_str()
-                .or(r["function"].as_str())
-                .unwrap_or("(total)");
-            (
-                r["deploy_after"].as_str().unwrap().to_owned(),
-                function.to_owned(),
-            )
-        })
-        .collect();
-    let _ = stop_tx.send(());
-    server.await.unwrap().unwrap();
+    assert_eq!(status, 200, "{run}");
+    let deploys = fleet.config().deploys;
+    assert_eq!(run["comparisons"].as_u64(), Some(deploys as u64 - 1), "{run}");
+    let (_, listing) = get(&format!("{url}/api/v1/regressions")).await;
+    let reported = reported_regressions(&listing);
+    server.stop().await;
     (
-        score(fleet.plans(), &reported, 1..c.deploys),
+        score(fleet.plans(), &reported, 1..deploys),
         upload_seconds,
         detect_seconds,
     )
@@ -131,10 +59,7 @@ fn main() {
     let mut total = Score::default();
     let (mut uploads, mut detect) = (0.0, 0.0);
     for seed in 1..=seeds as u64 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
+        let now = flameshift_testkit::now_ms();
         let deploys = env("FS_DEPLOYS", 12);
         let windows = 30;
         let fleet = Fleet::new(FleetConfig {

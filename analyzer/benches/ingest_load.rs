@@ -36,10 +36,8 @@ use std::time::{Duration, Instant};
 
 use flameshift_analyzer::profile::{format, Period, Profile, SampleType};
 use flameshift_analyzer::server::{self, ServeConfig};
-use flameshift_analyzer::store::{Backend, ClickHouseConfig, Endpoint, StoreConfig};
-
-#[path = "../../tests/support/clickhouse_server.rs"]
-mod clickhouse_server;
+use flameshift_testkit::clickhouse::{execute, ClickHouseServer};
+use flameshift_testkit::{Place, TestServer};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -143,8 +141,7 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 
 /// A client of the nodes, trusting the CA of `tls` when they serve https.
 fn http_client(tls: Option<&Tls>) -> reqwest::Client {
-    #[allow(deprecated, reason = "ring, as flameshift's own client uses")]
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    flameshift_testkit::install_tls_provider();
     let mut client = reqwest::Client::builder();
     if let Some(tls) = tls {
         client = client.add_root_certificate(reqwest::Certificate::from_pem(tls.ca.as_bytes()).unwrap());
@@ -245,107 +242,66 @@ impl Tls {
     }
 }
 
-/// Where a phase keeps its data.
-enum Place {
-    Dir(tempfile::TempDir),
-    ClickHouse(Endpoint),
+/// Where a phase keeps its data: a fresh directory, or a fresh database
+/// on the benchmark's own ClickHouse server (started on first use).
+fn place_for(kind: &str, clickhouse: &mut Option<ClickHouseServer>) -> Place {
+    if kind.starts_with("dir") {
+        return Place::dir();
+    }
+    let server = clickhouse.get_or_insert_with(ClickHouseServer::start);
+    Place::ClickHouse(server.fresh_database())
 }
 
-impl Place {
-    fn new(kind: &str, clickhouse: &mut Option<clickhouse_server::ClickHouseServer>) -> Place {
-        if kind.starts_with("dir") {
-            return Place::Dir(tempfile::tempdir().unwrap());
-        }
-        let server = clickhouse.get_or_insert_with(clickhouse_server::ClickHouseServer::start);
-        Place::ClickHouse(server.fresh_database())
-    }
-
-    /// A node's store (each call a node of its own).
-    fn open(&self) -> Backend {
-        match self {
-            Place::Dir(dir) => Backend::disk(StoreConfig::new(dir.path())).unwrap(),
-            Place::ClickHouse(endpoint) => {
-                Backend::clickhouse(ClickHouseConfig::new(endpoint.clone())).unwrap()
+/// Bytes the data takes on disk (after ClickHouse merged its parts).
+fn bytes_of(place: &Place) -> u64 {
+    match place {
+        Place::Dir(dir) => dir_bytes(dir.path()),
+        Place::ClickHouse(endpoint) => {
+            let db = &endpoint.database;
+            for table in ["samples", "stacks", "requests"] {
+                execute(&endpoint.address, &format!("OPTIMIZE TABLE {db}.{table} FINAL"));
             }
-        }
-    }
-
-    /// Bytes the data takes on disk (after ClickHouse merged its parts).
-    fn bytes(&self) -> u64 {
-        match self {
-            Place::Dir(dir) => dir_bytes(dir.path()),
-            Place::ClickHouse(endpoint) => {
-                let db = &endpoint.database;
-                for table in ["samples", "stacks", "requests"] {
-                    clickhouse_server::execute(
-                        &endpoint.address,
-                        &format!("OPTIMIZE TABLE {db}.{table} FINAL"),
-                    );
-                }
-                clickhouse_server::execute(
-                    &endpoint.address,
-                    &format!("SELECT sum(bytes) FROM system.parts WHERE database = '{db}' AND active"),
-                )
-                .trim()
-                .parse()
-                .unwrap()
-            }
+            execute(
+                &endpoint.address,
+                &format!("SELECT sum(bytes) FROM system.parts WHERE database = '{db}' AND active"),
+            )
+            .trim()
+            .parse()
+            .unwrap()
         }
     }
 }
 
-/// Runs a server over `backend`; returns its URL and the switch that stops it.
-async fn start(backend: Backend, tls: Option<&Tls>) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let mut config = ServeConfig::new();
-    config.tls = tls.map(|t| t.files.clone());
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    // Only the timed pass detects (a periodic one would hold it up).
-    config.detect_interval = Duration::from_secs(3600);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(server::serve(
-        config,
-        backend.store,
-        backend.regressions,
-        async {
-            let _ = stop_rx.await;
-        },
-        move |r| {
-            let _ = ready_tx.send(r.addr);
-        },
-    ));
-    let addr: std::net::SocketAddr = ready_rx.await.unwrap();
-    match tls {
-        Some(_) => (format!("https://localhost:{}", addr.port()), stop_tx),
-        None => (format!("http://{addr}"), stop_tx),
-    }
-}
-
-/// Starts `nodes` servers over `place`; their URLs and the stores' housekeeping.
-async fn start_nodes(
-    place: &Place,
-    nodes: usize,
-    tls: Option<&Tls>,
-) -> (Vec<String>, Vec<tokio::sync::oneshot::Sender<()>>, Vec<Backend>) {
-    let (mut urls, mut stops, mut backends) = (Vec::new(), Vec::new(), Vec::new());
+/// Starts `nodes` servers over `place`, each a node of its own with the
+/// defaults `serve` runs with.
+async fn start_nodes(place: &Place, nodes: usize, tls: Option<&Tls>) -> Vec<TestServer> {
+    let mut servers = Vec::new();
     for _ in 0..nodes {
-        let backend = place.open();
-        backends.push(backend.clone());
-        let (url, stop) = start(backend, tls).await;
-        urls.push(url);
-        stops.push(stop);
+        let mut config = ServeConfig::new();
+        config.tls = tls.map(|t| t.files.clone());
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        // Only the timed pass detects (a periodic one would hold it up).
+        config.detect_interval = Duration::from_secs(3600);
+        servers.push(TestServer::start(config, place.backend_as_served()).await);
     }
-    (urls, stops, backends)
+    servers
 }
 
 /// Runs every node's store housekeeping (the embedded store flushes and compacts).
-async fn maintain_all(backends: &[Backend]) {
-    for backend in backends {
-        let store = backend.store.clone();
+async fn maintain_all(servers: &[TestServer]) {
+    for server in servers {
+        let store = server.store.clone();
         tokio::task::spawn_blocking(move || store.maintain())
             .await
             .unwrap()
             .unwrap();
+    }
+}
+
+/// Stops every node.
+async fn stop_all(servers: Vec<TestServer>) {
+    for server in servers {
+        server.stop().await;
     }
 }
 
@@ -362,11 +318,7 @@ fn requests_body(deploy: &str, agent: usize, time_ms: i64, samples: i64) -> Vec<
     .unwrap()
 }
 
-async fn run_on(
-    kind: &str,
-    clickhouse: &mut Option<clickhouse_server::ClickHouseServer>,
-    pool: &[(Vec<String>, usize)],
-) {
+async fn run_on(kind: &str, clickhouse: &mut Option<ClickHouseServer>, pool: &[(Vec<String>, usize)]) {
     let agents = env("FS_AGENTS", 100);
     let profiles = env("FS_PROFILES", 20);
     let stacks = env("FS_STACKS", 3_000);
@@ -377,13 +329,11 @@ async fn run_on(
     println!("== {kind} ({nodes} node{})", if nodes == 1 { "" } else { "s" });
 
     // Phase 1: sustained ingest.
-    let place = Place::new(kind, clickhouse);
+    let place = place_for(kind, clickhouse);
     let tls = (kind == "dir-https").then(Tls::new);
-    let (urls, stops, backends) = start_nodes(&place, nodes, tls.as_ref()).await;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let servers = start_nodes(&place, nodes, tls.as_ref()).await;
+    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+    let now_ms = flameshift_testkit::now_ms();
     let mut uploads = Vec::new();
     for round in 0..profiles {
         for agent in 0..agents {
@@ -431,21 +381,20 @@ async fn run_on(
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
     );
     let housekeeping = Instant::now();
-    maintain_all(&backends).await;
-    let bytes = place.bytes();
+    maintain_all(&servers).await;
+    let bytes = bytes_of(&place);
     println!(
         "storage: housekeeping {:.2} s; {:.1} MB on disk, {:.2} bytes per sample",
         housekeeping.elapsed().as_secs_f64(),
         bytes as f64 / 1e6,
         bytes as f64 / total_samples as f64,
     );
-    for stop in stops {
-        let _ = stop.send(());
-    }
+    stop_all(servers).await;
 
     // Phase 2: a day of data (deploy v1, then v2), then the day's queries.
-    let day = Place::new(kind, clickhouse);
-    let (urls, stops, backends) = start_nodes(&day, nodes, tls.as_ref()).await;
+    let day = place_for(kind, clickhouse);
+    let servers = start_nodes(&day, nodes, tls.as_ref()).await;
+    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
     let mut uploads = Vec::new();
     for round in 0..day_profiles {
         let deploy = if round < day_profiles / 2 { "v1" } else { "v2" };
@@ -469,7 +418,7 @@ async fn run_on(
     }
     let day_samples: i64 = uploads.iter().map(|u| u.samples).sum();
     send_all(Arc::new(uploads), concurrency, tls.as_ref()).await;
-    maintain_all(&backends).await;
+    maintain_all(&servers).await;
     let client = http_client(tls.as_ref());
     let url = &urls[0];
     let range = format!("from={}&until={}", now_ms - 86_400_000, now_ms);
@@ -526,9 +475,7 @@ async fn run_on(
             times[times.len() - 1].as_secs_f64() * 1e3
         );
     }
-    for stop in stops {
-        let _ = stop.send(());
-    }
+    stop_all(servers).await;
 }
 
 fn main() {

@@ -8,65 +8,25 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use flameshift_analyzer::profile::format;
-use flameshift_analyzer::server::{self, ServeConfig};
-use flameshift_analyzer::store::{Backend, StoreConfig};
+use flameshift_client::routes::encode_component;
 use flameshift_detect::sim::{Fleet, FleetConfig};
-use tokio::sync::oneshot;
+use flameshift_testkit::{client, disk, now_ms, post, test_config, upload_fleet, FleetUpload, TestServer};
 
 const XSS: &str = "<img src=x onerror=window.__xss=1>";
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+/// POSTs `body`, which must be taken; the answer.
+async fn post_ok(url: &str, body: Vec<u8>) -> serde_json::Value {
+    let (status, answer) = post(url, body).await;
+    assert!((200..300).contains(&status), "POST {url}: {status} {answer}");
+    answer
 }
 
-/// A client: reqwest is built with rustls but no default crypto provider
-/// (the workspace picks ring explicitly), so the test installs it.
-fn client() -> reqwest::Client {
-    #[allow(deprecated, reason = "ring, as flameshift's own client uses")]
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-}
-
-async fn post(url: &str, body: Vec<u8>) -> serde_json::Value {
-    let response = client().post(url).body(body).send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    assert!(status.is_success(), "POST {url}: {status} {text}");
-    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
-}
-
-async fn start(dir: &Path) -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let backend = Backend::disk(StoreConfig::new(dir)).unwrap();
-    let mut config = ServeConfig::new();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.flush_interval = Duration::from_secs(3600);
-    config.detect_interval = Duration::from_secs(3600);
+/// A server with the dashboard over the embedded store in `dir`.
+async fn start(dir: &Path) -> TestServer {
+    let mut config = test_config();
     config.ui = Some(flameshift_dashboard::router());
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let handle = tokio::spawn(async move {
-        server::serve(
-            config,
-            backend.store,
-            backend.regressions,
-            async {
-                let _ = stop_rx.await;
-            },
-            move |running| {
-                let _ = ready_tx.send(running.addr);
-            },
-        )
-        .await
-        .unwrap();
-    });
-    let addr = ready_rx.await.unwrap();
-    (format!("http://{addr}"), stop_tx, handle)
+    TestServer::start(config, disk(dir)).await
 }
 
 /// Three deploys of the simulated `fleet` with a regression injected in
@@ -87,61 +47,25 @@ async fn load(url: &str) {
         start_ms: now_ms() - 4 * 3_600_000,
         ..FleetConfig::default()
     });
-    let c = fleet.config();
-    for d in 0..c.deploys {
-        for w in 0..c.windows_per_deploy {
-            for h in 0..c.hosts {
-                let window = fleet.host_window(d, w, h);
-                let mut body = Vec::new();
-                format::pprof::write(&window.profile(), &mut body).unwrap();
-                post(
-                    &format!(
-                        "{url}/api/v1/profiles?service={}&deploy={}&host={}",
-                        c.service, window.deploy, window.host
-                    ),
-                    body,
-                )
-                .await;
-                post(
-                    &format!("{url}/api/v1/requests"),
-                    serde_json::to_vec(&window.requests_body(&c.service)).unwrap(),
-                )
-                .await;
-                // The same profiles as a producer that counts no requests
-                // sends them (a Pyroscope SDK, OTLP): compared in shares.
-                let mut body = Vec::new();
-                format::pprof::write(&window.profile(), &mut body).unwrap();
-                post(
-                    &format!(
-                        "{url}/api/v1/profiles?service=uncounted&deploy={}&host={}",
-                        window.deploy, window.host
-                    ),
-                    body,
-                )
-                .await;
-            }
-        }
-    }
+    upload_fleet(url, &fleet, &FleetUpload::default()).await;
+    // The same profiles as a producer that counts no requests sends them
+    // (a Pyroscope SDK, OTLP): compared in shares.
+    let uncounted = FleetUpload {
+        service: Some("uncounted".to_owned()),
+        requests: false,
+    };
+    upload_fleet(url, &fleet, &uncounted).await;
     let folded = format!("main;{XSS};<script>window.__xss=2</script> 700\nmain;render 300\n");
     let name = format!("xss.cpu{{deploy=v1,endpoint={XSS}}}");
-    let query: String = url_encode(&name);
-    post(
+    let query = encode_component(&name);
+    post_ok(
         &format!("{url}/ingest?name={query}&format=folded"),
         folded.into_bytes(),
     )
     .await;
-    let found = post(&format!("{url}/api/v1/detect"), Vec::new()).await;
+    let found = post_ok(&format!("{url}/api/v1/detect"), Vec::new()).await;
     assert!(found.to_string().contains("fleet"), "{found}");
     assert!(found.to_string().contains("uncounted"), "{found}");
-}
-
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn workspace() -> PathBuf {
@@ -151,7 +75,8 @@ fn workspace() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assets_are_embedded_and_the_api_still_answers_json() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, stop, handle) = start(dir.path()).await;
+    let server = start(dir.path()).await;
+    let url = server.url.clone();
     let page = client().get(format!("{url}/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let csp = page.headers()["content-security-policy"]
@@ -177,14 +102,14 @@ async fn assets_are_embedded_and_the_api_still_answers_json() {
     let api = client().get(format!("{url}/api/v1/nope")).send().await.unwrap();
     assert_eq!(api.status(), 404);
     assert!(api.text().await.unwrap().contains("\"error\""));
-    let _ = stop.send(());
-    handle.await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_chromium_service_to_regression_to_diff_flame_graph() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, stop, handle) = start(dir.path()).await;
+    let server = start(dir.path()).await;
+    let url = server.url.clone();
     load(&url).await;
     let e2e = workspace().join("dashboard/e2e");
     assert!(
@@ -210,6 +135,5 @@ async fn in_chromium_service_to_regression_to_diff_flame_graph() {
     );
     assert!(out.status.success(), "{log}");
     assert!(log.contains("all flows passed"), "{log}");
-    let _ = stop.send(());
-    handle.await.unwrap();
+    server.stop().await;
 }

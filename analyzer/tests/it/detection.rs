@@ -8,6 +8,8 @@ use std::collections::BTreeSet;
 use flameshift_analyzer::profile::{format, Profile, SampleType};
 use flameshift_detect::sim::{Decoy, Fleet, FleetConfig};
 
+use flameshift_testkit::{reported_regressions, upload_fleet, FleetUpload};
+
 use crate::{get, now_ms, on_every_store, post, Place};
 
 on_every_store!(
@@ -15,45 +17,9 @@ on_every_store!(
     a_later_deploy_that_brings_the_cost_back_resolves_the_regression,
 );
 
-async fn upload_fleet(url: &str, fleet: &Fleet) {
-    let c = fleet.config();
-    for d in 0..c.deploys {
-        for w in 0..c.windows_per_deploy {
-            for h in 0..c.hosts {
-                let window = fleet.host_window(d, w, h);
-                let mut body = Vec::new();
-                format::pprof::write(&window.profile(), &mut body).unwrap();
-                let profile_url = format!(
-                    "{url}/api/v1/profiles?service={}&deploy={}&host={}",
-                    c.service, window.deploy, window.host
-                );
-                let (status, answer) = post(&profile_url, body).await;
-                assert_eq!(status, 200, "{answer}");
-                let requests = serde_json::to_vec(&window.requests_body(&c.service)).unwrap();
-                let (status, answer) = post(&format!("{url}/api/v1/requests"), requests).await;
-                assert_eq!(status, 200, "{answer}");
-            }
-        }
-    }
-}
-
 /// (deploy, function) of every listed regression, by its likely cause.
 fn reported(listing: &serde_json::Value) -> BTreeSet<(String, String)> {
-    listing["regressions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let function = r["cause"]
-                .as_str()
-                .or(r["function"].as_str())
-                .unwrap_or("(total)");
-            (
-                r["deploy_after"].as_str().unwrap().to_owned(),
-                function.to_owned(),
-            )
-        })
-        .collect()
+    reported_regressions(listing).into_iter().collect()
 }
 
 async fn the_simulated_fleet_regressions_are_listed_and_its_decoys_are_not(place: Place) {
@@ -87,7 +53,7 @@ async fn the_simulated_fleet_regressions_are_listed_and_its_decoys_are_not(place
     assert!(decoy_names.len() >= 6, "{decoy_names:?}");
 
     let server = place.server().await;
-    upload_fleet(&server.url, &fleet).await;
+    upload_fleet(&server.url, &fleet, &FleetUpload::default()).await;
     let (status, run) = post(&format!("{}/api/v1/detect", server.url), Vec::new()).await;
     assert_eq!(status, 200, "{run}");
     assert_eq!(run["comparisons"], 3, "{run}");

@@ -199,22 +199,66 @@ fn speedscope_input_is_refused_clearly() {
     assert!(err.to_string().contains("write-only"), "{err}");
 }
 
-#[test]
-fn arbitrary_bytes_never_panic() {
-    // A cheap, deterministic stand-in for the fuzzers in CI.
-    let mut state = 0x9e3779b97f4a7c15u64;
-    let seed = gzip(&valid().encode_to_vec());
-    let raw = valid().encode_to_vec();
-    for round in 0..5_000 {
-        let base = if round % 2 == 0 { &raw } else { &seed };
-        let mut bytes = base.clone();
-        for _ in 0..1 + round % 4 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let i = (state as usize) % bytes.len();
-            bytes[i] = (state >> 32) as u8;
+/// `rounds` copies of `base` with 1 to 4 bytes changed and, one in four,
+/// cut short: a cheap, deterministic stand-in for the fuzzers in CI
+/// (fuzz/), run in every test run.
+fn mutants(base: &[u8], rounds: usize, seed: u64) -> impl Iterator<Item = Vec<u8>> + '_ {
+    let mut state = seed | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..rounds).map(move |_| {
+        let mut bytes = base.to_vec();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() % bytes.len() as u64) as usize;
+            bytes[at] = next() as u8;
         }
+        if next() % 4 == 0 {
+            bytes.truncate((next() % bytes.len() as u64) as usize);
+        }
+        bytes
+    })
+}
+
+#[test]
+fn mutated_pprof_never_panics() {
+    let raw = valid().encode_to_vec();
+    for bytes in mutants(&raw, 2_500, 0x9e37_79b9_7f4a_7c15).chain(mutants(&gzip(&raw), 2_500, 7)) {
         let _ = read(&bytes);
+    }
+}
+
+/// Other producers' requests, mutated: each reads or fails with an
+/// error, and both happen often (the mutations reach past the envelope).
+#[test]
+fn mutated_otlp_exports_and_pushes_never_panic() {
+    use format::{otlp, pyroscope_push};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
+    for fixture in [
+        "otlp-profiles/python-sdk.pb.gz",
+        "pyroscope-push/pyspy-python.pb.gz",
+    ] {
+        let plain = format::gunzip(&std::fs::read(format!("{dir}/{fixture}")).unwrap(), 1 << 24).unwrap();
+        let (mut refused, mut taken) = (0, 0);
+        for bytes in mutants(&plain, 3_000, 0x2545_f491_4f6c_dd1d) {
+            let _ = otlp::split_by_resource(&bytes, 1 << 24, "service.name");
+            let _ = read(&bytes);
+            let decoded = if fixture.starts_with("otlp") {
+                otlp::read(&bytes, 1 << 24).map(drop)
+            } else {
+                pyroscope_push::read_merged(&bytes, pyroscope_push::Encoding::Protobuf, 1 << 24).map(drop)
+            };
+            match decoded {
+                Ok(()) => taken += 1,
+                Err(_) => refused += 1,
+            }
+        }
+        assert!(
+            refused > 100 && taken > 100,
+            "{fixture}: {refused} refused, {taken} taken"
+        );
     }
 }

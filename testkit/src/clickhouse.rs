@@ -4,11 +4,9 @@
 //! shared by a test binary's tests, each with a database of its own;
 //! fault tests start their own, to kill and start again.
 //!
-//! Used by the analyzer's tests (analyzer/tests/it) and the binary's
+//! Used by the analyzer's tests and benches and the binary's tests
 //! (tests/cli). `scripts/test.sh` installs Debian's `clickhouse-server`
 //! (18.16).
-
-#![allow(dead_code, reason = "each test binary uses part of it")]
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -21,12 +19,12 @@ use std::time::{Duration, Instant};
 use flameshift_analyzer::store::Endpoint;
 
 /// The name of the cluster [`ClickHouseServer::start_cluster`] makes.
-pub(crate) const CLUSTER: &str = "two_shards";
+pub const CLUSTER: &str = "two_shards";
 
 /// A running server.
-pub(crate) struct ClickHouseServer {
+pub struct ClickHouseServer {
     /// `127.0.0.1:PORT` of its HTTP interface.
-    pub(crate) address: String,
+    pub address: String,
     /// Its config, data and logs (removed when the test binary ends).
     dir: tempfile::TempDir,
     /// The shell that runs it (ends with the server); none while stopped.
@@ -60,12 +58,12 @@ fn binary() -> PathBuf {
 /// Statements the tests sent are appended here when
 /// `FLAMESHIFT_CLICKHOUSE_SQL_LOG` is set (scripts/check-clickhouse-sql.py
 /// runs them on a current ClickHouse).
-pub(crate) fn sql_log() -> Option<PathBuf> {
+pub fn sql_log() -> Option<PathBuf> {
     std::env::var_os("FLAMESHIFT_CLICKHOUSE_SQL_LOG").map(PathBuf::from)
 }
 
 /// Sends one statement; panics with ClickHouse's message on an error.
-pub(crate) fn execute(address: &str, sql: &str) -> String {
+pub fn execute(address: &str, sql: &str) -> String {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
@@ -111,12 +109,12 @@ fn launch(dir: &Path, address: &str) -> std::process::Child {
 
 impl ClickHouseServer {
     /// Starts a server and waits until it answers.
-    pub(crate) fn start() -> ClickHouseServer {
+    pub fn start() -> ClickHouseServer {
         ClickHouseServer::start_on(free_port(), free_port(), "")
     }
 
     /// Starts `shards` servers, each one shard of the cluster `CLUSTER`.
-    pub(crate) fn start_cluster(shards: usize) -> Vec<ClickHouseServer> {
+    pub fn start_cluster(shards: usize) -> Vec<ClickHouseServer> {
         let ports: Vec<(u16, u16)> = (0..shards).map(|_| (free_port(), free_port())).collect();
         let mut remote = format!("<remote_servers><{CLUSTER}>");
         for (_, tcp) in &ports {
@@ -132,14 +130,14 @@ impl ClickHouseServer {
     }
 
     /// The two-shard cluster every test of this binary shares.
-    pub(crate) fn shared_cluster() -> &'static [ClickHouseServer] {
+    pub fn shared_cluster() -> &'static [ClickHouseServer] {
         static CLUSTER_SERVERS: OnceLock<Vec<ClickHouseServer>> = OnceLock::new();
         CLUSTER_SERVERS.get_or_init(|| ClickHouseServer::start_cluster(2))
     }
 
     /// A new empty database on every server of `cluster`, as one endpoint
     /// spreading the tables over them.
-    pub(crate) fn fresh_cluster_database(cluster: &[ClickHouseServer]) -> Endpoint {
+    pub fn fresh_cluster_database(cluster: &[ClickHouseServer]) -> Endpoint {
         let mut endpoint = cluster[0].fresh_database();
         for server in &cluster[1..] {
             execute(&server.address, &format!("CREATE DATABASE {}", endpoint.database));
@@ -188,7 +186,7 @@ impl ClickHouseServer {
     }
 
     /// Kills the server (`SIGKILL`: no chance to finish what it was doing).
-    pub(crate) fn kill(&mut self) {
+    pub fn kill(&mut self) {
         let Some(mut watchdog) = self.watchdog.take() else {
             return;
         };
@@ -199,7 +197,7 @@ impl ClickHouseServer {
     }
 
     /// The server's process id (none while stopped).
-    pub(crate) fn pid(&self) -> Option<u32> {
+    pub fn pid(&self) -> Option<u32> {
         self.watchdog.as_ref()?;
         std::fs::read_to_string(self.dir.path().join("server.pid"))
             .ok()?
@@ -209,19 +207,19 @@ impl ClickHouseServer {
     }
 
     /// Starts the server again on the same ports and data.
-    pub(crate) fn restart(&mut self) {
+    pub fn restart(&mut self) {
         self.kill();
         self.watchdog = Some(launch(self.dir.path(), &self.address));
     }
 
     /// The server every test of this binary shares.
-    pub(crate) fn shared() -> &'static ClickHouseServer {
+    pub fn shared() -> &'static ClickHouseServer {
         static SERVER: OnceLock<ClickHouseServer> = OnceLock::new();
         SERVER.get_or_init(ClickHouseServer::start)
     }
 
     /// A new empty database.
-    pub(crate) fn fresh_database(&self) -> Endpoint {
+    pub fn fresh_database(&self) -> Endpoint {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let name = format!("t{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         execute(&self.address, &format!("CREATE DATABASE {name}"));
