@@ -222,6 +222,33 @@ struct Identity {
     tags: BTreeMap<String, String>,
 }
 
+/// Who sent a producer's profiles (a push series, an OTLP resource):
+/// the identity of each profile but its time.
+struct Sender {
+    service: String,
+    deploy: String,
+    host: String,
+    tags: BTreeMap<String, String>,
+}
+
+impl Sender {
+    /// The identity of one of its profiles: at the profile's own time,
+    /// else when the upload was received.
+    fn of(&self, profile: &Profile, received_ms: i64) -> Result<Identity> {
+        let time_ms = match profile.time_nanos / 1_000_000 {
+            t if t > 0 => t,
+            _ => received_ms,
+        };
+        Ok(Identity {
+            service: self.service.clone(),
+            deploy: self.deploy.as_str().into(),
+            host: self.host.as_str().into(),
+            time_ms: check_time(time_ms, received_ms)?,
+            tags: self.tags.clone(),
+        })
+    }
+}
+
 fn param_number(params: &BTreeMap<String, String>, key: &str) -> Result<Option<i64>> {
     params
         .get(key)

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use flameshift_profile::format::otlp;
 use flameshift_profile::{Profile, SampleType};
 
-use super::{check_label, check_name, check_time, profile_rows, Identity, Limits, Upload};
+use super::{check_label, check_name, profile_rows, Identity, Limits, Sender, Upload};
 use crate::model::Batch;
 use crate::{Error, Result};
 
@@ -67,10 +67,7 @@ fn cpu_period(
 }
 
 /// The service, deploy, host and labels of a resource.
-fn resource_identity(
-    mut attributes: BTreeMap<String, String>,
-    deploy_attribute: &str,
-) -> Result<(String, String, String, BTreeMap<String, String>)> {
+fn resource_identity(mut attributes: BTreeMap<String, String>, deploy_attribute: &str) -> Result<Sender> {
     let service = attributes
         .remove("service.name")
         .filter(|s| !s.is_empty())
@@ -91,7 +88,12 @@ fn resource_identity(
             tags.insert(key, value);
         }
     }
-    Ok((service, deploy, host, tags))
+    Ok(Sender {
+        service,
+        deploy,
+        host,
+        tags,
+    })
 }
 
 /// Each CPU profile of an OTLP export with who sent it (service, deploy,
@@ -104,7 +106,7 @@ fn read_profiles(upload: &Upload, limits: &Limits) -> Result<Vec<(Identity, Prof
     let wall_as_cpu = upload.params.get(WALL_AS_CPU).is_some_and(|v| v == "true");
     let mut out = Vec::new();
     for resource in otlp::read(&upload.body, limits.max_decompressed)? {
-        let (service, deploy, host, tags) = resource_identity(resource.attributes, deploy_attribute)?;
+        let sender = resource_identity(resource.attributes, deploy_attribute)?;
         for mut profile in resource.profiles {
             let sample_type = profile.sample_types[0].clone();
             let period = cpu_period(
@@ -116,18 +118,7 @@ fn read_profiles(upload: &Upload, limits: &Limits) -> Result<Vec<(Identity, Prof
                 (Some(kind), Some(p)) => Some(flameshift_profile::Period { kind, value: p.value }),
                 _ => None,
             };
-            let time_ms = match profile.time_nanos / 1_000_000 {
-                t if t > 0 => t,
-                _ => upload.received_ms,
-            };
-            let id = Identity {
-                service: service.clone(),
-                deploy: deploy.as_str().into(),
-                host: host.as_str().into(),
-                time_ms: check_time(time_ms, upload.received_ms)?,
-                tags: tags.clone(),
-            };
-            out.push((id, profile));
+            out.push((sender.of(&profile, upload.received_ms)?, profile));
         }
     }
     Ok(out)

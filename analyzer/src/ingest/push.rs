@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use flameshift_profile::format::{self, pyroscope_push};
 use pyroscope_push::{Encoding, Series};
 
-use super::{check_name, check_time, profile_rows, Identity, Limits, Upload};
+use super::{check_name, profile_rows, Limits, Sender, Upload};
 use crate::model::Batch;
 use crate::{Error, Result};
 
@@ -42,7 +42,7 @@ fn decode_request(upload: &Upload, limits: &Limits) -> Result<Vec<Series>> {
 }
 
 /// The service, deploy, host and labels of one series.
-fn series_identity(series: &Series) -> Result<(String, String, String, BTreeMap<String, String>)> {
+fn series_identity(series: &Series) -> Result<Sender> {
     let mut map: BTreeMap<&str, &str> = BTreeMap::new();
     for (name, value) in &series.labels {
         map.insert(name, value);
@@ -87,7 +87,12 @@ fn series_identity(series: &Series) -> Result<(String, String, String, BTreeMap<
             tags.insert(key.to_owned(), value.to_owned());
         }
     }
-    Ok((service, deploy, host, tags))
+    Ok(Sender {
+        service,
+        deploy,
+        host,
+        tags,
+    })
 }
 
 /// The push as one body per service, for a push that carries several
@@ -130,20 +135,10 @@ pub fn split_by_service(
 pub(super) fn push_upload(upload: &Upload, limits: &Limits) -> Result<Batch> {
     let mut out: Option<Batch> = None;
     for series in &decode_request(upload, limits)? {
-        let (service, deploy, host, tags) = series_identity(series)?;
+        let sender = series_identity(series)?;
         for raw in &series.profiles {
             let profile = format::pprof::read(raw, limits.max_decompressed)?;
-            let time_ms = match profile.time_nanos / 1_000_000 {
-                t if t > 0 => t,
-                _ => upload.received_ms,
-            };
-            let id = Identity {
-                service: service.clone(),
-                deploy: deploy.as_str().into(),
-                host: host.as_str().into(),
-                time_ms: check_time(time_ms, upload.received_ms)?,
-                tags: tags.clone(),
-            };
+            let id = sender.of(&profile, upload.received_ms)?;
             super::add_profile_rows(&mut out, profile_rows(&profile, &id, limits)?)?;
         }
     }
