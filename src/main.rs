@@ -94,14 +94,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// What to log: `FLAMESHIFT_LOG` (`debug`, `warn,flameshift_analyzer=info`:
+/// a level, then `target=level` pairs), else warnings. A value that does
+/// not parse is said once and the default kept. Targets, not
+/// `EnvFilter`: no span filters, and no regex engine in the build.
+fn log_filter() -> tracing_subscriber::filter::Targets {
+    let default = || {
+        "warn,rustls_platform_verifier=off"
+            .parse::<tracing_subscriber::filter::Targets>()
+            .unwrap_or_default()
+    };
+    match std::env::var("FLAMESHIFT_LOG") {
+        Ok(value) => value.parse().unwrap_or_else(|e| {
+            eprintln!("flameshift: FLAMESHIFT_LOG={value:?} is not a filter ({e}); logging warnings");
+            default()
+        }),
+        Err(_) => default(),
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FLAMESHIFT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rustls_platform_verifier=off")),
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    tracing_subscriber::registry()
+        .with(log_filter())
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
