@@ -217,9 +217,9 @@ fn run_deploy(
         .args(["--deploy", deploy, "--analyzer", url])
         .args(["--v2-rise", &rise.to_string()])
         .env("FLAMESHIFT_UPLOAD_INTERVAL", "1")
-        // ~1,800 samples of score_items per 10 s window: its cost per
-        // request is known to about ±3%, so a 15% rise separates the
-        // windows (BENCHMARKS.md, "flameshift demo end to end").
+        // ~500 samples of score_items per 3 s window: its cost per
+        // request is known to about ±5%, so a 15% rise separates the
+        // windows (the demo's runs: BENCHMARKS.md, "The demo").
         .env("FLAMESHIFT_FREQUENCY", "999")
         .env("FLAMESHIFT_HOST", "demo-host")
         .stderr(Stdio::piped())

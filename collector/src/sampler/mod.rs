@@ -72,7 +72,7 @@ pub fn instruction_period(frequency: u64) -> u64 {
 /// costs no interrupt of its own; a task-clock perf event interrupts the
 /// thread for each sample (~33 µs a sample on this project's VM: 3.3 % of
 /// a core at 1 kHz, against nothing measurable for timers at 250 Hz;
-/// BENCHMARKS.md, "The agent's cost per request"). Above it, task-clock
+/// BENCHMARKS.md, "The agent in a service"). Above it, task-clock
 /// gives the frequency asked for. On a kernel ticking slower than this,
 /// timers sample less often than asked and each sample weighs the CPU
 /// time it stands for, so totals stay true.
