@@ -295,10 +295,106 @@ fn unit_of(mode: CounterMode) -> Unit {
     }
 }
 
+/// What an agent samples. The collecting thread drains it every 100 ms
+/// and cuts it at every interval into the profile it ships: the
+/// signal-driven [`Sampler`] of native stacks here ([`Agent::start`]),
+/// or another sampler (the Python agent's interpreter frames) through
+/// [`Agent::start_with`]. It lives on the collecting thread (a
+/// symbolizer need not be `Send`); a [`SourceBuilder`] makes it there.
+pub trait SampleSource {
+    /// Called once, on the collecting thread, before anything else.
+    fn on_collecting_thread(&mut self) {}
+    /// Moves what was sampled since the last call into the interval's
+    /// table.
+    fn drain(&mut self);
+    /// The interval's profile and the samples in it, the table cleared.
+    fn cut(&mut self) -> (Profile, u64);
+    /// Samples lost so far (a full buffer).
+    fn dropped(&self) -> u64 {
+        0
+    }
+}
+
+/// Makes the [`SampleSource`] on the collecting thread, with the counter
+/// it weighs samples in.
+pub struct SourceBuilder {
+    /// The counter samples are weighed in.
+    pub mode: CounterMode,
+    /// Makes the source (called once, on the collecting thread).
+    pub build: Box<dyn FnOnce() -> Box<dyn SampleSource> + Send>,
+}
+
+impl std::fmt::Debug for SourceBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceBuilder").field("mode", &self.mode).finish()
+    }
+}
+
+/// The native stacks of every thread, from the signal-driven sampler.
+struct NativeSource {
+    sampler: Sampler,
+    symbolizer: SelfSymbolizer,
+    stacks: StackCounts,
+}
+
+impl SampleSource for NativeSource {
+    fn on_collecting_thread(&mut self) {
+        self.sampler.exclude_current_thread();
+    }
+
+    fn drain(&mut self) {
+        let stacks = &mut self.stacks;
+        self.sampler
+            .drain_each(|s| stacks.add_one(s.labels, s.weight, s.frames));
+    }
+
+    fn cut(&mut self) -> (Profile, u64) {
+        let (mode, period) = (self.sampler.mode(), self.sampler.period());
+        let mut profile = self.symbolizer.profile(&self.stacks, mode, period);
+        profile.comments.push(format!(
+            "flameshift agent: {mode:?} every {period} units on average (each period drawn in ½–1½ of it)"
+        ));
+        let samples = self.stacks.samples() as u64;
+        self.stacks.clear();
+        (profile, samples)
+    }
+
+    fn dropped(&self) -> u64 {
+        self.sampler.dropped()
+    }
+}
+
 impl Agent {
-    /// Starts sampling and exporting. With `enabled: false` it starts
-    /// nothing but still hands out request statistics.
+    /// Starts sampling native stacks and exporting. With `enabled: false`
+    /// it starts nothing but still hands out request statistics.
     pub fn start(config: AgentConfig) -> Result<Agent> {
+        // At 0 Hz nothing is sampled: only requests are counted and costed.
+        let source = match (config.enabled, config.frequency) {
+            (false, _) | (_, 0) => None,
+            (true, frequency) => {
+                let sampler = Sampler::start(&SamplerConfig {
+                    frequency,
+                    ..SamplerConfig::default()
+                })?;
+                Some(SourceBuilder {
+                    mode: sampler.mode(),
+                    build: Box::new(move || {
+                        Box::new(NativeSource {
+                            sampler,
+                            symbolizer: SelfSymbolizer::default(),
+                            stacks: StackCounts::default(),
+                        })
+                    }),
+                })
+            }
+        };
+        Agent::start_with(config, source)
+    }
+
+    /// Starts exporting what `source` samples (none: requests only).
+    /// With `enabled: false` it starts nothing but still hands out
+    /// request statistics.
+    pub fn start_with(config: AgentConfig, source: Option<SourceBuilder>) -> Result<Agent> {
         if config.service.is_empty() || config.deploy.is_empty() {
             return Err(Error::Io(std::io::Error::other(
                 "the agent needs a service and a deploy",
@@ -334,15 +430,7 @@ impl Agent {
         if let (Some(_), Some(ca)) = (&config.analyzer, &config.ca_cert) {
             flameshift_client::http::check_ca_file(ca)?;
         }
-        // At 0 Hz nothing is sampled: only requests are counted and costed.
-        let sampler = match config.frequency {
-            0 => None,
-            frequency => Some(Sampler::start(&SamplerConfig {
-                frequency,
-                ..SamplerConfig::default()
-            })?),
-        };
-        let mode = sampler.as_ref().map(Sampler::mode);
+        let mode = source.as_ref().map(|s| s.mode);
         let request_unit = unit_of(ThreadCounter::open().mode());
         let mut threads = Vec::new();
         {
@@ -350,7 +438,7 @@ impl Agent {
             threads.push(
                 std::thread::Builder::new()
                     .name("flameshift-agent".into())
-                    .spawn(move || collect(sampler, shared, stats, config, request_unit))?,
+                    .spawn(move || collect(source, shared, stats, config, request_unit))?,
             );
         }
         if let Some(analyzer) = config.analyzer.clone() {
@@ -451,27 +539,26 @@ const OUTPUT_EVERY: Duration = Duration::from_secs(30);
 /// The collecting thread: drains the sampler every 100 ms, and at every
 /// interval builds the profile and the request statistics and queues them.
 fn collect(
-    sampler: Option<Sampler>,
+    source: Option<SourceBuilder>,
     shared: Arc<Shared>,
     stats: Arc<RequestStats>,
     config: AgentConfig,
     request_unit: Unit,
 ) {
-    if let Some(sampler) = &sampler {
-        sampler.exclude_current_thread();
+    let mut source = source.map(|builder| (builder.build)());
+    if let Some(source) = &mut source {
+        source.on_collecting_thread();
     }
-    let mut symbolizer = SelfSymbolizer::default();
-    let mut stacks = StackCounts::default();
     let mut started = Instant::now();
     let mut started_ms = now_ms();
-    let mut dropped_before = sampler.as_ref().map_or(0, Sampler::dropped);
+    let mut dropped_before = source.as_ref().map_or(0, |s| s.dropped());
     let mut cumulative: Option<Profile> = None;
     let mut written: Option<Instant> = None;
     loop {
         let stopping = shared.stop.load(Ordering::Acquire);
         std::thread::sleep(Duration::from_millis(100));
-        if let Some(sampler) = &sampler {
-            sampler.drain_each(|s| stacks.add_one(s.labels, s.weight, s.frames));
+        if let Some(source) = &mut source {
+            source.drain();
         }
         let due = started.elapsed() >= config.upload_interval || shared.flush.swap(false, Ordering::AcqRel);
         if !(due || stopping) {
@@ -486,29 +573,24 @@ fn collect(
         started = Instant::now();
         started_ms = now_ms();
         let c = &shared.counters;
-        let profile = sampler.as_ref().map(|sampler| {
-            let mut profile = symbolizer.profile(&stacks, sampler.mode(), sampler.period());
+        let cut = source.as_mut().map(|source| {
+            let (mut profile, samples) = source.cut();
             profile.time_nanos = start_ms * 1_000_000;
             profile.duration_nanos = duration.as_nanos() as i64;
-            profile.comments.push(format!(
-                "flameshift agent: {:?} every {} units on average (each period drawn in ½–1½ of it)",
-                sampler.mode(),
-                sampler.period()
-            ));
             c.profiles.fetch_add(1, Ordering::Relaxed);
-            c.samples.fetch_add(stacks.samples() as u64, Ordering::Relaxed);
-            let dropped = sampler.dropped();
+            c.samples.fetch_add(samples, Ordering::Relaxed);
+            let dropped = source.dropped();
             c.dropped_samples
-                .fetch_add(dropped - dropped_before, Ordering::Relaxed);
+                .fetch_add(dropped.saturating_sub(dropped_before), Ordering::Relaxed);
             dropped_before = dropped;
-            profile
+            (profile, samples)
         });
         let window_ms = duration.as_millis() as i64;
         if config.analyzer.is_some() {
             let mut dest = Destination::new("", config.service.clone(), config.deploy.clone());
             dest.host = config.host.clone();
             let mut queue = shared.queue.items.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(profile) = profile.as_ref().filter(|_| !stacks.is_empty()) {
+            if let Some((profile, _)) = cut.as_ref().filter(|(_, samples)| *samples > 0) {
                 queue.push_back(Pending {
                     payload: Payload::Profile(Box::new(profile.clone())),
                     key: upload::idempotency_key(),
@@ -527,6 +609,7 @@ fn collect(
             }
             shared.queue.ready.notify_all();
         }
+        let profile = cut.map(|(profile, _)| profile);
         if let (None, Some(path), Some(profile)) = (&config.analyzer, &config.output, &profile) {
             let total = match cumulative.take() {
                 Some(mut total) => {
@@ -550,12 +633,11 @@ fn collect(
         if profile.is_some() {
             *shared.latest.lock().unwrap_or_else(|e| e.into_inner()) = profile;
         }
-        stacks.clear();
         if stopping {
             break;
         }
     }
-    drop(sampler);
+    drop(source);
 }
 
 /// Writes a profile to `path` whole (temporary file, then rename).

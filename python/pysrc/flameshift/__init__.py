@@ -1,0 +1,131 @@
+"""flameshift's agent for Python services.
+
+Counts and costs every request per endpoint (instructions where a
+hardware counter opens, else the thread's CPU time), samples the
+interpreter's stacks from a Rust thread, and ships both to
+``flameshift serve``, which compares each endpoint's and function's cost
+per request across deploys.
+
+    import flameshift
+    flameshift.start(service="shop", deploy="v42", analyzer="http://127.0.0.1:7411")
+
+    # Flask:   flameshift.flask.instrument(app)
+    # Django:  MIDDLEWARE = ["flameshift.django.Middleware", ...]
+    # ASGI:    app.add_middleware(flameshift.asgi.Middleware)
+    # WSGI:    app = flameshift.wsgi.Middleware(app, endpoint=lambda environ: ...)
+
+Every argument of ``start`` falls back to its ``FLAMESHIFT_*`` variable.
+Nothing here raises into the application: a failure is logged once
+(logger ``flameshift``) and the application runs on.
+"""
+
+import atexit
+import logging
+import os
+
+from . import _native
+from ._requests import UNMATCHED
+
+__all__ = ["start", "stop", "running", "stats", "UNMATCHED"]
+
+log = logging.getLogger("flameshift")
+
+_hooks_installed = False
+_warned = set()
+
+
+def warn_once(key, message, *args):
+    """Logs `message` the first time `key` is seen, never again."""
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(message, *args)
+
+
+def _whole(value, name):
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        warn_once(name, "flameshift: %s must be a whole number, not %r; using the default", name, value)
+        return None
+
+
+def start(service=None, deploy=None, analyzer=None, token=None, ca_cert=None,
+          frequency=None, upload_interval=None):
+    """Starts the agent of this process; True when it runs.
+
+    `service`, `deploy`, `analyzer` (URL), `token`, `ca_cert` (a PEM file
+    of certificate authorities for an https analyzer), `frequency` (samples
+    a second, default 99; 0 counts and costs requests only) and
+    `upload_interval` (seconds, default 10) fall back to
+    FLAMESHIFT_SERVICE, FLAMESHIFT_DEPLOY, FLAMESHIFT_ANALYZER,
+    FLAMESHIFT_TOKEN, FLAMESHIFT_CA_CERT, FLAMESHIFT_FREQUENCY and
+    FLAMESHIFT_UPLOAD_INTERVAL. A process that forks (gunicorn, uWSGI
+    without --lazy-apps) gets an agent of its own in each child; what a
+    process holds at exit is shipped.
+    """
+    global _hooks_installed
+    try:
+        unit, no_stacks = _native.start(
+            service, deploy, analyzer, token,
+            None if ca_cert is None else os.fspath(ca_cert),
+            _whole(frequency, "frequency"), _whole(upload_interval, "upload_interval"),
+        )
+    except Exception as error:  # never into the application
+        warn_once("start", "flameshift agent not started: %s", error)
+        return False
+    if no_stacks:
+        warn_once("stacks", "flameshift: no Python stacks (%s); requests are still counted and costed", no_stacks)
+    if not _hooks_installed:
+        _hooks_installed = True
+        atexit.register(stop)
+        os.register_at_fork(
+            before=_native.before_fork,
+            after_in_parent=_native.after_fork_in_parent,
+            after_in_child=_after_fork_in_child,
+        )
+    log.info("flameshift agent started (requests costed in %s)", unit)
+    return True
+
+
+def _after_fork_in_child():
+    why = _native.after_fork_in_child()
+    if why:
+        warn_once("fork", "flameshift agent not restarted after fork: %s", why)
+
+
+def stop():
+    """Stops the agent, shipping what it holds (bounded by the upload timeout)."""
+    try:
+        _native.stop()
+    except Exception as error:
+        warn_once("stop", "flameshift agent did not stop cleanly: %s", error)
+
+
+def running():
+    """Whether the agent runs in this process."""
+    return _native.running()
+
+
+def stats():
+    """What the agent has done so far (a dict), or None when it does not run."""
+    numbers = _native.stats()
+    if numbers is None:
+        return None
+    names = ("profiles", "samples", "uploads", "failures", "dropped_uploads", "dropped_samples")
+    return dict(zip(names, numbers))
+
+
+_INTEGRATIONS = ("asgi", "django", "flask", "wsgi")
+
+
+def __getattr__(name):
+    # `flameshift.flask.instrument(app)` after a bare `import flameshift`:
+    # each integration is imported on first use (none imports its
+    # framework before).
+    if name in _INTEGRATIONS:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'flameshift' has no attribute {name!r}")

@@ -1,0 +1,54 @@
+"""One request's accounting: its endpoint, its own CPU (the thread's
+counter read around it, or around each step of it under ASGI), and the
+label the sampler reads while it runs. Shared by every middleware."""
+
+from . import _native
+
+#: The endpoint of requests no route matched.
+UNMATCHED = "(unmatched)"
+
+
+class Request:
+    """A request being served. `route` is the framework's template
+    (``/users/<int:uid>``); the endpoint is ``"{METHOD} {route}"``."""
+
+    __slots__ = ("method", "route", "cost", "_started", "_done")
+
+    def __init__(self, method):
+        self.method = method or "GET"
+        self.route = None
+        self.cost = 0
+        self._started = None
+        self._done = False
+
+    @property
+    def endpoint(self):
+        if self.route is None:
+            return UNMATCHED
+        return f"{self.method} {self.route}"
+
+    def routed(self, route):
+        """The framework matched `route`: samples from now on carry it."""
+        if route and route != self.route:
+            self.route = route
+            if self._started is not None:
+                _native.enter(self.endpoint)
+
+    def begin(self):
+        """Starts metering on the calling thread."""
+        _native.enter(self.endpoint)
+        self._started = _native.read()
+
+    def end(self):
+        """Stops metering on the calling thread."""
+        if self._started is not None:
+            self.cost += max(0, _native.read() - self._started)
+            self._started = None
+            _native.leave()
+
+    def finish(self):
+        """Stops metering and records the request, once."""
+        self.end()
+        if not self._done:
+            self._done = True
+            _native.record(self.endpoint, self.cost)

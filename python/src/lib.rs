@@ -1,0 +1,28 @@
+//! `flameshift._native`: the Rust half of the `flameshift` Python package
+//! (built with maturin; the Python half is in `pysrc/flameshift/`).
+//!
+//! It runs the same agent as a Rust service's (`flameshift-collector`:
+//! request statistics, the bounded upload queue, the one HTTP client),
+//! with the interpreter's stacks as its samples ([`stacks`]), and gives
+//! the middleware what it needs per request: the calling thread's
+//! counter (instructions where a PMU counter opens, else its CPU time),
+//! which endpoint a thread serves, and where to record a finished
+//! request. Nothing here raises into the application but `start`, whose
+//! error the Python side logs once.
+//!
+//! The Python bindings (`bindings`) are built with the
+//! `extension-module` feature, which maturin sets; without it the crate
+//! is plain Rust, which its tests use (a test binary cannot link an
+//! extension module).
+//!
+//! ```python
+//! import flameshift
+//! flameshift.start(service="shop", deploy="v42", analyzer="http://127.0.0.1:7411")
+//! ```
+
+#[cfg(feature = "extension-module")]
+mod bindings;
+pub mod cpu;
+pub mod endpoints;
+pub mod runtime;
+pub mod stacks;

@@ -1,0 +1,246 @@
+//! The agent of this process: started once, restarted in each child of a
+//! `fork` (prefork servers: gunicorn, uWSGI without `--lazy-apps`), and
+//! stopped (its last interval shipped) at exit.
+//!
+//! Its state sits behind one lock. A fork happens while the forking
+//! thread holds it (taken in the interpreter's before-fork hook, given
+//! back in both after-fork hooks), so that the child never inherits it
+//! locked by a thread that does not exist there. The child leaks the
+//! parent's agent (its threads did not survive the fork; its locks and
+//! queues are not to be touched) and starts its own.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use flameshift_collector::agent::{Agent, AgentConfig, AgentStats, SampleSource, SourceBuilder};
+use flameshift_collector::counters::{CounterMode, ThreadCounter};
+use flameshift_collector::requests::RequestStats;
+
+use crate::cpu::current_tid;
+use crate::endpoints::Endpoints;
+use crate::stacks::{PythonSource, StackSettings};
+
+/// What `flameshift.start` was given (each `None` falls back to its
+/// `FLAMESHIFT_*` variable).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Service name.
+    pub service: Option<String>,
+    /// Deploy (version).
+    pub deploy: Option<String>,
+    /// The analyzer's URL.
+    pub analyzer: Option<String>,
+    /// Bearer token.
+    pub token: Option<String>,
+    /// Extra certificate authorities (PEM file).
+    pub ca_cert: Option<String>,
+    /// Samples per second (default 99; 0: requests only).
+    pub frequency: Option<u64>,
+    /// Seconds between uploads (default 10).
+    pub upload_interval: Option<u64>,
+}
+
+impl Settings {
+    /// The agent's configuration: the environment, then what was passed.
+    fn agent_config(&self) -> AgentConfig {
+        let mut config = AgentConfig::from_env();
+        if let Some(v) = &self.service {
+            config = config.service(v.clone());
+        }
+        if let Some(v) = &self.deploy {
+            config = config.deploy(v.clone());
+        }
+        if let Some(v) = &self.analyzer {
+            config = config.analyzer(v.clone());
+        }
+        if let Some(v) = &self.token {
+            config = config.token(v.clone());
+        }
+        if let Some(v) = &self.ca_cert {
+            config = config.ca_cert(v.clone());
+        }
+        if let Some(v) = self.frequency {
+            config = config.frequency(v);
+        }
+        if let Some(v) = self.upload_interval {
+            config = config.upload_interval(std::time::Duration::from_secs(v));
+        }
+        config
+    }
+}
+
+/// The running agent of this process.
+struct Running {
+    settings: Settings,
+    agent: Agent,
+    stats: Arc<RequestStats>,
+    endpoints: Arc<Endpoints>,
+    /// Why stacks are not sampled, when they are not.
+    no_stacks: Option<String>,
+}
+
+static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
+
+/// Bumped in each child after a fork: thread counters opened before it
+/// count the parent's threads and are opened again.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The lock held across a fork by the forking thread.
+    static HELD_FOR_FORK: RefCell<Option<MutexGuard<'static, Option<Running>>>> = const { RefCell::new(None) };
+    /// This thread's counter, with the fork generation it was opened in.
+    static COUNTER: RefCell<Option<(u64, ThreadCounter)>> = const { RefCell::new(None) };
+}
+
+fn running() -> MutexGuard<'static, Option<Running>> {
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What [`start`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// The counter requests are costed in (`instructions` or `cpu_ns`).
+    pub request_unit: &'static str,
+    /// Why stacks are not sampled, if they are not (requests are still
+    /// counted and costed).
+    pub no_stacks: Option<String>,
+}
+
+fn launch(settings: Settings) -> Result<Running, String> {
+    let config = settings.agent_config();
+    if config.service.is_empty() || config.deploy.is_empty() {
+        return Err(
+            "flameshift needs a service and a deploy: pass service= and deploy= to \
+             flameshift.start, or set FLAMESHIFT_SERVICE and FLAMESHIFT_DEPLOY"
+                .to_owned(),
+        );
+    }
+    let endpoints = Arc::new(Endpoints::default());
+    let (source, no_stacks) = match (config.enabled, config.frequency) {
+        (false, _) => (None, Some("FLAMESHIFT_DISABLED is set".to_owned())),
+        (true, 0) => (None, Some("the frequency is 0 (requests only)".to_owned())),
+        (true, frequency) => match PythonSource::start(StackSettings { frequency }, endpoints.clone()) {
+            Ok(source) => (
+                Some(SourceBuilder {
+                    mode: CounterMode::ThreadCpuTime,
+                    build: Box::new(move || Box::new(source) as Box<dyn SampleSource>),
+                }),
+                None,
+            ),
+            Err(why) => (None, Some(why)),
+        },
+    };
+    let agent = Agent::start_with(config, source).map_err(|e| e.to_string())?;
+    Ok(Running {
+        settings,
+        stats: agent.request_stats(),
+        agent,
+        endpoints,
+        no_stacks,
+    })
+}
+
+/// Starts the agent of this process (a second call while it runs changes
+/// nothing). An error says why nothing started.
+pub fn start(settings: Settings) -> Result<Started, String> {
+    let mut running = running();
+    if running.is_none() {
+        *running = Some(launch(settings)?);
+    }
+    let unit = match ThreadCounter::open().mode() {
+        CounterMode::Instructions => "instructions",
+        _ => "cpu_ns",
+    };
+    Ok(Started {
+        request_unit: unit,
+        no_stacks: running.as_ref().and_then(|r| r.no_stacks.clone()),
+    })
+}
+
+/// Stops the agent, shipping what it holds (bounded by the upload
+/// timeout). Nothing running: nothing to do.
+pub fn stop() {
+    let stopped = running().take();
+    if let Some(running) = stopped {
+        running.agent.shutdown();
+    }
+}
+
+/// Whether the agent runs.
+pub fn is_running() -> bool {
+    running().is_some()
+}
+
+/// What the agent has done, if it runs.
+pub fn stats() -> Option<AgentStats> {
+    running().as_ref().map(|r| r.agent.stats())
+}
+
+/// The calling thread's counter now (instructions or CPU ns).
+pub fn read_counter() -> u64 {
+    let forks = FORKS.load(Ordering::Relaxed);
+    COUNTER.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        match &*cell {
+            Some((generation, counter)) if *generation == forks => counter.read(),
+            _ => {
+                let counter = ThreadCounter::open();
+                let value = counter.read();
+                *cell = Some((forks, counter));
+                value
+            }
+        }
+    })
+}
+
+/// The calling thread now serves `endpoint`.
+pub fn enter(endpoint: &str) {
+    if let Some(running) = running().as_ref() {
+        running.endpoints.enter(current_tid(), endpoint);
+    }
+}
+
+/// The calling thread serves nothing now.
+pub fn leave() {
+    if let Some(running) = running().as_ref() {
+        running.endpoints.leave(current_tid());
+    }
+}
+
+/// One finished request of `endpoint` that cost `cost`.
+pub fn record(endpoint: &str, cost: u64) {
+    let stats = running().as_ref().map(|r| r.stats.clone());
+    if let Some(stats) = stats {
+        stats.record(endpoint, cost);
+    }
+}
+
+/// Before a fork: the forking thread holds the lock across it.
+pub fn before_fork() {
+    let guard = running();
+    HELD_FOR_FORK.with(|held| *held.borrow_mut() = Some(guard));
+}
+
+/// After a fork, in the parent: the lock is given back.
+pub fn after_fork_in_parent() {
+    HELD_FOR_FORK.with(|held| drop(held.borrow_mut().take()));
+}
+
+/// After a fork, in the child: the parent's agent is left alone (leaked)
+/// and a new one started with the same settings. An error says why the
+/// child runs without one.
+pub fn after_fork_in_child() -> Result<(), String> {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+    let guard = HELD_FOR_FORK.with(|held| held.borrow_mut().take());
+    let mut guard = guard.unwrap_or_else(running);
+    match guard.take() {
+        None => Ok(()),
+        Some(parent) => {
+            let settings = parent.settings.clone();
+            std::mem::forget(parent);
+            *guard = Some(launch(settings)?);
+            Ok(())
+        }
+    }
+}

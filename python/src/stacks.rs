@@ -1,0 +1,342 @@
+//! The interpreter's stacks, sampled from a Rust thread: py-spy, used as
+//! a library, reads every Python thread's frames from this process's own
+//! memory (`process_vm_readv`) without taking the GIL, and without
+//! pausing anything (`LockingStrategy::NonBlocking`: a stack read while
+//! it changes can come out torn; py-spy checks what it reads and such a
+//! sample is dropped).
+//!
+//! What each sample weighs: at every tick, a thread counts as found
+//! running there when its CPU time moves while its stack is read (a
+//! thread blocked on I/O, a lock or the GIL, or waiting for a core, is
+//! not where its CPU goes); at each cut, the CPU each thread used since
+//! the last one (its CPU clock, exact) is shared among its running
+//! samples. So the profile's CPU is what the threads used, found where
+//! they used it: a blocked thread adds nothing, a blocking call is not
+//! charged with the work done before it, and a tick that finds a thread
+//! waiting for a core does not pile that thread's CPU on one sample.
+//! Ticks whose read the sampling thread spent off the CPU (preempted on
+//! a busy machine) are not used: their stacks had moved on.
+//!
+//! The table is cut by the agent's collecting thread at each interval
+//! ([`PythonSource`], a [`SampleSource`]).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use flameshift_collector::agent::SampleSource;
+use flameshift_profile::{Frame, LabelSetId, Period, Profile, SampleType};
+use py_spy::config::LockingStrategy;
+use py_spy::{Config, PythonSpy};
+use rustc_hash::FxHashMap;
+
+use crate::cpu::thread_cpu_ns;
+use crate::endpoints::Endpoints;
+
+/// A Python frame: qualified name (`co_qualname` on 3.11+), file, line.
+type FrameKey = (String, String, i32);
+
+/// A stack (root first, as frame ids) a thread was found running,
+/// with the endpoint it was serving (none: no request).
+type StackKey = (i32, Option<Arc<str>>, Vec<u32>);
+
+/// A stack of an endpoint in a cut table, with its samples and CPU (ns).
+type CutStack = ((Option<Arc<str>>, Vec<u32>), (i64, i64));
+
+/// What was sampled since the last cut.
+#[derive(Debug, Default)]
+struct Table {
+    /// Running samples per stack.
+    stacks: FxHashMap<StackKey, i64>,
+    /// Per thread: the CPU it used (ns) and its running samples. At the
+    /// cut each thread's CPU is shared among its running samples, so
+    /// that the profile's CPU is what the threads used, where they were
+    /// found using it.
+    threads: FxHashMap<i32, (u64, u64)>,
+    samples: u64,
+}
+
+impl Table {
+    /// The table cut: per stack and endpoint, samples and CPU (ns). The
+    /// CPU of a thread that was never found running stays for the next
+    /// cut.
+    fn cut(&mut self) -> Vec<CutStack> {
+        let stacks = std::mem::take(&mut self.stacks);
+        let mut out: FxHashMap<_, (i64, i64)> = FxHashMap::default();
+        for ((tid, endpoint, stack), count) in stacks {
+            let (cpu, samples) = self.threads.get(&tid).copied().unwrap_or((0, 0));
+            let weight = (cpu as f64 * count as f64 / samples.max(1) as f64).round() as i64;
+            let entry = out.entry((endpoint, stack)).or_default();
+            entry.0 += count;
+            entry.1 += weight;
+        }
+        self.threads.retain(|_, (_, samples)| *samples == 0);
+        self.samples = 0;
+        out.into_iter().collect()
+    }
+}
+
+/// What the sampling thread and the collecting thread share.
+#[derive(Debug, Default)]
+struct Shared {
+    stop: AtomicBool,
+    table: Mutex<Table>,
+    /// Every frame seen, by id (frames are few: a program's functions
+    /// and lines).
+    frames: Mutex<FrameIds>,
+    /// Stack reads py-spy gave up on (torn while read, thread gone).
+    failed_reads: AtomicU64,
+    /// Stack reads not used because this thread was off the CPU during
+    /// them.
+    interrupted_reads: AtomicU64,
+}
+
+/// How long a stack read may be held up off the CPU before its stacks
+/// are not trusted.
+const MAX_OFF_CPU_NS: u64 = 100_000;
+
+#[derive(Debug, Default)]
+struct FrameIds {
+    ids: FxHashMap<FrameKey, u32>,
+    frames: Vec<FrameKey>,
+}
+
+impl FrameIds {
+    fn id(&mut self, frame: FrameKey) -> u32 {
+        if let Some(&id) = self.ids.get(&frame) {
+            return id;
+        }
+        let id = self.frames.len() as u32;
+        self.frames.push(frame.clone());
+        self.ids.insert(frame, id);
+        id
+    }
+}
+
+/// Settings of the sampling thread.
+#[derive(Debug, Clone, Copy)]
+pub struct StackSettings {
+    /// Samples per second of wall time (each thread's sample weighs its
+    /// CPU time since the previous one).
+    pub frequency: u64,
+}
+
+/// The sampling thread of this process's Python stacks, and the source
+/// the agent cuts profiles from.
+pub struct PythonSource {
+    shared: Arc<Shared>,
+    period_ns: i64,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for PythonSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PythonSource")
+            .field("period_ns", &self.period_ns)
+            .finish()
+    }
+}
+
+impl PythonSource {
+    /// Finds this process's interpreter and starts sampling it; an
+    /// interpreter py-spy cannot read (an unsupported version) is an
+    /// error naming why.
+    pub fn start(settings: StackSettings, endpoints: Arc<Endpoints>) -> Result<PythonSource, String> {
+        let config = Config {
+            blocking: LockingStrategy::NonBlocking,
+            native: false,
+            include_idle: true,
+            // One name lookup per thread, once: names are not used.
+            collect_thread_names: false,
+            ..Config::default()
+        };
+        let pid = std::process::id() as py_spy::Pid;
+        let spy = PythonSpy::new(pid, &config)
+            .map_err(|e| format!("cannot read this interpreter's frames: {e}"))?;
+        let shared = Arc::new(Shared::default());
+        let frequency = settings.frequency.clamp(1, 1_000);
+        let period = Duration::from_nanos(1_000_000_000 / frequency);
+        let thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("flameshift-python-stacks".into())
+                .spawn(move || sample(spy, period, &shared, &endpoints))
+                .map_err(|e| format!("cannot start the sampling thread: {e}"))?
+        };
+        Ok(PythonSource {
+            shared,
+            period_ns: period.as_nanos() as i64,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stack reads given up on so far, and reads not used because the
+    /// sampling thread was off the CPU during them.
+    pub fn failed_reads(&self) -> (u64, u64) {
+        (
+            self.shared.failed_reads.load(Ordering::Relaxed),
+            self.shared.interrupted_reads.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl Drop for PythonSource {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The sampling loop: every period (drawn in ½–1½ of it, so that work
+/// repeating at the sampling rate is not always seen at one phase), each
+/// Python thread's stack, weighed by its CPU time since its last sample.
+fn sample(mut spy: PythonSpy, period: Duration, shared: &Shared, endpoints: &Endpoints) {
+    let mut cpu_seen: FxHashMap<i32, (u64, Instant)> = FxHashMap::default();
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(std::process::id());
+    let mut stack = Vec::new();
+    let own_tid = crate::cpu::current_tid();
+    while !shared.stop.load(Ordering::Acquire) {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let jitter = 0.5 + (rng >> 11) as f64 / (1u64 << 53) as f64;
+        std::thread::sleep(period.mul_f64(jitter));
+        // Each known thread's CPU time just before its stack is read: a
+        // thread whose CPU time moves while its stack is read is running
+        // there (a thread waiting for a core, or blocked, is not).
+        let before_read: FxHashMap<i32, u64> = cpu_seen
+            .keys()
+            .filter_map(|&tid| Some((tid, thread_cpu_ns(tid)?)))
+            .collect();
+        let (read_started, own_cpu) = (Instant::now(), thread_cpu_ns(own_tid));
+        let traces = match spy.get_stack_traces() {
+            Ok(traces) => traces,
+            Err(_) => {
+                shared.failed_reads.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        // The stacks are read while their threads run: a read that this
+        // thread spent off the CPU (preempted on a busy machine) saw
+        // frames that had moved on, and would put the CPU of a function
+        // on the one called after it. Its samples are not taken; the
+        // CPU they would have weighed waits for the next read.
+        let wall = read_started.elapsed().as_nanos() as u64;
+        let on_cpu = thread_cpu_ns(own_tid)
+            .zip(own_cpu)
+            .map_or(wall, |(after, before)| after.saturating_sub(before));
+        let off_cpu = wall.saturating_sub(on_cpu);
+        if off_cpu > MAX_OFF_CPU_NS {
+            shared.interrupted_reads.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let now = Instant::now();
+        for trace in traces {
+            let Some(tid) = trace.os_thread_id.and_then(|t| i32::try_from(t).ok()) else {
+                continue;
+            };
+            let Some(cpu) = thread_cpu_ns(tid) else {
+                continue;
+            };
+            // A thread's first sight sets where its CPU time counts from.
+            let Some(&(before, _)) = cpu_seen.get(&tid) else {
+                cpu_seen.insert(tid, (cpu, now));
+                continue;
+            };
+            cpu_seen.insert(tid, (cpu, now));
+            // Found running when its CPU time moved while its stack was
+            // read; a thread off the CPU (blocked on I/O, a lock, the
+            // GIL, or waiting for a core) is not where its CPU went.
+            let running =
+                before_read.get(&tid).is_some_and(|&at_read| cpu > at_read) && !trace.frames.is_empty();
+            let used = cpu.saturating_sub(before);
+            let endpoint = running.then(|| endpoints.of(tid)).flatten();
+            if running {
+                stack.clear();
+                let mut frames = shared.frames.lock().unwrap_or_else(|e| e.into_inner());
+                // py-spy lists the innermost frame first.
+                for frame in trace.frames.into_iter().rev() {
+                    stack.push(frames.id((frame.name, frame.filename, frame.line)));
+                }
+            }
+            let mut table = shared.table.lock().unwrap_or_else(|e| e.into_inner());
+            let thread = table.threads.entry(tid).or_default();
+            thread.0 += used;
+            if running {
+                thread.1 += 1;
+                table.samples += 1;
+                *table.stacks.entry((tid, endpoint, stack.clone())).or_default() += 1;
+            }
+        }
+        // Threads not seen for a minute have exited.
+        cpu_seen.retain(|_, (_, seen)| now.duration_since(*seen) < Duration::from_secs(60));
+    }
+}
+
+impl SampleSource for PythonSource {
+    fn drain(&mut self) {
+        // The sampling thread adds to the table as it goes.
+    }
+
+    fn cut(&mut self) -> (Profile, u64) {
+        let (stacks, samples) = {
+            let mut table = self.shared.table.lock().unwrap_or_else(|e| e.into_inner());
+            let samples = table.samples;
+            (table.cut(), samples)
+        };
+        let cpu = SampleType::new("cpu", "nanoseconds");
+        let mut profile = Profile::new(vec![SampleType::new("samples", "count"), cpu.clone()]);
+        profile.default_sample_type = Some(1);
+        profile.period = Some(Period {
+            kind: cpu,
+            value: self.period_ns,
+        });
+        profile.comments.push(format!(
+            "flameshift Python agent: the interpreter's stacks every {} ns of wall time on average, each sample weighing its thread's CPU time since the previous one",
+            self.period_ns
+        ));
+        let frames = self.shared.frames.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ids: FxHashMap<u32, flameshift_profile::FrameId> = FxHashMap::default();
+        let mut sets: FxHashMap<Arc<str>, LabelSetId> = FxHashMap::default();
+        let mut stack = Vec::new();
+        for ((endpoint, frame_ids), (count, weight)) in &stacks {
+            stack.clear();
+            for id in frame_ids {
+                let frame = match ids.get(id) {
+                    Some(&frame) => frame,
+                    None => {
+                        let (name, file, line) = &frames.frames[*id as usize];
+                        let frame = Frame {
+                            function: profile.intern_str(name),
+                            file: profile.intern_str(file),
+                            line: u32::try_from(*line).unwrap_or(0),
+                            ..Frame::default()
+                        };
+                        let frame = profile.intern_frame(frame);
+                        ids.insert(*id, frame);
+                        frame
+                    }
+                };
+                stack.push(frame);
+            }
+            let stack = profile.intern_stack(&stack);
+            let labels = match endpoint {
+                None => LabelSetId::EMPTY,
+                Some(endpoint) => match sets.get(endpoint) {
+                    Some(&set) => set,
+                    None => {
+                        let label = profile.str_label("endpoint", endpoint);
+                        let set = profile.intern_labels(vec![label]);
+                        sets.insert(endpoint.clone(), set);
+                        set
+                    }
+                },
+            };
+            profile.push_sample(stack, labels, &[*count, *weight]);
+        }
+        (profile, samples)
+    }
+}
