@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 /// Starts the agent; returns the unit requests are costed in and why
 /// stacks are not sampled (`None` when they are).
 #[pyfunction]
-#[pyo3(signature = (service=None, deploy=None, analyzer=None, token=None, ca_cert=None, frequency=None, upload_interval=None))]
+#[pyo3(signature = (service=None, deploy=None, analyzer=None, token=None, ca_cert=None, frequency=None, upload_interval=None, import_paths=Vec::new()))]
 #[allow(
     clippy::too_many_arguments,
     reason = "the keyword arguments of flameshift.start"
@@ -20,6 +20,7 @@ fn start(
     ca_cert: Option<String>,
     frequency: Option<u64>,
     upload_interval: Option<u64>,
+    import_paths: Vec<String>,
 ) -> PyResult<(&'static str, Option<String>)> {
     let settings = crate::runtime::Settings {
         service,
@@ -29,6 +30,7 @@ fn start(
         ca_cert,
         frequency,
         upload_interval,
+        import_paths,
     };
     py.detach(|| crate::runtime::start(settings))
         .map(|s| (s.request_unit, s.no_stacks))
@@ -61,6 +63,12 @@ fn stats() -> Option<(u64, u64, u64, u64, u64, u64)> {
             s.dropped_samples,
         )
     })
+}
+
+/// Requests recorded since the last upload: (endpoint, count, cost).
+#[pyfunction]
+fn requests() -> Vec<(String, u64, u64)> {
+    crate::runtime::requests()
 }
 
 /// The calling thread's counter now.
@@ -114,6 +122,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(running, m)?)?;
     m.add_function(wrap_pyfunction!(stats, m)?)?;
     m.add_function(wrap_pyfunction!(read, m)?)?;
+    m.add_function(wrap_pyfunction!(requests, m)?)?;
     m.add_function(wrap_pyfunction!(enter, m)?)?;
     m.add_function(wrap_pyfunction!(leave, m)?)?;
     m.add_function(wrap_pyfunction!(record, m)?)?;

@@ -39,6 +39,8 @@ pub struct Settings {
     pub frequency: Option<u64>,
     /// Seconds between uploads (default 10).
     pub upload_interval: Option<u64>,
+    /// The interpreter's import paths (`sys.path`), to name files.
+    pub import_paths: Vec<String>,
 }
 
 impl Settings {
@@ -118,9 +120,15 @@ fn launch(settings: Settings) -> Result<Running, String> {
     }
     let endpoints = Arc::new(Endpoints::default());
     let (source, no_stacks) = match (config.enabled, config.frequency) {
-        (false, _) => (None, Some("FLAMESHIFT_DISABLED is set".to_owned())),
-        (true, 0) => (None, Some("the frequency is 0 (requests only)".to_owned())),
-        (true, frequency) => match PythonSource::start(StackSettings { frequency }, endpoints.clone()) {
+        // Asked for: nothing to warn about.
+        (false, _) | (true, 0) => (None, None),
+        (true, frequency) => match PythonSource::start(
+            StackSettings {
+                frequency,
+                import_paths: settings.import_paths.clone(),
+            },
+            endpoints.clone(),
+        ) {
             Ok(source) => (
                 Some(SourceBuilder {
                     mode: CounterMode::ThreadCpuTime,
@@ -141,9 +149,38 @@ fn launch(settings: Settings) -> Result<Running, String> {
     })
 }
 
+/// The agent's warnings (an analyzer that refuses uploads or cannot be
+/// reached, each said at most once a minute) on standard error, as
+/// `flameshift agent: WARN …`, unless the process already installed a
+/// `tracing` subscriber. `FLAMESHIFT_LOG` (`info`, `debug`) says more.
+fn log_to_stderr() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let level = std::env::var("FLAMESHIFT_LOG")
+        .ok()
+        .and_then(|v| v.parse::<tracing_subscriber::filter::Targets>().ok())
+        .unwrap_or_else(|| tracing_subscriber::filter::Targets::new().with_default(tracing::Level::WARN));
+    let subscriber = tracing_subscriber::registry().with(level).with(
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .fmt_fields(tracing_subscriber::fmt::format::DefaultFields::new())
+            .event_format(
+                tracing_subscriber::fmt::format()
+                    .compact()
+                    .with_target(false)
+                    .without_time(),
+            ),
+    );
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
 /// Starts the agent of this process (a second call while it runs changes
 /// nothing). An error says why nothing started.
 pub fn start(settings: Settings) -> Result<Started, String> {
+    static LOGGING: std::sync::Once = std::sync::Once::new();
+    LOGGING.call_once(log_to_stderr);
     let mut running = running();
     if running.is_none() {
         *running = Some(launch(settings)?);
@@ -175,6 +212,18 @@ pub fn is_running() -> bool {
 /// What the agent has done, if it runs.
 pub fn stats() -> Option<AgentStats> {
     running().as_ref().map(|r| r.agent.stats())
+}
+
+/// Requests recorded since the last upload, per endpoint: count and CPU.
+pub fn requests() -> Vec<(String, u64, u64)> {
+    let stats = running().as_ref().map(|r| r.stats.clone());
+    stats.map_or_else(Vec::new, |stats| {
+        stats
+            .snapshot()
+            .into_iter()
+            .map(|(endpoint, s)| (endpoint, s.count, s.cost_sum))
+            .collect()
+    })
 }
 
 /// The calling thread's counter now (instructions or CPU ns).

@@ -32,10 +32,31 @@ use py_spy::{Config, PythonSpy};
 use rustc_hash::FxHashMap;
 
 use crate::cpu::thread_cpu_ns;
-use crate::endpoints::Endpoints;
+use crate::endpoints::{Endpoints, Serving};
 
-/// A Python frame: qualified name (`co_qualname` on 3.11+), file, line.
+/// A Python frame: its name ([`frame_name`]), file, line.
 type FrameKey = (String, String, i32);
+
+/// A Python function's name in profiles: its qualified name
+/// (`co_qualname` on 3.11+, else `co_name`) and its module's file as
+/// the import path finds it, `score_items (shop/app.py)`. Qualified
+/// names alone collide across modules (every Django app has an `index`),
+/// and a line number would split a function at each edit: the line
+/// stays in the frame's own field.
+pub fn frame_name(qualname: &str, file: &str) -> String {
+    format!("{qualname} ({file})")
+}
+
+/// `file` relative to the longest of `import_paths` (`sys.path`) it lies
+/// under, else its last component: what `import` calls it.
+pub fn short_file<'a>(file: &'a str, import_paths: &[String]) -> &'a str {
+    import_paths
+        .iter()
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| file.strip_prefix(p.as_str())?.strip_prefix('/'))
+        .min_by_key(|rest| rest.len())
+        .unwrap_or_else(|| file.rsplit('/').next().unwrap_or(file))
+}
 
 /// A stack (root first, as frame ids) a thread was found running,
 /// with the endpoint it was serving (none: no request).
@@ -115,11 +136,13 @@ impl FrameIds {
 }
 
 /// Settings of the sampling thread.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StackSettings {
-    /// Samples per second of wall time (each thread's sample weighs its
-    /// CPU time since the previous one).
+    /// Ticks per second of wall time.
     pub frequency: u64,
+    /// The interpreter's import paths (`sys.path`, absolute), to name
+    /// files as imports do.
+    pub import_paths: Vec<String>,
 }
 
 /// The sampling thread of this process's Python stacks, and the source
@@ -161,7 +184,7 @@ impl PythonSource {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("flameshift-python-stacks".into())
-                .spawn(move || sample(spy, period, &shared, &endpoints))
+                .spawn(move || sample(spy, period, &shared, &endpoints, &settings.import_paths))
                 .map_err(|e| format!("cannot start the sampling thread: {e}"))?
         };
         Ok(PythonSource {
@@ -193,11 +216,18 @@ impl Drop for PythonSource {
 /// The sampling loop: every period (drawn in ½–1½ of it, so that work
 /// repeating at the sampling rate is not always seen at one phase), each
 /// Python thread's stack, weighed by its CPU time since its last sample.
-fn sample(mut spy: PythonSpy, period: Duration, shared: &Shared, endpoints: &Endpoints) {
+fn sample(
+    mut spy: PythonSpy,
+    period: Duration,
+    shared: &Shared,
+    endpoints: &Endpoints,
+    import_paths: &[String],
+) {
     let mut cpu_seen: FxHashMap<i32, (u64, Instant)> = FxHashMap::default();
     let mut rng = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(std::process::id());
     let mut stack = Vec::new();
     let own_tid = crate::cpu::current_tid();
+    let mut ticks = 0u64;
     while !shared.stop.load(Ordering::Acquire) {
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -207,9 +237,9 @@ fn sample(mut spy: PythonSpy, period: Duration, shared: &Shared, endpoints: &End
         // Each known thread's CPU time just before its stack is read: a
         // thread whose CPU time moves while its stack is read is running
         // there (a thread waiting for a core, or blocked, is not).
-        let before_read: FxHashMap<i32, u64> = cpu_seen
+        let before_read: FxHashMap<i32, (u64, Serving)> = cpu_seen
             .keys()
-            .filter_map(|&tid| Some((tid, thread_cpu_ns(tid)?)))
+            .filter_map(|&tid| Some((tid, (thread_cpu_ns(tid)?, endpoints.of(tid)))))
             .collect();
         let (read_started, own_cpu) = (Instant::now(), thread_cpu_ns(own_tid));
         let traces = match spy.get_stack_traces() {
@@ -250,16 +280,22 @@ fn sample(mut spy: PythonSpy, period: Duration, shared: &Shared, endpoints: &End
             // Found running when its CPU time moved while its stack was
             // read; a thread off the CPU (blocked on I/O, a lock, the
             // GIL, or waiting for a core) is not where its CPU went.
-            let running =
-                before_read.get(&tid).is_some_and(|&at_read| cpu > at_read) && !trace.frames.is_empty();
+            let Some((cpu_at_read, serving)) = before_read.get(&tid) else {
+                continue;
+            };
+            // Taken only if the thread served the same request all
+            // through the read: else the stack may be of one request and
+            // the label of another.
+            let (change, endpoint) = endpoints.of(tid);
+            let running = cpu > *cpu_at_read && change == serving.0 && !trace.frames.is_empty();
             let used = cpu.saturating_sub(before);
-            let endpoint = running.then(|| endpoints.of(tid)).flatten();
             if running {
                 stack.clear();
                 let mut frames = shared.frames.lock().unwrap_or_else(|e| e.into_inner());
                 // py-spy lists the innermost frame first.
                 for frame in trace.frames.into_iter().rev() {
-                    stack.push(frames.id((frame.name, frame.filename, frame.line)));
+                    let name = frame_name(&frame.name, short_file(&frame.filename, import_paths));
+                    stack.push(frames.id((name, frame.filename, frame.line)));
                 }
             }
             let mut table = shared.table.lock().unwrap_or_else(|e| e.into_inner());
@@ -272,7 +308,11 @@ fn sample(mut spy: PythonSpy, period: Duration, shared: &Shared, endpoints: &End
             }
         }
         // Threads not seen for a minute have exited.
-        cpu_seen.retain(|_, (_, seen)| now.duration_since(*seen) < Duration::from_secs(60));
+        ticks += 1;
+        if ticks.is_multiple_of(1_000) {
+            cpu_seen.retain(|_, (_, seen)| now.duration_since(*seen) < Duration::from_secs(60));
+            endpoints.retain(|tid| thread_cpu_ns(tid).is_some());
+        }
     }
 }
 
@@ -338,5 +378,38 @@ impl SampleSource for PythonSource {
             profile.push_sample(stack, labels, &[*count, *weight]);
         }
         (profile, samples)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_named_as_imports_name_them() {
+        let paths = vec![
+            String::new(),
+            "/srv/shop".to_owned(),
+            "/usr/lib/python3.11".to_owned(),
+            "/usr/lib/python3.11/site-packages".to_owned(),
+        ];
+        assert_eq!(short_file("/srv/shop/orders/views.py", &paths), "orders/views.py");
+        assert_eq!(
+            short_file("/usr/lib/python3.11/site-packages/flask/app.py", &paths),
+            "flask/app.py"
+        );
+        assert_eq!(
+            short_file("/usr/lib/python3.11/json/decoder.py", &paths),
+            "json/decoder.py"
+        );
+        assert_eq!(short_file("/elsewhere/tool.py", &paths), "tool.py");
+        assert_eq!(
+            short_file("<frozen importlib._bootstrap>", &paths),
+            "<frozen importlib._bootstrap>"
+        );
+        assert_eq!(
+            frame_name("Feed.score", "shop/app.py"),
+            "Feed.score (shop/app.py)"
+        );
     }
 }

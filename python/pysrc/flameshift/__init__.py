@@ -22,11 +22,12 @@ Nothing here raises into the application: a failure is logged once
 import atexit
 import logging
 import os
+import sys
 
 from . import _native
 from ._requests import UNMATCHED
 
-__all__ = ["start", "stop", "running", "stats", "UNMATCHED"]
+__all__ = ["start", "stop", "running", "stats", "requests", "UNMATCHED"]
 
 log = logging.getLogger("flameshift")
 
@@ -51,6 +52,11 @@ def _whole(value, name):
         return None
 
 
+def _import_paths():
+    """sys.path, absolute (its "" is the working directory)."""
+    return [os.path.abspath(p or os.curdir) for p in sys.path if isinstance(p, str)]
+
+
 def start(service=None, deploy=None, analyzer=None, token=None, ca_cert=None,
           frequency=None, upload_interval=None):
     """Starts the agent of this process; True when it runs.
@@ -71,6 +77,7 @@ def start(service=None, deploy=None, analyzer=None, token=None, ca_cert=None,
             service, deploy, analyzer, token,
             None if ca_cert is None else os.fspath(ca_cert),
             _whole(frequency, "frequency"), _whole(upload_interval, "upload_interval"),
+            _import_paths(),
         )
     except Exception as error:  # never into the application
         warn_once("start", "flameshift agent not started: %s", error)
@@ -106,6 +113,12 @@ def stop():
 def running():
     """Whether the agent runs in this process."""
     return _native.running()
+
+
+def requests():
+    """Requests recorded since the last upload: {endpoint: (count, cost)},
+    cost in the counter's unit (instructions, else CPU ns)."""
+    return {endpoint: (count, cost) for endpoint, count, cost in _native.requests()}
 
 
 def stats():

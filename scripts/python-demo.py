@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""The Python demo end to end: a Flask service (fixtures/python-demo/app.py)
+under gunicorn with 2 workers (`--preload`: the agent starts in the
+master and each forked worker restarts it), loaded by wrk, deploy v1 then
+v2, shipping to a real `flameshift serve`; then detection.
+
+v2 makes `score_items` of GET /feed 15% more expensive and moves cost
+from `parse_order` to `validate_order` inside POST /orders (a refactor:
+the endpoint's cost unchanged). Expected: the regression named with its
+function, file, endpoint and deploy, its interval covering +15%; the
+refactor not flagged; the requests the analyzer counted equal to those
+wrk completed (within 1%).
+
+    pip install ./python && pip install -r scripts/requirements-python.txt
+    cargo build --release
+    python3 scripts/python-demo.py [--seconds 30] [--frequency 999] [--check]
+
+Prints what it found; with --check exits 1 when an expectation failed
+(2 when the demo itself did not run). Needs wrk and gunicorn.
+"""
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+APP = os.path.join(ROOT, "fixtures", "python-demo")
+SERVICE = "pyshop"
+RISE = 0.15
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, seconds=30):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} after {seconds} s")
+
+
+def api(url, method="GET"):
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.load(response)
+
+
+def start_serve(flameshift, work):
+    settings = os.path.join(work, "detect.json")
+    with open(settings, "w") as f:
+        # 3-second windows over 1-second buckets, as `flameshift demo`.
+        json.dump({"window_ms": 3000, "min_windows": 6}, f)
+    serve = subprocess.Popen(
+        [flameshift, "serve", "--listen", "127.0.0.1:0", "--data", os.path.join(work, "data"),
+         "--bucket", "1s", "--detect-settings", settings, "--detect-interval", "3600s"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    for line in serve.stderr:
+        found = re.search(r"listening on (http://\S+)", line)
+        if found:
+            return serve, found.group(1)
+    raise RuntimeError("flameshift serve did not start")
+
+
+def run_deploy(deploy, analyzer, seconds, frequency, work):
+    """One deploy: gunicorn with 2 workers under wrk; wrk's completed requests."""
+    port = free_port()
+    env = dict(os.environ,
+               FLAMESHIFT_SERVICE=SERVICE, FLAMESHIFT_DEPLOY=deploy, FLAMESHIFT_ANALYZER=analyzer,
+               FLAMESHIFT_UPLOAD_INTERVAL="1", FLAMESHIFT_FREQUENCY=str(frequency),
+               FLAMESHIFT_HOST="demo-host")
+    log = open(os.path.join(work, f"gunicorn-{deploy}.log"), "w")
+    gunicorn = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--preload", "--workers", "2", "--bind", f"127.0.0.1:{port}",
+         "--chdir", APP, "app:app"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port)
+        wrk = subprocess.run(
+            ["wrk", "-t1", "-c4", f"-d{seconds}s", "-s", os.path.join(APP, "load.lua"), f"http://127.0.0.1:{port}"],
+            capture_output=True, text=True, check=True,
+        )
+        completed = int(re.search(r"(\d+) requests in", wrk.stdout).group(1))
+    finally:
+        # Workers ship what they hold at exit (atexit), then the master.
+        gunicorn.send_signal(signal.SIGTERM)
+        gunicorn.wait(timeout=60)
+        log.close()
+    print(f"[{deploy}] wrk completed {completed} requests in {seconds} s", flush=True)
+    return completed
+
+
+def frame(name):
+    """`score_items (app.py)` → (`score_items`, `app.py`)."""
+    found = re.match(r"^(.*) \((.*)\)$", name or "")
+    return (found.group(1), found.group(2)) if found else (name, None)
+
+
+def check(analyzer, completed):
+    """The expectations; a list of failures (empty: all held)."""
+    failures = []
+    api(f"{analyzer}/api/v1/detect", method="POST")
+    listing = api(f"{analyzer}/api/v1/regressions?service={SERVICE}")
+    regressions = listing.get("regressions", [])
+    for r in regressions:
+        rel = r.get("relative") or {}
+        print(f"reported: {r.get('cause') or r.get('function') or '(total)'} on {r['endpoint']} in "
+              f"{r['deploy_after']} ({r['measure']}): {rel.get('mean', 0):+.1%} "
+              f"[{rel.get('low', 0):+.1%}, {rel.get('high', 0):+.1%}], q = {r['q_value']:.1e}")
+    found = [r for r in regressions
+             if frame(r.get("cause") or r.get("function"))[0] == "score_items"
+             and r["endpoint"] == "GET /feed" and r["deploy_after"] == "v2"]
+    if not found:
+        failures.append("score_items on GET /feed in v2 was not reported")
+    else:
+        r = found[0]
+        name, file = frame(r.get("cause") or r.get("function"))
+        rel = r.get("relative") or {}
+        if file != "app.py":
+            failures.append(f"the regression names file {file!r}, not app.py")
+        if not rel.get("low", 1) <= RISE <= rel.get("high", 0):
+            failures.append(f"its interval [{rel.get('low'):+.1%}, {rel.get('high'):+.1%}] misses +15%")
+        else:
+            print(f"regression found: {name} ({file}) on GET /feed in deploy v2 (vs v1), "
+                  f"{rel['mean']:+.1%} [{rel['low']:+.1%}, {rel['high']:+.1%}]: covers +15%")
+    refactor = [r for r in regressions
+                if frame(r.get("cause") or r.get("function"))[0] in ("parse_order", "validate_order")]
+    if refactor:
+        failures.append("the refactor was flagged: " + ", ".join(
+            frame(r.get("cause") or r.get("function"))[0] for r in refactor))
+    else:
+        print("refactor not flagged")
+    deploys = api(f"{analyzer}/api/v1/services/{SERVICE}/deploys")["deploys"]
+    for d in deploys:
+        wrk = completed.get(d["deploy"])
+        if wrk is None:
+            continue
+        off = abs(d["requests"] - wrk) / wrk
+        print(f"[{d['deploy']}] requests counted {d['requests']}, wrk completed {wrk} ({off:.2%} apart)")
+        if off > 0.01:
+            failures.append(f"{d['deploy']}: {d['requests']} requests counted, wrk completed {wrk}")
+    return failures
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--flameshift", default=os.path.join(ROOT, "target", "release", "flameshift"))
+    parser.add_argument("--seconds", type=int, default=30, help="seconds of load per deploy")
+    parser.add_argument("--frequency", type=int, default=999, help="the agent's samples a second")
+    parser.add_argument("--check", action="store_true", help="exit 1 when an expectation failed")
+    parser.add_argument("--keep", help="keep the data directory and logs here")
+    args = parser.parse_args()
+    work = args.keep or tempfile.mkdtemp(prefix="flameshift-python-demo-")
+    os.makedirs(work, exist_ok=True)
+    serve, analyzer = start_serve(args.flameshift, work)
+    print(f"flameshift serve at {analyzer}; data in {work}", flush=True)
+    try:
+        try:
+            completed = {d: run_deploy(d, analyzer, args.seconds, args.frequency, work) for d in ("v1", "v2")}
+        except (RuntimeError, subprocess.SubprocessError, OSError, AttributeError) as error:
+            print(f"python-demo: the demo did not run: {error}", file=sys.stderr)
+            return 2
+        failures = check(analyzer, completed)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=60)
+    for failure in failures:
+        print(f"python-demo: {failure}", file=sys.stderr)
+    if not failures:
+        print("python-demo: ok")
+    return 1 if failures and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
