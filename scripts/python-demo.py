@@ -13,7 +13,7 @@ wrk completed (within 1%).
 
     pip install ./python && pip install -r scripts/requirements-python.txt
     cargo build --release
-    python3 scripts/python-demo.py [--seconds 30] [--frequency 999] [--check]
+    python3 scripts/python-demo.py [--seconds 40] [--frequency 999] [--check]
 
 Prints what it found; with --check exits 1 when an expectation failed
 (2 when the demo itself did not run). Needs wrk and gunicorn.
@@ -161,7 +161,7 @@ def check(analyzer, completed):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--flameshift", default=os.path.join(ROOT, "target", "release", "flameshift"))
-    parser.add_argument("--seconds", type=int, default=30, help="seconds of load per deploy")
+    parser.add_argument("--seconds", type=int, default=40, help="seconds of load per deploy")
     parser.add_argument("--frequency", type=int, default=999, help="the agent's samples a second")
     parser.add_argument("--check", action="store_true", help="exit 1 when an expectation failed")
     parser.add_argument("--keep", help="keep the data directory and logs here")

@@ -4,8 +4,10 @@
 # headless Chromium, screenshots in target/dashboard-screenshots/), the
 # ClickHouse store on a real clickhouse-server with its SQL replayed on a
 # current ClickHouse through chdb, the demo end to end on the release
-# build, the change-point corpus check, then the interoperability check
-# against Go's own pprof tool.
+# build, the change-point corpus check, the Python agent (its wheel, its
+# tests on CPython 3.11 and its smoke test on 3.12 and 3.13, the Python
+# demo end to end under gunicorn and wrk), then the interoperability
+# check against Go's own pprof tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +34,16 @@ if ! python3 -c "import pyroscope" >/dev/null 2>&1; then
   echo "== pip install pyroscope-io and OpenTelemetry's profiling SDK (real producers push to flameshift serve in the tests)"
   python3 -m pip install -q -r scripts/requirements-producers.txt
 fi
+if ! python3 -c "import flask, gunicorn, django, starlette, maturin" >/dev/null 2>&1; then
+  echo "== pip install the Python agent's frameworks and maturin (scripts/requirements-python.txt)"
+  python3 -m pip install -q -r scripts/requirements-python.txt
+fi
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "== installing wrk (the Python demo's load)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq wrk
+fi
 if [ ! -d dashboard/e2e/node_modules/playwright-core ]; then
   echo "== npm ci (Playwright, pinned by dashboard/e2e/package-lock.json)"
   npm ci --prefix dashboard/e2e --no-audit --no-fund
@@ -49,6 +61,29 @@ echo "== the ClickHouse store's SQL (run on 18.16 by the tests) on a current Cli
 python3 scripts/check-clickhouse-sql.py "$sql_log"
 echo "== flameshift demo --exit (release build): the regression found, the refactor not"
 scripts/demo-check.sh
+echo "== the Python agent: its wheel (maturin, abi3), its tests on CPython 3.11 against a real serve"
+rm -rf target/wheels
+python3 -m pip wheel -q --no-build-isolation --no-deps ./python -w target/wheels
+python3 -m pip install -q --force-reinstall --no-deps target/wheels/flameshift-*.whl
+(cd python/tests && FLAMESHIFT_BIN="$OLDPWD/target/debug/flameshift" python3 -m unittest -v test_agent)
+# The same wheel on the other CPython versions pyenv has (the smoke test
+# needs no framework).
+for version in 3.12 3.13; do
+  installed=$(pyenv versions --bare 2>/dev/null | grep -E "^${version//./\\.}\\.[0-9]+$" | tail -1 || true)
+  if [ -z "$installed" ]; then
+    echo "== CPython $version is not installed here: its smoke test is skipped"
+    continue
+  fi
+  interpreter="$(pyenv root)/versions/$installed/bin/python$version"
+  echo "== the Python agent on CPython $installed: the smoke test"
+  "$interpreter" -m pip install -q --force-reinstall --no-deps target/wheels/flameshift-*.whl
+  (cd python/tests && FLAMESHIFT_BIN="$OLDPWD/target/debug/flameshift" "$interpreter" -m unittest -v test_agent.Smoke)
+done
+echo "== the Python demo end to end (gunicorn --preload, 2 workers, wrk): the regression found with its file, the refactor not, every request counted"
+python3 scripts/python-demo.py --check || {
+  echo "python-demo: wrong once; running it again (a shared 2-core machine)" >&2
+  python3 scripts/python-demo.py --check
+}
 echo "== change points on the evaluation corpus (fixtures/changepoints): the default above the zero baseline and the peers' recorded scores"
 python3 scripts/changepoint_corpus.py --flameshift target/release/flameshift --methods default --check
 echo "== interop: go tool pprof reads what flameshift writes"

@@ -169,7 +169,18 @@ impl PythonSource {
         let config = Config {
             blocking: LockingStrategy::NonBlocking,
             native: false,
+            // The thread running Python holds the GIL: reading only its
+            // stack spares a scan of every thread's state in /proc per
+            // tick (most of the sampler's cost). A thread running C code
+            // without the GIL is not read; its CPU goes to its samples
+            // that hold it.
+            gil_only: std::env::var_os("FLAMESHIFT_PYTHON_ALL_THREADS").is_none(),
             include_idle: true,
+            // The line a function starts at (in the code object py-spy
+            // reads anyway), not the line running: reading the line table
+            // of every frame on every tick costs more syscalls than the
+            // rest of the frame.
+            lineno: py_spy::config::LineNo::First,
             // One name lookup per thread, once: names are not used.
             collect_thread_names: false,
             ..Config::default()

@@ -78,12 +78,12 @@ class Smoke(unittest.TestCase):
             count, cost = seen["requests"]["GET /a"]
             self.assertGreater(count, 10)
             self.assertGreater(cost, 0)
+            if seen["version"] < [3, 11]:
+                return  # requests only below 3.11 (docs/python.md, "Versions")
             names = {f["name"] for f in serve.get("/api/v1/functions?service=smoke%d%d&deploy=v1"
                                                   % tuple(seen["version"]))["functions"]}
             self.assertIn("a (scenarios.py)", names)
-            qualified = "smoke.<locals>.Work.heavy (scenarios.py)" if seen["version"] >= [3, 11] \
-                else "heavy (scenarios.py)"
-            self.assertIn(qualified, names)
+            self.assertIn("smoke.<locals>.Work.heavy (scenarios.py)", names)
         finally:
             serve.close()
 

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""What the Python agent costs a service, as CPU time per request.
+
+The Python demo service (fixtures/python-demo/app.py, Flask under
+gunicorn, one sync worker) is loaded by wrk (`load.lua`: GET /feed,
+POST /orders, GET /users/<id> in turn) under each configuration in turn:
+no agent; flameshift's Python agent at 99 Hz, uploading to a local
+`flameshift serve`; and the peer, pyroscope-io at 100 Hz (its own
+in-process sampler, py-spy in a Rust thread), pushing to the same serve
+(its Pyroscope ingest). The order is shuffled in every round. Each run
+is warmed up, then measured: the worker's CPU time (all its threads'
+`sum_exec_runtime`, /proc/PID/task/*/schedstat) over wrk's completed
+requests. A configuration's overhead in a round is its CPU per request
+over the no-agent run's in that round, minus one; the table gives the
+mean over rounds with a 95 % t interval, the agent's own threads
+(`flameshift-*`) as % of one core, and the worker's RSS at the end.
+
+    scripts/bench-python-agent.py [--rounds 5] [--seconds 10] [--warmup 12] [--json FILE]
+
+Needs wrk, gunicorn, Flask, pyroscope-io and the flameshift package
+(`pip install ./python`); builds nothing (uses target/release/flameshift).
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "fixtures" / "python-demo"
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError("the service did not start listening")
+
+
+def threads_cpu(pid):
+    """(all threads' ns, the agent's threads' ns)."""
+    total = agent = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            ns = int((task / "schedstat").read_text().split()[0])
+            comm = (task / "comm").read_text().strip()
+        except (OSError, ValueError, IndexError):
+            continue
+        total += ns
+        if comm.startswith("flameshift-"):
+            agent += ns
+    return total, agent
+
+
+def worker_of(master):
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return int(children[0])
+
+
+def wrk(port, seconds):
+    out = subprocess.run(["wrk", "-t1", "-c2", f"-d{seconds}s", "-s", str(APP / "load.lua"),
+                          f"http://127.0.0.1:{port}"], capture_output=True, text=True, check=True).stdout
+    return int(re.search(r"(\d+) requests in", out).group(1))
+
+
+def run(agent, analyzer, seconds, warmup):
+    port = free_port()
+    env = dict(os.environ, DEMO_AGENT=agent, FLAMESHIFT_SERVICE="pybench", FLAMESHIFT_DEPLOY="v1",
+               FLAMESHIFT_ANALYZER=analyzer, FLAMESHIFT_FREQUENCY="99")
+    master = subprocess.Popen([sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", f"127.0.0.1:{port}",
+                               "--chdir", str(APP), "app:app"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(port)
+        worker = worker_of(master.pid)
+        wrk(port, warmup)
+        cpu0, agent0 = threads_cpu(worker)
+        start = time.monotonic()
+        requests = wrk(port, seconds)
+        cpu1, agent1 = threads_cpu(worker)
+        elapsed = time.monotonic() - start
+        rss = int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{worker}/status").read_text()).group(1))
+    finally:
+        master.send_signal(signal.SIGTERM)
+        master.wait(timeout=60)
+    return {"requests": requests, "cpu_per_request_us": (cpu1 - cpu0) / requests / 1e3,
+            "agent_core_percent": (agent1 - agent0) / (elapsed * 1e9) * 100, "rss_mib": rss / 1024}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=12)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    flameshift = ROOT / "target" / "release" / "flameshift"
+    serve = subprocess.Popen([str(flameshift), "serve", "--listen", "127.0.0.1:0", "--data",
+                              f"/tmp/bench-python-agent-{os.getpid()}"], stderr=subprocess.PIPE, text=True)
+    analyzer = next(m.group(1) for line in serve.stderr if (m := re.search(r"listening on (http://\S+)", line)))
+    labels = {"none": "no agent", "flameshift": "flameshift 99 Hz", "pyroscope": "pyroscope-io 100 Hz"}
+    rounds = []
+    try:
+        for r in range(args.rounds):
+            order = list(labels)
+            random.shuffle(order)
+            results = {agent: run(agent, analyzer, args.seconds, args.warmup) for agent in order}
+            rounds.append(results)
+            print(f"round {r + 1}: " + ", ".join(
+                f"{labels[a]} {results[a]['cpu_per_request_us']:.1f} µs" for a in labels), flush=True)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=60)
+    print("\n| configuration | CPU per request (median) | vs no agent, mean ± 95% | agent threads, % of a core | RSS |")
+    print("|---|---|---|---|---|")
+    for agent, label in labels.items():
+        per = [r[agent]["cpu_per_request_us"] for r in rounds]
+        overheads = [r[agent]["cpu_per_request_us"] / r["none"]["cpu_per_request_us"] - 1 for r in rounds]
+        mean = statistics.mean(overheads)
+        half = T95[len(rounds) - 1] * statistics.stdev(overheads) / len(rounds) ** 0.5 if len(rounds) > 1 else 0
+        vs = "—" if agent == "none" else f"{mean * 100:+.2f}% ± {half * 100:.2f}"
+        threads = "—" if agent != "flameshift" else f"{statistics.mean(r[agent]['agent_core_percent'] for r in rounds):.2f}%"
+        rss = statistics.median(r[agent]["rss_mib"] for r in rounds)
+        print(f"| {label} | {statistics.median(per):.1f} µs | {vs} | {threads} | {rss:.1f} MiB |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rounds, indent=1))
+
+
+if __name__ == "__main__":
+    main()
