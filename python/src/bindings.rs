@@ -77,6 +77,19 @@ fn read() -> u64 {
     crate::runtime::read_counter()
 }
 
+/// A request's step starts: the thread serves `endpoint`; the counter.
+#[pyfunction]
+fn begin(endpoint: &str) -> u64 {
+    crate::runtime::begin(endpoint)
+}
+
+/// A request's step that began at `started` ends: its cost; with
+/// `record`, the request (`cost_before` plus this step) is recorded.
+#[pyfunction]
+fn end(endpoint: &str, started: u64, cost_before: u64, record: bool) -> u64 {
+    crate::runtime::end(endpoint, started, cost_before, record)
+}
+
 /// The calling thread now serves `endpoint`.
 #[pyfunction]
 fn enter(endpoint: &str) {
@@ -123,6 +136,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stats, m)?)?;
     m.add_function(wrap_pyfunction!(read, m)?)?;
     m.add_function(wrap_pyfunction!(requests, m)?)?;
+    m.add_function(wrap_pyfunction!(begin, m)?)?;
+    m.add_function(wrap_pyfunction!(end, m)?)?;
     m.add_function(wrap_pyfunction!(enter, m)?)?;
     m.add_function(wrap_pyfunction!(leave, m)?)?;
     m.add_function(wrap_pyfunction!(record, m)?)?;

@@ -243,6 +243,29 @@ pub fn read_counter() -> u64 {
     })
 }
 
+/// A step of a request starts on the calling thread: it now serves
+/// `endpoint`; the counter's value (one call where a request costs two).
+pub fn begin(endpoint: &str) -> u64 {
+    enter(endpoint);
+    read_counter()
+}
+
+/// A step that began at `started` ends: what it cost; the thread serves
+/// nothing now, and with `record` the request is recorded under
+/// `endpoint` with `cost_before` plus this step's cost.
+pub fn end(endpoint: &str, started: u64, cost_before: u64, record_it: bool) -> u64 {
+    let step = read_counter().saturating_sub(started);
+    let tid = current_tid();
+    let running = running();
+    if let Some(running) = running.as_ref() {
+        running.endpoints.leave(tid);
+        if record_it {
+            running.stats.record(endpoint, cost_before.saturating_add(step));
+        }
+    }
+    step
+}
+
 /// The calling thread now serves `endpoint`.
 pub fn enter(endpoint: &str) {
     if let Some(running) = running().as_ref() {

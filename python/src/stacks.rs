@@ -15,7 +15,11 @@
 //! charged with the work done before it, and a tick that finds a thread
 //! waiting for a core does not pile that thread's CPU on one sample.
 //! Ticks whose read the sampling thread spent off the CPU (preempted on
-//! a busy machine) are not used: their stacks had moved on.
+//! a busy machine) are not used: their stacks had moved on. A thread
+//! found running while it moved from one request to another cannot be
+//! labelled: that sample is not taken, and its share of the thread's
+//! CPU is left out (not spread over the thread's other samples, which
+//! are mostly mid-request: a function's rise would read smaller).
 //!
 //! The table is cut by the agent's collecting thread at each interval
 //! ([`PythonSource`], a [`SampleSource`]).
@@ -169,12 +173,12 @@ impl PythonSource {
         let config = Config {
             blocking: LockingStrategy::NonBlocking,
             native: false,
-            // The thread running Python holds the GIL: reading only its
-            // stack spares a scan of every thread's state in /proc per
-            // tick (most of the sampler's cost). A thread running C code
-            // without the GIL is not read; its CPU goes to its samples
-            // that hold it.
-            gil_only: std::env::var_os("FLAMESHIFT_PYTHON_ALL_THREADS").is_none(),
+            // Every thread, not only the GIL holder: a thread in C code
+            // without the GIL is still read (`gil_only` spared a scan of
+            // the threads in /proc per tick, 2.9% instead of 3.3% of a
+            // core on the Flask demo, but missed the Python demo's
+            // regression in 4 runs of 4).
+            gil_only: false,
             include_idle: true,
             // The line a function starts at (in the code object py-spy
             // reads anyway), not the line running: reading the line table
@@ -298,7 +302,13 @@ fn sample(
             // through the read: else the stack may be of one request and
             // the label of another.
             let (change, endpoint) = endpoints.of(tid);
-            let running = cpu > *cpu_at_read && change == serving.0 && !trace.frames.is_empty();
+            let found_running = cpu > *cpu_at_read && !trace.frames.is_empty();
+            let running = found_running && change == serving.0;
+            // Found running between two requests: its share of the CPU
+            // is left out rather than piled onto the thread's other
+            // samples (those would be mostly mid-request, and a rise of
+            // a function there would read smaller than it is).
+            let straddled = found_running && !running;
             let used = cpu.saturating_sub(before);
             if running {
                 stack.clear();
@@ -316,6 +326,8 @@ fn sample(
                 thread.1 += 1;
                 table.samples += 1;
                 *table.stacks.entry((tid, endpoint, stack.clone())).or_default() += 1;
+            } else if straddled {
+                thread.1 += 1;
             }
         }
         // Threads not seen for a minute have exited.

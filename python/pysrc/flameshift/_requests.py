@@ -36,19 +36,23 @@ class Request:
 
     def begin(self):
         """Starts metering on the calling thread."""
-        _native.enter(self.endpoint)
-        self._started = _native.read()
+        self._started = _native.begin(self.endpoint)
 
     def end(self):
         """Stops metering on the calling thread."""
         if self._started is not None:
-            self.cost += max(0, _native.read() - self._started)
+            self.cost += _native.end(self.endpoint, self._started, 0, False)
             self._started = None
-            _native.leave()
 
     def finish(self):
         """Stops metering and records the request, once."""
-        self.end()
-        if not self._done:
-            self._done = True
+        if self._done:
+            self.end()
+            return
+        self._done = True
+        if self._started is None:
             _native.record(self.endpoint, self.cost)
+            return
+        step = _native.end(self.endpoint, self._started, self.cost, True)
+        self._started = None
+        self.cost += step
