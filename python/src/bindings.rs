@@ -71,12 +71,6 @@ fn requests() -> Vec<(String, u64, u64)> {
     crate::runtime::requests()
 }
 
-/// The calling thread's counter now.
-#[pyfunction]
-fn read() -> u64 {
-    crate::runtime::read_counter()
-}
-
 /// A request's step starts: the thread serves `endpoint`; the counter.
 #[pyfunction]
 fn begin(endpoint: &str) -> u64 {
@@ -94,12 +88,6 @@ fn end(endpoint: &str, started: u64, cost_before: u64, record: bool) -> u64 {
 #[pyfunction]
 fn enter(endpoint: &str) {
     crate::runtime::enter(endpoint);
-}
-
-/// The calling thread serves nothing now.
-#[pyfunction]
-fn leave() {
-    crate::runtime::leave();
 }
 
 /// One finished request of `endpoint` that cost `cost`.
@@ -134,12 +122,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stop, m)?)?;
     m.add_function(wrap_pyfunction!(running, m)?)?;
     m.add_function(wrap_pyfunction!(stats, m)?)?;
-    m.add_function(wrap_pyfunction!(read, m)?)?;
     m.add_function(wrap_pyfunction!(requests, m)?)?;
     m.add_function(wrap_pyfunction!(begin, m)?)?;
     m.add_function(wrap_pyfunction!(end, m)?)?;
     m.add_function(wrap_pyfunction!(enter, m)?)?;
-    m.add_function(wrap_pyfunction!(leave, m)?)?;
     m.add_function(wrap_pyfunction!(record, m)?)?;
     m.add_function(wrap_pyfunction!(before_fork, m)?)?;
     m.add_function(wrap_pyfunction!(after_fork_in_parent, m)?)?;

@@ -273,13 +273,6 @@ pub fn enter(endpoint: &str) {
     }
 }
 
-/// The calling thread serves nothing now.
-pub fn leave() {
-    if let Some(running) = running().as_ref() {
-        running.endpoints.leave(current_tid());
-    }
-}
-
 /// One finished request of `endpoint` that cost `cost`.
 pub fn record(endpoint: &str, cost: u64) {
     let stats = running().as_ref().map(|r| r.stats.clone());
