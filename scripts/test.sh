@@ -68,7 +68,7 @@ python3 -m pip install -q --force-reinstall --no-deps target/wheels/flameshift-*
 (cd python/tests && FLAMESHIFT_BIN="$OLDPWD/target/debug/flameshift" python3 -m unittest -v test_agent)
 # The same wheel on the other CPython versions pyenv has (the smoke test
 # needs no framework).
-for version in 3.12 3.13; do
+for version in 3.9 3.10 3.12 3.13; do
   installed=$(pyenv versions --bare 2>/dev/null | grep -E "^${version//./\\.}\\.[0-9]+$" | tail -1 || true)
   if [ -z "$installed" ]; then
     echo "== CPython $version is not installed here: its smoke test is skipped"

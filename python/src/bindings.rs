@@ -21,7 +21,7 @@ fn start(
     frequency: Option<u64>,
     upload_interval: Option<u64>,
     import_paths: Vec<String>,
-) -> PyResult<(&'static str, Option<String>)> {
+) -> PyResult<(&'static str, Option<String>, Option<&'static str>)> {
     let settings = crate::runtime::Settings {
         service,
         deploy,
@@ -31,10 +31,89 @@ fn start(
         frequency,
         upload_interval,
         import_paths,
+        interpreter: None,
+    };
+    let settings = match own_stack_reader(py) {
+        Ok(interpreter) => crate::runtime::Settings {
+            interpreter: Some(interpreter),
+            ..settings
+        },
+        Err(why) => {
+            tracing::debug!("Python stacks read through py-spy: {why}");
+            settings
+        }
     };
     py.detach(|| crate::runtime::start(settings))
-        .map(|s| (s.request_unit, s.no_stacks))
+        .map(|s| (s.request_unit, s.no_stacks, s.stack_reader))
         .map_err(PyRuntimeError::new_err)
+}
+
+#[allow(unsafe_code)]
+mod cpython {
+    //! What the agent's own stack reader takes from CPython's C API.
+    unsafe extern "C" {
+        pub fn PyInterpreterState_Get() -> usize;
+        pub fn PyInterpreterState_ThreadHead(interp: usize) -> usize;
+        pub static PyCode_Type: u8;
+        pub static PyUnicode_Type: u8;
+    }
+
+    /// The running interpreter, as the reader needs it.
+    pub fn interpreter(version: (u8, u8)) -> crate::interpreter::Interpreter {
+        crate::interpreter::Interpreter {
+            version,
+            // SAFETY: called with the GIL held (from a #[pyfunction]).
+            state: unsafe { PyInterpreterState_Get() },
+            thread_head: PyInterpreterState_ThreadHead,
+            code_type: std::ptr::addr_of!(PyCode_Type) as usize,
+            string_type: std::ptr::addr_of!(PyUnicode_Type) as usize,
+        }
+    }
+}
+
+/// The running interpreter, if the agent's own reader knows its layout
+/// and reads the calling thread's stack (which holds still: this thread
+/// holds the GIL) as the interpreter itself lists it; else why not.
+fn own_stack_reader(py: Python<'_>) -> Result<crate::interpreter::Interpreter, String> {
+    let version = py.version_info();
+    let version = (version.major, version.minor);
+    let interpreter = cpython::interpreter(version);
+    let mut walker = crate::interpreter::Walker::new(interpreter)
+        .ok_or_else(|| format!("no layout of CPython {}.{}", version.0, version.1))?;
+    let expected = python_stack(py).map_err(|e| format!("the interpreter's own stack: {e}"))?;
+    walker.check(crate::cpu::current_tid(), &expected)?;
+    Ok(interpreter)
+}
+
+/// The calling thread's stack as the interpreter lists it, innermost
+/// frame first: each frame's qualified name and file.
+fn python_stack(py: Python<'_>) -> PyResult<Vec<(String, String)>> {
+    let mut frame = py.import("sys")?.call_method1("_getframe", (0,))?;
+    let mut stack = Vec::new();
+    while !frame.is_none() {
+        let code = frame.getattr("f_code")?;
+        stack.push((
+            code.getattr("co_qualname")?.extract()?,
+            code.getattr("co_filename")?.extract()?,
+        ));
+        frame = frame.getattr("f_back")?;
+    }
+    Ok(stack)
+}
+
+/// What became of the stack reads: counts by name, or `None` when no
+/// stacks are sampled.
+#[pyfunction]
+fn stack_reads() -> Option<Vec<(&'static str, u64)>> {
+    crate::runtime::read_stats()
+        .map(|counts| crate::stacks::ReadStats::NAMES.into_iter().zip(counts).collect())
+}
+
+/// What reads the stacks: `flameshift` (the agent's own reader),
+/// `py-spy`, or `None` when none are sampled.
+#[pyfunction]
+fn stack_reader() -> Option<&'static str> {
+    crate::runtime::stack_reader()
 }
 
 /// Stops the agent, shipping what it holds.
@@ -122,6 +201,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stop, m)?)?;
     m.add_function(wrap_pyfunction!(running, m)?)?;
     m.add_function(wrap_pyfunction!(stats, m)?)?;
+    m.add_function(wrap_pyfunction!(stack_reader, m)?)?;
+    m.add_function(wrap_pyfunction!(stack_reads, m)?)?;
     m.add_function(wrap_pyfunction!(requests, m)?)?;
     m.add_function(wrap_pyfunction!(begin, m)?)?;
     m.add_function(wrap_pyfunction!(end, m)?)?;

@@ -19,7 +19,8 @@ use flameshift_collector::requests::RequestStats;
 
 use crate::cpu::current_tid;
 use crate::endpoints::Endpoints;
-use crate::stacks::{PythonSource, StackSettings};
+use crate::interpreter::Interpreter;
+use crate::stacks::{PythonSource, ReadStats, StackSettings};
 
 /// What `flameshift.start` was given (each `None` falls back to its
 /// `FLAMESHIFT_*` variable).
@@ -41,6 +42,9 @@ pub struct Settings {
     pub upload_interval: Option<u64>,
     /// The interpreter's import paths (`sys.path`), to name files.
     pub import_paths: Vec<String>,
+    /// The running interpreter, where the agent's own stack reader
+    /// knows its layout and checked it; else py-spy reads the stacks.
+    pub interpreter: Option<Interpreter>,
 }
 
 impl Settings {
@@ -80,6 +84,10 @@ struct Running {
     endpoints: Arc<Endpoints>,
     /// Why stacks are not sampled, when they are not.
     no_stacks: Option<String>,
+    /// What reads the stacks, when they are sampled.
+    stack_reader: Option<&'static str>,
+    /// What became of its reads.
+    read_stats: Option<Arc<ReadStats>>,
 }
 
 static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
@@ -107,6 +115,9 @@ pub struct Started {
     /// Why stacks are not sampled, if they are not (requests are still
     /// counted and costed).
     pub no_stacks: Option<String>,
+    /// What reads the stacks (`flameshift`: the agent's own reader;
+    /// `py-spy`), if they are sampled.
+    pub stack_reader: Option<&'static str>,
 }
 
 fn launch(settings: Settings) -> Result<Running, String> {
@@ -119,24 +130,26 @@ fn launch(settings: Settings) -> Result<Running, String> {
         );
     }
     let endpoints = Arc::new(Endpoints::default());
-    let (source, no_stacks) = match (config.enabled, config.frequency) {
+    let (source, no_stacks, reader) = match (config.enabled, config.frequency) {
         // Asked for: nothing to warn about.
-        (false, _) | (true, 0) => (None, None),
+        (false, _) | (true, 0) => (None, None, None),
         (true, frequency) => match PythonSource::start(
             StackSettings {
                 frequency,
                 import_paths: settings.import_paths.clone(),
             },
+            settings.interpreter,
             endpoints.clone(),
         ) {
-            Ok(source) => (
-                Some(SourceBuilder {
+            Ok(source) => {
+                let reader = (source.reader(), source.read_stats());
+                let builder = SourceBuilder {
                     mode: CounterMode::ThreadCpuTime,
                     build: Box::new(move || Box::new(source) as Box<dyn SampleSource>),
-                }),
-                None,
-            ),
-            Err(why) => (None, Some(why)),
+                };
+                (Some(builder), None, Some(reader))
+            }
+            Err(why) => (None, Some(why), None),
         },
     };
     let agent = Agent::start_with(config, source).map_err(|e| e.to_string())?;
@@ -146,6 +159,8 @@ fn launch(settings: Settings) -> Result<Running, String> {
         agent,
         endpoints,
         no_stacks,
+        stack_reader: reader.as_ref().map(|r| r.0),
+        read_stats: reader.map(|r| r.1),
     })
 }
 
@@ -192,6 +207,7 @@ pub fn start(settings: Settings) -> Result<Started, String> {
     Ok(Started {
         request_unit: unit,
         no_stacks: running.as_ref().and_then(|r| r.no_stacks.clone()),
+        stack_reader: running.as_ref().and_then(|r| r.stack_reader),
     })
 }
 
@@ -207,6 +223,19 @@ pub fn stop() {
 /// Whether the agent runs.
 pub fn is_running() -> bool {
     running().is_some()
+}
+
+/// What reads the stacks, if the agent runs and samples them.
+pub fn stack_reader() -> Option<&'static str> {
+    running().as_ref().and_then(|r| r.stack_reader)
+}
+
+/// What became of the stack reads (counts named by
+/// [`ReadStats::NAMES`]), if the agent runs and samples stacks.
+pub fn read_stats() -> Option<[u64; 7]> {
+    running()
+        .as_ref()
+        .and_then(|r| r.read_stats.as_ref().map(|s| s.snapshot()))
 }
 
 /// What the agent has done, if it runs.

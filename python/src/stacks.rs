@@ -37,6 +37,7 @@ use rustc_hash::FxHashMap;
 
 use crate::cpu::thread_cpu_ns;
 use crate::endpoints::{Endpoints, Serving};
+use crate::interpreter::{Interpreter, Thread, Walker};
 
 /// A Python frame: its name ([`frame_name`]), file, line.
 type FrameKey = (String, String, i32);
@@ -110,11 +111,57 @@ struct Shared {
     /// Every frame seen, by id (frames are few: a program's functions
     /// and lines).
     frames: Mutex<FrameIds>,
-    /// Stack reads py-spy gave up on (torn while read, thread gone).
-    failed_reads: AtomicU64,
-    /// Stack reads not used because this thread was off the CPU during
-    /// them.
-    interrupted_reads: AtomicU64,
+    /// What became of the reads.
+    reads: Arc<ReadStats>,
+}
+
+/// What became of the sampling thread's reads: a profile's samples are
+/// the running ones; the others say what its accuracy lost.
+#[derive(Debug, Default)]
+pub struct ReadStats {
+    /// Ticks: reads of every thread's stack.
+    pub ticks: AtomicU64,
+    /// Ticks whose thread list could not be read.
+    pub failed: AtomicU64,
+    /// Ticks not used: the sampling thread was off the CPU during them.
+    pub interrupted: AtomicU64,
+    /// Threads found running: the samples.
+    pub running: AtomicU64,
+    /// Threads found not running (blocked, or waiting for a core).
+    pub idle: AtomicU64,
+    /// Threads found running whose stack changed under the read: their
+    /// share of the CPU is left out.
+    pub torn: AtomicU64,
+    /// Threads found running while they moved from one request to
+    /// another: their share of the CPU is left out.
+    pub straddled: AtomicU64,
+}
+
+impl ReadStats {
+    /// The counts, in the order of the fields.
+    pub fn snapshot(&self) -> [u64; 7] {
+        [
+            &self.ticks,
+            &self.failed,
+            &self.interrupted,
+            &self.running,
+            &self.idle,
+            &self.torn,
+            &self.straddled,
+        ]
+        .map(|count| count.load(Ordering::Relaxed))
+    }
+
+    /// The names of [`ReadStats::snapshot`]'s counts.
+    pub const NAMES: [&'static str; 7] = [
+        "ticks",
+        "failed",
+        "interrupted",
+        "running",
+        "idle",
+        "torn",
+        "straddled",
+    ];
 }
 
 /// How long a stack read may be held up off the CPU before its stacks
@@ -149,10 +196,95 @@ pub struct StackSettings {
     pub import_paths: Vec<String>,
 }
 
+/// What reads the stacks: the agent's own reader (CPython 3.11 to 3.13,
+/// a few copies per thread) or py-spy (every version it knows, several
+/// copies per frame).
+enum Reader {
+    Own {
+        walker: Box<Walker>,
+        threads: Vec<Thread>,
+    },
+    PySpy(Box<PythonSpy>),
+}
+
+/// py-spy, reading this process.
+fn py_spy_reader() -> Result<PythonSpy, String> {
+    let config = Config {
+        blocking: LockingStrategy::NonBlocking,
+        native: false,
+        // Every thread, not only the GIL holder: a thread in C code
+        // without the GIL is still read.
+        gil_only: false,
+        include_idle: true,
+        // The line a function starts at (in the code object py-spy
+        // reads anyway), not the line running: reading the line table
+        // of every frame on every tick costs more syscalls than the
+        // rest of the frame.
+        lineno: py_spy::config::LineNo::First,
+        // One name lookup per thread, once: names are not used.
+        collect_thread_names: false,
+        ..Config::default()
+    };
+    let pid = std::process::id() as py_spy::Pid;
+    PythonSpy::new(pid, &config).map_err(|e| format!("cannot read this interpreter's frames: {e}"))
+}
+
+impl Reader {
+    /// Every Python thread's stack now, innermost frame first, as frame
+    /// ids of `frames` (`None`: torn while read); `Err` when the read
+    /// failed as a whole.
+    fn read(
+        &mut self,
+        frames: &Mutex<FrameIds>,
+        import_paths: &[String],
+        out: &mut Vec<(i32, Option<Vec<u32>>)>,
+    ) -> Result<(), ()> {
+        out.clear();
+        let intern = |frames: &mut FrameIds, qualname: &str, filename: &str, line: i32| {
+            let name = frame_name(qualname, short_file(filename, import_paths));
+            frames.id((name, filename.to_owned(), line))
+        };
+        match self {
+            Reader::Own { walker, threads } => {
+                walker.threads(threads).map_err(|_| ())?;
+                for thread in threads.iter() {
+                    let mut stack = Vec::new();
+                    let read = walker.stack(
+                        thread,
+                        &mut |f| {
+                            let mut frames = frames.lock().unwrap_or_else(|e| e.into_inner());
+                            intern(&mut frames, f.qualname, f.filename, f.line)
+                        },
+                        &mut stack,
+                    );
+                    out.push((thread.tid, read.is_ok().then_some(stack)));
+                }
+            }
+            Reader::PySpy(spy) => {
+                let traces = spy.get_stack_traces().map_err(|_| ())?;
+                let mut frames = frames.lock().unwrap_or_else(|e| e.into_inner());
+                for trace in traces {
+                    let Some(tid) = trace.os_thread_id.and_then(|t| i32::try_from(t).ok()) else {
+                        continue;
+                    };
+                    let stack = trace
+                        .frames
+                        .iter()
+                        .map(|f| intern(&mut frames, &f.name, &f.filename, f.line))
+                        .collect();
+                    out.push((tid, Some(stack)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The sampling thread of this process's Python stacks, and the source
 /// the agent cuts profiles from.
 pub struct PythonSource {
     shared: Arc<Shared>,
+    reader: &'static str,
     period_ns: i64,
     thread: Option<JoinHandle<()>>,
 }
@@ -166,32 +298,26 @@ impl std::fmt::Debug for PythonSource {
 }
 
 impl PythonSource {
-    /// Finds this process's interpreter and starts sampling it; an
-    /// interpreter py-spy cannot read (an unsupported version) is an
-    /// error naming why.
-    pub fn start(settings: StackSettings, endpoints: Arc<Endpoints>) -> Result<PythonSource, String> {
-        let config = Config {
-            blocking: LockingStrategy::NonBlocking,
-            native: false,
-            // Every thread, not only the GIL holder: a thread in C code
-            // without the GIL is still read (`gil_only` spared a scan of
-            // the threads in /proc per tick, 2.9% instead of 3.3% of a
-            // core on the Flask demo, but missed the Python demo's
-            // regression in 4 runs of 4).
-            gil_only: false,
-            include_idle: true,
-            // The line a function starts at (in the code object py-spy
-            // reads anyway), not the line running: reading the line table
-            // of every frame on every tick costs more syscalls than the
-            // rest of the frame.
-            lineno: py_spy::config::LineNo::First,
-            // One name lookup per thread, once: names are not used.
-            collect_thread_names: false,
-            ..Config::default()
+    /// Starts sampling this process's interpreter: read by the agent's
+    /// own reader where `interpreter` is given (its layout known and
+    /// checked), else by py-spy; an interpreter neither can read (an
+    /// unsupported version) is an error naming why.
+    pub fn start(
+        settings: StackSettings,
+        interpreter: Option<Interpreter>,
+        endpoints: Arc<Endpoints>,
+    ) -> Result<PythonSource, String> {
+        let reader = match interpreter.and_then(Walker::new) {
+            Some(walker) => Reader::Own {
+                walker: Box::new(walker),
+                threads: Vec::new(),
+            },
+            None => Reader::PySpy(Box::new(py_spy_reader()?)),
         };
-        let pid = std::process::id() as py_spy::Pid;
-        let spy = PythonSpy::new(pid, &config)
-            .map_err(|e| format!("cannot read this interpreter's frames: {e}"))?;
+        let reader_name = match reader {
+            Reader::Own { .. } => "flameshift",
+            Reader::PySpy(_) => "py-spy",
+        };
         let shared = Arc::new(Shared::default());
         let frequency = settings.frequency.clamp(1, 1_000);
         let period = Duration::from_nanos(1_000_000_000 / frequency);
@@ -199,23 +325,26 @@ impl PythonSource {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("flameshift-python-stacks".into())
-                .spawn(move || sample(spy, period, &shared, &endpoints, &settings.import_paths))
+                .spawn(move || sample(reader, period, &shared, &endpoints, &settings.import_paths))
                 .map_err(|e| format!("cannot start the sampling thread: {e}"))?
         };
         Ok(PythonSource {
             shared,
+            reader: reader_name,
             period_ns: period.as_nanos() as i64,
             thread: Some(thread),
         })
     }
 
-    /// Stack reads given up on so far, and reads not used because the
-    /// sampling thread was off the CPU during them.
-    pub fn failed_reads(&self) -> (u64, u64) {
-        (
-            self.shared.failed_reads.load(Ordering::Relaxed),
-            self.shared.interrupted_reads.load(Ordering::Relaxed),
-        )
+    /// What reads the stacks: `flameshift` (the agent's own reader) or
+    /// `py-spy`.
+    pub fn reader(&self) -> &'static str {
+        self.reader
+    }
+
+    /// What became of the reads so far (shared: it goes on counting).
+    pub fn read_stats(&self) -> Arc<ReadStats> {
+        self.shared.reads.clone()
     }
 }
 
@@ -232,7 +361,7 @@ impl Drop for PythonSource {
 /// repeating at the sampling rate is not always seen at one phase), each
 /// Python thread's stack, weighed by its CPU time since its last sample.
 fn sample(
-    mut spy: PythonSpy,
+    mut reader: Reader,
     period: Duration,
     shared: &Shared,
     endpoints: &Endpoints,
@@ -241,6 +370,7 @@ fn sample(
     let mut cpu_seen: FxHashMap<i32, (u64, Instant)> = FxHashMap::default();
     let mut rng = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(std::process::id());
     let mut stack = Vec::new();
+    let mut traces = Vec::new();
     let own_tid = crate::cpu::current_tid();
     let mut ticks = 0u64;
     while !shared.stop.load(Ordering::Acquire) {
@@ -257,13 +387,12 @@ fn sample(
             .filter_map(|&tid| Some((tid, (thread_cpu_ns(tid)?, endpoints.of(tid)))))
             .collect();
         let (read_started, own_cpu) = (Instant::now(), thread_cpu_ns(own_tid));
-        let traces = match spy.get_stack_traces() {
-            Ok(traces) => traces,
-            Err(_) => {
-                shared.failed_reads.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-        };
+        let reads = &shared.reads;
+        reads.ticks.fetch_add(1, Ordering::Relaxed);
+        if reader.read(&shared.frames, import_paths, &mut traces).is_err() {
+            reads.failed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         // The stacks are read while their threads run: a read that this
         // thread spent off the CPU (preempted on a busy machine) saw
         // frames that had moved on, and would put the CPU of a function
@@ -275,14 +404,11 @@ fn sample(
             .map_or(wall, |(after, before)| after.saturating_sub(before));
         let off_cpu = wall.saturating_sub(on_cpu);
         if off_cpu > MAX_OFF_CPU_NS {
-            shared.interrupted_reads.fetch_add(1, Ordering::Relaxed);
+            reads.interrupted.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         let now = Instant::now();
-        for trace in traces {
-            let Some(tid) = trace.os_thread_id.and_then(|t| i32::try_from(t).ok()) else {
-                continue;
-            };
+        for (tid, frames) in traces.drain(..) {
             let Some(cpu) = thread_cpu_ns(tid) else {
                 continue;
             };
@@ -302,22 +428,42 @@ fn sample(
             // through the read: else the stack may be of one request and
             // the label of another.
             let (change, endpoint) = endpoints.of(tid);
-            let found_running = cpu > *cpu_at_read && !trace.frames.is_empty();
-            let running = found_running && change == serving.0;
-            // Found running between two requests: its share of the CPU
-            // is left out rather than piled onto the thread's other
-            // samples (those would be mostly mid-request, and a rise of
-            // a function there would read smaller than it is).
-            let straddled = found_running && !running;
-            let used = cpu.saturating_sub(before);
-            if running {
-                stack.clear();
-                let mut frames = shared.frames.lock().unwrap_or_else(|e| e.into_inner());
-                // py-spy lists the innermost frame first.
-                for frame in trace.frames.into_iter().rev() {
-                    let name = frame_name(&frame.name, short_file(&frame.filename, import_paths));
-                    stack.push(frames.id((name, frame.filename, frame.line)));
+            let found_running = cpu > *cpu_at_read;
+            // Found running between two requests, or with a stack torn
+            // while read (its thread was calling or returning): its share
+            // of the CPU is left out rather than piled onto the thread's
+            // other samples (those would be mostly mid-request, or in
+            // code that calls less, and a rise of a function there would
+            // read smaller than it is).
+            let (running, left_out) = match &frames {
+                _ if !found_running => {
+                    reads.idle.fetch_add(1, Ordering::Relaxed);
+                    (false, false)
                 }
+                None => {
+                    reads.torn.fetch_add(1, Ordering::Relaxed);
+                    (false, true)
+                }
+                Some(_) if change != serving.0 => {
+                    reads.straddled.fetch_add(1, Ordering::Relaxed);
+                    (false, true)
+                }
+                // A thread running outside Python code (in the
+                // interpreter's own start or end) has no stack to charge.
+                Some(frames) if frames.is_empty() => {
+                    reads.idle.fetch_add(1, Ordering::Relaxed);
+                    (false, false)
+                }
+                Some(_) => {
+                    reads.running.fetch_add(1, Ordering::Relaxed);
+                    (true, false)
+                }
+            };
+            let used = cpu.saturating_sub(before);
+            if let (true, Some(frames)) = (running, &frames) {
+                stack.clear();
+                // Read innermost frame first; profiles list the root first.
+                stack.extend(frames.iter().rev());
             }
             let mut table = shared.table.lock().unwrap_or_else(|e| e.into_inner());
             let thread = table.threads.entry(tid).or_default();
@@ -326,7 +472,7 @@ fn sample(
                 thread.1 += 1;
                 table.samples += 1;
                 *table.stacks.entry((tid, endpoint, stack.clone())).or_default() += 1;
-            } else if straddled {
+            } else if left_out {
                 thread.1 += 1;
             }
         }

@@ -80,10 +80,22 @@ class Smoke(unittest.TestCase):
             self.assertGreater(cost, 0)
             if seen["version"] < [3, 11]:
                 return  # requests only below 3.11 (docs/python.md, "Versions")
-            names = {f["name"] for f in serve.get("/api/v1/functions?service=smoke%d%d&deploy=v1"
-                                                  % tuple(seen["version"]))["functions"]}
-            self.assertIn("a (scenarios.py)", names)
-            self.assertIn("smoke.<locals>.Work.heavy (scenarios.py)", names)
+            functions = serve.get("/api/v1/functions?service=smoke%d%d&deploy=v1&limit=1000"
+                                  % tuple(seen["version"]))["functions"]
+            inclusive = {f["name"]: f["inclusive_value"] for f in functions}
+            self.assertGreater(inclusive.get("a (scenarios.py)", 0), 0, inclusive)
+            self.assertGreater(inclusive.get("smoke.<locals>.Work.heavy (scenarios.py)", 0), 0, inclusive)
+            # Frames in generator and coroutine objects, off the thread's
+            # frame stack, are followed.
+            self.assertGreater(inclusive.get("produced (scenarios.py)", 0), 0, inclusive)
+            self.assertGreater(inclusive.get("awaited (scenarios.py)", 0), 0, inclusive)
+            self.assertGreater(inclusive.get("drive (scenarios.py)", 0), 0, inclusive)
+            reads = seen["stats"]["stack_reads"]
+            self.assertGreater(reads["running"], 100, reads)
+            if seen["version"] <= [3, 13]:
+                # The agent's own reader: its layout of this version was
+                # checked against the interpreter when it started.
+                self.assertEqual(seen["stats"]["stack_reader"], "flameshift", seen["stats"])
         finally:
             serve.close()
 

@@ -80,7 +80,7 @@ def start(service=None, deploy=None, analyzer=None, token=None, ca_cert=None,
                   "requests are still counted and costed", *sys.version_info[:2])
         frequency = 0
     try:
-        unit, no_stacks = _native.start(
+        unit, no_stacks, _reader = _native.start(
             service, deploy, analyzer, token,
             None if ca_cert is None else os.fspath(ca_cert),
             _whole(frequency, "frequency"), _whole(upload_interval, "upload_interval"),
@@ -134,7 +134,16 @@ def stats():
     if numbers is None:
         return None
     names = ("profiles", "samples", "uploads", "failures", "dropped_uploads", "dropped_samples")
-    return dict(zip(names, numbers))
+    stats = dict(zip(names, numbers))
+    # What reads the Python stacks: "flameshift" (the agent's own reader,
+    # CPython 3.11 to 3.13), "py-spy", or None when none are sampled.
+    stats["stack_reader"] = _native.stack_reader()
+    # What became of the reads: ticks, failed, interrupted (the sampling
+    # thread was preempted), running (the samples), idle, torn and
+    # straddled (a thread found running mid-change: its share left out).
+    reads = _native.stack_reads()
+    stats["stack_reads"] = None if reads is None else dict(reads)
+    return stats
 
 
 _INTEGRATIONS = ("asgi", "django", "flask", "wsgi")

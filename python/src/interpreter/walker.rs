@@ -1,0 +1,367 @@
+//! The agent's own reader of the interpreter's stacks (CPython 3.11 to
+//! 3.13): a few copies per thread instead of several per frame.
+//!
+//! Per thread and tick: its `PyThreadState` (one copy, which also gives
+//! the next thread), its innermost frame's address (3.11, 3.12: one more
+//! copy), the chunk of the thread's frame stack in use (one copy of a
+//! few kilobytes, which holds every frame of plain calls; frames of
+//! generators and coroutines live in their objects and are copied one
+//! by one), and the headers of all the stack's code objects (one copy
+//! of many ranges). A code object's names are read once: they are
+//! known again by the code object's address, names' addresses and first
+//! line, all in the header read each time, so a code object freed and
+//! another made at its address is not taken for it. py-spy, which reads
+//! each frame, code object and name separately, spent 255 µs per tick
+//! on a 30-frame stack where this reader spends a few (BENCHMARKS.md,
+//! "The Python agent").
+
+#![allow(unsafe_code)]
+
+use rustc_hash::FxHashMap;
+
+use super::layout::{CurrentFrame, Layout, OBJECT_TYPE, STRING_LENGTH, STRING_STATE};
+use super::memory::{i32_at, word_at, Memory};
+
+/// What the agent knows of the running interpreter, found with the GIL
+/// held when it starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Interpreter {
+    /// `sys.version_info[:2]`.
+    pub version: (u8, u8),
+    /// The interpreter state (`PyInterpreterState_Get()`).
+    pub state: usize,
+    /// `PyInterpreterState_ThreadHead`: the first thread of the
+    /// interpreter (a read of one field, safe without the GIL).
+    pub thread_head: unsafe extern "C" fn(usize) -> usize,
+    /// `&PyCode_Type`: what a code object's type is.
+    pub code_type: usize,
+    /// `&PyUnicode_Type`: what a string's type is.
+    pub string_type: usize,
+}
+
+/// A Python thread as read at one tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thread {
+    /// Its kernel thread id.
+    pub tid: i32,
+    /// Its innermost frame (0: no Python code running).
+    frame: usize,
+    /// Its frame stack's chunk in use, and the end of its used part.
+    chunk: (usize, usize),
+}
+
+/// A stack whose read failed: its thread changed it (or exited) while
+/// it was copied, and a pointer led nowhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Torn;
+
+/// A frame as the profile names it, which the caller interns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedFrame<'a> {
+    /// `co_qualname`.
+    pub qualname: &'a str,
+    /// `co_filename`.
+    pub filename: &'a str,
+    /// `co_firstlineno`.
+    pub line: i32,
+}
+
+/// A code object's names (where its qualified name and file name are)
+/// and first line.
+type CodeKey = (usize, usize, i32);
+
+/// A code object whose names were read.
+#[derive(Debug, Clone, Copy)]
+struct Code {
+    key: CodeKey,
+    /// What the caller interned its frame as.
+    id: u32,
+    /// Seen in a stack since the last sweep.
+    seen: bool,
+}
+
+/// How often the code objects known by address are checked.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The most code objects whose names are kept; past it the cache starts
+/// over (a program that makes code without end, through `exec`).
+const MAX_CODES: usize = 100_000;
+/// The most frames of one stack followed (a cycle in a torn read ends).
+const MAX_DEPTH: usize = 4_096;
+/// The largest frame-stack chunk copied whole.
+const MAX_CHUNK: usize = 1 << 20;
+/// The longest name read.
+const MAX_NAME: usize = 4_096;
+
+/// Reads the stacks of one interpreter's threads.
+#[derive(Debug)]
+pub struct Walker {
+    interpreter: Interpreter,
+    layout: Layout,
+    memory: Memory,
+    codes: FxHashMap<usize, Code>,
+    swept: std::time::Instant,
+    chunk: Vec<u8>,
+    frame: Vec<u8>,
+    code_addrs: Vec<(usize, usize)>,
+    misses: Vec<(usize, usize)>,
+    headers: Vec<u8>,
+}
+
+impl Walker {
+    /// A reader of `interpreter`'s stacks; `None` for a version it has
+    /// no layout of.
+    pub fn new(interpreter: Interpreter) -> Option<Walker> {
+        let layout = Layout::of(interpreter.version.0, interpreter.version.1)?;
+        Some(Walker {
+            interpreter,
+            layout,
+            memory: Memory::this_process(),
+            codes: FxHashMap::default(),
+            swept: std::time::Instant::now(),
+            chunk: Vec::new(),
+            frame: vec![0; layout.frame_len()],
+            code_addrs: Vec::new(),
+            misses: Vec::new(),
+            headers: Vec::new(),
+        })
+    }
+
+    /// The interpreter's threads now; `Torn` when the list changed while
+    /// it was read.
+    pub fn threads(&mut self, out: &mut Vec<Thread>) -> Result<(), Torn> {
+        self.sweep();
+        out.clear();
+        // SAFETY: `thread_head` is CPython's `PyInterpreterState_ThreadHead`,
+        // which returns one field of the interpreter state (alive as long
+        // as the process); it takes no lock and needs no GIL.
+        let mut at = unsafe { (self.interpreter.thread_head)(self.interpreter.state) };
+        let mut state = vec![0u8; self.layout.thread_len()];
+        while at != 0 {
+            if out.len() >= MAX_DEPTH || !self.memory.read(at, &mut state) {
+                return Err(Torn);
+            }
+            let frame = match self.layout.current_frame {
+                CurrentFrame::Direct(offset) => word_at(&state, offset),
+                CurrentFrame::ThroughCFrame {
+                    cframe,
+                    current_frame,
+                } => match word_at(&state, cframe) {
+                    0 => 0,
+                    cframe => self.memory.word(cframe + current_frame).ok_or(Torn)?,
+                },
+            };
+            out.push(Thread {
+                tid: word_at(&state, self.layout.thread_native_id) as i32,
+                frame,
+                chunk: (
+                    word_at(&state, self.layout.thread_chunk),
+                    word_at(&state, self.layout.thread_chunk_top),
+                ),
+            });
+            at = word_at(&state, self.layout.thread_next);
+        }
+        Ok(())
+    }
+
+    /// `thread`'s stack, innermost frame first, as the ids `intern`
+    /// gives each frame (called once per code object, not per read).
+    pub fn stack(
+        &mut self,
+        thread: &Thread,
+        intern: &mut dyn FnMut(NamedFrame<'_>) -> u32,
+        out: &mut Vec<u32>,
+    ) -> Result<(), Torn> {
+        out.clear();
+        self.code_addrs.clear();
+        let layout = self.layout;
+        let (chunk, top) = thread.chunk;
+        let chunk_len = top.wrapping_sub(chunk);
+        let chunk_read = chunk != 0 && top > chunk && chunk_len <= MAX_CHUNK && {
+            self.chunk.resize(chunk_len, 0);
+            self.memory.read(chunk, &mut self.chunk)
+        };
+        let mut at = thread.frame;
+        while at != 0 {
+            if self.code_addrs.len() >= MAX_DEPTH {
+                return Err(Torn);
+            }
+            let frame: &[u8] = if chunk_read && at >= chunk && at + layout.frame_len() <= top {
+                &self.chunk[at - chunk..at - chunk + layout.frame_len()]
+            } else {
+                if !self.memory.read(at, &mut self.frame) {
+                    return Err(Torn);
+                }
+                &self.frame
+            };
+            let owner = frame[layout.frame_owner];
+            if Some(owner) != layout.cstack_owner {
+                self.code_addrs
+                    .push((word_at(frame, layout.frame_code), layout.code_len()));
+            }
+            at = word_at(frame, layout.frame_previous);
+        }
+        // Code objects known by their address are taken without a read
+        // (the sweep checks them every second); the others' headers are
+        // read in one copy and their names once.
+        self.misses.clear();
+        for &(code, _) in &self.code_addrs {
+            if !self.codes.contains_key(&code) && !self.misses.iter().any(|&(c, _)| c == code) {
+                self.misses.push((code, layout.code_len()));
+            }
+        }
+        if !self.misses.is_empty() {
+            let code_len = layout.code_len();
+            self.headers.resize(self.misses.len() * code_len, 0);
+            if self.memory.read_many(&self.misses, &mut self.headers) < self.misses.len() {
+                return Err(Torn);
+            }
+            for i in 0..self.misses.len() {
+                let code = self.misses[i].0;
+                let key = self
+                    .key(&self.headers[i * code_len..(i + 1) * code_len])
+                    .ok_or(Torn)?;
+                let name = self.string(key.0).ok_or(Torn)?;
+                let filename = self.string(key.1).ok_or(Torn)?;
+                let id = intern(NamedFrame {
+                    qualname: &name,
+                    filename: &filename,
+                    line: key.2,
+                });
+                if self.codes.len() >= MAX_CODES {
+                    self.codes.clear();
+                }
+                self.codes.insert(code, Code { key, id, seen: true });
+            }
+        }
+        for &(code, _) in &self.code_addrs {
+            let known = self.codes.get_mut(&code).ok_or(Torn)?;
+            known.seen = true;
+            out.push(known.id);
+        }
+        Ok(())
+    }
+
+    /// A code object's names and first line, from its header; `None`
+    /// when what was read is not a code object.
+    fn key(&self, header: &[u8]) -> Option<CodeKey> {
+        let layout = self.layout;
+        if word_at(header, OBJECT_TYPE) != self.interpreter.code_type {
+            return None;
+        }
+        let qualname = match word_at(header, layout.code_qualname) {
+            0 => word_at(header, layout.code_name),
+            qualname => qualname,
+        };
+        Some((
+            qualname,
+            word_at(header, layout.code_filename),
+            i32_at(header, layout.code_first_line),
+        ))
+    }
+
+    /// Every second: the code objects seen since the last sweep are read
+    /// again, and kept only where they still have the names they had (a
+    /// code object freed and another made at its address is read anew);
+    /// those not seen are forgotten. So a name is trusted by address for
+    /// at most a second after its code object is gone.
+    fn sweep(&mut self) {
+        if self.swept.elapsed() < SWEEP_EVERY {
+            return;
+        }
+        self.swept = std::time::Instant::now();
+        self.codes.retain(|_, code| std::mem::take(&mut code.seen));
+        let code_len = self.layout.code_len();
+        let ranges: Vec<(usize, usize)> = self.codes.keys().map(|&code| (code, code_len)).collect();
+        let mut headers = vec![0u8; ranges.len() * code_len];
+        let mut from = 0;
+        while from < ranges.len() {
+            let copied = from
+                + self
+                    .memory
+                    .read_many(&ranges[from..], &mut headers[from * code_len..]);
+            for (i, &(code, _)) in ranges.iter().enumerate().take(copied).skip(from) {
+                let key = self.key(&headers[i * code_len..(i + 1) * code_len]);
+                if key != self.codes.get(&code).map(|c| c.key) {
+                    self.codes.remove(&code);
+                }
+            }
+            // The range at `copied` is not mapped: its code object is gone.
+            if let Some(&(code, _)) = ranges.get(copied) {
+                self.codes.remove(&code);
+            }
+            from = copied + 1;
+        }
+    }
+
+    /// The string object at `at` (compact, as names and file names are).
+    fn string(&self, at: usize) -> Option<String> {
+        let layout = self.layout;
+        let mut header = vec![0u8; layout.compact_header];
+        if !self.memory.read(at, &mut header) || word_at(&header, OBJECT_TYPE) != self.interpreter.string_type
+        {
+            return None;
+        }
+        let length = word_at(&header, STRING_LENGTH);
+        let state = i32_at(&header, STRING_STATE) as u32;
+        let (kind, compact, ascii) = ((state >> 2) & 7, (state >> 5) & 1 == 1, (state >> 6) & 1 == 1);
+        if !compact || length > MAX_NAME || !matches!(kind, 1 | 2 | 4) {
+            return None;
+        }
+        let data = if ascii {
+            layout.ascii_header
+        } else {
+            layout.compact_header
+        };
+        let mut chars = vec![0u8; length * kind as usize];
+        if !self.memory.read(at + data, &mut chars) {
+            return None;
+        }
+        Some(match kind {
+            1 => chars.iter().map(|&c| char::from(c)).collect(),
+            2 => chars
+                .chunks_exact(2)
+                .map(|c| char::from_u32(u32::from(u16::from_ne_bytes([c[0], c[1]]))).unwrap_or('\u{fffd}'))
+                .collect(),
+            _ => chars
+                .chunks_exact(4)
+                .map(|c| char::from_u32(u32::from_ne_bytes([c[0], c[1], c[2], c[3]])).unwrap_or('\u{fffd}'))
+                .collect(),
+        })
+    }
+
+    /// Whether this reader reads `tid`'s stack as `expected` (innermost
+    /// first: qualified name and file of each frame), which the caller
+    /// took from the interpreter itself while `tid` holds still (it holds
+    /// the GIL and waits for this check). The layout is used only when
+    /// it passes; the error says what differed.
+    pub fn check(&mut self, tid: i32, expected: &[(String, String)]) -> Result<(), String> {
+        let mut threads = Vec::new();
+        self.threads(&mut threads)
+            .map_err(|_| "the thread list could not be read".to_owned())?;
+        let thread = threads
+            .iter()
+            .find(|t| t.tid == tid)
+            .ok_or_else(|| format!("thread {tid} is not among the {} threads read", threads.len()))?;
+        let mut names: Vec<(String, String)> = Vec::new();
+        let mut ids = Vec::new();
+        self.stack(
+            thread,
+            &mut |frame| {
+                names.push((frame.qualname.to_owned(), frame.filename.to_owned()));
+                names.len() as u32 - 1
+            },
+            &mut ids,
+        )
+        .map_err(|_| "the calling thread's stack could not be read".to_owned())?;
+        // Those ids were this check's own: the cache starts over.
+        self.codes.clear();
+        let read: Vec<&(String, String)> = ids.iter().map(|&id| &names[id as usize]).collect();
+        let expected: Vec<&(String, String)> = expected.iter().collect();
+        if read == expected {
+            Ok(())
+        } else {
+            Err(format!("read {read:?} where the interpreter has {expected:?}"))
+        }
+    }
+}
