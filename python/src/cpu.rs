@@ -3,6 +3,9 @@
 
 #![allow(unsafe_code)]
 
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 /// The CPU time thread `tid` of this process has used, in ns; `None`
 /// once it has exited.
 pub fn thread_cpu_ns(tid: i32) -> Option<u64> {
@@ -19,15 +22,37 @@ pub fn thread_cpu_ns(tid: i32) -> Option<u64> {
     ok.then(|| now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64)
 }
 
-/// The calling thread's id.
+/// Forks so far in this process's line: a thread id cached before a
+/// `fork` is the parent's, not the child's.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn count_fork_in_child() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The calling thread's id (cached per thread, and read again in the
+/// child of a `fork`, whose thread has another id).
 pub fn current_tid() -> i32 {
+    static AT_FORK: std::sync::Once = std::sync::Once::new();
+    AT_FORK.call_once(|| {
+        // SAFETY: registers a handler that only bumps an atomic, which
+        // is async-signal-safe as a child handler must be. Without it
+        // (an error) ids would be read anew below only if FORKS moved.
+        unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
+    });
     thread_local! {
-        static TID: i32 = {
-            // SAFETY: gettid takes no arguments and cannot fail.
-            unsafe { libc::gettid() }
-        };
+        static TID: Cell<(u64, i32)> = const { Cell::new((u64::MAX, 0)) };
     }
-    TID.with(|tid| *tid)
+    let forks = FORKS.load(Ordering::Relaxed);
+    TID.with(|cached| match cached.get() {
+        (generation, tid) if generation == forks => tid,
+        _ => {
+            // SAFETY: gettid takes no arguments and cannot fail.
+            let tid = unsafe { libc::gettid() };
+            cached.set((forks, tid));
+            tid
+        }
+    })
 }
 
 #[cfg(test)]
@@ -54,5 +79,38 @@ mod tests {
         done_tx.send(()).unwrap();
         worker.join().unwrap();
         assert_eq!(thread_cpu_ns(tid), None);
+    }
+
+    #[test]
+    fn a_forked_child_knows_its_own_thread_id_not_its_parents() {
+        let parent = current_tid();
+        let (read, write) = {
+            let mut fds = [0; 2];
+            // SAFETY: pipe writes two descriptors into the array we own.
+            assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+            (fds[0], fds[1])
+        };
+        // SAFETY: the child only calls gettid/write and _exit.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            let tid = current_tid();
+            // SAFETY: writes 4 bytes we own, then leaves without unwinding.
+            unsafe {
+                libc::write(write, (&raw const tid).cast(), 4);
+                libc::_exit(0);
+            }
+        }
+        let mut tid = 0i32;
+        // SAFETY: reads 4 bytes into the integer we own; waits for the child.
+        unsafe {
+            assert_eq!(libc::read(read, (&raw mut tid).cast(), 4), 4);
+            libc::waitpid(child, std::ptr::null_mut(), 0);
+        }
+        assert_eq!(
+            tid, child,
+            "the child's only thread has the child's pid as its id"
+        );
+        assert_ne!(tid, parent);
+        assert_eq!(current_tid(), parent);
     }
 }

@@ -389,7 +389,12 @@ fn sample(
         let (read_started, own_cpu) = (Instant::now(), thread_cpu_ns(own_tid));
         let reads = &shared.reads;
         reads.ticks.fetch_add(1, Ordering::Relaxed);
-        if reader.read(&shared.frames, import_paths, &mut traces).is_err() {
+        // A read is memory copies that fail, never faults; a panic in it
+        // (a defect) loses that tick, not the sampling thread.
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            reader.read(&shared.frames, import_paths, &mut traces)
+        }));
+        if !matches!(read, Ok(Ok(()))) {
             reads.failed.fetch_add(1, Ordering::Relaxed);
             continue;
         }

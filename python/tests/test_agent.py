@@ -129,6 +129,10 @@ class Agent(unittest.TestCase):
         self.assertEqual(sum(d["requests"] for d in deploys), 200, deploys)
         values, _ = function_shares(self.serve, "forked")
         self.assertGreater(values.get("a", 0), 0, f"the child's stacks: {values}")
+        # The child's samples carry the endpoint its requests entered (a
+        # thread id cached in the parent would label none).
+        labelled = self.serve.get("/api/v1/functions?service=forked&deploy=v1&endpoint=GET%20%2Fa")
+        self.assertGreater(labelled["samples"], 0, labelled)
 
     def test_a_dead_analyzer_never_holds_up_a_request(self):
         seen, _ = scenario("unreachable", "http://127.0.0.1:9", 4)

@@ -148,7 +148,7 @@ impl Walker {
                     current_frame,
                 } => match word_at(&state, cframe) {
                     0 => 0,
-                    cframe => self.memory.word(cframe + current_frame).ok_or(Torn)?,
+                    cframe => self.memory.word(cframe.wrapping_add(current_frame)).ok_or(Torn)?,
                 },
             };
             out.push(Thread {
@@ -186,8 +186,14 @@ impl Walker {
             if self.code_addrs.len() >= MAX_DEPTH {
                 return Err(Torn);
             }
-            let frame: &[u8] = if chunk_read && at >= chunk && at + layout.frame_len() <= top {
-                &self.chunk[at - chunk..at - chunk + layout.frame_len()]
+            // Where the frame lies in the chunk copied, if it does (a torn
+            // read's pointer can be anything: no arithmetic may wrap).
+            let in_chunk = at
+                .checked_sub(chunk)
+                .and_then(|from| Some(from..from.checked_add(layout.frame_len())?))
+                .filter(|range| chunk_read && range.end <= self.chunk.len());
+            let frame: &[u8] = if let Some(range) = in_chunk {
+                &self.chunk[range]
             } else {
                 if !self.memory.read(at, &mut self.frame) {
                     return Err(Torn);
@@ -314,7 +320,7 @@ impl Walker {
             layout.compact_header
         };
         let mut chars = vec![0u8; length * kind as usize];
-        if !self.memory.read(at + data, &mut chars) {
+        if !self.memory.read(at.wrapping_add(data), &mut chars) {
             return None;
         }
         Some(match kind {
@@ -363,5 +369,217 @@ impl Walker {
         } else {
             Err(format!("read {read:?} where the interpreter has {expected:?}"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The reader on an interpreter's structures laid out by hand in
+    //! this test's memory (CPython 3.12's layout): what it follows, and
+    //! what a torn read does (an error, never a fault or a panic).
+
+    use super::*;
+
+    /// A block of memory at a stable address.
+    struct Block(Box<[u8]>);
+
+    impl Block {
+        fn new(len: usize) -> Block {
+            Block(vec![0; len].into_boxed_slice())
+        }
+        fn at(&self) -> usize {
+            self.0.as_ptr() as usize
+        }
+        fn put(&mut self, offset: usize, value: usize) {
+            self.0[offset..offset + 8].copy_from_slice(&value.to_ne_bytes());
+        }
+    }
+
+    static CODE_TYPE: u8 = 0;
+    static STRING_TYPE: u8 = 0;
+
+    extern "C" fn head(state: usize) -> usize {
+        state
+    }
+
+    fn ascii(text: &str) -> Block {
+        let mut s = Block::new(40 + text.len() + 1);
+        s.put(OBJECT_TYPE, &STRING_TYPE as *const u8 as usize);
+        s.put(STRING_LENGTH, text.len());
+        s.put(STRING_STATE, (1 << 2) | (1 << 5) | (1 << 6));
+        s.0[40..40 + text.len()].copy_from_slice(text.as_bytes());
+        s
+    }
+
+    fn code(name: &Block, file: &Block, line: usize) -> Block {
+        let mut c = Block::new(136);
+        c.put(OBJECT_TYPE, &CODE_TYPE as *const u8 as usize);
+        c.put(68, line);
+        c.put(112, file.at());
+        c.put(120, name.at());
+        c.put(128, name.at());
+        c
+    }
+
+    /// A thread running `inner` called from `outer` (on the thread's
+    /// frame stack, through a C call's entry frame), itself resumed from
+    /// a generator's frame (in its own object).
+    struct Fixture {
+        strings: Vec<Block>,
+        codes: Vec<Block>,
+        chunk: Block,
+        generator: Block,
+        cframe: Block,
+        thread: Block,
+    }
+
+    fn fixture() -> Fixture {
+        let file = ascii("/srv/app.py");
+        let names = ["inner", "outer", "Feed.produce"].map(ascii);
+        let codes: Vec<Block> = names
+            .iter()
+            .zip([10, 20, 30])
+            .map(|(n, line)| code(n, &file, line))
+            .collect();
+        let mut strings = vec![file];
+        strings.extend(names);
+        let mut generator = Block::new(80);
+        generator.put(0, codes[2].at());
+        generator.0[70] = 1;
+        // The chunk: header, then outer's frame, an entry frame, inner's.
+        let mut chunk = Block::new(24 + 3 * 80);
+        let base = chunk.at();
+        let (outer, entry, inner) = (base + 24, base + 104, base + 184);
+        chunk.put(24, codes[1].at());
+        chunk.put(24 + 8, generator.at());
+        chunk.put(104 + 8, outer);
+        chunk.0[104 + 70] = 3;
+        chunk.put(184, codes[0].at());
+        chunk.put(184 + 8, entry);
+        let mut cframe = Block::new(16);
+        cframe.put(0, inner);
+        let mut thread = Block::new(288);
+        thread.put(144, 4242);
+        thread.put(56, cframe.at());
+        thread.put(232, base);
+        thread.put(240, base + chunk.0.len());
+        Fixture {
+            strings,
+            codes,
+            chunk,
+            generator,
+            cframe,
+            thread,
+        }
+    }
+
+    fn walker(fixture: &Fixture) -> Walker {
+        Walker::new(Interpreter {
+            version: (3, 12),
+            state: fixture.thread.at(),
+            thread_head: head,
+            code_type: &CODE_TYPE as *const u8 as usize,
+            string_type: &STRING_TYPE as *const u8 as usize,
+        })
+        .unwrap()
+    }
+
+    fn read(walker: &mut Walker) -> Result<Vec<String>, Torn> {
+        read_with(walker, &mut Vec::new())
+    }
+
+    /// A read whose frames are interned in `names` (ids: its indices).
+    fn read_with(walker: &mut Walker, names: &mut Vec<String>) -> Result<Vec<String>, Torn> {
+        let mut threads = Vec::new();
+        walker.threads(&mut threads)?;
+        assert_eq!(threads.len(), 1);
+        assert_eq!(threads[0].tid, 4242);
+        let mut ids = Vec::new();
+        walker.stack(
+            &threads[0],
+            &mut |f| {
+                names.push(format!("{} {}:{}", f.qualname, f.filename, f.line));
+                names.len() as u32 - 1
+            },
+            &mut ids,
+        )?;
+        Ok(ids.iter().map(|&id| names[id as usize].clone()).collect())
+    }
+
+    #[test]
+    fn a_stack_is_read_through_entry_frames_and_into_generators() {
+        let f = fixture();
+        let mut walker = walker(&f);
+        assert_eq!(
+            read(&mut walker).unwrap(),
+            [
+                "inner /srv/app.py:10",
+                "outer /srv/app.py:20",
+                "Feed.produce /srv/app.py:30"
+            ]
+        );
+        // Known by address the second time: the names are not read again.
+        let mut ids = Vec::new();
+        let mut threads = Vec::new();
+        walker.threads(&mut threads).unwrap();
+        walker
+            .stack(&threads[0], &mut |_| panic!("names read again"), &mut ids)
+            .unwrap();
+        assert_eq!(ids.len(), 3);
+        assert!(!f.strings.is_empty() && !f.cframe.0.is_empty());
+    }
+
+    #[test]
+    fn torn_pointers_are_a_failed_read_never_a_fault() {
+        for garbage in [8, usize::MAX - 10, usize::MAX / 2, 0x1000] {
+            let mut f = fixture();
+            // The generator's frame now leads nowhere.
+            f.generator.put(8, garbage);
+            assert_eq!(read(&mut walker(&f)), Err(Torn), "previous = {garbage:#x}");
+            // Inner's frame points into the chunk's end, or past it.
+            let mut f = fixture();
+            let end = f.chunk.at() + f.chunk.0.len();
+            f.chunk.put(184 + 8, end - 40);
+            let _ = read(&mut walker(&f));
+            // A code pointer to something that is not a code object.
+            let mut f = fixture();
+            f.chunk.put(184, f.strings[0].at());
+            assert_eq!(read(&mut walker(&f)), Err(Torn));
+            // A garbage thread list.
+            let mut f = fixture();
+            f.thread.put(8, garbage);
+            let mut threads = Vec::new();
+            assert_eq!(walker(&f).threads(&mut threads), Err(Torn));
+        }
+    }
+
+    #[test]
+    fn a_code_object_replaced_at_its_address_is_read_anew_after_a_sweep() {
+        let mut f = fixture();
+        let mut walker = walker(&f);
+        let mut names = Vec::new();
+        assert_eq!(
+            read_with(&mut walker, &mut names).unwrap()[0],
+            "inner /srv/app.py:10"
+        );
+        // Another function's code object where inner's was.
+        let renamed = ascii("replacement");
+        f.codes[0].put(120, renamed.at());
+        f.codes[0].put(128, renamed.at());
+        // Trusted by address until the sweep...
+        assert_eq!(
+            read_with(&mut walker, &mut names).unwrap()[0],
+            "inner /srv/app.py:10"
+        );
+        walker.swept -= SWEEP_EVERY;
+        // ...which finds its names changed.
+        assert_eq!(
+            read_with(&mut walker, &mut names).unwrap(),
+            [
+                "replacement /srv/app.py:10",
+                "outer /srv/app.py:20",
+                "Feed.produce /srv/app.py:30"
+            ]
+        );
     }
 }
