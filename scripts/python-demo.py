@@ -80,8 +80,9 @@ def start_serve(flameshift, work):
     raise RuntimeError("flameshift serve did not start")
 
 
-def run_deploy(deploy, analyzer, seconds, frequency, work):
-    """One deploy: gunicorn with 2 workers under wrk; wrk's completed requests."""
+def start_deploy(deploy, analyzer, frequency, work):
+    """A deploy's gunicorn (2 workers, the agent started in the master and
+    again in each forked worker); its process, port and log."""
     port = free_port()
     env = dict(os.environ,
                FLAMESHIFT_SERVICE=SERVICE, FLAMESHIFT_DEPLOY=deploy, FLAMESHIFT_ANALYZER=analyzer,
@@ -95,17 +96,51 @@ def run_deploy(deploy, analyzer, seconds, frequency, work):
     )
     try:
         wait_for_port(port)
-        wrk = subprocess.run(
-            ["wrk", "-t1", "-c4", f"-d{seconds}s", "-s", os.path.join(APP, "load.lua"), f"http://127.0.0.1:{port}"],
-            capture_output=True, text=True, check=True,
-        )
-        completed = int(re.search(r"(\d+) requests in", wrk.stdout).group(1))
+    except RuntimeError:
+        stop_deploy((gunicorn, port, log))
+        raise
+    return gunicorn, port, log
+
+
+def stop_deploy(running):
+    """Workers ship what they hold at exit (atexit), then the master."""
+    gunicorn, _, log = running
+    gunicorn.send_signal(signal.SIGTERM)
+    gunicorn.wait(timeout=60)
+    log.close()
+
+
+def load(port, seconds):
+    """wrk on one deploy for `seconds`; the requests it completed."""
+    wrk = subprocess.run(
+        ["wrk", "-t1", "-c4", f"-d{seconds}s", "-s", os.path.join(APP, "load.lua"), f"http://127.0.0.1:{port}"],
+        capture_output=True, text=True, check=True,
+    )
+    return int(re.search(r"(\d+) requests in", wrk.stdout).group(1))
+
+
+def run_deploys(analyzer, seconds, turn, frequency, work):
+    """Deploy v1, then v2, both left up; wrk loads them in turns of `turn`
+    seconds (v1 first, v2 last: the newest deploy), `seconds` each in
+    all. Consecutive 40-second runs of one deploy on a shared 2-core
+    machine differ by up to 10% in exact CPU per request, and within a
+    run by up to 20% over tens of seconds (BENCHMARKS.md, "Detection on
+    the Python demo"): turns make a slow stretch fall on both deploys.
+    The requests wrk completed, per deploy."""
+    running = {}
+    completed = {"v1": 0, "v2": 0}
+    try:
+        for deploy in completed:
+            running[deploy] = start_deploy(deploy, analyzer, frequency, work)
+        turns = max(1, round(seconds / turn))
+        for _ in range(turns):
+            for deploy in completed:
+                completed[deploy] += load(running[deploy][1], turn)
     finally:
-        # Workers ship what they hold at exit (atexit), then the master.
-        gunicorn.send_signal(signal.SIGTERM)
-        gunicorn.wait(timeout=60)
-        log.close()
-    print(f"[{deploy}] wrk completed {completed} requests in {seconds} s", flush=True)
+        for deploy in running.values():
+            stop_deploy(deploy)
+    for deploy, count in completed.items():
+        print(f"[{deploy}] wrk completed {count} requests in {turns} turns of {turn} s", flush=True)
     return completed
 
 
@@ -180,6 +215,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--flameshift", default=os.path.join(ROOT, "target", "release", "flameshift"))
     parser.add_argument("--seconds", type=int, default=40, help="seconds of load per deploy")
+    parser.add_argument("--turn", type=int, default=5,
+                        help="seconds of each turn of load (v1, v2, v1, v2, ...)")
     parser.add_argument("--frequency", type=int, default=999, help="the agent's samples a second")
     parser.add_argument("--check", action="store_true", help="exit 1 when an expectation failed")
     parser.add_argument("--strict-interval", action="store_true",
@@ -192,7 +229,7 @@ def main():
     print(f"flameshift serve at {analyzer}; data in {work}", flush=True)
     try:
         try:
-            completed = {d: run_deploy(d, analyzer, args.seconds, args.frequency, work) for d in ("v1", "v2")}
+            completed = run_deploys(analyzer, args.seconds, args.turn, args.frequency, work)
         except (RuntimeError, subprocess.SubprocessError, OSError, AttributeError) as error:
             print(f"python-demo: the demo did not run: {error}", file=sys.stderr)
             return 2

@@ -22,6 +22,21 @@ pub fn thread_cpu_ns(tid: i32) -> Option<u64> {
     ok.then(|| now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64)
 }
 
+/// Whether thread `tid` of this process is runnable: running, or
+/// waiting for a core (state `R` in `/proc/self/task/TID/stat`), not
+/// blocked (on I/O, a lock, the GIL) or gone.
+pub fn is_runnable(tid: i32) -> bool {
+    let Ok(stat) = std::fs::read(format!("/proc/self/task/{tid}/stat")) else {
+        return false;
+    };
+    // `pid (comm) S ...`: the state follows the last `)` (a thread's
+    // name may hold parentheses and spaces).
+    let Some(close) = stat.iter().rposition(|&b| b == b')') else {
+        return false;
+    };
+    stat.get(close + 2) == Some(&b'R')
+}
+
 /// Forks so far in this process's line: a thread id cached before a
 /// `fork` is the parent's, not the child's.
 static FORKS: AtomicU64 = AtomicU64::new(0);
@@ -79,6 +94,44 @@ mod tests {
         done_tx.send(()).unwrap();
         worker.join().unwrap();
         assert_eq!(thread_cpu_ns(tid), None);
+    }
+
+    #[test]
+    fn a_spinning_thread_is_runnable_and_a_sleeping_one_is_not() {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spinner = {
+            let (stop, tx) = (stop.clone(), tx.clone());
+            std::thread::spawn(move || {
+                tx.send(current_tid()).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        };
+        let sleeper = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                tx.send(current_tid()).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            })
+        };
+        let (a, b) = (rx.recv().unwrap(), rx.recv().unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let spinning = [a, b]
+            .into_iter()
+            .find(|&t| thread_cpu_ns(t).unwrap() > 20_000_000)
+            .unwrap();
+        let sleeping = if spinning == a { b } else { a };
+        assert!(is_runnable(spinning));
+        assert!(!is_runnable(sleeping));
+        assert!(is_runnable(current_tid()));
+        stop.store(true, Ordering::Relaxed);
+        spinner.join().unwrap();
+        sleeper.join().unwrap();
+        assert!(!is_runnable(spinning), "an exited thread is not runnable");
     }
 
     #[test]

@@ -216,6 +216,15 @@ pub fn start(settings: Settings) -> Result<Started, String> {
 pub fn stop() {
     let stopped = running().take();
     if let Some(running) = stopped {
+        if let Some(reads) = &running.read_stats {
+            let counts = reads.snapshot();
+            let said: Vec<String> = ReadStats::NAMES
+                .iter()
+                .zip(counts)
+                .map(|(name, count)| format!("{name}={count}"))
+                .collect();
+            tracing::info!(reader = running.stack_reader, "stack reads: {}", said.join(" "));
+        }
         running.agent.shutdown();
     }
 }

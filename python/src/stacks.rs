@@ -433,7 +433,14 @@ fn sample(
             // through the read: else the stack may be of one request and
             // the label of another.
             let (change, endpoint) = endpoints.of(tid);
-            let found_running = cpu > *cpu_at_read;
+            // Running during the read, or preempted (runnable, waiting
+            // for a core) after running since the last tick: its stack
+            // is then where it stopped running. On a busy machine the
+            // sampling thread often takes the very core its threads run
+            // on, and only counting threads that run during the read
+            // found them in a third to two thirds of the ticks, in
+            // long stretches, which made each interval's mix noisy.
+            let found_running = cpu > *cpu_at_read || (cpu > before && crate::cpu::is_runnable(tid));
             // Found running between two requests, or with a stack torn
             // while read (its thread was calling or returning): its share
             // of the CPU is left out rather than piled onto the thread's
@@ -499,7 +506,12 @@ impl SampleSource for PythonSource {
         let (stacks, samples) = {
             let mut table = self.shared.table.lock().unwrap_or_else(|e| e.into_inner());
             let samples = table.samples;
-            (table.cut(), samples)
+            let threads: Vec<(i32, u64, u64)> =
+                table.threads.iter().map(|(t, (c, n))| (*t, *c, *n)).collect();
+            let cut = table.cut();
+            let weight: i64 = cut.iter().map(|(_, (_, w))| *w).sum();
+            tracing::debug!(?threads, samples, weight, "cut");
+            (cut, samples)
         };
         let cpu = SampleType::new("cpu", "nanoseconds");
         let mut profile = Profile::new(vec![SampleType::new("samples", "count"), cpu.clone()]);
