@@ -79,7 +79,7 @@ for version in 3.9 3.10 3.12 3.13; do
   "$interpreter" -m pip install -q --force-reinstall --no-deps target/wheels/flameshift-*.whl
   (cd python/tests && FLAMESHIFT_BIN="$OLDPWD/target/debug/flameshift" "$interpreter" -m unittest -v test_agent.Smoke)
 done
-echo "== the Python demo end to end (gunicorn --preload, 2 workers, wrk): the regression found with its file, the refactor not, every request counted"
+echo "== the Python demo end to end (gunicorn --preload, 2 workers a deploy, wrk in turns): every request counted; detection's verdicts said (they fail only with --strict-interval)"
 python3 scripts/python-demo.py --check || {
   echo "python-demo: wrong once; running it again (a shared 2-core machine)" >&2
   python3 scripts/python-demo.py --check

@@ -73,8 +73,12 @@ mod cpython {
 
 /// The running interpreter, if the agent's own reader knows its layout
 /// and reads the calling thread's stack (which holds still: this thread
-/// holds the GIL) as the interpreter itself lists it; else why not.
+/// holds the GIL) as the interpreter itself lists it, and
+/// `FLAMESHIFT_STACK_READER=py-spy` does not ask for py-spy; else why not.
 fn own_stack_reader(py: Python<'_>) -> Result<crate::interpreter::Interpreter, String> {
+    if std::env::var("FLAMESHIFT_STACK_READER").is_ok_and(|v| v == "py-spy") {
+        return Err("FLAMESHIFT_STACK_READER=py-spy".to_owned());
+    }
     let version = py.version_info();
     let version = (version.major, version.minor);
     let interpreter = cpython::interpreter(version);

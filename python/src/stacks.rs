@@ -1,19 +1,19 @@
-//! The interpreter's stacks, sampled from a Rust thread: py-spy, used as
-//! a library, reads every Python thread's frames from this process's own
-//! memory (`process_vm_readv`) without taking the GIL, and without
-//! pausing anything (`LockingStrategy::NonBlocking`: a stack read while
-//! it changes can come out torn; py-spy checks what it reads and such a
-//! sample is dropped).
+//! The interpreter's stacks, sampled from a Rust thread: every Python
+//! thread's frames read from this process's own memory without the GIL
+//! and without pausing anything, by the agent's own reader on CPython
+//! 3.11 to 3.13 ([`crate::interpreter`]), else by py-spy used as a
+//! library (`LockingStrategy::NonBlocking`). A stack read while it
+//! changes can come out torn: such a sample is dropped.
 //!
 //! What each sample weighs: at every tick, a thread counts as found
-//! running there when its CPU time moves while its stack is read (a
-//! thread blocked on I/O, a lock or the GIL, or waiting for a core, is
-//! not where its CPU goes); at each cut, the CPU each thread used since
-//! the last one (its CPU clock, exact) is shared among its running
-//! samples. So the profile's CPU is what the threads used, found where
-//! they used it: a blocked thread adds nothing, a blocking call is not
-//! charged with the work done before it, and a tick that finds a thread
-//! waiting for a core does not pile that thread's CPU on one sample.
+//! running there when its CPU time moves while its stack is read, or
+//! when it ran since the last tick and is runnable now (preempted: its
+//! stack is where it stopped running); a thread blocked on I/O, a lock
+//! or the GIL is not where its CPU goes. At each cut, the CPU each
+//! thread used since the last one (its CPU clock, exact) is shared among
+//! its running samples. So the profile's CPU is what the threads used,
+//! found where they used it: a blocked thread adds nothing, and a
+//! blocking call is not charged with the work done before it.
 //! Ticks whose read the sampling thread spent off the CPU (preempted on
 //! a busy machine) are not used: their stacks had moved on. A thread
 //! found running while it moved from one request to another cannot be
@@ -231,12 +231,14 @@ fn py_spy_reader() -> Result<PythonSpy, String> {
 
 impl Reader {
     /// Every Python thread's stack now, innermost frame first, as frame
-    /// ids of `frames` (`None`: torn while read); `Err` when the read
-    /// failed as a whole.
+    /// ids of `frames` (`None`: torn while read; empty: not read, where
+    /// `wanted` says the thread is not; py-spy reads them all); `Err`
+    /// when the read failed as a whole.
     fn read(
         &mut self,
         frames: &Mutex<FrameIds>,
         import_paths: &[String],
+        wanted: &dyn Fn(i32) -> bool,
         out: &mut Vec<(i32, Option<Vec<u32>>)>,
     ) -> Result<(), ()> {
         out.clear();
@@ -249,6 +251,10 @@ impl Reader {
                 walker.threads(threads).map_err(|_| ())?;
                 for thread in threads.iter() {
                     let mut stack = Vec::new();
+                    if !wanted(thread.tid) {
+                        out.push((thread.tid, Some(stack)));
+                        continue;
+                    }
                     let read = walker.stack(
                         thread,
                         &mut |f| {
@@ -391,8 +397,15 @@ fn sample(
         reads.ticks.fetch_add(1, Ordering::Relaxed);
         // A read is memory copies that fail, never faults; a panic in it
         // (a defect) loses that tick, not the sampling thread.
+        // A thread that used no CPU since the last tick (blocked all
+        // along, as most of a server's threads are) has nothing to weigh:
+        // its stack is not read. A thread not known yet is.
+        let used_cpu = |tid: i32| match (before_read.get(&tid), cpu_seen.get(&tid)) {
+            (Some((at_read, _)), Some((seen, _))) => at_read > seen,
+            _ => true,
+        };
         let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            reader.read(&shared.frames, import_paths, &mut traces)
+            reader.read(&shared.frames, import_paths, &used_cpu, &mut traces)
         }));
         if !matches!(read, Ok(Ok(()))) {
             reads.failed.fetch_add(1, Ordering::Relaxed);
