@@ -31,37 +31,12 @@ use std::time::{Duration, Instant};
 
 use flameshift_collector::agent::SampleSource;
 use flameshift_profile::{Frame, LabelSetId, Period, Profile, SampleType};
-use py_spy::config::LockingStrategy;
-use py_spy::{Config, PythonSpy};
 use rustc_hash::FxHashMap;
 
 use crate::cpu::thread_cpu_ns;
 use crate::endpoints::{Endpoints, Serving};
-use crate::interpreter::{Interpreter, Thread, Walker};
-
-/// A Python frame: its name ([`frame_name`]), file, line.
-type FrameKey = (String, String, i32);
-
-/// A Python function's name in profiles: its qualified name
-/// (`co_qualname` on 3.11+, else `co_name`) and its module's file as
-/// the import path finds it, `score_items (shop/app.py)`. Qualified
-/// names alone collide across modules (every Django app has an `index`),
-/// and a line number would split a function at each edit: the line
-/// stays in the frame's own field.
-pub fn frame_name(qualname: &str, file: &str) -> String {
-    format!("{qualname} ({file})")
-}
-
-/// `file` relative to the longest of `import_paths` (`sys.path`) it lies
-/// under, else its last component: what `import` calls it.
-pub fn short_file<'a>(file: &'a str, import_paths: &[String]) -> &'a str {
-    import_paths
-        .iter()
-        .filter(|p| !p.is_empty())
-        .filter_map(|p| file.strip_prefix(p.as_str())?.strip_prefix('/'))
-        .min_by_key(|rest| rest.len())
-        .unwrap_or_else(|| file.rsplit('/').next().unwrap_or(file))
-}
+use crate::interpreter::{Interpreter, Walker};
+use crate::reader::{py_spy_reader, FrameIds, Reader};
 
 /// A stack (root first, as frame ids) a thread was found running,
 /// with the endpoint it was serving (none: no request).
@@ -168,24 +143,6 @@ impl ReadStats {
 /// are not trusted.
 const MAX_OFF_CPU_NS: u64 = 100_000;
 
-#[derive(Debug, Default)]
-struct FrameIds {
-    ids: FxHashMap<FrameKey, u32>,
-    frames: Vec<FrameKey>,
-}
-
-impl FrameIds {
-    fn id(&mut self, frame: FrameKey) -> u32 {
-        if let Some(&id) = self.ids.get(&frame) {
-            return id;
-        }
-        let id = self.frames.len() as u32;
-        self.frames.push(frame.clone());
-        self.ids.insert(frame, id);
-        id
-    }
-}
-
 /// Settings of the sampling thread.
 #[derive(Debug, Clone)]
 pub struct StackSettings {
@@ -194,96 +151,6 @@ pub struct StackSettings {
     /// The interpreter's import paths (`sys.path`, absolute), to name
     /// files as imports do.
     pub import_paths: Vec<String>,
-}
-
-/// What reads the stacks: the agent's own reader (CPython 3.11 to 3.13,
-/// a few copies per thread) or py-spy (every version it knows, several
-/// copies per frame).
-enum Reader {
-    Own {
-        walker: Box<Walker>,
-        threads: Vec<Thread>,
-    },
-    PySpy(Box<PythonSpy>),
-}
-
-/// py-spy, reading this process.
-fn py_spy_reader() -> Result<PythonSpy, String> {
-    let config = Config {
-        blocking: LockingStrategy::NonBlocking,
-        native: false,
-        // Every thread, not only the GIL holder: a thread in C code
-        // without the GIL is still read.
-        gil_only: false,
-        include_idle: true,
-        // The line a function starts at (in the code object py-spy
-        // reads anyway), not the line running: reading the line table
-        // of every frame on every tick costs more syscalls than the
-        // rest of the frame.
-        lineno: py_spy::config::LineNo::First,
-        // One name lookup per thread, once: names are not used.
-        collect_thread_names: false,
-        ..Config::default()
-    };
-    let pid = std::process::id() as py_spy::Pid;
-    PythonSpy::new(pid, &config).map_err(|e| format!("cannot read this interpreter's frames: {e}"))
-}
-
-impl Reader {
-    /// Every Python thread's stack now, innermost frame first, as frame
-    /// ids of `frames` (`None`: torn while read; empty: not read, where
-    /// `wanted` says the thread is not; py-spy reads them all); `Err`
-    /// when the read failed as a whole.
-    fn read(
-        &mut self,
-        frames: &Mutex<FrameIds>,
-        import_paths: &[String],
-        wanted: &dyn Fn(i32) -> bool,
-        out: &mut Vec<(i32, Option<Vec<u32>>)>,
-    ) -> Result<(), ()> {
-        out.clear();
-        let intern = |frames: &mut FrameIds, qualname: &str, filename: &str, line: i32| {
-            let name = frame_name(qualname, short_file(filename, import_paths));
-            frames.id((name, filename.to_owned(), line))
-        };
-        match self {
-            Reader::Own { walker, threads } => {
-                walker.threads(threads).map_err(|_| ())?;
-                for thread in threads.iter() {
-                    let mut stack = Vec::new();
-                    if !wanted(thread.tid) {
-                        out.push((thread.tid, Some(stack)));
-                        continue;
-                    }
-                    let read = walker.stack(
-                        thread,
-                        &mut |f| {
-                            let mut frames = frames.lock().unwrap_or_else(|e| e.into_inner());
-                            intern(&mut frames, f.qualname, f.filename, f.line)
-                        },
-                        &mut stack,
-                    );
-                    out.push((thread.tid, read.is_ok().then_some(stack)));
-                }
-            }
-            Reader::PySpy(spy) => {
-                let traces = spy.get_stack_traces().map_err(|_| ())?;
-                let mut frames = frames.lock().unwrap_or_else(|e| e.into_inner());
-                for trace in traces {
-                    let Some(tid) = trace.os_thread_id.and_then(|t| i32::try_from(t).ok()) else {
-                        continue;
-                    };
-                    let stack = trace
-                        .frames
-                        .iter()
-                        .map(|f| intern(&mut frames, &f.name, &f.filename, f.line))
-                        .collect();
-                    out.push((tid, Some(stack)));
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The sampling thread of this process's Python stacks, and the source
@@ -320,10 +187,7 @@ impl PythonSource {
             },
             None => Reader::PySpy(Box::new(py_spy_reader()?)),
         };
-        let reader_name = match reader {
-            Reader::Own { .. } => "flameshift",
-            Reader::PySpy(_) => "py-spy",
-        };
+        let reader_name = reader.name();
         let shared = Arc::new(Shared::default());
         let frequency = settings.frequency.clamp(1, 1_000);
         let period = Duration::from_nanos(1_000_000_000 / frequency);
@@ -577,38 +441,5 @@ impl SampleSource for PythonSource {
             profile.push_sample(stack, labels, &[*count, *weight]);
         }
         (profile, samples)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn files_are_named_as_imports_name_them() {
-        let paths = vec![
-            String::new(),
-            "/srv/shop".to_owned(),
-            "/usr/lib/python3.11".to_owned(),
-            "/usr/lib/python3.11/site-packages".to_owned(),
-        ];
-        assert_eq!(short_file("/srv/shop/orders/views.py", &paths), "orders/views.py");
-        assert_eq!(
-            short_file("/usr/lib/python3.11/site-packages/flask/app.py", &paths),
-            "flask/app.py"
-        );
-        assert_eq!(
-            short_file("/usr/lib/python3.11/json/decoder.py", &paths),
-            "json/decoder.py"
-        );
-        assert_eq!(short_file("/elsewhere/tool.py", &paths), "tool.py");
-        assert_eq!(
-            short_file("<frozen importlib._bootstrap>", &paths),
-            "<frozen importlib._bootstrap>"
-        );
-        assert_eq!(
-            frame_name("Feed.score", "shop/app.py"),
-            "Feed.score (shop/app.py)"
-        );
     }
 }

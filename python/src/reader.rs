@@ -1,0 +1,196 @@
+//! What reads the interpreter's stacks ([`Reader`]: the agent's own
+//! reader, or py-spy) and how their frames are named and numbered
+//! ([`frame_name`], [`FrameIds`]).
+
+use std::sync::Mutex;
+
+use py_spy::config::LockingStrategy;
+use py_spy::{Config, PythonSpy};
+use rustc_hash::FxHashMap;
+
+use crate::interpreter::{Thread, Walker};
+
+/// A Python frame: its name ([`frame_name`]), file, line.
+pub type FrameKey = (String, String, i32);
+
+/// A Python function's name in profiles: its qualified name
+/// (`co_qualname` on 3.11+, else `co_name`) and its module's file as
+/// the import path finds it, `score_items (shop/app.py)`. Qualified
+/// names alone collide across modules (every Django app has an `index`),
+/// and a line number would split a function at each edit: the line
+/// stays in the frame's own field.
+pub fn frame_name(qualname: &str, file: &str) -> String {
+    format!("{qualname} ({file})")
+}
+
+/// `file` relative to the longest of `import_paths` (`sys.path`) it lies
+/// under, else its last component: what `import` calls it.
+pub fn short_file<'a>(file: &'a str, import_paths: &[String]) -> &'a str {
+    import_paths
+        .iter()
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| file.strip_prefix(p.as_str())?.strip_prefix('/'))
+        .min_by_key(|rest| rest.len())
+        .unwrap_or_else(|| file.rsplit('/').next().unwrap_or(file))
+}
+
+/// Every frame seen, by id (frames are few: a program's functions and
+/// lines).
+#[derive(Debug, Default)]
+pub struct FrameIds {
+    ids: FxHashMap<FrameKey, u32>,
+    /// The frames, by id.
+    pub frames: Vec<FrameKey>,
+}
+
+impl FrameIds {
+    /// `frame`'s id (a new one the first time).
+    pub fn id(&mut self, frame: FrameKey) -> u32 {
+        if let Some(&id) = self.ids.get(&frame) {
+            return id;
+        }
+        let id = self.frames.len() as u32;
+        self.frames.push(frame.clone());
+        self.ids.insert(frame, id);
+        id
+    }
+}
+
+/// What reads the stacks: the agent's own reader (CPython 3.11 to 3.13,
+/// a few copies per thread) or py-spy (every version it knows, several
+/// copies per frame).
+pub enum Reader {
+    /// The agent's own reader.
+    Own {
+        /// It.
+        walker: Box<Walker>,
+        /// The threads of the last read (kept to spare an allocation).
+        threads: Vec<Thread>,
+    },
+    /// py-spy, used as a library.
+    PySpy(Box<PythonSpy>),
+}
+
+/// py-spy, reading this process.
+pub fn py_spy_reader() -> Result<PythonSpy, String> {
+    let config = Config {
+        blocking: LockingStrategy::NonBlocking,
+        native: false,
+        // Every thread, not only the GIL holder: a thread in C code
+        // without the GIL is still read.
+        gil_only: false,
+        include_idle: true,
+        // The line a function starts at (in the code object py-spy
+        // reads anyway), not the line running: reading the line table
+        // of every frame on every tick costs more syscalls than the
+        // rest of the frame.
+        lineno: py_spy::config::LineNo::First,
+        // One name lookup per thread, once: names are not used.
+        collect_thread_names: false,
+        ..Config::default()
+    };
+    let pid = std::process::id() as py_spy::Pid;
+    PythonSpy::new(pid, &config).map_err(|e| format!("cannot read this interpreter's frames: {e}"))
+}
+
+/// A read that failed as a whole: the thread list could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadFailed;
+
+impl Reader {
+    /// What it is called in `flameshift.stats()`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Reader::Own { .. } => "flameshift",
+            Reader::PySpy(_) => "py-spy",
+        }
+    }
+
+    /// Every Python thread's stack now, innermost frame first, as frame
+    /// ids of `frames` (`None`: torn while read; empty: not read, where
+    /// `wanted` says the thread is not; py-spy reads them all); `Err`
+    /// when the read failed as a whole.
+    pub fn read(
+        &mut self,
+        frames: &Mutex<FrameIds>,
+        import_paths: &[String],
+        wanted: &dyn Fn(i32) -> bool,
+        out: &mut Vec<(i32, Option<Vec<u32>>)>,
+    ) -> Result<(), ReadFailed> {
+        out.clear();
+        let intern = |frames: &mut FrameIds, qualname: &str, filename: &str, line: i32| {
+            let name = frame_name(qualname, short_file(filename, import_paths));
+            frames.id((name, filename.to_owned(), line))
+        };
+        match self {
+            Reader::Own { walker, threads } => {
+                walker.threads(threads).map_err(|_| ReadFailed)?;
+                for thread in threads.iter() {
+                    let mut stack = Vec::new();
+                    if !wanted(thread.tid) {
+                        out.push((thread.tid, Some(stack)));
+                        continue;
+                    }
+                    let read = walker.stack(
+                        thread,
+                        &mut |f| {
+                            let mut frames = frames.lock().unwrap_or_else(|e| e.into_inner());
+                            intern(&mut frames, f.qualname, f.filename, f.line)
+                        },
+                        &mut stack,
+                    );
+                    out.push((thread.tid, read.is_ok().then_some(stack)));
+                }
+            }
+            Reader::PySpy(spy) => {
+                let traces = spy.get_stack_traces().map_err(|_| ReadFailed)?;
+                let mut frames = frames.lock().unwrap_or_else(|e| e.into_inner());
+                for trace in traces {
+                    let Some(tid) = trace.os_thread_id.and_then(|t| i32::try_from(t).ok()) else {
+                        continue;
+                    };
+                    let stack = trace
+                        .frames
+                        .iter()
+                        .map(|f| intern(&mut frames, &f.name, &f.filename, f.line))
+                        .collect();
+                    out.push((tid, Some(stack)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_named_as_imports_name_them() {
+        let paths = vec![
+            String::new(),
+            "/srv/shop".to_owned(),
+            "/usr/lib/python3.11".to_owned(),
+            "/usr/lib/python3.11/site-packages".to_owned(),
+        ];
+        assert_eq!(short_file("/srv/shop/orders/views.py", &paths), "orders/views.py");
+        assert_eq!(
+            short_file("/usr/lib/python3.11/site-packages/flask/app.py", &paths),
+            "flask/app.py"
+        );
+        assert_eq!(
+            short_file("/usr/lib/python3.11/json/decoder.py", &paths),
+            "json/decoder.py"
+        );
+        assert_eq!(short_file("/elsewhere/tool.py", &paths), "tool.py");
+        assert_eq!(
+            short_file("<frozen importlib._bootstrap>", &paths),
+            "<frozen importlib._bootstrap>"
+        );
+        assert_eq!(
+            frame_name("Feed.score", "shop/app.py"),
+            "Feed.score (shop/app.py)"
+        );
+    }
+}
