@@ -33,19 +33,36 @@ fn start(
         import_paths,
         interpreter: None,
     };
-    let settings = match own_stack_reader(py) {
-        Ok(interpreter) => crate::runtime::Settings {
-            interpreter: Some(interpreter),
-            ..settings
-        },
-        Err(why) => {
-            tracing::debug!("Python stacks read through py-spy: {why}");
-            settings
-        }
+    let own = own_stack_reader(py);
+    let settings = crate::runtime::Settings {
+        interpreter: own.as_ref().ok().copied(),
+        ..settings
     };
-    py.detach(|| crate::runtime::start(settings))
+    let started = py.detach(|| crate::runtime::start(settings));
+    // Said once logging is set up (by `start`): a layout that failed its
+    // check is worth a warning, py-spy asked for or a version without a
+    // layout is not.
+    match (&started, &own) {
+        (Ok(started), Err(NotOwn::CheckFailed(why))) if started.stack_reader.is_some() => {
+            tracing::warn!("Python stacks read through py-spy: the agent's own reader {why}");
+        }
+        (Ok(started), Err(NotOwn::NotWanted(why))) if started.stack_reader.is_some() => {
+            tracing::info!("Python stacks read through py-spy: {why}");
+        }
+        _ => {}
+    }
+    started
         .map(|s| (s.request_unit, s.no_stacks, s.stack_reader))
         .map_err(PyRuntimeError::new_err)
+}
+
+/// Why the agent's own stack reader is not used.
+enum NotOwn {
+    /// Asked for py-spy, or no layout of this version.
+    NotWanted(String),
+    /// The layout did not read the calling thread's stack as the
+    /// interpreter lists it.
+    CheckFailed(String),
 }
 
 #[allow(unsafe_code)]
@@ -75,17 +92,24 @@ mod cpython {
 /// and reads the calling thread's stack (which holds still: this thread
 /// holds the GIL) as the interpreter itself lists it, and
 /// `FLAMESHIFT_STACK_READER=py-spy` does not ask for py-spy; else why not.
-fn own_stack_reader(py: Python<'_>) -> Result<crate::interpreter::Interpreter, String> {
+fn own_stack_reader(py: Python<'_>) -> Result<crate::interpreter::Interpreter, NotOwn> {
     if std::env::var("FLAMESHIFT_STACK_READER").is_ok_and(|v| v == "py-spy") {
-        return Err("FLAMESHIFT_STACK_READER=py-spy".to_owned());
+        return Err(NotOwn::NotWanted("FLAMESHIFT_STACK_READER=py-spy".to_owned()));
     }
     let version = py.version_info();
     let version = (version.major, version.minor);
     let interpreter = cpython::interpreter(version);
-    let mut walker = crate::interpreter::Walker::new(interpreter)
-        .ok_or_else(|| format!("no layout of CPython {}.{}", version.0, version.1))?;
-    let expected = python_stack(py).map_err(|e| format!("the interpreter's own stack: {e}"))?;
-    walker.check(crate::cpu::current_tid(), &expected)?;
+    let mut walker = crate::interpreter::Walker::new(interpreter).ok_or_else(|| {
+        NotOwn::NotWanted(format!(
+            "the agent has no layout of CPython {}.{}",
+            version.0, version.1
+        ))
+    })?;
+    let expected = python_stack(py)
+        .map_err(|e| NotOwn::CheckFailed(format!("could not list the interpreter's own stack: {e}")))?;
+    walker
+        .check(crate::cpu::current_tid(), &expected)
+        .map_err(|e| NotOwn::CheckFailed(format!("failed its check: {e}")))?;
     Ok(interpreter)
 }
 

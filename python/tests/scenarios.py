@@ -152,7 +152,9 @@ def smoke(url, _):
             return a(3)
 
     started = flameshift.start(service=f"smoke{sys.version_info[0]}{sys.version_info[1]}", deploy="v1",
-                               analyzer=url, frequency=999, upload_interval=1)
+                               analyzer=url, frequency=999, upload_interval=60)
+    # Nothing is uploaded before `stop`, so that `requests()` still holds
+    # every request when it is read (an upload takes them).
     wsgi = Middleware(app, endpoint=routed)
     until = time.time() + 2
     work = Work()

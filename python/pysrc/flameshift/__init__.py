@@ -80,7 +80,7 @@ def start(service=None, deploy=None, analyzer=None, token=None, ca_cert=None,
                   "requests are still counted and costed", *sys.version_info[:2])
         frequency = 0
     try:
-        unit, no_stacks, _reader = _native.start(
+        unit, no_stacks, reader = _native.start(
             service, deploy, analyzer, token,
             None if ca_cert is None else os.fspath(ca_cert),
             _whole(frequency, "frequency"), _whole(upload_interval, "upload_interval"),
@@ -99,7 +99,7 @@ def start(service=None, deploy=None, analyzer=None, token=None, ca_cert=None,
             after_in_parent=_native.after_fork_in_parent,
             after_in_child=_after_fork_in_child,
         )
-    log.info("flameshift agent started (requests costed in %s)", unit)
+    log.info("flameshift agent started (requests costed in %s, stacks read by %s)", unit, reader or "nothing")
     return True
 
 
