@@ -300,9 +300,8 @@ fn sample(
                 continue;
             };
             cpu_seen.insert(tid, (cpu, now));
-            // Found running when its CPU time moved while its stack was
-            // read; a thread off the CPU (blocked on I/O, a lock, the
-            // GIL, or waiting for a core) is not where its CPU went.
+            // Known before the read (its CPU time then, and what it
+            // served), or it came up during it: nothing to compare yet.
             let Some((cpu_at_read, serving)) = before_read.get(&tid) else {
                 continue;
             };
