@@ -397,7 +397,7 @@ impl SampleSource for PythonSource {
             value: self.period_ns,
         });
         profile.comments.push(format!(
-            "flameshift Python agent: the interpreter's stacks every {} ns of wall time on average, each sample weighing its thread's CPU time since the previous one",
+            "flameshift Python agent: the interpreter's stacks every {} ns of wall time on average, each thread's CPU time shared among the samples that found it running",
             self.period_ns
         ));
         let frames = self.shared.frames.lock().unwrap_or_else(|e| e.into_inner());

@@ -102,6 +102,7 @@ pub struct Walker {
     memory: Memory,
     codes: FxHashMap<usize, Code>,
     swept: std::time::Instant,
+    state: Vec<u8>,
     chunk: Vec<u8>,
     frame: Vec<u8>,
     code_addrs: Vec<(usize, usize)>,
@@ -120,6 +121,7 @@ impl Walker {
             memory: Memory::this_process(),
             codes: FxHashMap::default(),
             swept: std::time::Instant::now(),
+            state: vec![0; layout.thread_len()],
             chunk: Vec::new(),
             frame: vec![0; layout.frame_len()],
             code_addrs: Vec::new(),
@@ -137,30 +139,30 @@ impl Walker {
         // which returns one field of the interpreter state (alive as long
         // as the process); it takes no lock and needs no GIL.
         let mut at = unsafe { (self.interpreter.thread_head)(self.interpreter.state) };
-        let mut state = vec![0u8; self.layout.thread_len()];
         while at != 0 {
-            if out.len() >= MAX_DEPTH || !self.memory.read(at, &mut state) {
+            if out.len() >= MAX_DEPTH || !self.memory.read(at, &mut self.state) {
                 return Err(Torn);
             }
+            let state = &self.state;
             let frame = match self.layout.current_frame {
-                CurrentFrame::Direct(offset) => word_at(&state, offset),
+                CurrentFrame::Direct(offset) => word_at(state, offset),
                 CurrentFrame::ThroughCFrame {
                     cframe,
                     current_frame,
-                } => match word_at(&state, cframe) {
+                } => match word_at(state, cframe) {
                     0 => 0,
                     cframe => self.memory.word(cframe.wrapping_add(current_frame)).ok_or(Torn)?,
                 },
             };
             out.push(Thread {
-                tid: word_at(&state, self.layout.thread_native_id) as i32,
+                tid: word_at(state, self.layout.thread_native_id) as i32,
                 frame,
                 chunk: (
-                    word_at(&state, self.layout.thread_chunk),
-                    word_at(&state, self.layout.thread_chunk_top),
+                    word_at(state, self.layout.thread_chunk),
+                    word_at(state, self.layout.thread_chunk_top),
                 ),
             });
-            at = word_at(&state, self.layout.thread_next);
+            at = word_at(state, self.layout.thread_next);
         }
         Ok(())
     }
