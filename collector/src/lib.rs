@@ -10,6 +10,8 @@
 //!   [`requests`] behind it), and its request statistics in the wire
 //!   format ([`export`]), shipped to `flameshift serve` by
 //!   `flameshift_client`;
+//! - [`cpython`]: CPython's stacks read from memory, in the agent's own
+//!   process (the Python agent) or in another (`record`, `attach`);
 //! - with the `record` feature, the external sampler behind `flameshift
 //!   record -- CMD` and `attach` (`recorder`): perf events on every CPU
 //!   that follow the command and its children, frame-pointer or DWARF
@@ -47,6 +49,7 @@
 
 pub mod agent;
 pub mod counters;
+pub mod cpython;
 mod error;
 pub mod export;
 pub mod labels;

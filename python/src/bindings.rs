@@ -76,12 +76,12 @@ mod cpython {
     }
 
     /// The running interpreter, as the reader needs it.
-    pub fn interpreter(version: (u8, u8)) -> crate::interpreter::Interpreter {
-        crate::interpreter::Interpreter {
+    pub fn interpreter(version: (u8, u8)) -> flameshift_collector::cpython::Interpreter {
+        flameshift_collector::cpython::Interpreter {
             version,
             // SAFETY: called with the GIL held (from a #[pyfunction]).
             state: unsafe { PyInterpreterState_Get() },
-            thread_head: PyInterpreterState_ThreadHead,
+            thread_head: flameshift_collector::cpython::ThreadHead::Function(PyInterpreterState_ThreadHead),
             code_type: std::ptr::addr_of!(PyCode_Type) as usize,
             string_type: std::ptr::addr_of!(PyUnicode_Type) as usize,
         }
@@ -92,14 +92,18 @@ mod cpython {
 /// and reads the calling thread's stack (which holds still: this thread
 /// holds the GIL) as the interpreter itself lists it, and
 /// `FLAMESHIFT_STACK_READER=py-spy` does not ask for py-spy; else why not.
-fn own_stack_reader(py: Python<'_>) -> Result<crate::interpreter::Interpreter, NotOwn> {
+fn own_stack_reader(py: Python<'_>) -> Result<flameshift_collector::cpython::Interpreter, NotOwn> {
     if std::env::var("FLAMESHIFT_STACK_READER").is_ok_and(|v| v == "py-spy") {
         return Err(NotOwn::NotWanted("FLAMESHIFT_STACK_READER=py-spy".to_owned()));
     }
     let version = py.version_info();
     let version = (version.major, version.minor);
     let interpreter = cpython::interpreter(version);
-    let mut walker = crate::interpreter::Walker::new(interpreter).ok_or_else(|| {
+    let mut walker = flameshift_collector::cpython::Walker::new(
+        interpreter,
+        flameshift_collector::cpython::Memory::this_process(),
+    )
+    .ok_or_else(|| {
         NotOwn::NotWanted(format!(
             "the agent has no layout of CPython {}.{}",
             version.0, version.1

@@ -24,7 +24,6 @@
 mod bindings;
 pub mod cpu;
 pub mod endpoints;
-pub mod interpreter;
 pub mod reader;
 pub mod runtime;
 pub mod stacks;

@@ -8,31 +8,11 @@ use py_spy::config::LockingStrategy;
 use py_spy::{Config, PythonSpy};
 use rustc_hash::FxHashMap;
 
-use crate::interpreter::{Thread, Walker};
+use flameshift_collector::cpython::naming::{frame_name, short_file};
+use flameshift_collector::cpython::{Thread, Walker};
 
 /// A Python frame: its name ([`frame_name`]), file, line.
 pub type FrameKey = (String, String, i32);
-
-/// A Python function's name in profiles: its qualified name
-/// (`co_qualname` on 3.11+, else `co_name`) and its module's file as
-/// the import path finds it, `score_items (shop/app.py)`. Qualified
-/// names alone collide across modules (every Django app has an `index`),
-/// and a line number would split a function at each edit: the line
-/// stays in the frame's own field.
-pub fn frame_name(qualname: &str, file: &str) -> String {
-    format!("{qualname} ({file})")
-}
-
-/// `file` relative to the longest of `import_paths` (`sys.path`) it lies
-/// under, else its last component: what `import` calls it.
-pub fn short_file<'a>(file: &'a str, import_paths: &[String]) -> &'a str {
-    import_paths
-        .iter()
-        .filter(|p| !p.is_empty())
-        .filter_map(|p| file.strip_prefix(p.as_str())?.strip_prefix('/'))
-        .min_by_key(|rest| rest.len())
-        .unwrap_or_else(|| file.rsplit('/').next().unwrap_or(file))
-}
 
 /// Every frame seen, by id (frames are few: a program's functions and
 /// lines).
@@ -159,38 +139,5 @@ impl Reader {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn files_are_named_as_imports_name_them() {
-        let paths = vec![
-            String::new(),
-            "/srv/shop".to_owned(),
-            "/usr/lib/python3.11".to_owned(),
-            "/usr/lib/python3.11/site-packages".to_owned(),
-        ];
-        assert_eq!(short_file("/srv/shop/orders/views.py", &paths), "orders/views.py");
-        assert_eq!(
-            short_file("/usr/lib/python3.11/site-packages/flask/app.py", &paths),
-            "flask/app.py"
-        );
-        assert_eq!(
-            short_file("/usr/lib/python3.11/json/decoder.py", &paths),
-            "json/decoder.py"
-        );
-        assert_eq!(short_file("/elsewhere/tool.py", &paths), "tool.py");
-        assert_eq!(
-            short_file("<frozen importlib._bootstrap>", &paths),
-            "<frozen importlib._bootstrap>"
-        );
-        assert_eq!(
-            frame_name("Feed.score", "shop/app.py"),
-            "Feed.score (shop/app.py)"
-        );
     }
 }

@@ -19,7 +19,7 @@ use flameshift_collector::requests::RequestStats;
 
 use crate::cpu::current_tid;
 use crate::endpoints::Endpoints;
-use crate::interpreter::Interpreter;
+use flameshift_collector::cpython::Interpreter;
 use crate::stacks::{PythonSource, ReadStats, StackSettings};
 
 /// What `flameshift.start` was given (each `None` falls back to its

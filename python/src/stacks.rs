@@ -1,7 +1,7 @@
 //! The interpreter's stacks, sampled from a Rust thread: every Python
 //! thread's frames read from this process's own memory without the GIL
 //! and without pausing anything, by the agent's own reader on CPython
-//! 3.11 to 3.13 ([`crate::interpreter`]), else by py-spy used as a
+//! 3.11 to 3.13 ([`flameshift_collector::cpython`]), else by py-spy used as a
 //! library (`LockingStrategy::NonBlocking`). A stack read while it
 //! changes can come out torn: such a sample is dropped.
 //!
@@ -35,7 +35,7 @@ use rustc_hash::FxHashMap;
 
 use crate::cpu::thread_cpu_ns;
 use crate::endpoints::{Endpoints, Serving};
-use crate::interpreter::{Interpreter, Walker};
+use flameshift_collector::cpython::{Interpreter, Memory, Walker};
 use crate::reader::{py_spy_reader, FrameIds, Reader};
 
 /// A stack (root first, as frame ids) a thread was found running,
@@ -180,7 +180,7 @@ impl PythonSource {
         interpreter: Option<Interpreter>,
         endpoints: Arc<Endpoints>,
     ) -> Result<PythonSource, String> {
-        let reader = match interpreter.and_then(Walker::new) {
+        let reader = match interpreter.and_then(|i| Walker::new(i, Memory::this_process())) {
             Some(walker) => Reader::Own {
                 walker: Box::new(walker),
                 threads: Vec::new(),

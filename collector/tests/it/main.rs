@@ -6,6 +6,7 @@
 #[cfg(feature = "record")]
 mod accuracy;
 mod agent;
+mod cpython;
 mod labels;
 #[cfg(feature = "axum")]
 mod layer;

@@ -1,13 +1,13 @@
-//! Reads of this process's own memory that cannot fault: through
-//! `process_vm_readv`, which copies what is mapped and reports what is
-//! not (`EFAULT`) instead of crashing the process. The frames another
+//! Reads of a process's memory (this one's or another's) that cannot
+//! fault: through `process_vm_readv`, which copies what is mapped and
+//! reports what is not (`EFAULT`) instead of crashing the process. The frames another
 //! thread is changing while they are read can point anywhere: a stale
 //! pointer costs a failed read, never the service.
 
 #![allow(unsafe_code)]
 
-/// Copies of this process's memory (its pid is taken at creation: a
-/// child of `fork` makes its own).
+/// Copies of a process's memory (for this process, its pid is taken at
+/// creation: a child of `fork` makes its own).
 #[derive(Debug, Clone, Copy)]
 pub struct Memory {
     pid: libc::pid_t,
@@ -19,6 +19,42 @@ impl Memory {
         Memory {
             // SAFETY: getpid takes no arguments and cannot fail.
             pid: unsafe { libc::getpid() },
+        }
+    }
+
+    /// The memory of process `pid` (reading it takes the right to
+    /// ptrace it: root, or its user where `kernel.yama.ptrace_scope` is 0).
+    pub fn of(pid: u32) -> Memory {
+        Memory { pid: pid as libc::pid_t }
+    }
+
+    /// The process read.
+    pub fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// Copies `buf.len()` bytes at `addr`, or says why not: the `errno`
+    /// of the copy (`EPERM`: not allowed to read that process; `ESRCH`:
+    /// it is gone; `EFAULT`: not mapped).
+    pub fn read_checked(&self, addr: usize, buf: &mut [u8]) -> std::io::Result<()> {
+        let fault = || std::io::Error::from_raw_os_error(libc::EFAULT);
+        if addr == 0 {
+            return Err(fault());
+        }
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: addr as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        // SAFETY: as in `read`.
+        let copied = unsafe { libc::process_vm_readv(self.pid, &local, 1, &remote, 1, 0) };
+        match copied {
+            -1 => Err(std::io::Error::last_os_error()),
+            n if n == buf.len() as isize => Ok(()),
+            _ => Err(fault()),
         }
     }
 

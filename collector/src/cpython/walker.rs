@@ -1,5 +1,6 @@
-//! The agent's own reader of the interpreter's stacks (CPython 3.11 to
-//! 3.13): a few copies per thread instead of several per frame.
+//! flameshift's reader of CPython's stacks (3.11 to 3.13), in its own
+//! process (the Python agent) or another (`record`, `attach`): a few
+//! copies per thread instead of several per frame.
 //!
 //! Per thread and tick: its `PyThreadState` (one copy, which also gives
 //! the next thread), its innermost frame's address (3.11, 3.12: one more
@@ -23,17 +24,28 @@ use rustc_hash::FxHashMap;
 use super::layout::{CurrentFrame, Layout, OBJECT_TYPE, STRING_LENGTH, STRING_STATE};
 use super::memory::{i32_at, word_at, Memory};
 
-/// What the agent knows of the running interpreter, found with the GIL
-/// held when it starts.
+/// Where an interpreter's first thread is found.
+#[derive(Debug, Clone, Copy)]
+pub enum ThreadHead {
+    /// In this process: `PyInterpreterState_ThreadHead` (a read of one
+    /// field, safe without the GIL), called on the state.
+    Function(unsafe extern "C" fn(usize) -> usize),
+    /// In another process: the word at `Layout::interpreter_threads` of
+    /// the state.
+    Field,
+}
+
+/// What a reader knows of an interpreter: for the Python agent, found
+/// with the GIL held when it starts; for `record` and `attach`, from
+/// the target's symbols ([`super::process`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Interpreter {
     /// `sys.version_info[:2]`.
     pub version: (u8, u8),
     /// The interpreter state (`PyInterpreterState_Get()`).
     pub state: usize,
-    /// `PyInterpreterState_ThreadHead`: the first thread of the
-    /// interpreter (a read of one field, safe without the GIL).
-    pub thread_head: unsafe extern "C" fn(usize) -> usize,
+    /// Where its first thread is found.
+    pub thread_head: ThreadHead,
     /// `&PyCode_Type`: what a code object's type is.
     pub code_type: usize,
     /// `&PyUnicode_Type`: what a string's type is.
@@ -106,25 +118,27 @@ pub struct Walker {
     chunk: Vec<u8>,
     frame: Vec<u8>,
     code_addrs: Vec<(usize, usize)>,
+    entries: Vec<usize>,
     misses: Vec<(usize, usize)>,
     headers: Vec<u8>,
 }
 
 impl Walker {
-    /// A reader of `interpreter`'s stacks; `None` for a version it has
-    /// no layout of.
-    pub fn new(interpreter: Interpreter) -> Option<Walker> {
+    /// A reader of `interpreter`'s stacks in `memory`; `None` for a
+    /// version it has no layout of.
+    pub fn new(interpreter: Interpreter, memory: Memory) -> Option<Walker> {
         let layout = Layout::of(interpreter.version.0, interpreter.version.1)?;
         Some(Walker {
             interpreter,
             layout,
-            memory: Memory::this_process(),
+            memory,
             codes: FxHashMap::default(),
             swept: std::time::Instant::now(),
             state: vec![0; layout.thread_len()],
             chunk: Vec::new(),
             frame: vec![0; layout.frame_len()],
             code_addrs: Vec::new(),
+            entries: Vec::new(),
             misses: Vec::new(),
             headers: Vec::new(),
         })
@@ -135,10 +149,17 @@ impl Walker {
     pub fn threads(&mut self, out: &mut Vec<Thread>) -> Result<(), Torn> {
         self.sweep();
         out.clear();
-        // SAFETY: `thread_head` is CPython's `PyInterpreterState_ThreadHead`,
-        // which returns one field of the interpreter state (alive as long
-        // as the process); it takes no lock and needs no GIL.
-        let mut at = unsafe { (self.interpreter.thread_head)(self.interpreter.state) };
+        let state = self.interpreter.state;
+        let mut at = match self.interpreter.thread_head {
+            // SAFETY: `head` is CPython's `PyInterpreterState_ThreadHead`,
+            // which returns one field of the interpreter state (alive as
+            // long as the process); it takes no lock and needs no GIL.
+            ThreadHead::Function(head) => unsafe { head(state) },
+            ThreadHead::Field => self
+                .memory
+                .word(state.wrapping_add(self.layout.interpreter_threads))
+                .ok_or(Torn)?,
+        };
         while at != 0 {
             if out.len() >= MAX_DEPTH || !self.memory.read(at, &mut self.state) {
                 return Err(Torn);
@@ -167,6 +188,15 @@ impl Walker {
         Ok(())
     }
 
+    /// Where the last stack read splits into calls of the evaluator
+    /// (`_PyEval_EvalFrameDefault`, one native frame each): the index in
+    /// it of each call's outermost frame, innermost call first. What
+    /// `record` needs to put each call's Python frames in place of its
+    /// native frame.
+    pub fn entries(&self) -> &[usize] {
+        &self.entries
+    }
+
     /// `thread`'s stack, innermost frame first, as the ids `intern`
     /// gives each frame (called once per code object, not per read).
     pub fn stack(
@@ -177,6 +207,7 @@ impl Walker {
     ) -> Result<(), Torn> {
         out.clear();
         self.code_addrs.clear();
+        self.entries.clear();
         let layout = self.layout;
         let (chunk, top) = thread.chunk;
         let chunk_len = top.wrapping_sub(chunk);
@@ -207,6 +238,15 @@ impl Walker {
             if Some(owner) != layout.cstack_owner {
                 self.code_addrs
                     .push((word_at(frame, layout.frame_code), layout.code_len()));
+                if layout.frame_is_entry.is_some_and(|at| frame[at] != 0) {
+                    self.entries.push(self.code_addrs.len() - 1);
+                }
+            } else if let Some(last) = self.code_addrs.len().checked_sub(1) {
+                // The frames read so far were one call's: the next ones
+                // are its caller's.
+                if self.entries.last() != Some(&last) {
+                    self.entries.push(last);
+                }
             }
             at = word_at(frame, layout.frame_previous);
         }
@@ -480,10 +520,10 @@ mod tests {
         Walker::new(Interpreter {
             version: (3, 12),
             state: fixture.thread.at(),
-            thread_head: head,
+            thread_head: ThreadHead::Function(head),
             code_type: &CODE_TYPE as *const u8 as usize,
             string_type: &STRING_TYPE as *const u8 as usize,
-        })
+        }, Memory::this_process())
         .unwrap()
     }
 

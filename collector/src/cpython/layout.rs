@@ -3,11 +3,13 @@
 //! interpreter's frames (`_PyInterpreterFrame`), code objects and
 //! strings. Taken from each version's headers (`offsetof` on
 //! `Include/cpython/pystate.h`, `Include/internal/pycore_frame.h`,
-//! `Include/cpython/code.h`, `Include/cpython/unicodeobject.h` of 3.11.7,
-//! 3.12.1 and 3.13.0); these structures keep their layout within a
+//! `Include/cpython/code.h`, `Include/cpython/unicodeobject.h`,
+//! `Include/internal/pycore_runtime.h` and `pycore_interp.h` of 3.11.7,
+//! 3.12.1 and 3.13.0, compiled with `Py_BUILD_CORE`); these structures keep their layout within a
 //! minor version (extensions built against one patch release run on the
 //! others). The agent checks them on the running interpreter before it
-//! uses them ([`super::walker::Walker::check`]).
+//! uses them ([`super::walker::Walker::check`]); a reader of another
+//! process checks that the threads it finds are that process's.
 
 /// Where a thread's innermost frame is found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +28,11 @@ pub enum CurrentFrame {
 /// Offsets (bytes) of one CPython version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
+    /// `_PyRuntimeState.interpreters.head`: the first interpreter, from
+    /// `_PyRuntime` (what a reader of another process starts from).
+    pub runtime_interpreters: usize,
+    /// `PyInterpreterState.threads.head`: its first thread.
+    pub interpreter_threads: usize,
     /// `PyThreadState.next`.
     pub thread_next: usize,
     /// `PyThreadState.native_thread_id` (the thread's kernel id).
@@ -42,6 +49,10 @@ pub struct Layout {
     pub frame_previous: usize,
     /// `_PyInterpreterFrame.owner` (one byte).
     pub frame_owner: usize,
+    /// `_PyInterpreterFrame.is_entry` (3.11, one byte): the frame is the
+    /// first of its call of the evaluator (`_PyEval_EvalFrameDefault`).
+    /// 3.12 and later mark that call with a frame of `cstack_owner`.
+    pub frame_is_entry: Option<usize>,
     /// The owner of a frame that stands for a C call into the
     /// interpreter, not Python code (`FRAME_OWNED_BY_CSTACK`, 3.12+).
     pub cstack_owner: Option<u8>,
@@ -71,6 +82,8 @@ impl Layout {
     /// frames itself (else py-spy does).
     pub fn of(major: u8, minor: u8) -> Option<Layout> {
         let common = Layout {
+            runtime_interpreters: 40,
+            interpreter_threads: 72,
             thread_next: 8,
             thread_native_id: 0,
             current_frame: CurrentFrame::Direct(0),
@@ -79,6 +92,7 @@ impl Layout {
             frame_code: 0,
             frame_previous: 8,
             frame_owner: 70,
+            frame_is_entry: None,
             cstack_owner: Some(3),
             code_first_line: 68,
             code_filename: 112,
@@ -89,6 +103,7 @@ impl Layout {
         };
         match (major, minor) {
             (3, 11) => Some(Layout {
+                interpreter_threads: 16,
                 thread_native_id: 160,
                 current_frame: CurrentFrame::ThroughCFrame {
                     cframe: 56,
@@ -99,6 +114,7 @@ impl Layout {
                 frame_code: 32,
                 frame_previous: 48,
                 frame_owner: 69,
+                frame_is_entry: Some(68),
                 // Every frame of 3.11 runs Python code.
                 cstack_owner: None,
                 code_first_line: 72,
@@ -117,6 +133,8 @@ impl Layout {
                 ..common
             }),
             (3, 13) => Some(Layout {
+                runtime_interpreters: 632,
+                interpreter_threads: 7344,
                 thread_native_id: 160,
                 current_frame: CurrentFrame::Direct(72),
                 thread_chunk: 232,

@@ -1,0 +1,145 @@
+//! The CPython reader on other processes: real interpreters (every
+//! CPython 3.11–3.13 pyenv has here, and `python3`), found from their
+//! symbols and read while they run.
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+
+use flameshift_collector::cpython::process::{find, NotRead};
+use flameshift_collector::cpython::Walker;
+
+/// A program that spins in `leaf`, called through a key function of
+/// `sorted` (a C call back into the evaluator): innermost first,
+/// `leaf, middle, <lambda>` in one call of the evaluator and
+/// `outer, <module>` in another.
+const PROGRAM: &str = r#"
+def leaf():
+    x = 0
+    while True:
+        x += 1
+
+def middle():
+    leaf()
+
+def outer():
+    sorted([3, 1, 2], key=lambda v: middle() if v == 2 else v)
+
+print("ready", flush=True)
+outer()
+"#;
+
+/// The interpreters to test: `python3` and each of pyenv's 3.11–3.13.
+pub(crate) fn interpreters() -> Vec<String> {
+    let mut found = vec!["python3".to_owned()];
+    let root = Command::new("pyenv")
+        .arg("root")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|r| !r.is_empty());
+    if let Some(root) = root {
+        for minor in [11, 12, 13] {
+            let versions = std::fs::read_dir(format!("{root}/versions")).into_iter().flatten();
+            let mut matching: Vec<String> = versions
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|v| v.starts_with(&format!("3.{minor}.")))
+                .collect();
+            matching.sort();
+            if let Some(version) = matching.last() {
+                found.push(format!("{root}/versions/{version}/bin/python3.{minor}"));
+            }
+        }
+    }
+    found
+}
+
+/// Runs `source` under `python`, returning once it printed its first line.
+pub(crate) fn spawn_ready(python: &str, source: &str) -> Child {
+    let mut child = Command::new(python)
+        .args(["-c", source])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready", "{python}");
+    child
+}
+
+fn version_of(python: &str) -> (u8, u8) {
+    let out = Command::new(python)
+        .args(["-c", "import sys; print(*sys.version_info[:2])"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text.split_whitespace().map(|p| p.parse().unwrap());
+    (parts.next().unwrap(), parts.next().unwrap())
+}
+
+#[test]
+fn another_process_stacks_are_read_with_their_calls_of_the_evaluator() {
+    let mut read = 0;
+    for python in interpreters() {
+        let version = version_of(&python);
+        let mut child = spawn_ready(&python, PROGRAM);
+        let found = find(child.id());
+        if !(11..=13).contains(&version.1) {
+            assert!(matches!(found, Err(NotRead::Unsupported { .. })), "{python}: {found:?}");
+            child.kill().unwrap();
+            child.wait().unwrap();
+            continue;
+        }
+        let found = found.unwrap_or_else(|e| panic!("{python}: {e}"));
+        assert_eq!(found.interpreter.version, version, "{python}");
+        let mut walker = Walker::new(found.interpreter, found.memory).unwrap();
+        let mut threads = Vec::new();
+        walker.threads(&mut threads).unwrap();
+        assert_eq!(threads.len(), 1, "{python}");
+        assert_eq!(threads[0].tid as u32, child.id(), "{python}");
+        let mut names: Vec<String> = Vec::new();
+        let mut ids = Vec::new();
+        // The thread runs while it is read: a read may tear; most do not.
+        let mut stack = None;
+        for _ in 0..50 {
+            if walker
+                .stack(
+                    &threads[0],
+                    &mut |f| {
+                        names.push(format!("{}:{}", f.qualname, f.filename));
+                        names.len() as u32 - 1
+                    },
+                    &mut ids,
+                )
+                .is_ok()
+            {
+                stack = Some(ids.iter().map(|&i| names[i as usize].clone()).collect::<Vec<_>>());
+                break;
+            }
+        }
+        let stack = stack.unwrap_or_else(|| panic!("{python}: every read tore"));
+        assert_eq!(
+            stack,
+            ["leaf:<string>", "middle:<string>", "outer.<locals>.<lambda>:<string>", "outer:<string>", "<module>:<string>"],
+            "{python}"
+        );
+        assert_eq!(walker.entries(), [2, 4], "{python}: where the evaluator was entered");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        read += 1;
+    }
+    eprintln!("{read} interpreters read");
+    assert!(read >= 1, "no CPython 3.11–3.13 here");
+}
+
+#[test]
+fn a_process_that_is_not_python_or_is_gone_says_so() {
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    // `sleep` has not always mapped its libraries at once.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(find(child.id()).unwrap_err(), NotRead::NotPython(child.id()));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(find(child.id()).unwrap_err(), NotRead::Gone(child.id()));
+}
