@@ -6,7 +6,8 @@
 # current ClickHouse through chdb, the demo end to end on the release
 # build, the change-point corpus check, the Python agent (its wheel, its
 # tests on CPython 3.11 and its smoke test on 3.12 and 3.13, the Python
-# demo end to end under gunicorn and wrk), then the interoperability
+# demo end to end under gunicorn and wrk), `record` and `attach` on
+# CPython against py-spy, then the interoperability
 # check against Go's own pprof tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +35,7 @@ if ! python3 -c "import pyroscope" >/dev/null 2>&1; then
   echo "== pip install pyroscope-io and OpenTelemetry's profiling SDK (real producers push to flameshift serve in the tests)"
   python3 -m pip install -q -r scripts/requirements-producers.txt
 fi
-if ! python3 -c "import flask, gunicorn, django, starlette, maturin" >/dev/null 2>&1; then
+if ! python3 -c "import flask, gunicorn, django, starlette, maturin" >/dev/null 2>&1 || ! command -v py-spy >/dev/null 2>&1; then
   echo "== pip install the Python agent's frameworks and maturin (scripts/requirements-python.txt)"
   python3 -m pip install -q -r scripts/requirements-python.txt
 fi
@@ -84,6 +85,8 @@ python3 scripts/python-demo.py --check || {
   echo "python-demo: wrong once; running it again (a shared 2-core machine)" >&2
   python3 scripts/python-demo.py --check
 }
+echo "== record and attach see Python (CPython 3.11-3.13): shares within 5 points of py-spy record, C calls under their Python callers"
+python3 scripts/check-python-frames.py --flameshift target/release/flameshift --seconds 4
 echo "== change points on the evaluation corpus (fixtures/changepoints): the default above the zero baseline and the peers' recorded scores"
 python3 scripts/changepoint_corpus.py --flameshift target/release/flameshift --methods default --check
 echo "== interop: go tool pprof reads what flameshift writes"

@@ -39,6 +39,9 @@ pub fn run(args: AttachArgs) -> anyhow::Result<ExitCode> {
         attachment.lost,
         started.elapsed(),
     ));
+    if let Some(python) = &attachment.python {
+        say(&format!("flameshift: {python}"));
+    }
     let title = format!(
         "flameshift attach --pid {} ({})",
         args.pid,

@@ -44,6 +44,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         recording.lost,
         started.elapsed(),
     ));
+    if let Some(python) = &recording.python {
+        say(&format!("flameshift: {python}"));
+    }
     let title = format!("flameshift record ({})", recording.event.name());
     args.sampling.deliver(&recording.profile, title)?;
     let code = match (recording.status.code(), recording.status.signal()) {

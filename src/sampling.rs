@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use flameshift_client::upload::{Destination, Exporter};
 use flameshift_collector::perf::event::{CallGraph, EventChoice, EventKind, Rate};
+use flameshift_collector::python_frames::PythonMode;
 use flameshift_collector::recorder::{RecordOptions, Started};
 use flameshift_profile::format::{self, Format, WriteOptions};
 use flameshift_profile::render::{self, FlameGraphOptions};
@@ -57,6 +58,12 @@ pub struct SamplingArgs {
     /// copy (code without frame pointers), or per sample whichever works.
     #[arg(long, value_enum, default_value_t = CallGraphChoice::Auto)]
     call_graph: CallGraphChoice,
+    /// Python frames: in CPython 3.11–3.13 processes, each call of the
+    /// interpreter's evaluator is replaced by the Python functions it ran
+    /// (`auto`); `on` also fails `attach` when the target is not such a
+    /// CPython; `off` keeps native stacks.
+    #[arg(long, value_enum, default_value_t = PythonChoice::Auto)]
+    python: PythonChoice,
 }
 
 /// `--event`.
@@ -81,6 +88,17 @@ pub enum CallGraphChoice {
     Auto,
 }
 
+/// `--python`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PythonChoice {
+    /// Python frames wherever a CPython 3.11–3.13 is found.
+    Auto,
+    /// The same, and `attach` fails when its target is not one.
+    On,
+    /// Native stacks only.
+    Off,
+}
+
 impl SamplingArgs {
     /// The recorder's options.
     pub fn record_options(&self) -> RecordOptions {
@@ -98,6 +116,11 @@ impl SamplingArgs {
                 CallGraphChoice::Fp => CallGraph::FramePointers,
                 CallGraphChoice::Dwarf => CallGraph::Dwarf,
                 CallGraphChoice::Auto => CallGraph::Auto,
+            },
+            python: match self.python {
+                PythonChoice::Auto => PythonMode::Auto,
+                PythonChoice::On => PythonMode::On,
+                PythonChoice::Off => PythonMode::Off,
             },
             on_start: Some(say_started),
             ..RecordOptions::default()

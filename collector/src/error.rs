@@ -35,6 +35,9 @@ pub enum Error {
     /// A request to the analyzer failed or was refused.
     #[error(transparent)]
     Http(#[from] flameshift_client::http::HttpError),
+    /// `--python on`, and the target's Python frames cannot be read.
+    #[error("--python on: {0}")]
+    Python(#[from] crate::cpython::process::NotRead),
     /// Building the profile failed.
     #[error(transparent)]
     Profile(#[from] flameshift_profile::Error),

@@ -58,6 +58,8 @@ pub mod layer;
 #[cfg(feature = "record")]
 pub mod perf;
 #[cfg(feature = "record")]
+pub mod python_frames;
+#[cfg(feature = "record")]
 pub mod recorder;
 pub mod requests;
 pub mod sampler;

@@ -19,8 +19,8 @@ use flameshift_collector::requests::RequestStats;
 
 use crate::cpu::current_tid;
 use crate::endpoints::Endpoints;
-use flameshift_collector::cpython::Interpreter;
 use crate::stacks::{PythonSource, ReadStats, StackSettings};
+use flameshift_collector::cpython::Interpreter;
 
 /// What `flameshift.start` was given (each `None` falls back to its
 /// `FLAMESHIFT_*` variable).

@@ -35,8 +35,8 @@ use rustc_hash::FxHashMap;
 
 use crate::cpu::thread_cpu_ns;
 use crate::endpoints::{Endpoints, Serving};
-use flameshift_collector::cpython::{Interpreter, Memory, Walker};
 use crate::reader::{py_spy_reader, FrameIds, Reader};
+use flameshift_collector::cpython::{Interpreter, Memory, Walker};
 
 /// A stack (root first, as frame ids) a thread was found running,
 /// with the endpoint it was serving (none: no request).

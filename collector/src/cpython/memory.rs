@@ -25,7 +25,9 @@ impl Memory {
     /// The memory of process `pid` (reading it takes the right to
     /// ptrace it: root, or its user where `kernel.yama.ptrace_scope` is 0).
     pub fn of(pid: u32) -> Memory {
-        Memory { pid: pid as libc::pid_t }
+        Memory {
+            pid: pid as libc::pid_t,
+        }
     }
 
     /// The process read.

@@ -87,8 +87,14 @@ mod tests {
             guess_short_file("/venv/lib/python3.12/site-packages/flask/app.py", cwd),
             "flask/app.py"
         );
-        assert_eq!(guess_short_file("/usr/lib/python3/dist-packages/yaml/x.py", cwd), "yaml/x.py");
-        assert_eq!(guess_short_file("/srv/shop/orders/views.py", cwd), "orders/views.py");
+        assert_eq!(
+            guess_short_file("/usr/lib/python3/dist-packages/yaml/x.py", cwd),
+            "yaml/x.py"
+        );
+        assert_eq!(
+            guess_short_file("/srv/shop/orders/views.py", cwd),
+            "orders/views.py"
+        );
         assert_eq!(guess_short_file("/opt/lib/python3.x/tool.py", cwd), "tool.py");
         assert_eq!(guess_short_file("<string>", cwd), "<string>");
     }

@@ -176,7 +176,11 @@ impl Finder {
         // only refers to `_PyRuntime`), then the executable.
         let mut candidates: Vec<&Mapping> = mappings
             .iter()
-            .filter(|(_, _, path)| path.rsplit('/').next().is_some_and(|n| n.starts_with("libpython")))
+            .filter(|(_, _, path)| {
+                path.rsplit('/')
+                    .next()
+                    .is_some_and(|n| n.starts_with("libpython"))
+            })
             .collect();
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
         candidates.extend(
@@ -197,7 +201,9 @@ impl Finder {
                 .clone();
             let Some(symbols) = symbols else { continue };
             let Some(runtime) = symbols.runtime else { continue };
-            let Some(bias) = symbols.bias(start, pgoff) else { continue };
+            let Some(bias) = symbols.bias(start, pgoff) else {
+                continue;
+            };
             return interpreter_at(pid, &symbols, runtime, bias, path);
         }
         Err(NotRead::NotPython(pid))
@@ -206,7 +212,13 @@ impl Finder {
 
 /// The interpreter of `pid`, whose binary `path` (loaded `bias` away
 /// from its addresses) defines `_PyRuntime` at `runtime`.
-fn interpreter_at(pid: u32, symbols: &Symbols, runtime: u64, bias: u64, path: &str) -> Result<Found, NotRead> {
+fn interpreter_at(
+    pid: u32,
+    symbols: &Symbols,
+    runtime: u64,
+    bias: u64,
+    path: &str,
+) -> Result<Found, NotRead> {
     let memory = Memory::of(pid);
     let at = |addr: u64| addr.wrapping_add(bias) as usize;
     let read_error = |error: std::io::Error| match error.raw_os_error() {
@@ -298,7 +310,10 @@ mod tests {
     #[test]
     fn versions_come_from_file_names_where_no_symbol_says() {
         assert_eq!(version_in_name("/usr/lib/libpython3.10.so.1.0"), Some((3, 10)));
-        assert_eq!(version_in_name("/root/.pyenv/versions/3.9.18/bin/python3.9"), Some((3, 9)));
+        assert_eq!(
+            version_in_name("/root/.pyenv/versions/3.9.18/bin/python3.9"),
+            Some((3, 9))
+        );
         assert_eq!(version_in_name("/usr/bin/python3"), None);
         assert_eq!(version_in_name("/usr/bin/env"), None);
     }
@@ -310,8 +325,14 @@ mod tests {
             ..Symbols::default()
         };
         // Text mapped at 0x7f00_0000_1000 from file offset 0x1000.
-        assert_eq!(symbols.bias(0x7f00_0000_1000, 0x1000), Some(0x7f00_0000_1000 - 0x2000));
-        assert_eq!(symbols.bias(0x7f00_0000_1000 - 0x2000, 0), Some(0x7f00_0000_1000 - 0x2000));
+        assert_eq!(
+            symbols.bias(0x7f00_0000_1000, 0x1000),
+            Some(0x7f00_0000_1000 - 0x2000)
+        );
+        assert_eq!(
+            symbols.bias(0x7f00_0000_1000 - 0x2000, 0),
+            Some(0x7f00_0000_1000 - 0x2000)
+        );
         // A non-PIE executable at its link address.
         let fixed = Symbols {
             segments: vec![(0x400000, 0, 0x1000)],
@@ -322,7 +343,10 @@ mod tests {
 
     #[test]
     fn a_process_without_python_is_named_as_such() {
-        assert_eq!(find(std::process::id()).unwrap_err(), NotRead::NotPython(std::process::id()));
+        assert_eq!(
+            find(std::process::id()).unwrap_err(),
+            NotRead::NotPython(std::process::id())
+        );
         assert_eq!(find(u32::MAX - 1).unwrap_err(), NotRead::Gone(u32::MAX - 1));
         let denied = NotRead::Denied {
             pid: 7,

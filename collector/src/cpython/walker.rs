@@ -517,13 +517,16 @@ mod tests {
     }
 
     fn walker(fixture: &Fixture) -> Walker {
-        Walker::new(Interpreter {
-            version: (3, 12),
-            state: fixture.thread.at(),
-            thread_head: ThreadHead::Function(head),
-            code_type: &CODE_TYPE as *const u8 as usize,
-            string_type: &STRING_TYPE as *const u8 as usize,
-        }, Memory::this_process())
+        Walker::new(
+            Interpreter {
+                version: (3, 12),
+                state: fixture.thread.at(),
+                thread_head: ThreadHead::Function(head),
+                code_type: &CODE_TYPE as *const u8 as usize,
+                string_type: &STRING_TYPE as *const u8 as usize,
+            },
+            Memory::this_process(),
+        )
         .unwrap()
     }
 

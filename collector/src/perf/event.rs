@@ -131,6 +131,9 @@ pub struct EventOptions {
     pub enable_on_exec: bool,
     /// How stacks are walked.
     pub call_graph: CallGraph,
+    /// Wake a reader polling the ring every this many samples (1: on
+    /// each, for a reader that acts on samples at once).
+    pub wake_every: u32,
 }
 
 /// Opens one sampling event for `pid` (0: the calling thread) on `cpu`
@@ -187,7 +190,7 @@ pub fn open(options: &EventOptions, pid: i32, cpu: i32) -> Result<OwnedFd> {
     // records are certainly all in (see `recorder::Session::pump`).
     attr.set_use_clockid(1);
     attr.clockid = libc::CLOCK_MONOTONIC;
-    attr.__bindgen_anon_2.wakeup_events = 64;
+    attr.__bindgen_anon_2.wakeup_events = options.wake_every.max(1);
     // SAFETY: `attr` is a valid, fully initialised perf_event_attr that
     // outlives the call; the other arguments are plain integers.
     let fd = unsafe {
@@ -290,6 +293,7 @@ mod tests {
                     inherit: false,
                     enable_on_exec: false,
                     call_graph: CallGraph::Auto,
+                    wake_every: 64,
                 },
                 0,
                 -1,

@@ -39,7 +39,9 @@ pub(crate) fn interpreters() -> Vec<String> {
         .filter(|r| !r.is_empty());
     if let Some(root) = root {
         for minor in [11, 12, 13] {
-            let versions = std::fs::read_dir(format!("{root}/versions")).into_iter().flatten();
+            let versions = std::fs::read_dir(format!("{root}/versions"))
+                .into_iter()
+                .flatten();
             let mut matching: Vec<String> = versions
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
                 .filter(|v| v.starts_with(&format!("3.{minor}.")))
@@ -49,6 +51,10 @@ pub(crate) fn interpreters() -> Vec<String> {
                 found.push(format!("{root}/versions/{version}/bin/python3.{minor}"));
             }
         }
+    }
+    // Debian's, linked statically (`_PyRuntime` in the executable).
+    if std::path::Path::new("/usr/bin/python3.11").exists() {
+        found.push("/usr/bin/python3.11".to_owned());
     }
     found
 }
@@ -86,7 +92,10 @@ fn another_process_stacks_are_read_with_their_calls_of_the_evaluator() {
         let mut child = spawn_ready(&python, PROGRAM);
         let found = find(child.id());
         if !(11..=13).contains(&version.1) {
-            assert!(matches!(found, Err(NotRead::Unsupported { .. })), "{python}: {found:?}");
+            assert!(
+                matches!(found, Err(NotRead::Unsupported { .. })),
+                "{python}: {found:?}"
+            );
             child.kill().unwrap();
             child.wait().unwrap();
             continue;
@@ -121,15 +130,24 @@ fn another_process_stacks_are_read_with_their_calls_of_the_evaluator() {
         let stack = stack.unwrap_or_else(|| panic!("{python}: every read tore"));
         assert_eq!(
             stack,
-            ["leaf:<string>", "middle:<string>", "outer.<locals>.<lambda>:<string>", "outer:<string>", "<module>:<string>"],
+            [
+                "leaf:<string>",
+                "middle:<string>",
+                "outer.<locals>.<lambda>:<string>",
+                "outer:<string>",
+                "<module>:<string>"
+            ],
             "{python}"
         );
-        assert_eq!(walker.entries(), [2, 4], "{python}: where the evaluator was entered");
+        assert_eq!(
+            walker.entries(),
+            [2, 4],
+            "{python}: where the evaluator was entered"
+        );
         child.kill().unwrap();
         child.wait().unwrap();
         read += 1;
     }
-    eprintln!("{read} interpreters read");
     assert!(read >= 1, "no CPython 3.11–3.13 here");
 }
 
