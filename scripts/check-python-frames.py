@@ -173,7 +173,7 @@ def compare(label, ours, theirs, failures):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--flameshift", default=str(ROOT / "target" / "debug" / "flameshift"))
-    parser.add_argument("--frequency", default="99", help="both tools' rate (Hz)")
+    parser.add_argument("--frequency", default="499", help="both tools' rate (Hz; 499: enough samples that 5 points is past chance)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--json", help="write the shares here")
     args = parser.parse_args()

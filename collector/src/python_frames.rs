@@ -127,6 +127,8 @@ pub struct Counts {
     /// [`MAX_LAG`] after them: the recorder was busy, or was finding the
     /// interpreter); they keep their native stack.
     pub late: u64,
+    /// Time spent reading Python stacks (ns; finding interpreters aside).
+    pub read_ns: u64,
 }
 
 /// The Python frames of the processes a recording samples.
@@ -276,16 +278,51 @@ impl PythonFrames {
         let Some(Process::Reading { walker, threads, cwd }) = self.processes.get_mut(&pid) else {
             return None;
         };
+        let started = Instant::now();
+        let stack = Self::read_thread(
+            walker,
+            threads,
+            cwd,
+            tid,
+            &mut self.frames,
+            &mut self.ids,
+            &mut self.counts,
+        );
+        self.counts.read_ns += started.elapsed().as_nanos() as u64;
+        let stack = stack?;
+        self.counts.read += 1;
+        if self.lags.len() < LAGS_KEPT {
+            self.lags
+                .push(crate::counters::clock_ns(libc::CLOCK_MONOTONIC).saturating_sub(sample_ns));
+        }
+        if Duration::from_nanos(*self.lags.last().unwrap_or(&0)) > MAX_LAG {
+            // Found the interpreter only now: this sample is long past.
+            self.counts.read -= 1;
+            self.counts.late += 1;
+            return None;
+        }
+        Some(stack)
+    }
+
+    /// `tid`'s stack, read with `walker` (frames interned in `frames`).
+    fn read_thread(
+        walker: &mut Walker,
+        threads: &mut Vec<Thread>,
+        cwd: &str,
+        tid: u32,
+        frames: &mut Vec<PythonFrame>,
+        ids: &mut FxHashMap<PythonFrame, u32>,
+        counts: &mut Counts,
+    ) -> Option<PythonStack> {
         if walker.threads(threads).is_err() {
-            self.counts.torn += 1;
+            counts.torn += 1;
             return None;
         }
         let Some(thread) = threads.iter().find(|t| t.tid as u32 == tid).copied() else {
-            self.counts.without_python += 1;
+            counts.without_python += 1;
             return None;
         };
         let mut stack = PythonStack::default();
-        let (frames, ids) = (&mut self.frames, &mut self.ids);
         let read = walker.stack(
             &thread,
             &mut |f| {
@@ -302,25 +339,14 @@ impl PythonFrames {
             &mut stack.frames,
         );
         if read.is_err() {
-            self.counts.torn += 1;
+            counts.torn += 1;
             return None;
         }
         if stack.frames.is_empty() {
-            self.counts.without_python += 1;
+            counts.without_python += 1;
             return None;
         }
         stack.entries = walker.entries().to_vec();
-        self.counts.read += 1;
-        if self.lags.len() < LAGS_KEPT {
-            self.lags
-                .push(crate::counters::clock_ns(libc::CLOCK_MONOTONIC).saturating_sub(sample_ns));
-        }
-        if Duration::from_nanos(*self.lags.last().unwrap_or(&0)) > MAX_LAG {
-            // Found the interpreter only now: this sample is long past.
-            self.counts.read -= 1;
-            self.counts.late += 1;
-            return None;
-        }
         Some(stack)
     }
 
@@ -344,11 +370,12 @@ impl PythonFrames {
                     .map_or(0, |&l| l / 1_000)
             };
             format!(
-                "python: {} ({} samples with Python frames, read {} µs after the sample (median; 99th percentile {} µs): {} merged with as many evaluator calls, {} aligned from the outermost call; {} read too late, {} torn reads)",
+                "python: {} ({} samples with Python frames, read {} µs after the sample (median; 99th percentile {} µs) in {:.1} µs each: {} merged with as many evaluator calls, {} aligned from the outermost call; {} read too late, {} torn reads)",
                 self.found.join(", "),
                 c.read,
                 at(0.5),
                 at(0.99),
+                c.read_ns as f64 / 1_000.0 / (c.read + c.late + c.torn).max(1) as f64,
                 c.exact,
                 c.aligned,
                 c.late,
