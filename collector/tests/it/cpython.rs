@@ -161,3 +161,56 @@ fn a_process_that_is_not_python_or_is_gone_says_so() {
     child.wait().unwrap();
     assert_eq!(find(child.id()).unwrap_err(), NotRead::Gone(child.id()));
 }
+
+/// `record` of the standard-library workload: its Python functions in
+/// the stacks, each C call under its Python caller, and the run's
+/// counts in the comments; the program exits while it is sampled
+/// (reads of a process gone lose those samples' Python frames only).
+#[cfg(feature = "record")]
+#[test]
+fn record_merges_python_frames_into_native_stacks() {
+    use flameshift_collector::perf::event::{EventChoice, Rate};
+    use flameshift_collector::python_frames::PythonMode;
+    use flameshift_collector::recorder::{record, RecordOptions};
+    use flameshift_profile::FoldOptions;
+
+    let _serial = crate::serial();
+    // Absolute: outside the working directory, its frames are `(work.py)`.
+    let workload = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/python-frames/work.py")
+        .canonicalize()
+        .unwrap();
+    let options = RecordOptions {
+        event: EventChoice::Auto,
+        rate: Rate::Frequency(499),
+        python: PythonMode::On,
+        ..RecordOptions::default()
+    };
+    let command: Vec<std::ffi::OsString> = vec!["python3".into(), workload.into(), "2".into()];
+    let recording = record(&command, &options).unwrap();
+    assert!(recording.status.success());
+    let python = recording.python.unwrap();
+    assert!(python.starts_with("python: CPython 3."), "{python}");
+    assert!(recording.profile.comments.contains(&python));
+    let folded = recording.profile.fold(&FoldOptions {
+        value_index: 0,
+        root_label: None,
+    });
+    let samples = |pattern: &str| -> i64 {
+        folded
+            .iter()
+            .filter(|(stack, _)| stack.contains(pattern))
+            .map(|(_, v)| *v)
+            .sum()
+    };
+    let total: i64 = folded.values().sum();
+    let in_module = samples("<module> (work.py);main (work.py);one_round (work.py)");
+    assert!(in_module * 10 > total * 8, "{in_module} of {total} samples under the workload's Python frames");
+    // The hashing is OpenSSL's, called from `digest`.
+    let hashing = samples(";_hashlib_openssl_sha256");
+    let under_digest = samples("digest (work.py);_hashlib_openssl_sha256");
+    assert!(hashing > 20, "{hashing} samples hashing");
+    assert!(under_digest * 10 >= hashing * 8, "{under_digest} of {hashing} under digest");
+    // The evaluator's own frames gave way to the Python ones.
+    assert!(samples("_PyEval_EvalFrameDefault") * 10 < total, "evaluator frames left in stacks");
+}
