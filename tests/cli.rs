@@ -500,6 +500,66 @@ fn attach_stops_cleanly_on_ctrl_c_and_writes_what_it_has() {
     );
 }
 
+/// `attach --python on` refuses a target that is not CPython, and a
+/// CPython whose memory it may not read (another user's: here flameshift
+/// runs as `nobody`), with the fix named.
+#[test]
+fn attach_python_on_names_what_stops_it() {
+    let mut shell = Command::new("sh")
+        .args(["-c", "while :; do sleep 1; done"])
+        .spawn()
+        .unwrap();
+    let err = fails(&[
+        "attach",
+        "--python",
+        "on",
+        "--pid",
+        &shell.id().to_string(),
+        "--duration",
+        "1s",
+    ]);
+    assert!(
+        err.contains("--python on") && err.contains("runs no CPython"),
+        "{err}"
+    );
+    shell.kill().unwrap();
+    shell.wait().unwrap();
+
+    // A copy of the binary that `nobody` may run.
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = dir.path().join("flameshift");
+    std::fs::copy(env!("CARGO_BIN_EXE_flameshift"), &binary).unwrap();
+    let mut python = Command::new("python3")
+        .args(["-c", "import time\nwhile True: time.sleep(0.1)"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = Command::new("setpriv")
+        .args(["--reuid", "nobody", "--regid", "nogroup", "--clear-groups"])
+        .arg(&binary)
+        .args([
+            "attach",
+            "--python",
+            "on",
+            "--pid",
+            &python.id().to_string(),
+            "--duration",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    python.kill().unwrap();
+    python.wait().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot read the memory of process") && err.contains("ptrace_scope"),
+        "{err}"
+    );
+}
+
 #[path = "support/serve_process.rs"]
 mod serve_process;
 

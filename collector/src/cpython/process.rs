@@ -143,7 +143,16 @@ type Mapping = (u64, u64, Arc<str>);
 
 /// The file-backed mappings of `pid`, from `/proc/PID/maps`.
 fn mappings(pid: u32) -> Result<Vec<Mapping>, NotRead> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|_| NotRead::Gone(pid))?;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::PermissionDenied {
+            NotRead::Denied {
+                pid,
+                error: error.to_string(),
+            }
+        } else {
+            NotRead::Gone(pid)
+        }
+    })?;
     Ok(text
         .lines()
         .filter_map(|line| {

@@ -205,12 +205,21 @@ fn record_merges_python_frames_into_native_stacks() {
     };
     let total: i64 = folded.values().sum();
     let in_module = samples("<module> (work.py);main (work.py);one_round (work.py)");
-    assert!(in_module * 10 > total * 8, "{in_module} of {total} samples under the workload's Python frames");
+    assert!(
+        in_module * 10 > total * 8,
+        "{in_module} of {total} samples under the workload's Python frames"
+    );
     // The hashing is OpenSSL's, called from `digest`.
     let hashing = samples(";_hashlib_openssl_sha256");
     let under_digest = samples("digest (work.py);_hashlib_openssl_sha256");
     assert!(hashing > 20, "{hashing} samples hashing");
-    assert!(under_digest * 10 >= hashing * 8, "{under_digest} of {hashing} under digest");
+    assert!(
+        under_digest * 10 >= hashing * 8,
+        "{under_digest} of {hashing} under digest"
+    );
     // The evaluator's own frames gave way to the Python ones.
-    assert!(samples("_PyEval_EvalFrameDefault") * 10 < total, "evaluator frames left in stacks");
+    assert!(
+        samples("_PyEval_EvalFrameDefault") * 10 < total,
+        "evaluator frames left in stacks"
+    );
 }
