@@ -90,9 +90,11 @@ enum Process {
         threads: Vec<Thread>,
         cwd: String,
     },
-    /// Its interpreter is not started yet: look again at `next`.
+    /// Its interpreter is not started yet (or its thread list did not
+    /// read as its threads): look again at `next`, then `wait` later.
     Waiting {
         next: Instant,
+        wait: Duration,
     },
     NotRead,
 }
@@ -156,8 +158,9 @@ pub const MAX_LAG: Duration = Duration::from_millis(5);
 const LAGS_KEPT: usize = 100_000;
 
 /// How long to wait before looking again for an interpreter that has
-/// not started.
+/// not started: 20 ms, doubling up to a second.
 const RETRY: Duration = Duration::from_millis(20);
+const MAX_RETRY: Duration = Duration::from_secs(1);
 
 impl PythonFrames {
     /// Reads nothing when `mode` is `Off`.
@@ -225,8 +228,13 @@ impl PythonFrames {
             }
             Err(why) => {
                 let process = if why.is_transient() {
+                    let wait = match self.processes.get(&pid) {
+                        Some(Process::Waiting { wait, .. }) => (*wait * 2).min(MAX_RETRY),
+                        _ => RETRY,
+                    };
                     Process::Waiting {
-                        next: Instant::now() + RETRY,
+                        next: Instant::now() + wait,
+                        wait,
                     }
                 } else {
                     Process::NotRead
@@ -269,7 +277,7 @@ impl PythonFrames {
         }
         let due = match self.processes.get(&pid) {
             None => true,
-            Some(Process::Waiting { next }) => Instant::now() >= *next,
+            Some(Process::Waiting { next, .. }) => Instant::now() >= *next,
             Some(_) => false,
         };
         if due && self.find(pid).is_err() {

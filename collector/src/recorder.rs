@@ -389,6 +389,11 @@ impl Session {
         let last = self.collector.last_python_sample?;
         let period = self.spin_period?;
         let now = monotonic_ns();
+        // No Python sample for a few periods: its threads are blocked
+        // (an idle server); the next sample wakes the recorder as usual.
+        if now > last + IDLE_PERIODS * period {
+            return None;
+        }
         let window = spin_window(period);
         // The first due time not yet past its window.
         let behind = now.saturating_sub(last + window) / period + 1;
@@ -773,6 +778,10 @@ fn spin_period(kind: EventKind, options: &RecordOptions) -> Option<u64> {
         (Rate::Period(_), EventKind::Instructions) => None,
     }
 }
+
+/// How many periods without a Python sample end the polling around due
+/// samples.
+const IDLE_PERIODS: u64 = 4;
 
 /// How long before and after a due sample the recorder polls without
 /// sleeping: 250 µs, or an eighth of the period at high rates.
