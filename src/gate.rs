@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use flameshift_detect::gate::{gate, newest_point, GateMeasure, GateReport, GateRow, GateSettings, RunCosts};
+use flameshift_detect::suspects::{self, Regressed, Suspect};
 use flameshift_profile::render::{self, FlameGraphOptions};
 use flameshift_profile::Profile;
 
@@ -55,6 +56,15 @@ pub struct GateArgs {
     /// Write the differential flame graph (baseline → candidate) here.
     #[arg(long)]
     diff_svg: Option<PathBuf>,
+    /// Rank the commits of BASE..HEAD that may have caused each
+    /// regression: those that changed the function's lines (from the
+    /// candidate's debug info), then a function on its call path, then
+    /// its file. Needs git; the verdict and exit code do not depend on it.
+    #[arg(long, value_name = "BASE..HEAD", conflicts_with = "history")]
+    commits: Option<String>,
+    /// The git repository of --commits (default: the current directory).
+    #[arg(long, value_name = "DIR", requires = "commits")]
+    repo: Option<PathBuf>,
     #[command(flatten)]
     input: InputArgs,
 }
@@ -222,13 +232,24 @@ fn compare(options: &GateArgs) -> anyhow::Result<bool> {
     let (before, after) = (costs(&baseline)?, costs(&candidate)?);
     let report = gate(&before, &after, &settings)?;
     let unit = unit.map(|u| u.0).unwrap_or_default();
-    let markdown = markdown(&report, &settings, &unit);
+    let mut markdown = markdown(&report, &settings, &unit);
+    let suspects: Option<Suspects> = options
+        .commits
+        .as_deref()
+        .filter(|_| report.failed())
+        .map(|range| {
+            let repo = options.repo.clone().unwrap_or_else(|| PathBuf::from("."));
+            suspect_commits(&report, candidate.iter().map(|(_, p)| p), &repo, range)
+        });
+    if let Some(suspects) = &suspects {
+        markdown.push_str(&suspects_markdown(suspects));
+    }
     if let Some(path) = &options.report {
         write_output(path, |out| Ok(out.write_all(markdown.as_bytes())?))?;
     }
     if let Some(path) = &options.json {
         let json = serde_json::to_vec_pretty(
-            &serde_json::json!({ "failed": report.failed(), "unit": unit, "report": report }),
+            &serde_json::json!({ "failed": report.failed(), "unit": unit, "report": report, "suspects": suspects.as_ref().map(|s| serde_json::json!({ "range": s.range, "commits": s.commits, "notes": s.notes })) }),
         )?;
         write_output(path, |out| Ok(out.write_all(&json)?))?;
     }
@@ -259,6 +280,95 @@ fn compare(options: &GateArgs) -> anyhow::Result<bool> {
     Ok(report.failed())
 }
 
+/// The suspect commits of a failed gate, and what kept some from being
+/// found.
+#[derive(Debug)]
+struct Suspects {
+    /// `BASE..HEAD`.
+    range: String,
+    /// Ranked, strongest first.
+    commits: Vec<Suspect>,
+    /// Why the list may be short or empty.
+    notes: Vec<String>,
+}
+
+/// Ranks the commits of `range` in `repo` against the report's
+/// regressions; a range git cannot read gives an empty list and a note.
+fn suspect_commits<'a>(
+    report: &GateReport,
+    candidate: impl IntoIterator<Item = &'a Profile>,
+    repo: &std::path::Path,
+    range: &str,
+) -> Suspects {
+    let mut notes = Vec::new();
+    let changes = match crate::commits::read(repo, range) {
+        Ok(changes) => changes,
+        Err(why) => {
+            return Suspects {
+                range: range.to_owned(),
+                commits: Vec::new(),
+                notes: vec![why],
+            }
+        }
+    };
+    notes.extend(changes.notes);
+    let spans = suspects::spans(candidate);
+    let mut regressed: Vec<Regressed> = Vec::new();
+    for row in &report.regressions {
+        if regressed.iter().any(|r| r.function == row.function) {
+            continue;
+        }
+        if !spans.contains_key(&row.function) {
+            notes.push(format!(
+                "`{}` has no source lines in the candidate's profiles (build with -g, or a profile format with lines): only its callers and file can name a suspect, and without its file none",
+                row.function
+            ));
+        }
+        regressed.push(Regressed {
+            function: row.function.clone(),
+            callers: row
+                .call_path
+                .as_ref()
+                .map(|p| p.callers.clone())
+                .unwrap_or_default(),
+        });
+    }
+    if changes.commits.is_empty() {
+        notes.push(format!("{range} has no commits (merges aside)"));
+    }
+    Suspects {
+        range: range.to_owned(),
+        commits: suspects::rank(&regressed, &spans, &changes.commits),
+        notes,
+    }
+}
+
+/// The report's "Suspect commits" section.
+fn suspects_markdown(suspects: &Suspects) -> String {
+    let mut out = format!("\n### Suspect commits ({})\n\n", suspects.range);
+    if suspects.commits.is_empty() {
+        out.push_str("No commit of the range changed a regressed function, its callers or its file.\n");
+    }
+    for (i, s) in suspects.commits.iter().take(10).enumerate() {
+        let _ = writeln!(
+            out,
+            "{}. `{}` {} — {}: {}",
+            i + 1,
+            s.short,
+            s.title,
+            s.author,
+            s.describe()
+        );
+    }
+    if suspects.commits.len() > 10 {
+        let _ = writeln!(out, "\n…and {} more.", suspects.commits.len() - 10);
+    }
+    for note in &suspects.notes {
+        let _ = writeln!(out, "\n> {note}");
+    }
+    out
+}
+
 /// A cost for the report: `3.07 s`, `12.3 M instructions` in the runs'
 /// `kind/unit`, or a share of the samples when there is one run a side.
 fn cost(value: f64, unit: &str, shares: bool) -> String {
@@ -273,6 +383,16 @@ fn pct(x: f64) -> String {
     format!("{:+.1}%", x * 100.0)
 }
 
+/// A row's change and interval, or `new` for a function the baseline
+/// did not run (a relative change would be infinite).
+fn change(r: &GateRow) -> String {
+    if r.new {
+        "new".to_owned()
+    } else {
+        format!("{} [{}, {}]", pct(r.change), pct(r.low), pct(r.high))
+    }
+}
+
 fn table(out: &mut String, rows: &[GateRow], unit: &str, shares: bool) {
     let _ = writeln!(
         out,
@@ -282,14 +402,12 @@ fn table(out: &mut String, rows: &[GateRow], unit: &str, shares: bool) {
     for r in rows {
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {} | {} [{}, {}] | {:.1e} | {:.1e} |",
+            "| `{}` | {} | {} | {} | {} | {:.1e} | {:.1e} |",
             r.function.replace('|', "\\|"),
             r.metric.as_str(),
             cost(r.before, unit, shares),
             cost(r.after, unit, shares),
-            pct(r.change),
-            pct(r.low),
-            pct(r.high),
+            change(r),
             r.p_value,
             r.q_value
         );
@@ -328,10 +446,18 @@ pub fn markdown(report: &GateReport, settings: &GateSettings, unit: &str) -> Str
             .iter()
             .filter_map(|r| {
                 let path = r.call_path.as_ref()?;
+                let how = if r.new {
+                    format!(
+                        "new: {} → {}",
+                        cost(r.before, unit, shares),
+                        cost(r.after, unit, shares)
+                    )
+                } else {
+                    pct(r.change)
+                };
                 Some(format!(
-                    "- `{}` self {}: {}",
+                    "- `{}` self {how}: {}",
                     r.function,
-                    pct(r.change),
                     path.describe_markdown()
                 ))
             })

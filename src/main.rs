@@ -10,6 +10,7 @@
 mod args;
 mod attach;
 mod changepoints;
+mod commits;
 mod completions;
 mod convert;
 mod demo;

@@ -358,8 +358,9 @@ impl PythonFrames {
         Some(stack)
     }
 
-    /// What the profile's comments say of the Python frames (`--python
-    /// on` without any CPython found is also warned of).
+    /// What the profile's comments say of the Python frames (nothing
+    /// when `auto` found no CPython; `--python on` without any CPython
+    /// found is also warned of).
     pub fn comment(&self) -> Option<String> {
         if !self.enabled() {
             return None;
@@ -369,6 +370,10 @@ impl PythonFrames {
         }
         let c = self.counts;
         Some(if self.found.is_empty() {
+            // `auto` on a program that is not Python says nothing.
+            if self.mode == PythonMode::Auto {
+                return None;
+            }
             "python: no CPython 3.11–3.13 found".to_owned()
         } else {
             let mut lags = self.lags.clone();

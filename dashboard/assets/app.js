@@ -369,7 +369,9 @@ async function regressionPage(id) {
 }
 
 // "97% of the rise under beta ← handle (beta inclusive +30.0%)": the
-// callers above the function where a self-cost rise concentrates.
+// callers above the function where a self-cost rise concentrates; "100%
+// of the rise under index (via compare_keys 55%, compare_values 45%)"
+// when it splits below the frame holding it.
 function callPath(p) {
   // Generic arguments take a line each in Rust's async frames; the full
   // name is in the tooltip.
@@ -378,10 +380,12 @@ function callPath(p) {
     for (let prev = ""; prev !== out; ) [prev, out] = [out, out.replace(/(.)<[^<>]*>/g, "$1")];
     return out;
   };
-  const names = p.callers.map((c, i) => [i ? " ← " : "", el("code", { title: c }, short(c))]);
+  const chain = (callers) => callers.map((c, i) => [i ? " ← " : "", el("code", { title: c }, short(c))]);
   const before = p.caller_before, after = p.caller_after;
   const caller = before > 0 && after != null ? [" (", el("code", { title: p.callers[0] }, short(p.callers[0])), ` inclusive ${pct(after / before - 1)})`] : [];
-  return [`${Math.round(Math.min(p.share, 1) * 100)}% of the rise under `, names, caller];
+  // A rise that splits below the frame holding it: its branches.
+  const via = (p.via || []).length ? [" (via ", p.via.map((v, i) => [i ? ", " : "", chain(v.callers), ` ${Math.round(Math.min(v.share, 1) * 100)}%`]), ")"] : [];
+  return [`${Math.round(Math.min(p.share, 1) * 100)}% of the rise under `, chain(p.callers), via, caller];
 }
 
 let pendingAfter = [];

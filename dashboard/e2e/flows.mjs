@@ -94,7 +94,7 @@ try {
   await shot("regression");
   check((await page.locator(".facts dd.measure").textContent()) === "cost per request", "an agent's regression is per request");
   const where = await page.locator(".facts dd.call-path").textContent();
-  check(/^\d+% of the rise under [^,\[\]]+( ← [^,\[\]]+)*( \(.+ inclusive [+-]\d+\.\d%\))?$/.test(where) && !where.includes("[object"), `the call path reads as names (${where})`);
+  check(/^\d+% of the rise under [^,\[\]]+( ← [^,\[\]]+)*( \(via [^\[\]]+ \d+%\))?( \(.+ inclusive [+-]\d+\.\d%\))?$/.test(where) && !where.includes("[object"), `the call path reads as names (${where})`);
 
   // 4b. The same fleet without request counts: found in shares, and said so.
   await open("#/service/uncounted");

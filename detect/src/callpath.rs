@@ -4,11 +4,15 @@
 //! gets more expensive when one caller starts calling it more often; its
 //! self cost rises, but the code that changed is the caller. So each
 //! self-cost rise is split by the chain of callers above the function
-//! (nearest first, up to [`DEPTH`] frames): the nearest caller whose
-//! share of the rise is the largest, when it holds at least half of it,
-//! then that caller's own callers the same way, as long as one still
-//! holds half. The report then says "`mix` self +5.2%, 97% of it under
-//! `beta` ← `main`", with `beta`'s inclusive change beside it.
+//! (nearest first; the gate keeps whole stacks, the analyzer [`DEPTH`]
+//! frames): walking up from the function, the first frame under which
+//! at least 80% of the rise is, however the rise splits below it, is
+//! where it is named, then that frame's own callers as long as one still
+//! holds 80%. The report then says "`mix` self +5.2%, 97% of it under
+//! `beta` ← `main`", with `beta`'s inclusive change beside it; when the
+//! rise splits below that frame (a new caller reaching `memcmp` through
+//! two paths), the paths are named too: "100% of it under `index` (via
+//! `compare_keys` 55%, `compare_values` 45%)".
 //!
 //! Per caller edge rather than the deepest ancestor whose inclusive rise
 //! explains the self rise: an ancestor's inclusive cost also moves with
@@ -27,8 +31,21 @@ pub const DEPTH: usize = 3;
 /// most [`DEPTH`]; empty for a root frame).
 pub type ByCallers = BTreeMap<Vec<String>, f64>;
 
-/// A path holds a rise when at least this share of it is under the path.
-const CONCENTRATED: f64 = 0.5;
+/// A frame holds a rise when at least this share of it is under it.
+const HOLDS: f64 = 0.8;
+
+/// How many callers a stack keeps in the gate, which has whole stacks.
+pub const GATE_DEPTH: usize = 64;
+
+/// A branch of a rise that splits below the frame holding it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Via {
+    /// The frames between the function and the holding frame, nearest
+    /// first.
+    pub callers: Vec<String>,
+    /// Its share of the function's rise.
+    pub share: f64,
+}
 
 /// Where a rise of a function's self cost is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +63,11 @@ pub struct CallPath {
     /// Its inclusive cost after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller_after: Option<f64>,
+    /// When the nearest caller holding the rise is not the function's
+    /// direct caller: the branches below it that the rise splits into
+    /// (largest first, at most three).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub via: Vec<Via>,
 }
 
 impl CallPath {
@@ -75,7 +97,20 @@ impl CallPath {
             .caller_change()
             .map(|c| format!(" ({} inclusive {:+.1}%)", name(&self.callers[0]), c * 100.0))
             .unwrap_or_default();
-        format!("{share:.0}% of it under {}{caller}", path.join(" ← "))
+        let via = if self.via.is_empty() {
+            String::new()
+        } else {
+            let branches: Vec<String> = self
+                .via
+                .iter()
+                .map(|v| {
+                    let path: Vec<String> = v.callers.iter().map(|c| name(c)).collect();
+                    format!("{} {:.0}%", path.join(" ← "), v.share.min(1.0) * 100.0)
+                })
+                .collect();
+            format!(" (via {})", branches.join(", "))
+        };
+        format!("{share:.0}% of it under {}{via}{caller}", path.join(" ← "))
     }
 }
 
@@ -98,55 +133,111 @@ pub fn short_name(name: &str) -> String {
 }
 
 /// Where the rise from `before` to `after` (a function's cost by caller
-/// chain, in the same basis) concentrates, or `None` when it did not rise
-/// or no caller holds half of the rise.
+/// chain, in the same basis) is held, or `None` when it did not rise or
+/// no frame above the function holds [`HOLDS`] of the rise.
 pub fn concentrate(before: &ByCallers, after: &ByCallers) -> Option<CallPath> {
     let rise = after.values().sum::<f64>() - before.values().sum::<f64>();
     if rise <= 0.0 {
         return None;
     }
-    let mut path: Vec<String> = Vec::new();
-    let mut share = 0.0;
-    for depth in 1..=DEPTH {
-        // The rise under each chain that extends `path` by one caller.
-        let mut by_prefix: BTreeMap<&[String], f64> = BTreeMap::new();
-        for (side, sign) in [(before, -1.0), (after, 1.0)] {
-            for (chain, cost) in side {
-                if chain.len() >= depth && chain[..depth - 1] == path[..] {
-                    *by_prefix.entry(&chain[..depth]).or_default() += sign * cost;
-                }
+    // Each stack's own rise (after less before).
+    let mut deltas: BTreeMap<&[String], f64> = BTreeMap::new();
+    for (side, sign) in [(before, -1.0), (after, 1.0)] {
+        for (chain, cost) in side {
+            *deltas.entry(chain.as_slice()).or_default() += sign * cost;
+        }
+    }
+    // The rise under each frame anywhere above the function, and the
+    // nearest it is to the function in a stack whose cost rose.
+    let mut under: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+    for (&chain, &delta) in &deltas {
+        for (at, frame) in chain.iter().enumerate() {
+            if chain[..at].contains(frame) {
+                continue; // recursion: counted once per stack
+            }
+            let entry = under.entry(frame.as_str()).or_insert((0.0, usize::MAX));
+            entry.0 += delta;
+            if delta > 0.0 {
+                entry.1 = entry.1.min(at);
             }
         }
-        let Some((prefix, prefix_rise)) = by_prefix
+    }
+    let (holder, (held, _)) = under
+        .into_iter()
+        .filter(|&(_, (held, _))| held >= HOLDS * rise)
+        .min_by(|a, b| {
+            a.1 .1
+                .cmp(&b.1 .1)
+                .then(b.1 .0.total_cmp(&a.1 .0))
+                .then(a.0.cmp(b.0))
+        })?;
+    // The branches below the holder, by the frames between it and the
+    // function (empty when it is the direct caller).
+    let mut below: BTreeMap<&[String], f64> = BTreeMap::new();
+    for (&chain, &delta) in &deltas {
+        if let Some(at) = chain.iter().position(|f| f == holder) {
+            *below.entry(&chain[..at]).or_default() += delta;
+        }
+    }
+    let mut branches: Vec<(&[String], f64)> = below.into_iter().collect();
+    branches.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let via = match branches.first() {
+        Some((first, _)) if !first.is_empty() => branches
+            .iter()
+            .filter(|(_, r)| *r > 0.0)
+            .take(3)
+            .map(|(callers, r)| Via {
+                callers: callers.to_vec(),
+                share: r / rise,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    // The holder, then its callers as long as one still holds the rise.
+    let mut path = vec![holder.to_owned()];
+    while path.len() < DEPTH {
+        let mut next: BTreeMap<&str, f64> = BTreeMap::new();
+        for (&chain, &delta) in &deltas {
+            let Some(at) = chain.iter().position(|f| f == holder) else {
+                continue;
+            };
+            let above = &chain[at..];
+            if above.len() > path.len() && above[..path.len()] == path[..] {
+                *next.entry(above[path.len()].as_str()).or_default() += delta;
+            }
+        }
+        match next
             .into_iter()
             .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.cmp(a.0)))
-        else {
-            break;
-        };
-        if prefix_rise < CONCENTRATED * rise {
-            break;
+        {
+            Some((caller, r)) if r >= HOLDS * rise => path.push(caller.to_owned()),
+            _ => break,
         }
-        path = prefix.to_vec();
-        share = prefix_rise / rise;
     }
-    (!path.is_empty()).then_some(CallPath {
+    Some(CallPath {
         callers: path,
-        share,
+        share: held / rise,
         caller_before: None,
         caller_after: None,
+        via,
     })
 }
 
 /// Adds `value` of a stack (`frames` root first) to `into`, under its
-/// leaf and the chain of callers above it.
-pub fn add_stack<S: AsRef<str>>(into: &mut BTreeMap<String, ByCallers>, frames: &[S], value: f64) {
+/// leaf and the chain of at most `depth` callers above it.
+pub fn add_stack<S: AsRef<str>>(
+    into: &mut BTreeMap<String, ByCallers>,
+    frames: &[S],
+    value: f64,
+    depth: usize,
+) {
     let Some((leaf, above)) = frames.split_last() else {
         return;
     };
     let chain: Vec<String> = above
         .iter()
         .rev()
-        .take(DEPTH)
+        .take(depth)
         .map(|f| f.as_ref().to_owned())
         .collect();
     *into
@@ -164,7 +255,7 @@ mod tests {
         let mut all = BTreeMap::new();
         for (stack, value) in stacks {
             let frames: Vec<&str> = stack.split(';').collect();
-            add_stack(&mut all, &frames, *value);
+            add_stack(&mut all, &frames, *value, GATE_DEPTH);
         }
         all.remove("mix").unwrap_or_default()
     }
@@ -193,6 +284,7 @@ mod tests {
             share: 1.0,
             caller_before: None,
             caller_after: None,
+            via: Vec::new(),
         };
         assert_eq!(path.describe(), "100% of it under {async_block#0} ← poll");
     }
@@ -213,6 +305,36 @@ mod tests {
             ("alpha;mix", 50.0),
         ]);
         assert_eq!(concentrate(&before, &after).unwrap().callers, ["beta"]);
+    }
+
+    #[test]
+    fn a_rise_split_below_a_new_caller_is_named_at_the_caller() {
+        // `index` is new and reaches `mix` through two paths; the old
+        // callers' cost did not move.
+        let before = costs(&[("main;serve;old;mix", 40.0)]);
+        let after = costs(&[
+            ("main;serve;old;mix", 40.0),
+            ("main;serve;index;compare_keys;mix", 11.0),
+            ("main;serve;index;compare_values;mix", 9.0),
+        ]);
+        let path = concentrate(&before, &after).unwrap();
+        assert_eq!(path.callers, ["index", "serve", "main"]);
+        assert_eq!(path.via.len(), 2);
+        assert_eq!(path.via[0].callers, ["compare_keys"]);
+        assert!((path.via[0].share - 0.55).abs() < 1e-9);
+        assert_eq!(
+            path.describe(),
+            "100% of it under index ← serve ← main (via compare_keys 55%, compare_values 45%)"
+        );
+        // Deeper than the analyzer's window of three callers, the gate's
+        // whole stacks still find it.
+        let before = costs(&[("main;old;mix", 40.0)]);
+        let after = costs(&[
+            ("main;old;mix", 40.0),
+            ("main;index;a;b;c;mix", 10.0),
+            ("main;index;d;e;f;mix", 10.0),
+        ]);
+        assert_eq!(concentrate(&before, &after).unwrap().callers, ["index", "main"]);
     }
 
     #[test]

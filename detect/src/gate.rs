@@ -141,7 +141,7 @@ impl RunCosts {
         });
         for (stack, value) in folded {
             let frames: Vec<&str> = stack.split(';').collect();
-            callpath::add_stack(&mut run.by_callers, &frames, value as f64);
+            callpath::add_stack(&mut run.by_callers, &frames, value as f64, callpath::GATE_DEPTH);
         }
         for f in costs {
             let (self_samples, inclusive_samples) = match counts.get(&f.name) {
@@ -198,6 +198,10 @@ pub struct GateRow {
     /// function that hold most of it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call_path: Option<CallPath>,
+    /// Absent from the baseline: its cost is new, not a relative rise
+    /// (`change`, `low` and `high` are then 1, a flag, never infinite).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub new: bool,
 }
 
 /// What the gate divided each run's costs by.
@@ -542,6 +546,7 @@ fn compare_exact(name: &str, metric: Metric, a: &[f64], b: &[f64], samples: [f64
         q_value: 1.0,
         samples,
         call_path: None,
+        new: before <= 0.0 && after > 0.0,
     };
     (
         row(if change > 0.0 { 0.0 } else { 1.0 }),
@@ -568,23 +573,29 @@ fn compare_runs(
         (h ^ c as u64).wrapping_mul(0x100_0000_01b3)
     });
     let (low, high) = hodges_lehmann_ci(a, b, settings.confidence, 400, seed);
-    let base = before.abs().max(f64::MIN_POSITIVE);
+    let new = before <= 0.0;
+    // A function new in the candidate: no relative change (it would be
+    // infinite); flagged, with 1 in its place.
+    let relative = |x: f64| {
+        if new {
+            f64::from(u8::from(after > 0.0))
+        } else {
+            x / before.abs()
+        }
+    };
     let row = |p_value: f64| GateRow {
         function: name.to_owned(),
         metric,
         before,
         after,
-        change: if before > 0.0 {
-            shift / base
-        } else {
-            f64::from(u8::from(after > 0.0))
-        },
-        low: low / base,
-        high: high / base,
+        change: relative(shift),
+        low: relative(low),
+        high: relative(high),
         p_value,
         q_value: 1.0,
         samples,
         call_path: None,
+        new: new && after > 0.0,
     };
     let (up, down) = (welch_greater_p(a, b), welch_greater_p(b, a));
     (row(up), row(down))
@@ -613,18 +624,28 @@ fn compare_shares(
     let se_log = (1.0 / sa.max(0.5) - 1.0 / na.max(1.0) + 1.0 / sb.max(0.5) - 1.0 / nb.max(1.0))
         .max(0.0)
         .sqrt();
+    let new = pa <= 0.0 && pb > 0.0;
     let row = |p_value: f64| GateRow {
         function: name.to_owned(),
         metric,
         before: pa,
         after: pb,
         change: ratio - 1.0,
-        low: ratio * (-z_ci * se_log).exp() - 1.0,
-        high: ratio * (z_ci * se_log).exp() - 1.0,
+        low: if new {
+            1.0
+        } else {
+            ratio * (-z_ci * se_log).exp() - 1.0
+        },
+        high: if new {
+            1.0
+        } else {
+            ratio * (z_ci * se_log).exp() - 1.0
+        },
         p_value,
         q_value: 1.0,
         samples: [sa, sb],
         call_path: None,
+        new,
     };
     (row(1.0 - normal.cdf(z)), row(normal.cdf(z)))
 }

@@ -16,6 +16,8 @@
 //! - [`sensitivity`]: the smallest rise each test could have seen;
 //! - [`stats`]: the tests and estimators;
 //! - [`regression`]: the record every layer reports;
+//! - [`suspects`]: the commits that may have caused a regression, ranked
+//!   by what they changed in the function, its callers, its file;
 //! - `sim` (feature `sim`): a fleet simulator with known truth, for the
 //!   benchmarks and tests.
 //!
@@ -71,6 +73,7 @@ pub mod settings;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod stats;
+pub mod suspects;
 
 pub use compare::{compare_deploys, Comparison, Reason, Suppressed};
 pub use costs::{CostTable, CostTableBuilder, Weight};

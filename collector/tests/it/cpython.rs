@@ -59,8 +59,18 @@ pub(crate) fn interpreters() -> Vec<String> {
     found
 }
 
+/// A child process killed when dropped (a failed assertion included).
+pub(crate) struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs `source` under `python`, returning once it printed its first line.
-pub(crate) fn spawn_ready(python: &str, source: &str) -> Child {
+pub(crate) fn spawn_ready(python: &str, source: &str) -> Killed {
     let mut child = Command::new(python)
         .args(["-c", source])
         .stdout(Stdio::piped())
@@ -71,7 +81,7 @@ pub(crate) fn spawn_ready(python: &str, source: &str) -> Child {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "ready", "{python}");
-    child
+    Killed(child)
 }
 
 fn version_of(python: &str) -> (u8, u8) {
@@ -89,15 +99,14 @@ fn another_process_stacks_are_read_with_their_calls_of_the_evaluator() {
     let mut read = 0;
     for python in interpreters() {
         let version = version_of(&python);
-        let mut child = spawn_ready(&python, PROGRAM);
-        let found = find(child.id());
+        let child = spawn_ready(&python, PROGRAM);
+        let pid = child.0.id();
+        let found = find(pid);
         if !(11..=13).contains(&version.1) {
             assert!(
                 matches!(found, Err(NotRead::Unsupported { .. })),
                 "{python}: {found:?}"
             );
-            child.kill().unwrap();
-            child.wait().unwrap();
             continue;
         }
         let found = found.unwrap_or_else(|e| panic!("{python}: {e}"));
@@ -106,28 +115,30 @@ fn another_process_stacks_are_read_with_their_calls_of_the_evaluator() {
         let mut threads = Vec::new();
         walker.threads(&mut threads).unwrap();
         assert_eq!(threads.len(), 1, "{python}");
-        assert_eq!(threads[0].tid as u32, child.id(), "{python}");
+        assert_eq!(threads[0].tid as u32, pid, "{python}");
         let mut names: Vec<String> = Vec::new();
         let mut ids = Vec::new();
-        // The thread runs while it is read: a read may tear; most do not.
-        let mut stack = None;
-        for _ in 0..50 {
-            if walker
-                .stack(
-                    &threads[0],
-                    &mut |f| {
-                        names.push(format!("{}:{}", f.qualname, f.filename));
-                        names.len() as u32 - 1
-                    },
-                    &mut ids,
-                )
-                .is_ok()
-            {
-                stack = Some(ids.iter().map(|&i| names[i as usize].clone()).collect::<Vec<_>>());
-                break;
+        // The thread runs while it is read (a read may tear; most do not)
+        // and reaches `leaf` a moment after it said it was ready.
+        let mut stack = Vec::new();
+        for _ in 0..200 {
+            walker.threads(&mut threads).unwrap();
+            let read = walker.stack(
+                &threads[0],
+                &mut |f| {
+                    names.push(format!("{}:{}", f.qualname, f.filename));
+                    names.len() as u32 - 1
+                },
+                &mut ids,
+            );
+            if read.is_ok() {
+                stack = ids.iter().map(|&i| names[i as usize].clone()).collect::<Vec<_>>();
+                if stack.first().is_some_and(|f| f.starts_with("leaf:")) {
+                    break;
+                }
             }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        let stack = stack.unwrap_or_else(|| panic!("{python}: every read tore"));
         assert_eq!(
             stack,
             [
@@ -144,8 +155,6 @@ fn another_process_stacks_are_read_with_their_calls_of_the_evaluator() {
             [2, 4],
             "{python}: where the evaluator was entered"
         );
-        child.kill().unwrap();
-        child.wait().unwrap();
         read += 1;
     }
     assert!(read >= 1, "no CPython 3.11–3.13 here");
@@ -153,13 +162,13 @@ fn another_process_stacks_are_read_with_their_calls_of_the_evaluator() {
 
 #[test]
 fn a_process_that_is_not_python_or_is_gone_says_so() {
-    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let child = Killed(Command::new("sleep").arg("30").spawn().unwrap());
+    let pid = child.0.id();
     // `sleep` has not always mapped its libraries at once.
     std::thread::sleep(std::time::Duration::from_millis(50));
-    assert_eq!(find(child.id()).unwrap_err(), NotRead::NotPython(child.id()));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_eq!(find(child.id()).unwrap_err(), NotRead::Gone(child.id()));
+    assert_eq!(find(pid).unwrap_err(), NotRead::NotPython(pid));
+    drop(child);
+    assert_eq!(find(pid).unwrap_err(), NotRead::Gone(pid));
 }
 
 /// `record` of the standard-library workload: its Python functions in

@@ -1,0 +1,359 @@
+//! `flameshift gate --commits`: on a C program's 60-commit history with
+//! 10 regressions injected at known commits, each gate over a range of
+//! 6–11 commits around one of them ranks the causing commit first. The
+//! other commits of each range change what real histories change: the
+//! README, comments in the same file, other functions, the caller on
+//! the regressed function's call path, new helpers. Profiles are
+//! recorded with cpu-clock sampling (its own test binary: cargo runs
+//! test binaries one after another).
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use std::path::Path;
+use std::process::Command;
+
+#[path = "support/gate_command.rs"]
+#[allow(dead_code, reason = "shared: this binary builds its two-file program itself")]
+mod gate_command;
+use gate_command::{gate, record};
+
+/// The leaf functions, each burning `n × k` iterations.
+const FUNCTIONS: [&str; 6] = ["parse", "render", "sort_items", "checksum", "compress", "lookup"];
+/// The commits (1–59) that inject a regression, and into which function
+/// (`FUNCTIONS[i % 6]`).
+const INJECTED: [usize; 10] = [5, 11, 17, 23, 29, 35, 41, 47, 53, 58];
+const COMMITS: usize = 60;
+
+/// The program at one commit, as a model rendered to files: the same
+/// model renders the same lines, so blame sees only what changed.
+#[derive(Clone)]
+struct Program {
+    k: [u32; 6],
+    extra: [u32; 6],
+    notes: [Vec<String>; 6],
+    header: Vec<String>,
+    caller_notes: Vec<String>,
+    helpers: Vec<String>,
+    readme: Vec<String>,
+}
+
+impl Program {
+    fn new() -> Program {
+        Program {
+            k: [10; 6],
+            extra: [0; 6],
+            notes: Default::default(),
+            header: Vec::new(),
+            caller_notes: Vec::new(),
+            helpers: Vec::new(),
+            readme: vec!["# shop".to_owned()],
+        }
+    }
+
+    fn work_c(&self) -> String {
+        let mut out = String::from("/* work.c: the leaf functions of the request loop. */\n");
+        for line in &self.header {
+            out += &format!("/* {line} */\n");
+        }
+        out += "static volatile unsigned long sink;\n";
+        out += "#define BURN(n) for (unsigned long i = 0; i < (n); i++) sink += i ^ (sink >> 3)\n\n";
+        for (f, name) in FUNCTIONS.iter().enumerate() {
+            out += &format!("__attribute__((noinline)) void {name}(unsigned long n) {{\n");
+            out += &format!("    unsigned long k = {};\n", self.k[f]);
+            for note in &self.notes[f] {
+                out += &format!("    /* {note} */\n");
+            }
+            out += "    BURN(n * k);\n";
+            for j in 0..self.extra[f] {
+                out += &format!("    BURN(n * {});\n", 6 + j);
+            }
+            out += "}\n\n";
+        }
+        for (i, helper) in self.helpers.iter().enumerate() {
+            out += &format!(
+                "int helper_{i}(int x) {{ return x * {}; }} /* {helper} */\n",
+                i + 2
+            );
+        }
+        out
+    }
+
+    fn main_c(&self) -> String {
+        let mut out = String::from("/* main.c: the request loop. */\n#include <stdlib.h>\n\n");
+        for name in FUNCTIONS {
+            out += &format!("void {name}(unsigned long n);\n");
+        }
+        out += "\n__attribute__((noinline)) void handle_request(unsigned long n) {\n";
+        for note in &self.caller_notes {
+            out += &format!("    /* {note} */\n");
+        }
+        for name in FUNCTIONS {
+            out += &format!("    {name}(n);\n");
+        }
+        out += "}\n\nint main(int argc, char **argv) {\n";
+        out += "    long units = argc > 1 ? atol(argv[1]) : 300;\n";
+        out += "    for (long u = 0; u < units; u++) handle_request(20000);\n";
+        out += "    return 0;\n}\n";
+        out
+    }
+}
+
+/// The function injected at `commit`'s neighbours (the injections before
+/// and after it): noise inside a function avoids them, or it would
+/// compete with the cause in the same range.
+fn noise_function(commit: usize) -> usize {
+    let before = INJECTED.iter().rposition(|&c| c <= commit);
+    let near: Vec<usize> = [before, before.map(|i| i + 1).or(Some(0))]
+        .into_iter()
+        .flatten()
+        .filter(|&i| i < INJECTED.len())
+        .map(|i| i % 6)
+        .collect();
+    (0..6)
+        .map(|j| (commit + j) % 6)
+        .find(|f| !near.contains(f))
+        .unwrap()
+}
+
+fn git(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["-c", "user.name=Ada Dev", "-c", "user.email=ada@example.com"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Writes the history; the SHA of each commit.
+fn history(repo: &Path) -> Vec<String> {
+    git(repo, &["init", "-q", "-b", "main"]);
+    let mut program = Program::new();
+    let mut shas = Vec::new();
+    for commit in 0..COMMITS {
+        let title = if let Some(i) = INJECTED.iter().position(|&c| c == commit) {
+            let f = i % 6;
+            if i % 2 == 0 {
+                program.k[f] *= 2;
+                format!("{}: larger batches", FUNCTIONS[f])
+            } else {
+                program.extra[f] += 1;
+                format!("{}: validate the input again", FUNCTIONS[f])
+            }
+        } else {
+            match commit % 5 {
+                0 => {
+                    program.readme.push(format!("Release note {commit}."));
+                    format!("docs: release note {commit}")
+                }
+                1 => {
+                    program.header.push(format!("revision {commit}"));
+                    format!("work.c: header note {commit}")
+                }
+                2 => {
+                    let f = noise_function(commit);
+                    program.notes[f].push(format!("note {commit}"));
+                    format!("{}: explain the loop ({commit})", FUNCTIONS[f])
+                }
+                3 => {
+                    program.caller_notes.push(format!("step {commit}"));
+                    format!("handle_request: comment ({commit})")
+                }
+                _ => {
+                    program.helpers.push(format!("helper {commit}"));
+                    format!("work.c: add a helper ({commit})")
+                }
+            }
+        };
+        std::fs::write(repo.join("work.c"), program.work_c()).unwrap();
+        std::fs::write(repo.join("main.c"), program.main_c()).unwrap();
+        std::fs::write(repo.join("README.md"), program.readme.join("\n") + "\n").unwrap();
+        git(repo, &["add", "-A"]);
+        git(repo, &["commit", "-q", "-m", &title]);
+        shas.push(git(repo, &["rev-parse", "HEAD"]));
+    }
+    shas
+}
+
+/// Builds the program at `sha` into `dir/prog`.
+fn build_at(repo: &Path, sha: &str, dir: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    for file in ["work.c", "main.c"] {
+        std::fs::write(
+            dir.join(file),
+            git(repo, &["show", &format!("{sha}:{file}")]) + "\n",
+        )
+        .unwrap();
+    }
+    let program = dir.join("prog");
+    let cc = Command::new("gcc")
+        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"])
+        .arg(&program)
+        .arg(dir.join("main.c"))
+        .arg(dir.join("work.c"))
+        .status()
+        .unwrap();
+    assert!(cc.success());
+    program
+}
+
+/// Held by each test for its whole run: one measurement at a time.
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[test]
+fn suspects_rank_the_causing_commit_first_in_9_of_10_injected_regressions() {
+    let _turn = alone();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let shas = history(&repo);
+    let mut first = 0;
+    let mut lines = Vec::new();
+    for (i, &injected) in INJECTED.iter().enumerate() {
+        let base = if i == 0 { 0 } else { INJECTED[i - 1] };
+        let head = INJECTED.get(i + 1).map_or(COMMITS - 1, |&next| next - 1);
+        let case = dir.path().join(format!("case{i}"));
+        let before = build_at(&repo, &shas[base], &case.join("base"));
+        let after = build_at(&repo, &shas[head], &case.join("head"));
+        for run in 0..5 {
+            record(
+                &["-F", "4000"],
+                &case.join(format!("runs-base/{run}.pb.gz")),
+                &before,
+                &[],
+            );
+            record(
+                &["-F", "4000"],
+                &case.join(format!("runs-head/{run}.pb.gz")),
+                &after,
+                &[],
+            );
+        }
+        let json = case.join("gate.json");
+        let range = format!("{}..{}", shas[base], shas[head]);
+        let out = gate(&[
+            "--baseline",
+            case.join("runs-base").to_str().unwrap(),
+            "--candidate",
+            case.join("runs-head").to_str().unwrap(),
+            "--commits",
+            &range,
+            "--repo",
+            repo.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        let report = String::from_utf8_lossy(&out.stdout);
+        let parsed: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        let top = parsed["suspects"]["commits"][0]["sha"].as_str().unwrap_or("none");
+        let function = FUNCTIONS[i % 6];
+        let found = out.status.code() == Some(1) && report.contains(&format!("| `{function}` | self |"));
+        let right = top == shas[injected];
+        first += usize::from(found && right);
+        lines.push(format!(
+            "case {i}: {function} injected at {injected} (range {base}..{head}, {} commits): gate {}, first suspect {}",
+            head - base,
+            if found {
+                "found it".to_owned()
+            } else {
+                format!("missed it ({})", report.lines().take(12).collect::<Vec<_>>().join(" / "))
+            },
+            if right { "the cause" } else { top }
+        ));
+        if i == 0 {
+            assert!(report.contains("### Suspect commits"), "{report}");
+            assert!(
+                report.contains(&format!(
+                    "larger batches — Ada Dev <ada@example.com>: changed `{function}` (work.c:"
+                )),
+                "{report}"
+            );
+        }
+    }
+    let summary = lines.join("\n");
+    // Kept for BENCHMARKS.md (a passing run prints nothing).
+    let _ = std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("gate-suspects.txt"),
+        &summary,
+    );
+    assert!(first >= 9, "the cause ranked first in {first} of 10:\n{summary}");
+}
+
+/// A range git cannot read, and a shallow clone: the gate still reports,
+/// with the same exit code, and says why the suspects are missing.
+#[test]
+fn a_bad_range_or_a_shallow_clone_is_named_and_changes_nothing() {
+    let _turn = alone();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let shas = history(&repo);
+    let program = build_at(&repo, &shas[INJECTED[0]], &dir.path().join("build"));
+    let before = build_at(&repo, &shas[0], &dir.path().join("build0"));
+    for run in 0..5 {
+        record(
+            &["-F", "4000"],
+            &dir.path().join(format!("b/{run}.pb.gz")),
+            &before,
+            &[],
+        );
+        record(
+            &["-F", "4000"],
+            &dir.path().join(format!("c/{run}.pb.gz")),
+            &program,
+            &[],
+        );
+    }
+    let side = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let plain = gate(&["--baseline", &side("b"), "--candidate", &side("c")]);
+    assert_eq!(plain.status.code(), Some(1), "parse +100% is found");
+    let bad = gate(&[
+        "--baseline",
+        &side("b"),
+        "--candidate",
+        &side("c"),
+        "--commits",
+        "nosuch..main",
+        "--repo",
+        repo.to_str().unwrap(),
+    ]);
+    assert_eq!(bad.status.code(), plain.status.code());
+    let report = String::from_utf8_lossy(&bad.stdout);
+    assert!(report.contains("nosuch is not a commit of"), "{report}");
+    assert!(
+        report.contains("| `parse` | self |"),
+        "the report is whole: {report}"
+    );
+    // A shallow clone of the last 3 commits.
+    let shallow = dir.path().join("shallow");
+    let url = format!("file://{}", repo.display());
+    let cloned = Command::new("git")
+        .args(["clone", "-q", "--depth", "3", &url])
+        .arg(&shallow)
+        .status()
+        .unwrap();
+    assert!(cloned.success());
+    let out = gate(&[
+        "--baseline",
+        &side("b"),
+        "--candidate",
+        &side("c"),
+        "--commits",
+        "HEAD~2..HEAD",
+        "--repo",
+        shallow.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), plain.status.code());
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("shallow clone"), "{report}");
+}
