@@ -176,3 +176,81 @@ fn identical_builds_never_fail() -> Result<(), String> {
         false => Err(failures.join("\n")),
     }
 }
+
+/// The attribution on programs flameshift's authors did not write:
+/// CPython's standard library (`fixtures/attribution/stdlib.py`), two
+/// versions that differ in one known way each, recorded with Python
+/// frames. `json.dumps(sort_keys=True)` makes the C encoder's
+/// `encoder_listencode_dict` sort each dict (a new code path: the rise
+/// in `memcmp` splits over the sort's comparisons, below frames the
+/// baseline never ran); `re.IGNORECASE` makes the matcher
+/// `sre_ucs1_match` lower each character (`_PyUnicode_ToLowercase`, new).
+/// The report names the frame where the change is, and no `inf`.
+#[test]
+fn on_the_standard_library_the_frame_where_the_change_is_is_named() {
+    twice_if_needed(stdlib_changes_are_placed);
+}
+
+fn stdlib_changes_are_placed() -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/attribution/stdlib.py");
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    let python = std::path::PathBuf::from(String::from_utf8_lossy(&python.stdout).trim());
+    let mut problems = Vec::new();
+    for (what, option, holder) in [
+        ("json", "--sort-keys", "encoder_listencode_dict"),
+        ("re", "--ignore-case", "sre_ucs1_match"),
+    ] {
+        for i in 0..5 {
+            for (side, args) in [
+                ("base", vec![script.to_str().unwrap(), what]),
+                ("cand", vec![script.to_str().unwrap(), what, option]),
+            ] {
+                let out = dir.path().join(format!("{what}-{side}/{i}.pb.gz"));
+                record(&["-F", "4999", "--python", "on"], &out, &python, &args);
+            }
+        }
+        let json = dir.path().join(format!("{what}.json"));
+        let out = gate(&[
+            "--baseline",
+            dir.path().join(format!("{what}-base")).to_str().unwrap(),
+            "--candidate",
+            dir.path().join(format!("{what}-cand")).to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        let report = String::from_utf8_lossy(&out.stdout).into_owned();
+        let text = std::fs::read_to_string(&json).unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let rows = parsed["report"]["regressions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let named = rows.iter().any(|r| {
+            r["call_path"]["callers"][0] == holder
+                && r["call_path"]["share"].as_f64().is_some_and(|s| s >= 0.8)
+        });
+        if out.status.code() != Some(1) || !named || !report.contains(&format!("under `{holder}`")) {
+            problems.push(format!("{what}: `{holder}` not named:\n{report}"));
+        }
+        if report.contains("inf") || text.contains("inf") {
+            problems.push(format!("{what}: an infinite change printed:\n{report}"));
+        }
+        if what == "re"
+            && !rows
+                .iter()
+                .any(|r| r["function"] == "_PyUnicode_ToLowercase" && r["new"] == true)
+        {
+            problems.push(format!(
+                "re: `_PyUnicode_ToLowercase` not reported as new:\n{report}"
+            ));
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(problems.join("\n---\n")),
+    }
+}

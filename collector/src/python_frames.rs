@@ -97,6 +97,10 @@ enum Process {
         wait: Duration,
     },
     NotRead,
+    /// No CPython among its mappings yet: looked at again when it maps
+    /// more code (a sample can come while the dynamic loader has not
+    /// mapped libpython).
+    NotPythonYet,
 }
 
 /// How a sample's stacks were put together.
@@ -198,6 +202,14 @@ impl PythonFrames {
         self.processes.remove(&pid);
     }
 
+    /// `pid` mapped more code: if no CPython was found in it so far, look
+    /// again (libpython may be what it mapped).
+    pub fn mapped(&mut self, pid: u32) {
+        if matches!(self.processes.get(&pid), Some(Process::NotPythonYet)) {
+            self.processes.remove(&pid);
+        }
+    }
+
     /// Looks for `pid`'s interpreter now; an error says why its frames
     /// are not read (`attach --python on` fails on it).
     pub fn find(&mut self, pid: u32) -> Result<(), NotRead> {
@@ -236,6 +248,8 @@ impl PythonFrames {
                         next: Instant::now() + wait,
                         wait,
                     }
+                } else if matches!(why, NotRead::NotPython(_)) {
+                    Process::NotPythonYet
                 } else {
                     Process::NotRead
                 };

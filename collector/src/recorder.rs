@@ -184,6 +184,7 @@ impl Collector {
                         }
                     }
                     Record::Comm { pid, exec: true, .. } => self.python.exec(*pid),
+                    Record::Mmap { pid, .. } => self.python.mapped(*pid),
                     _ => {}
                 }
                 self.records.push((records::time(bytes, &record), record))

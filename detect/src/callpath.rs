@@ -91,6 +91,16 @@ impl CallPath {
 
     fn describe_with(&self, name: impl Fn(&str) -> String) -> String {
         let name = |full: &str| name(&short_name(full));
+        // A long branch shows its ends: the frame below the holder and the
+        // function's caller.
+        let branch = |callers: &[String]| -> String {
+            let names: Vec<String> = callers.iter().map(|c| name(c)).collect();
+            if names.len() <= 4 {
+                names.join(" ← ")
+            } else {
+                format!("{} ← {} ← … ← {}", names[0], names[1], names[names.len() - 1])
+            }
+        };
         let path: Vec<String> = self.callers.iter().map(|c| name(c)).collect();
         let share = self.share.min(1.0) * 100.0;
         let caller = self
@@ -103,10 +113,17 @@ impl CallPath {
             let branches: Vec<String> = self
                 .via
                 .iter()
-                .map(|v| {
-                    let path: Vec<String> = v.callers.iter().map(|c| name(c)).collect();
-                    format!("{} {:.0}%", path.join(" ← "), v.share.min(1.0) * 100.0)
+                .fold(Vec::<(String, f64)>::new(), |mut shown, v| {
+                    // Branches that read the same once shortened add up.
+                    let text = branch(&v.callers);
+                    match shown.iter_mut().find(|(t, _)| *t == text) {
+                        Some((_, share)) => *share += v.share,
+                        None => shown.push((text, v.share)),
+                    }
+                    shown
                 })
+                .into_iter()
+                .map(|(text, share)| format!("{text} {:.0}%", share.min(1.0) * 100.0))
                 .collect();
             format!(" (via {})", branches.join(", "))
         };
@@ -134,8 +151,17 @@ pub fn short_name(name: &str) -> String {
 
 /// Where the rise from `before` to `after` (a function's cost by caller
 /// chain, in the same basis) is held, or `None` when it did not rise or
-/// no frame above the function holds [`HOLDS`] of the rise.
-pub fn concentrate(before: &ByCallers, after: &ByCallers) -> Option<CallPath> {
+/// no frame above the function holds [`HOLDS`] of the rise. `existed`
+/// says whether a frame ran in the baseline at all: a holder that did not
+/// (code the change added, or a path only it takes) gives way to its
+/// caller while that caller still holds the rise, so that the frame
+/// named is the existing one that started calling the new code (the
+/// JSON encoder that now sorts, not the sort).
+pub fn concentrate(
+    before: &ByCallers,
+    after: &ByCallers,
+    existed: &dyn Fn(&str) -> bool,
+) -> Option<CallPath> {
     let rise = after.values().sum::<f64>() - before.values().sum::<f64>();
     if rise <= 0.0 {
         return None;
@@ -162,8 +188,9 @@ pub fn concentrate(before: &ByCallers, after: &ByCallers) -> Option<CallPath> {
             }
         }
     }
-    let (holder, (held, _)) = under
-        .into_iter()
+    let (mut holder, (mut held, _)) = under
+        .iter()
+        .map(|(&name, &value)| (name, value))
         .filter(|&(_, (held, _))| held >= HOLDS * rise)
         .min_by(|a, b| {
             a.1 .1
@@ -171,6 +198,28 @@ pub fn concentrate(before: &ByCallers, after: &ByCallers) -> Option<CallPath> {
                 .then(b.1 .0.total_cmp(&a.1 .0))
                 .then(a.0.cmp(b.0))
         })?;
+    // Through frames the baseline never ran, up to the first that it did,
+    // as long as the rise stays held.
+    while !existed(holder) {
+        let mut callers: BTreeMap<&str, f64> = BTreeMap::new();
+        for (&chain, &delta) in &deltas {
+            if let Some(at) = chain.iter().position(|f| f == holder) {
+                if let Some(caller) = chain.get(at + 1) {
+                    *callers.entry(caller.as_str()).or_default() += delta;
+                }
+            }
+        }
+        match callers
+            .into_iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.cmp(a.0)))
+        {
+            Some((caller, r)) if r >= HOLDS * rise => {
+                holder = caller;
+                held = under.get(caller).map_or(r, |u| u.0);
+            }
+            _ => break,
+        }
+    }
     // The branches below the holder, by the frames between it and the
     // function (empty when it is the direct caller).
     let mut below: BTreeMap<&[String], f64> = BTreeMap::new();
@@ -264,7 +313,7 @@ mod tests {
     fn a_rise_under_one_caller_names_it_and_its_callers() {
         let before = costs(&[("main;run;alpha;mix", 50.0), ("main;run;beta;mix", 20.0)]);
         let after = costs(&[("main;run;alpha;mix", 50.0), ("main;run;beta;mix", 25.0)]);
-        let path = concentrate(&before, &after).unwrap();
+        let path = concentrate(&before, &after, &|_| true).unwrap();
         assert_eq!(path.callers, ["beta", "run", "main"]);
         assert!((path.share - 1.0).abs() < 1e-9);
         assert_eq!(path.describe(), "100% of it under beta ← run ← main");
@@ -304,7 +353,7 @@ mod tests {
             ("c;beta;mix", 13.0),
             ("alpha;mix", 50.0),
         ]);
-        assert_eq!(concentrate(&before, &after).unwrap().callers, ["beta"]);
+        assert_eq!(concentrate(&before, &after, &|_| true).unwrap().callers, ["beta"]);
     }
 
     #[test]
@@ -317,7 +366,7 @@ mod tests {
             ("main;serve;index;compare_keys;mix", 11.0),
             ("main;serve;index;compare_values;mix", 9.0),
         ]);
-        let path = concentrate(&before, &after).unwrap();
+        let path = concentrate(&before, &after, &|_| true).unwrap();
         assert_eq!(path.callers, ["index", "serve", "main"]);
         assert_eq!(path.via.len(), 2);
         assert_eq!(path.via[0].callers, ["compare_keys"]);
@@ -334,17 +383,34 @@ mod tests {
             ("main;index;a;b;c;mix", 10.0),
             ("main;index;d;e;f;mix", 10.0),
         ]);
-        assert_eq!(concentrate(&before, &after).unwrap().callers, ["index", "main"]);
+        assert_eq!(
+            concentrate(&before, &after, &|_| true).unwrap().callers,
+            ["index", "main"]
+        );
+        // `index` is code the change added: the frame named is the one
+        // that started calling it, the branches below it the paths.
+        let added = |f: &str| !matches!(f, "index" | "a" | "b" | "c" | "d" | "e" | "f");
+        let path = concentrate(&before, &after, &added).unwrap();
+        assert_eq!(path.callers, ["main"]);
+        assert_eq!(path.via[0].callers, ["c", "b", "a", "index"]);
+        assert_eq!(
+            path.describe(),
+            "100% of it under main (via c ← b ← a ← index 50%, f ← e ← d ← index 50%)"
+        );
     }
 
     #[test]
     fn no_path_for_a_fall_or_a_rise_spread_over_callers() {
         let before = costs(&[("alpha;mix", 10.0), ("beta;mix", 10.0), ("gamma;mix", 10.0)]);
         let spread = costs(&[("alpha;mix", 11.0), ("beta;mix", 11.0), ("gamma;mix", 11.0)]);
-        assert_eq!(concentrate(&before, &spread), None);
-        assert_eq!(concentrate(&spread, &before), None);
+        assert_eq!(concentrate(&before, &spread, &|_| true), None);
+        assert_eq!(concentrate(&spread, &before, &|_| true), None);
         let root = costs(&[("mix", 5.0)]);
         let more = costs(&[("mix", 9.0)]);
-        assert_eq!(concentrate(&root, &more), None, "a root frame has no caller");
+        assert_eq!(
+            concentrate(&root, &more, &|_| true),
+            None,
+            "a root frame has no caller"
+        );
     }
 }

@@ -375,7 +375,11 @@ impl EndpointCosts {
             }
             costs
         };
-        let mut path = callpath::concentrate(&side(before), &side(after))?;
+        let existed = |name: &str| {
+            self.level(self.function(name), Metric::Inclusive, before, measure, settings)
+                .is_some_and(|v| v > 0.0)
+        };
+        let mut path = callpath::concentrate(&side(before), &side(after), &existed)?;
         let caller = self.function(&path.callers[0]);
         path.caller_before = self.level(caller, Metric::Inclusive, before, measure, settings);
         path.caller_after = self.level(caller, Metric::Inclusive, after, measure, settings);

@@ -506,7 +506,12 @@ fn call_path(
         }
         sum
     };
-    let mut path = callpath::concentrate(&side(baseline), &side(candidate))?;
+    let existed = |name: &str| {
+        baseline
+            .iter()
+            .any(|r| r.functions.get(name).is_some_and(|f| f.inclusive_value > 0.0))
+    };
+    let mut path = callpath::concentrate(&side(baseline), &side(candidate), &existed)?;
     let caller = |runs: &[RunCosts]| {
         let values: Vec<f64> = runs
             .iter()

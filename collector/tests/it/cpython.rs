@@ -232,3 +232,37 @@ fn record_merges_python_frames_into_native_stacks() {
         "evaluator frames left in stacks"
     );
 }
+
+/// At a high rate the first sample of a new process comes before the
+/// dynamic loader mapped libpython: the process is looked at again when
+/// it maps more code, not written off.
+#[cfg(feature = "record")]
+#[test]
+fn a_python_sampled_before_its_libpython_is_mapped_is_still_found() {
+    use flameshift_collector::perf::event::{EventChoice, Rate};
+    use flameshift_collector::python_frames::PythonMode;
+    use flameshift_collector::recorder::{record, RecordOptions};
+
+    let _serial = crate::serial();
+    let options = RecordOptions {
+        event: EventChoice::Auto,
+        rate: Rate::Frequency(9_999),
+        python: PythonMode::On,
+        ..RecordOptions::default()
+    };
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    let python = String::from_utf8_lossy(&python.stdout).trim().to_owned();
+    for _ in 0..3 {
+        let command: Vec<std::ffi::OsString> = vec![
+            python.clone().into(),
+            "-c".into(),
+            "sum(i * i for i in range(3 * 10**6))".into(),
+        ];
+        let recording = record(&command, &options).unwrap();
+        let said = recording.python.unwrap();
+        assert!(said.starts_with("python: CPython 3."), "{said}");
+    }
+}
