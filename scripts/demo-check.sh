@@ -24,9 +24,14 @@ run_demo() {
     grep -q "^\[$d\] served" "$out" || { echo "demo-check: deploy $d did not run" >&2; return 1; }
   done
   grep -q '^refactor not flagged' "$out" || { echo "demo-check: the refactor was flagged" >&2; return 2; }
-  if ! grep -q '^regression found: .*score_items on GET /feed in deploy v2 (vs v1)' "$out"; then
+    if ! grep -q '^regression found: .*score_items on GET /feed in deploy v2 (vs v1)' "$out"; then
     echo "demo-check: the regression line is missing" >&2
     return 2
+  fi
+  # Its price in cores, against the load the demo sent.
+  if ! grep -q 'capacity check ok$' "$out"; then
+    echo "demo-check: the regression's capacity does not match the demo's load" >&2
+    return 1
   fi
   if [ "$status" -ne 0 ]; then
     echo "demo-check: flameshift demo --exit exited with $status" >&2

@@ -153,6 +153,9 @@ pub fn run(options: DemoArgs) -> anyhow::Result<ExitCode> {
             ..ClientOptions::default()
         },
     )?;
+        // GET /feed's known load in v2: a third of what was served (each
+    // client cycles through the three endpoints), over the deploy's time.
+    let mut feed_rate_v2 = None;
     for (deploy, what) in DEPLOYS {
         let what = what.replace("+15%", &format!("+{}%", options.rise));
         say(&format!("[{deploy}] deploying: {what}"));
@@ -163,7 +166,10 @@ pub fn run(options: DemoArgs) -> anyhow::Result<ExitCode> {
             "v3" => options.deploy_seconds.div_ceil(2),
             _ => options.deploy_seconds,
         };
-        let served = run_deploy(&exe, &url, deploy, options.rise, Duration::from_secs(seconds))?;
+                let served = run_deploy(&exe, &url, deploy, options.rise, Duration::from_secs(seconds))?;
+        if deploy == "v2" {
+            feed_rate_v2 = Some(served as f64 / 3.0 / seconds as f64);
+        }
         say(&format!(
             "[{deploy}] served {served} requests; the agent shipped its last profile"
         ));
@@ -180,7 +186,7 @@ pub fn run(options: DemoArgs) -> anyhow::Result<ExitCode> {
         analyzer.regressions(&query).context("reading the regressions")?;
     let listing = serde_json::json!({ "regressions": found.regressions });
     let summary = Summary::of(&listing);
-    summary.print(&url);
+        summary.print(&url, feed_rate_v2);
     let code = if summary.regression_found() {
         ExitCode::SUCCESS
     } else {
@@ -266,6 +272,28 @@ fn stop(child: &mut Child) -> anyhow::Result<()> {
         bail!("demo-service exited with {status}");
     }
     Ok(())
+}
+
+/// The regression's price against the demo's known load of GET /feed
+/// (`feed_rate` requests a second on average): the busiest window's rate
+/// is at least the mean and at most twice it, and the core-hours a day
+/// are the shift per request times that mean load (within 30%: windows at
+/// a deploy's edges are partly empty).
+fn capacity_check(r: &serde_json::Value, feed_rate: Option<f64>) -> Option<String> {
+    let c = &r["capacity"];
+    let (peak, cores, hours) = (
+        c["peak_rps"].as_f64()?,
+        c["cores_at_peak"].as_f64()?,
+        c["core_hours_per_day"].as_f64()?,
+    );
+    let shift_ns = r["change"]["mean"].as_f64()?;
+    let rate = feed_rate?;
+    let expected_hours = shift_ns * rate / 1e9 * 24.0;
+    let ok = peak >= rate * 0.9 && peak <= rate * 2.0 && (hours / expected_hours - 1.0).abs() <= 0.3;
+    Some(format!(
+        "  priced: {cores:+.4} cores at peak ({peak:.1} requests/s), {hours:.3} core-hours a day; the demo sent GET /feed {rate:.1} requests/s, so {expected_hours:.3} core-hours a day: capacity check {}",
+        if ok { "ok" } else { "FAILED" }
+    ))
 }
 
 /// Two loopback clients, each cycling through the three endpoints, for
@@ -390,7 +418,7 @@ impl Summary {
         self.regression.is_some() && self.refactor_flagged.is_empty()
     }
 
-    fn print(&self, url: &str) {
+        fn print(&self, url: &str, feed_rate: Option<f64>) {
         say("");
         say("== summary");
         match &self.regression {
@@ -412,6 +440,9 @@ impl Summary {
                     r["q_value"].as_f64().unwrap_or(f64::NAN),
                     r["state"].as_str().unwrap_or("?"),
                 ));
+                                if let Some(line) = capacity_check(r, feed_rate) {
+                    say(&line);
+                }
                 say(&format!(
                     "  open it: {url}/#/regression/{}",
                     r["id"].as_str().unwrap_or("")

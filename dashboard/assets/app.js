@@ -349,6 +349,7 @@ async function regressionPage(id) {
       el("dt", {}, "windows"), el("dd", {}, `${r.windows[0]} before, ${r.windows[1]} after (${r.samples[0]} / ${r.samples[1]} samples)`),
       r.cause ? [el("dt", {}, "cause"), el("dd", {}, r.cause)] : [],
       r.call_path ? [el("dt", {}, "where"), el("dd", { class: "call-path" }, callPath(r.call_path))] : [],
+      r.capacity ? [el("dt", {}, "costs"), el("dd", { class: "capacity" }, capacity(r.capacity))] : [],
       r.mde != null ? [el("dt", {}, "could see"), el("dd", { class: "mde" }, `rises of ${pct(r.mde)} or more (80% power at q ≤ its threshold)`)] : [],
       r.explains.length ? [el("dt", {}, "explains"), el("dd", {}, r.explains.join(", "))] : [],
     ),
@@ -366,6 +367,15 @@ async function regressionPage(id) {
   ];
   after(() => diffFlame(box, { service: r.service, base: r.deploy_before, candidate: r.deploy_after, endpoint: r.endpoint }, r.function));
   return page;
+}
+
+// "+0.80 cores at peak (1,200 requests/s), 14 core-hours a day": what a
+// rise costs at the load of the deploy after.
+function capacity(c) {
+  const cores = (x) => (Math.abs(x) >= 10 ? x.toFixed(0) : Math.abs(x) >= 0.1 ? x.toFixed(2) : x.toFixed(4));
+  const hours = Math.abs(c.core_hours_per_day) >= 10 ? c.core_hours_per_day.toFixed(0) : c.core_hours_per_day.toFixed(2);
+  const peak = c.peak_rps != null ? ` (${Math.round(c.peak_rps).toLocaleString("en-US")} requests/s)` : "";
+  return `${c.cores_at_peak >= 0 ? "+" : ""}${cores(c.cores_at_peak)} cores at peak${peak}, ${hours} core-hours a day`;
 }
 
 // "97% of the rise under beta ← handle (beta inclusive +30.0%)": the

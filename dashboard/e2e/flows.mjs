@@ -95,6 +95,8 @@ try {
   check((await page.locator(".facts dd.measure").textContent()) === "cost per request", "an agent's regression is per request");
   const where = await page.locator(".facts dd.call-path").textContent();
   check(/^\d+% of the rise under [^,\[\]]+( ← [^,\[\]]+)*( \(via [^\[\]]+ \d+%\))?( \(.+ inclusive [+-]\d+\.\d%\))?$/.test(where) && !where.includes("[object"), `the call path reads as names (${where})`);
+  const costs = await page.locator(".facts dd.capacity").textContent();
+  check(/^\+\d+(\.\d+)? cores at peak \([\d,]+ requests\/s\), \d+(\.\d+)? core-hours a day$/.test(costs), `the regression is priced in cores (${costs})`);
 
   // 4b. The same fleet without request counts: found in shares, and said so.
   await open("#/service/uncounted");

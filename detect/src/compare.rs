@@ -34,6 +34,7 @@ use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::costs::{ratios, Basis, CostTable, EndpointCosts, NotCompared};
 use crate::regression::{regression_id, Estimate, Links, Measure, Metric, Regression, Source, State};
+use flameshift_profile::wire::Unit;
 use crate::sensitivity::{detectable_difference, family_alpha, observations_for, Sensitivity};
 use crate::settings::DetectSettings;
 use crate::stats::{
@@ -775,8 +776,17 @@ impl Found<'_> {
                 e.zip(deploy(self.deploys[0]).zip(deploy(self.deploys[1])))
                     .and_then(|(e, (a, b))| e.call_path(e.function(name)?, a, b, self.measure, settings))
             }
-            _ => None,
+                        _ => None,
         };
+        // Its price in cores, at the load of the deploy after (CPU time
+        // only: an instruction count has no core to be priced in).
+        let capacity = (table.unit == Unit::CpuNs && shift > 0.0)
+            .then(|| {
+                let after = table.deploys.iter().position(|d| &**d == self.deploys[1])?;
+                let e = table.endpoints.iter().find(|e| &*e.endpoint == self.endpoint)?;
+                e.capacity(after, self.measure, shift, settings)
+            })
+            .flatten();
         Regression {
             id,
             service: self.service.to_owned(),
@@ -814,8 +824,9 @@ impl Found<'_> {
             state: State::Open,
             resolved_by: None,
             links: Links::default(),
-            call_path,
+                        call_path,
             mde: None,
+            capacity,
         }
     }
 }

@@ -11,7 +11,7 @@ use flameshift_profile::wire::Unit;
 use serde::Serialize;
 
 use crate::callpath::{self, ByCallers, CallPath, DEPTH};
-use crate::regression::{Measure, Metric};
+use crate::regression::{Capacity, Measure, Metric};
 use crate::settings::DetectSettings;
 
 /// Summed weight and sample count of a stack in a window.
@@ -337,6 +337,39 @@ impl EndpointCosts {
         };
         let per = self.divisors(measure, settings);
         Some(ratios(costs, &per, &columns).iter().sum::<f64>() / columns.len() as f64)
+    }
+
+        /// What a shift of `shift` (in `measure`, CPU ns) costs at the load
+    /// of deploy `after`: extra cores at its busiest usable window and
+    /// core-hours a day at its mean load. `None` without usable windows.
+    pub fn capacity(
+        &self,
+        after: usize,
+        measure: Measure,
+        shift: f64,
+        settings: &DetectSettings,
+    ) -> Option<Capacity> {
+        let columns = self.columns(after, measure, settings);
+        if columns.is_empty() {
+            return None;
+        }
+        let seconds = settings.window_ms.max(1) as f64 / 1000.0;
+        // What one unit of the measure stands for each second, per window.
+        let load: Vec<f64> = columns
+            .iter()
+            .map(|&c| match measure {
+                Measure::PerRequest => self.requests[c] / seconds,
+                Measure::Share => self.total[c] / seconds,
+                Measure::PerSecond => 1.0,
+            })
+            .collect();
+        let peak = load.iter().copied().fold(0.0, f64::max);
+        let mean = load.iter().sum::<f64>() / load.len() as f64;
+        Some(Capacity {
+            cores_at_peak: shift * peak / 1e9,
+            core_hours_per_day: shift * mean / 1e9 * 24.0,
+            peak_rps: (measure == Measure::PerRequest).then_some(peak),
+        })
     }
 
     /// Index of the function called `name`.

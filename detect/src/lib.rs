@@ -55,6 +55,11 @@
 //! assert_eq!((found.function.as_deref(), found.metric), (Some("render"), Metric::SelfCost));
 //! let relative = found.relative.expect("render cost something before");
 //! assert!(relative.low < 0.15 && 0.15 < relative.high, "{relative:?}");
+//! // Its price: ~30 µs more per request at 100 requests a second.
+//! let capacity = found.capacity.expect("CPU time is priced in cores");
+//! assert_eq!(capacity.peak_rps, Some(100.0));
+//! assert!((capacity.cores_at_peak - 0.003).abs() < 0.0006, "{capacity:?}");
+//! assert!((capacity.core_hours_per_day - 0.072).abs() < 0.015, "{capacity:?}");
 //! ```
 
 mod error;

@@ -228,10 +228,50 @@ pub struct Regression {
     /// concentrates (the code that changed is often there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_path: Option<CallPath>,
-    /// The smallest relative rise the test that found it could have seen
+        /// The smallest relative rise the test that found it could have seen
     /// (80% power at its significance; docs/detection.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mde: Option<f64>,
+    /// What the rise costs in CPU (CPU time only; none for instructions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<Capacity>,
+}
+
+/// What a rise costs in CPU: its shift times the load of the deploy
+/// after, at its busiest window and over a day at its mean load.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// Extra cores at the busiest window (shift × requests a second
+    /// there, or the endpoint's CPU a second for shares; a rise in CPU a
+    /// second is cores already).
+    pub cores_at_peak: f64,
+    /// Extra core-hours a day at the deploy's mean load.
+    pub core_hours_per_day: f64,
+    /// Requests a second at the busiest window, where requests were
+    /// counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rps: Option<f64>,
+}
+
+impl Capacity {
+    /// "+0.80 cores at peak, 14.2 core-hours a day".
+    pub fn describe(&self) -> String {
+        let cores = |x: f64| {
+            if x.abs() >= 10.0 {
+                format!("{x:+.0}")
+            } else if x.abs() >= 0.1 {
+                format!("{x:+.2}")
+            } else {
+                format!("{x:+.4}")
+            }
+        };
+        let hours = if self.core_hours_per_day.abs() >= 10.0 {
+            format!("{:.0}", self.core_hours_per_day)
+        } else {
+            format!("{:.2}", self.core_hours_per_day)
+        };
+        format!("{} cores at peak, {hours} core-hours a day", cores(self.cores_at_peak))
+    }
 }
 
 /// Where to look at a regression.
@@ -274,11 +314,14 @@ impl Regression {
             }
             None => format!("new, {}", m.quantity(self.unit, self.change.mean)),
         };
-        let place = self
+                let mut place = self
             .call_path
             .as_ref()
             .map(|p| format!(", {}", p.describe()))
             .unwrap_or_default();
+        if let Some(capacity) = &self.capacity {
+            place.push_str(&format!(", {}", capacity.describe()));
+        }
         format!(
             "{service} {endpoint}: {what} {change}{place}, {deploys}, q={q:.1e}",
             service = self.service,

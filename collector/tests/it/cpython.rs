@@ -28,7 +28,8 @@ print("ready", flush=True)
 outer()
 "#;
 
-/// The interpreters to test: `python3` and each of pyenv's 3.11–3.13.
+/// The interpreters to test: `python3`, each of pyenv's 3.10–3.13 (3.10
+/// to see it refused by name), Debian's 3.11.
 pub(crate) fn interpreters() -> Vec<String> {
     let mut found = vec!["python3".to_owned()];
     let root = Command::new("pyenv")
@@ -38,7 +39,7 @@ pub(crate) fn interpreters() -> Vec<String> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .filter(|r| !r.is_empty());
     if let Some(root) = root {
-        for minor in [11, 12, 13] {
+        for minor in [10, 11, 12, 13] {
             let versions = std::fs::read_dir(format!("{root}/versions"))
                 .into_iter()
                 .flatten();
