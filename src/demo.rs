@@ -153,7 +153,7 @@ pub fn run(options: DemoArgs) -> anyhow::Result<ExitCode> {
             ..ClientOptions::default()
         },
     )?;
-        // GET /feed's known load in v2: a third of what was served (each
+    // GET /feed's known load in v2: a third of what was served (each
     // client cycles through the three endpoints), over the deploy's time.
     let mut feed_rate_v2 = None;
     for (deploy, what) in DEPLOYS {
@@ -166,7 +166,7 @@ pub fn run(options: DemoArgs) -> anyhow::Result<ExitCode> {
             "v3" => options.deploy_seconds.div_ceil(2),
             _ => options.deploy_seconds,
         };
-                let served = run_deploy(&exe, &url, deploy, options.rise, Duration::from_secs(seconds))?;
+        let served = run_deploy(&exe, &url, deploy, options.rise, Duration::from_secs(seconds))?;
         if deploy == "v2" {
             feed_rate_v2 = Some(served as f64 / 3.0 / seconds as f64);
         }
@@ -186,7 +186,7 @@ pub fn run(options: DemoArgs) -> anyhow::Result<ExitCode> {
         analyzer.regressions(&query).context("reading the regressions")?;
     let listing = serde_json::json!({ "regressions": found.regressions });
     let summary = Summary::of(&listing);
-        summary.print(&url, feed_rate_v2);
+    summary.print(&url, feed_rate_v2);
     let code = if summary.regression_found() {
         ExitCode::SUCCESS
     } else {
@@ -418,7 +418,7 @@ impl Summary {
         self.regression.is_some() && self.refactor_flagged.is_empty()
     }
 
-        fn print(&self, url: &str, feed_rate: Option<f64>) {
+    fn print(&self, url: &str, feed_rate: Option<f64>) {
         say("");
         say("== summary");
         match &self.regression {
@@ -440,7 +440,7 @@ impl Summary {
                     r["q_value"].as_f64().unwrap_or(f64::NAN),
                     r["state"].as_str().unwrap_or("?"),
                 ));
-                                if let Some(line) = capacity_check(r, feed_rate) {
+                if let Some(line) = capacity_check(r, feed_rate) {
                     say(&line);
                 }
                 say(&format!(

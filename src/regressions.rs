@@ -110,7 +110,7 @@ pub fn table(regressions: &[Regression]) -> String {
         "FUNCTION".to_owned(),
         "DEPLOYS".to_owned(),
         "MEASURE".to_owned(),
-                "CHANGE [95% CI]".to_owned(),
+        "CHANGE [95% CI]".to_owned(),
         "COST".to_owned(),
         "Q".to_owned(),
     ]];
@@ -144,7 +144,7 @@ pub fn table(regressions: &[Regression]) -> String {
                     r.measure.quantity(r.unit, r.before.mean),
                     r.measure.quantity(r.unit, r.after.mean)
                 ),
-                                None => format!("new: {}", r.measure.quantity(r.unit, r.change.mean)),
+                None => format!("new: {}", r.measure.quantity(r.unit, r.change.mean)),
             },
             r.capacity.map_or_else(|| "-".to_owned(), |c| c.describe()),
             format!("{:.1e}", r.q_value),

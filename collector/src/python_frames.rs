@@ -312,16 +312,15 @@ impl PythonFrames {
         );
         self.counts.read_ns += started.elapsed().as_nanos() as u64;
         let stack = stack?;
-        self.counts.read += 1;
-        if self.lags.len() < LAGS_KEPT {
-            self.lags
-                .push(crate::counters::clock_ns(libc::CLOCK_MONOTONIC).saturating_sub(sample_ns));
-        }
-        if Duration::from_nanos(*self.lags.last().unwrap_or(&0)) > MAX_LAG {
+        let lag = crate::counters::clock_ns(libc::CLOCK_MONOTONIC).saturating_sub(sample_ns);
+        if Duration::from_nanos(lag) > MAX_LAG {
             // Found the interpreter only now: this sample is long past.
-            self.counts.read -= 1;
             self.counts.late += 1;
             return None;
+        }
+        self.counts.read += 1;
+        if self.lags.len() < LAGS_KEPT {
+            self.lags.push(lag);
         }
         Some(stack)
     }

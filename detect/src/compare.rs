@@ -34,13 +34,13 @@ use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::costs::{ratios, Basis, CostTable, EndpointCosts, NotCompared};
 use crate::regression::{regression_id, Estimate, Links, Measure, Metric, Regression, Source, State};
-use flameshift_profile::wire::Unit;
 use crate::sensitivity::{detectable_difference, family_alpha, observations_for, Sensitivity};
 use crate::settings::DetectSettings;
 use crate::stats::{
     benjamini_hochberg_among, hodges_lehmann, hodges_lehmann_ci, mann_whitney_greater_p, mean, mean_ci,
     welch_greater_p,
 };
+use flameshift_profile::wire::Unit;
 
 /// What the comparison of two deploys found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -776,7 +776,7 @@ impl Found<'_> {
                 e.zip(deploy(self.deploys[0]).zip(deploy(self.deploys[1])))
                     .and_then(|(e, (a, b))| e.call_path(e.function(name)?, a, b, self.measure, settings))
             }
-                        _ => None,
+            _ => None,
         };
         // Its price in cores, at the load of the deploy after (CPU time
         // only: an instruction count has no core to be priced in).
@@ -824,7 +824,7 @@ impl Found<'_> {
             state: State::Open,
             resolved_by: None,
             links: Links::default(),
-                        call_path,
+            call_path,
             mde: None,
             capacity,
         }

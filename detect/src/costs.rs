@@ -339,7 +339,7 @@ impl EndpointCosts {
         Some(ratios(costs, &per, &columns).iter().sum::<f64>() / columns.len() as f64)
     }
 
-        /// What a shift of `shift` (in `measure`, CPU ns) costs at the load
+    /// What a shift of `shift` (in `measure`, CPU ns) costs at the load
     /// of deploy `after`: extra cores at its busiest usable window and
     /// core-hours a day at its mean load. `None` without usable windows.
     pub fn capacity(

@@ -228,7 +228,7 @@ pub struct Regression {
     /// concentrates (the code that changed is often there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_path: Option<CallPath>,
-        /// The smallest relative rise the test that found it could have seen
+    /// The smallest relative rise the test that found it could have seen
     /// (80% power at its significance; docs/detection.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mde: Option<f64>,
@@ -270,7 +270,10 @@ impl Capacity {
         } else {
             format!("{:.2}", self.core_hours_per_day)
         };
-        format!("{} cores at peak, {hours} core-hours a day", cores(self.cores_at_peak))
+        format!(
+            "{} cores at peak, {hours} core-hours a day",
+            cores(self.cores_at_peak)
+        )
     }
 }
 
@@ -314,7 +317,7 @@ impl Regression {
             }
             None => format!("new, {}", m.quantity(self.unit, self.change.mean)),
         };
-                let mut place = self
+        let mut place = self
             .call_path
             .as_ref()
             .map(|p| format!(", {}", p.describe()))
