@@ -290,6 +290,8 @@ struct Suspects {
     commits: Vec<Suspect>,
     /// Why the list may be short or empty.
     notes: Vec<String>,
+    /// Whether git read the range (else `notes` says why not).
+    read: bool,
 }
 
 /// Ranks the commits of `range` in `repo` against the report's
@@ -308,6 +310,7 @@ fn suspect_commits<'a>(
                 range: range.to_owned(),
                 commits: Vec::new(),
                 notes: vec![why],
+                read: false,
             }
         }
     };
@@ -340,13 +343,14 @@ fn suspect_commits<'a>(
         range: range.to_owned(),
         commits: suspects::rank(&regressed, &spans, &changes.commits),
         notes,
+        read: true,
     }
 }
 
 /// The report's "Suspect commits" section.
 fn suspects_markdown(suspects: &Suspects) -> String {
     let mut out = format!("\n### Suspect commits ({})\n\n", suspects.range);
-    if suspects.commits.is_empty() {
+    if suspects.read && suspects.commits.is_empty() {
         out.push_str("No commit of the range changed a regressed function, its callers or its file.\n");
     }
     for (i, s) in suspects.commits.iter().take(10).enumerate() {
