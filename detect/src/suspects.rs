@@ -262,9 +262,9 @@ pub fn rank(
     for (order, commit) in commits.iter().enumerate() {
         let mut reasons: Vec<Reason> = Vec::new();
         for r in regressed {
-            let Some(span) = spans.get(&r.function) else {
-                continue;
-            };
+            // Without line info of its own, a function can still be
+            // explained by a change in a caller on its call path.
+            let span = spans.get(&r.function);
             // The lines changed in a span: how many, where, how far above
             // the first sampled line.
             let in_span = |span: &SourceSpan, first_sampled: u32| -> Option<(u32, String, u32)> {
@@ -282,7 +282,9 @@ pub fn rank(
                 })
             };
             let first_sampled = |name: &str| sampled.get(name).map_or(0, |s| s.first);
-            let reason = if let Some((lines, at, distance)) = in_span(span, first_sampled(&r.function)) {
+            let reason = if let Some((lines, at, distance)) =
+                span.and_then(|span| in_span(span, first_sampled(&r.function)))
+            {
                 Some(Reason {
                     function: r.function.clone(),
                     tier: Tier::InFunction,
@@ -304,10 +306,7 @@ pub fn rank(
                     distance,
                 })
             } else {
-                commit
-                    .files
-                    .iter()
-                    .find(|f| same_file(&span.file, &f.path))
+                span.and_then(|span| commit.files.iter().find(|f| same_file(&span.file, &f.path)))
                     .map(|f| Reason {
                         function: r.function.clone(),
                         tier: Tier::SameFile,
@@ -492,7 +491,8 @@ mod tests {
         assert!(same_file("src/sort.c", "src/sort.c"));
         assert!(!same_file("/build/src/resort.c", "sort.c"));
         assert!(!same_file("/build/src/sort.c", ""));
-        // A function without line info has no suspects.
+        // A function without line info has no suspects of its own, but a
+        // change in a caller on its call path still names one.
         let regressed = [Regressed {
             function: "unknown".into(),
             callers: vec![],
@@ -503,5 +503,15 @@ mod tests {
             &[commit("c1", &[("src/sort.c", &[(1, 99)])])]
         )
         .is_empty());
+        let regressed = [Regressed {
+            function: "unknown".into(),
+            callers: vec!["main".into()],
+        }];
+        let suspects = rank(
+            &regressed,
+            &spans(),
+            &[commit("c1", &[("src/main.c", &[(5, 5)])])],
+        );
+        assert_eq!(suspects[0].tier, Tier::OnCallPath);
     }
 }
