@@ -131,15 +131,16 @@ impl Symbols {
     }
 }
 
-/// Finds interpreters, keeping what each binary defines (the workers of
-/// one server share their libpython).
+/// Finds interpreters, keeping what each binary defines by its device
+/// and inode (the workers of one server share their libpython; the same
+/// path in two containers may be two files).
 #[derive(Debug, Default)]
 pub struct Finder {
     binaries: HashMap<Arc<str>, Option<Arc<Symbols>>>,
 }
 
-/// A mapping of a file: start, file offset, path.
-type Mapping = (u64, u64, Arc<str>);
+/// A mapping of a file: start, file offset, path, `device inode`.
+type Mapping = (u64, u64, Arc<str>, Arc<str>);
 
 /// The file-backed mappings of `pid`, from `/proc/PID/maps`.
 fn mappings(pid: u32) -> Result<Vec<Mapping>, NotRead> {
@@ -158,12 +159,18 @@ fn mappings(pid: u32) -> Result<Vec<Mapping>, NotRead> {
         .filter_map(|line| {
             let mut fields = line.split_whitespace();
             let (range, _perms, offset) = (fields.next()?, fields.next()?, fields.next()?);
-            let path = fields.nth(2)?;
+            let (device, inode) = (fields.next()?, fields.next()?);
+            let path = fields.next()?;
             if !path.starts_with('/') {
                 return None;
             }
             let start = u64::from_str_radix(range.split_once('-')?.0, 16).ok()?;
-            Some((start, u64::from_str_radix(offset, 16).ok()?, Arc::from(path)))
+            Some((
+                start,
+                u64::from_str_radix(offset, 16).ok()?,
+                Arc::from(path),
+                Arc::from(format!("{device} {inode}")),
+            ))
         })
         .collect())
 }
@@ -185,7 +192,7 @@ impl Finder {
         // only refers to `_PyRuntime`), then the executable.
         let mut candidates: Vec<&Mapping> = mappings
             .iter()
-            .filter(|(_, _, path)| {
+            .filter(|(_, _, path, _)| {
                 path.rsplit('/')
                     .next()
                     .is_some_and(|n| n.starts_with("libpython"))
@@ -195,18 +202,24 @@ impl Finder {
         candidates.extend(
             mappings
                 .iter()
-                .filter(|(_, _, path)| exe.as_deref().is_some_and(|e| e == std::path::Path::new(&**path))),
+                .filter(|(_, _, path, _)| exe.as_deref().is_some_and(|e| e == std::path::Path::new(&**path))),
         );
         let mut seen: Vec<&str> = Vec::new();
-        for &(start, pgoff, ref path) in candidates {
+        for &(start, pgoff, ref path, ref file) in candidates {
             if seen.contains(&&**path) {
                 continue;
             }
             seen.push(path);
+            // Through the process's own root: a process in a container
+            // sees its files under other paths than ours.
             let symbols = self
                 .binaries
-                .entry(path.clone())
-                .or_insert_with(|| Symbols::read(path).map(Arc::new))
+                .entry(file.clone())
+                .or_insert_with(|| {
+                    Symbols::read(&format!("/proc/{pid}/root{path}"))
+                        .or_else(|| Symbols::read(path))
+                        .map(Arc::new)
+                })
                 .clone();
             let Some(symbols) = symbols else { continue };
             let Some(runtime) = symbols.runtime else { continue };
