@@ -200,6 +200,9 @@ pub fn concentrate(
         })?;
     // Through frames the baseline never ran, up to the first that it did,
     // as long as the rise stays held.
+    // Each frame once: in a recursion the baseline never ran (`a` calls
+    // `b` calls `a`), a caller already passed ends the walk.
+    let mut passed: Vec<&str> = vec![holder];
     while !existed(holder) {
         let mut callers: BTreeMap<&str, f64> = BTreeMap::new();
         for (&chain, &delta) in &deltas {
@@ -213,9 +216,10 @@ pub fn concentrate(
             .into_iter()
             .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.cmp(a.0)))
         {
-            Some((caller, r)) if r >= HOLDS * rise => {
+            Some((caller, r)) if r >= HOLDS * rise && !passed.contains(&caller) => {
                 holder = caller;
                 held = under.get(caller).map_or(r, |u| u.0);
+                passed.push(caller);
             }
             _ => break,
         }
@@ -396,6 +400,19 @@ mod tests {
         assert_eq!(
             path.describe(),
             "100% of it under main (via c ← b ← a ← index 50%, f ← e ← d ← index 50%)"
+        );
+    }
+
+    #[test]
+    fn a_recursion_of_new_frames_ends_the_walk() {
+        // `list` and `obj` call each other (a JSON encoder's recursion),
+        // and the baseline never ran either: the walk stops, not loops.
+        let before = costs(&[("main;old;mix", 40.0)]);
+        let after = costs(&[("main;old;mix", 40.0), ("main;obj;list;obj;list;obj;mix", 20.0)]);
+        let path = concentrate(&before, &after, &|f| !matches!(f, "obj" | "list")).unwrap();
+        assert!(
+            ["obj", "list", "main"].contains(&path.callers[0].as_str()),
+            "{path:?}"
         );
     }
 
