@@ -51,7 +51,9 @@ impl Memory {
             iov_base: addr as *mut libc::c_void,
             iov_len: buf.len(),
         };
-        // SAFETY: as in `read`.
+        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`,
+        // which we own; the remote range is only read, and a range that
+        // is not mapped is an error, not a fault.
         let copied = unsafe { libc::process_vm_readv(self.pid, &local, 1, &remote, 1, 0) };
         match copied {
             -1 => Err(std::io::Error::last_os_error()),
@@ -63,22 +65,7 @@ impl Memory {
     /// Copies `buf.len()` bytes at `addr` into `buf`; false when any of
     /// them is not mapped.
     pub fn read(&self, addr: usize, buf: &mut [u8]) -> bool {
-        if addr == 0 || buf.is_empty() {
-            return buf.is_empty();
-        }
-        let local = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        let remote = libc::iovec {
-            iov_base: addr as *mut libc::c_void,
-            iov_len: buf.len(),
-        };
-        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`,
-        // which we own; the remote range is only read, and a range that
-        // is not mapped is an error, not a fault.
-        let copied = unsafe { libc::process_vm_readv(self.pid, &local, 1, &remote, 1, 0) };
-        copied == buf.len() as isize
+        buf.is_empty() || self.read_checked(addr, buf).is_ok()
     }
 
     /// Copies several ranges in one call: each `(addr, len)` of `ranges`
