@@ -18,6 +18,14 @@ pub enum Error {
         /// The name asked for.
         name: String,
     },
+    /// The request has no token, or one the server does not know (HTTP
+    /// 401).
+    #[error("missing or unknown `Authorization: Bearer` token ({0})")]
+    Unauthorized(&'static str),
+    /// The caller's token may not do this (HTTP 403): the message names
+    /// what it lacks.
+    #[error("{0}")]
+    Forbidden(String),
     /// The selection holds data in more than one unit (HTTP 400): units
     /// are never added or converted.
     #[error("the selection mixes units ({0}); narrow it to one deploy or host")]

@@ -258,13 +258,18 @@ impl Detector {
         Ok(out)
     }
 
+    /// Regression `id`.
+    pub fn get(&self, id: &str) -> Result<Regression> {
+        self.book.all()?.remove(id).ok_or_else(|| Error::NotFound {
+            what: "regression",
+            name: id.to_owned(),
+        })
+    }
+
     /// Sets the state of regression `id` (acknowledging it, or opening it
     /// again) and returns it.
     pub fn set_state(&self, id: &str, state: State) -> Result<Regression> {
-        let mut regression = self.book.all()?.remove(id).ok_or_else(|| Error::NotFound {
-            what: "regression",
-            name: id.to_owned(),
-        })?;
+        let mut regression = self.get(id)?;
         regression.state = state;
         if state != State::Resolved {
             regression.resolved_by = None;
@@ -276,15 +281,43 @@ impl Detector {
     /// Compares every deploy whose data changed since the last run with
     /// the deploy before it (all services, or `only`), at time `now_ms`.
     pub fn run(&self, store: &dyn Store, only: Option<&str>, now_ms: i64) -> Result<DetectRun> {
+        match only {
+            Some(service) => self.run_on(store, || Ok(vec![service.to_owned()]), now_ms),
+            None => self.run_where(store, |_| true, now_ms),
+        }
+    }
+
+    /// [`Detector::run`] on the services `covers` accepts (those a
+    /// token may act on).
+    pub fn run_where(
+        &self,
+        store: &dyn Store,
+        covers: impl Fn(&str) -> bool,
+        now_ms: i64,
+    ) -> Result<DetectRun> {
+        let services = || {
+            Ok(store
+                .services()?
+                .into_iter()
+                .map(|s| s.service)
+                .filter(|s| covers(s))
+                .collect())
+        };
+        self.run_on(store, services, now_ms)
+    }
+
+    fn run_on(
+        &self,
+        store: &dyn Store,
+        services: impl FnOnce() -> Result<Vec<String>>,
+        now_ms: i64,
+    ) -> Result<DetectRun> {
         let _one = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let mut run = DetectRun::default();
         if !self.leads(&mut run)? {
             return Ok(run);
         }
-        let services: Vec<String> = match only {
-            Some(s) => vec![s.to_owned()],
-            None => store.services()?.into_iter().map(|s| s.service).collect(),
-        };
+        let services = services()?;
         for service in services {
             // Asked before each service: a long run keeps beating, and
             // stops if another node took over meanwhile.

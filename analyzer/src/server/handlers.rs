@@ -8,12 +8,13 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use flameshift_profile::format::{self, Format, WriteOptions};
 use flameshift_profile::render::{self, FlameGraphOptions};
 
+use super::access::Caller;
 use super::params::Params;
 use super::response::{json, typed, ApiError};
 use super::AppState;
@@ -68,21 +69,24 @@ fn idempotency_key(headers: &HeaderMap) -> std::result::Result<Option<String>, A
 
 async fn ingest(
     state: AppState,
+    caller: &Caller,
     kind: UploadKind,
     params: Params,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let receipts = ingest_parts(state, kind, params, headers, vec![body.to_vec()]).await?;
+    let receipts = ingest_parts(state, caller, kind, params, headers, vec![body.to_vec()]).await?;
     Ok((StatusCode::OK, json(&receipts[0])).into_response())
 }
 
 /// Stores the parts of one request (one per service) as uploads of their
 /// own: all are decoded and checked before any is stored, so a bad part
 /// stores nothing. Part `i` of a request with `Idempotency-Key: K` is
-/// kept once as `K/i`.
+/// kept once as `K/i`. A part for a service the caller may not write
+/// refuses the request (403).
 async fn ingest_parts(
     state: AppState,
+    caller: &Caller,
     kind: UploadKind,
     params: Params,
     headers: &HeaderMap,
@@ -107,12 +111,15 @@ async fn ingest_parts(
         })
         .collect();
     let bytes = uploads.iter().map(|u| u.body.len()).sum();
-    let (store, limits) = (state.store.clone(), state.limits.clone());
+    let (store, limits, caller) = (state.store.clone(), state.limits.clone(), caller.clone());
     let receipts = blocking(move || {
         let accepted = uploads
             .into_iter()
             .map(|upload| ingest::accept(upload, &limits))
             .collect::<Result<Vec<_>>>()?;
+        for part in &accepted {
+            caller.write(&part.batch.service)?;
+        }
         accepted
             .into_iter()
             .map(|a| store.append(a))
@@ -136,6 +143,7 @@ async fn ingest_parts(
 /// `POST /api/v1/profiles?service=&deploy=&host=`: a pprof (or folded) body.
 pub async fn post_profile(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
@@ -143,6 +151,7 @@ pub async fn post_profile(
     let body = body_or_error(body)?;
     ingest(
         state,
+        &caller,
         UploadKind::Profile,
         Params::parse(query.as_deref()),
         &headers,
@@ -154,21 +163,39 @@ pub async fn post_profile(
 /// `POST /api/v1/requests`: request statistics JSON.
 pub async fn post_requests(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Answer {
     let body = body_or_error(body)?;
-    ingest(state, UploadKind::Requests, Params::default(), &headers, body).await
+    ingest(
+        state,
+        &caller,
+        UploadKind::Requests,
+        Params::default(),
+        &headers,
+        body,
+    )
+    .await
 }
 
 /// `POST /api/v1/deploys`: a deploy event JSON.
 pub async fn post_deploy(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Answer {
     let body = body_or_error(body)?;
-    ingest(state, UploadKind::Deploy, Params::default(), &headers, body).await
+    ingest(
+        state,
+        &caller,
+        UploadKind::Deploy,
+        Params::default(),
+        &headers,
+        body,
+    )
+    .await
 }
 
 /// The `profile` part of a `multipart/form-data` body, as Pyroscope's
@@ -218,6 +245,7 @@ fn content_type(headers: &HeaderMap) -> Option<&str> {
 /// protocol; protobuf or JSON, gzipped or not).
 pub async fn post_push(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Answer {
@@ -227,7 +255,7 @@ pub async fn post_push(
     let given = content_type.clone();
     let (parts_type, parts) = blocking(move || ingest::split_push_by_service(&given, &body, &limits)).await?;
     let params = Params::from_pairs([(ingest::PUSH_CONTENT_TYPE, parts_type.unwrap_or(&content_type))]);
-    let receipts = ingest_parts(state, UploadKind::Push, params, &headers, parts).await?;
+    let receipts = ingest_parts(state, &caller, UploadKind::Push, params, &headers, parts).await?;
     let answer = match receipts.as_slice() {
         [one] => json(one),
         many => json(&serde_json::json!({ "services": many })),
@@ -240,6 +268,7 @@ pub async fn post_push(
 /// `ExportProfilesServiceResponse` (protobuf) on success.
 pub async fn post_otlp(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Answer {
@@ -262,7 +291,7 @@ pub async fn post_otlp(
     ]);
     let limits = state.limits.clone();
     let parts = blocking(move || ingest::otlp::split_by_service(&body, &limits)).await?;
-    ingest_parts(state, UploadKind::Otlp, params, &headers, parts).await?;
+    ingest_parts(state, &caller, UploadKind::Otlp, params, &headers, parts).await?;
     Ok((
         StatusCode::OK,
         [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
@@ -274,6 +303,7 @@ pub async fn post_otlp(
 /// `POST /ingest?name=app.cpu{k=v}&from=&until=&format=pprof|folded`: Pyroscope's ingest API.
 pub async fn post_pyroscope(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
@@ -287,6 +317,7 @@ pub async fn post_pyroscope(
     };
     ingest(
         state,
+        &caller,
         UploadKind::Pyroscope,
         Params::parse(query.as_deref()),
         &headers,
@@ -307,14 +338,20 @@ async fn timed<T: Send + 'static>(
     result
 }
 
-/// `GET /api/v1/services`.
-pub async fn services(State(state): State<AppState>) -> Answer {
-    let services = timed(&state, "services", |store| store.services()).await?;
+/// `GET /api/v1/services`: those the caller may see.
+pub async fn services(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Answer {
+    let mut services = timed(&state, "services", |store| store.services()).await?;
+    services.retain(|s| caller.covers(&s.service));
     Ok(json(&serde_json::json!({ "services": services })))
 }
 
 /// `GET /api/v1/services/{service}/deploys`.
-pub async fn deploys(State(state): State<AppState>, Path(service): Path<String>) -> Answer {
+pub async fn deploys(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(service): Path<String>,
+) -> Answer {
+    caller.see(&service)?;
     let deploys = timed(&state, "deploys", move |store| store.deploys(&service)).await?;
     Ok(json(&serde_json::json!({ "deploys": deploys })))
 }
@@ -335,21 +372,28 @@ fn check_deploys(store: &dyn Store, service: &str, deploys: &[&str]) -> Result<(
     Ok(())
 }
 
-fn checked_selection(store: &dyn Store, params: &Params) -> Result<Selection> {
+/// The query's selection, of a service the caller may see, with deploys
+/// the service has.
+fn checked_selection(store: &dyn Store, caller: &Caller, params: &Params) -> Result<Selection> {
     let sel = params.selection()?;
+    caller.see(&sel.service)?;
     let deploys: Vec<&str> = sel.deploys.iter().map(String::as_str).collect();
     check_deploys(store, &sel.service, &deploys)?;
     Ok(sel)
 }
 
 /// `GET /api/v1/flamegraph?service=&deploy=&from=&until=&endpoint=&label=k=v&format=json|svg|folded|pprof`.
-pub async fn flamegraph(State(state): State<AppState>, RawQuery(query): RawQuery) -> Answer {
+pub async fn flamegraph(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
+) -> Answer {
     let params = Params::parse(query.as_deref());
     let format = params.get("format").unwrap_or("json").to_owned();
     let max_nodes = params.int("max_nodes")?.unwrap_or(20_000).max(0) as usize;
     let inverted = params.get("icicle").is_some_and(|v| v == "true" || v == "1");
     let answer = timed(&state, "flamegraph", move |store| {
-        let sel = checked_selection(&*store, &params)?;
+        let sel = checked_selection(&*store, &caller, &params)?;
         if format == "json" {
             return Ok(json(&query::flame_tree(&*store, &sel, max_nodes)?));
         }
@@ -387,13 +431,18 @@ pub async fn flamegraph(State(state): State<AppState>, RawQuery(query): RawQuery
 
 /// `GET /api/v1/diff?service=&base=&candidate=&endpoint=&label=&format=svg|json|tree&max_nodes=`
 /// (`tree`: the dashboard's differential tree).
-pub async fn diff(State(state): State<AppState>, RawQuery(query): RawQuery) -> Answer {
+pub async fn diff(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
+) -> Answer {
     let params = Params::parse(query.as_deref());
     let format = params.get("format").unwrap_or("svg").to_owned();
     let answer = timed(&state, "diff", move |store| {
         let base = params.required("base")?.to_owned();
         let candidate = params.required("candidate")?.to_owned();
         let mut sel = params.selection()?;
+        caller.see(&sel.service)?;
         check_deploys(&*store, &sel.service, &[&base, &candidate])?;
         if format == "tree" {
             let max_nodes = params.int("max_nodes")?.unwrap_or(20_000).max(0) as usize;
@@ -452,10 +501,14 @@ pub async fn diff(State(state): State<AppState>, RawQuery(query): RawQuery) -> A
 }
 
 /// `GET /api/v1/functions?service=&deploy=&endpoint=&order=self|inclusive&limit=`.
-pub async fn functions(State(state): State<AppState>, RawQuery(query): RawQuery) -> Answer {
+pub async fn functions(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
+) -> Answer {
     let params = Params::parse(query.as_deref());
     let top = timed(&state, "functions", move |store| {
-        let sel = checked_selection(&*store, &params)?;
+        let sel = checked_selection(&*store, &caller, &params)?;
         let order = match params.get("order").unwrap_or("self") {
             "self" => TopOrder::SelfCost,
             "inclusive" => TopOrder::Inclusive,
@@ -473,10 +526,14 @@ pub async fn functions(State(state): State<AppState>, RawQuery(query): RawQuery)
 }
 
 /// `GET /api/v1/series?service=&endpoint=&deploy=&from=&until=&window=60s&function=&self=true`.
-pub async fn series(State(state): State<AppState>, RawQuery(query): RawQuery) -> Answer {
+pub async fn series(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
+) -> Answer {
     let params = Params::parse(query.as_deref());
     let series = timed(&state, "series", move |store| {
-        let sel = checked_selection(&*store, &params)?;
+        let sel = checked_selection(&*store, &caller, &params)?;
         let window = params.duration_ms("window")?.unwrap_or(60_000);
         let self_only = params.get("self").is_some_and(|v| v == "true" || v == "1");
         query::series(&*store, &sel, window, params.get("function"), self_only)
@@ -487,10 +544,14 @@ pub async fn series(State(state): State<AppState>, RawQuery(query): RawQuery) ->
 
 /// `GET /api/v1/endpoints?service=&deploy=&from=&until=&label=&window=60s`:
 /// cost per request of every endpoint per window.
-pub async fn endpoints(State(state): State<AppState>, RawQuery(query): RawQuery) -> Answer {
+pub async fn endpoints(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
+) -> Answer {
     let params = Params::parse(query.as_deref());
     let series = timed(&state, "endpoints", move |store| {
-        let sel = checked_selection(&*store, &params)?;
+        let sel = checked_selection(&*store, &caller, &params)?;
         let window = params.duration_ms("window")?.unwrap_or(60_000);
         query::endpoint_series(&*store, &sel, window)
     })
@@ -503,13 +564,14 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /metrics`.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics`: fleet-wide, so only for a token of every service.
+pub async fn metrics(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Answer {
+    caller.fleet_wide("/metrics")?;
     let store = state.store.clone();
     let gauges = tokio::task::spawn_blocking(move || store.gauges())
         .await
         .unwrap_or_default();
-    typed("text/plain; version=0.0.4", state.metrics.render(&gauges))
+    Ok(typed("text/plain; version=0.0.4", state.metrics.render(&gauges)))
 }
 
 #[cfg(test)]

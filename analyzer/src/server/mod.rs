@@ -1,6 +1,7 @@
 //! The HTTP server of `flameshift serve`: the `/api/v1` routes of
 //! docs/wire-format.md, Pyroscope's `/ingest`, `/healthz` and `/metrics`, bearer
-//! token authentication, a body limit, the store's periodic housekeeping
+//! tokens with scopes and services ([`access`](crate::access); `SIGHUP`
+//! reads an access file again), a body limit, the store's periodic housekeeping
 //! ([`Store::maintain`]: the embedded store's flush to Parquet), and a
 //! graceful shutdown that runs it once more; detection runs periodically
 //! and on `POST /api/v1/detect`, its findings under
@@ -8,6 +9,7 @@
 //! [`ServeConfig::tls`] (`tls`). The server is given its store and its
 //! regression book; it opens neither.
 
+mod access;
 mod handlers;
 mod metrics;
 mod params;
@@ -20,10 +22,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 use flameshift_client::routes;
@@ -33,6 +34,7 @@ pub use params::parse_duration_ms;
 use response::ApiError;
 pub use tls::TlsFiles;
 
+use crate::access::{Grant, Keys};
 use crate::detect::DetectSettings;
 use crate::ingest::Limits;
 use crate::regressions::{Detector, Notifier, RegressionBook};
@@ -46,8 +48,13 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// Limits on uploads and the time buckets they are summed in.
     pub limits: Limits,
-    /// Bearer token every route but `/healthz` requires, if set.
+    /// Bearer token every route but `/healthz` requires, if set: one
+    /// token with every scope (`serve --token`). [`ServeConfig::keys`]
+    /// wins when both are set.
     pub token: Option<String>,
+    /// Tokens with scopes and services (`serve --auth FILE`); `SIGHUP`
+    /// reads their file again.
+    pub keys: Option<Arc<Keys>>,
     /// Serve https with this certificate and key (reloaded on `SIGHUP`).
     pub tls: Option<TlsFiles>,
     /// How OpenTelemetry profiles are read.
@@ -76,6 +83,7 @@ impl ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7411)),
             limits: Limits::default(),
             token: None,
+            keys: None,
             tls: None,
             otlp: OtlpConfig::default(),
             max_body_bytes: 64 << 20,
@@ -101,7 +109,10 @@ pub struct AppState {
     detector: Arc<Detector>,
     limits: Arc<Limits>,
     metrics: Arc<Metrics>,
-    token: Option<Arc<str>>,
+    /// `None`: every request is let in, as `anonymous`.
+    keys: Option<Arc<Keys>>,
+    anonymous: Arc<Grant>,
+    audit: Arc<access::Audit>,
     otlp: Arc<OtlpConfig>,
 }
 
@@ -132,7 +143,9 @@ pub fn router(store: Arc<dyn Store>, detector: Arc<Detector>, config: &ServeConf
         detector,
         limits: Arc::new(config.limits.clone()),
         metrics: Arc::new(Metrics::default()),
-        token: config.token.clone().map(Into::into),
+        keys: config_keys(config),
+        anonymous: Arc::new(Grant::everything("anonymous")),
+        audit: Arc::new(access::Audit::default()),
         otlp: Arc::new(config.otlp.clone()),
     };
     Router::new()
@@ -155,7 +168,7 @@ pub fn router(store: Arc<dyn Store>, detector: Arc<Detector>, config: &ServeConf
         .route(routes::SENSITIVITY, get(regressions::sensitivity))
         .route(routes::METRICS, get(handlers::metrics))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(middleware::from_fn_with_state(state.clone(), access::guard))
         .route(routes::HEALTHZ, get(handlers::healthz))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -165,35 +178,26 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such route; the API is under /api/v1")
 }
 
-/// Checks the bearer token and counts refused requests.
-async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if let Some(token) = &state.token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()));
-        if !ok {
-            state.metrics.rejected("unauthorized");
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong `Authorization: Bearer` token",
-            )
-            .into_response();
-        }
-    }
-    let response = next.run(request).await;
-    let status = response.status();
-    if status.is_client_error() || status.is_server_error() {
-        let reason = ApiError::new(status, "").reason();
-        state.metrics.rejected(reason);
-    }
-    response
+/// The tokens a config asks for: its access file's, or `--token` as
+/// one token with every scope, or none.
+fn config_keys(config: &ServeConfig) -> Option<Arc<Keys>> {
+    config
+        .keys
+        .clone()
+        .or_else(|| config.token.as_deref().map(|t| Arc::new(Keys::single(t))))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Reads the access file again on each `SIGHUP`; a file that does not
+/// load leaves the old tokens in force.
+async fn reload_keys_on_sighup(keys: Arc<Keys>, mut hangups: tokio::signal::unix::Signal) {
+    while hangups.recv().await.is_some() {
+        match keys.reload() {
+            Ok(count) => tracing::info!(tokens = count, "SIGHUP: access file reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: access file not reloaded; the old tokens stay in force")
+            }
+        }
+    }
 }
 
 /// A running server.
@@ -230,6 +234,16 @@ pub async fn serve(
         .map(tls::Certificates::load)
         .transpose()?
         .map(Arc::new);
+    // Listening for SIGHUP before the server is up: a reload asked for
+    // once it answers is never the signal's default (the end).
+    let key_reloads = match config.keys.clone().filter(|k| k.file().is_some()) {
+        Some(keys) => {
+            let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(|e| Error::io("listen for SIGHUP", e))?;
+            Some(tokio::spawn(reload_keys_on_sighup(keys, hangups)))
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("listen on {}", config.listen), e))?;
@@ -289,6 +303,9 @@ pub async fn serve(
     };
     flusher.abort();
     detecting.abort();
+    if let Some(reloads) = key_reloads {
+        reloads.abort();
+    }
     let flushed = tokio::task::spawn_blocking(move || store.maintain())
         .await
         .map_err(|e| Error::io("flush on shutdown", std::io::Error::other(e.to_string())))?;

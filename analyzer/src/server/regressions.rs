@@ -2,9 +2,10 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::response::Response;
 
+use super::access::Caller;
 use super::params::Params;
 use super::response::{json, ApiError};
 use super::AppState;
@@ -21,8 +22,16 @@ fn parse_state(text: &str) -> Result<RegressionState, Error> {
 /// `GET /api/v1/regressions?service=&state=&deploy=`; with a service,
 /// `comparison` says on what its newest deploy pair is compared (each
 /// endpoint's measure) and which endpoints cannot be compared yet, and why.
-pub async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> Answer {
+/// Only the services the caller may see.
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
+) -> Answer {
     let params = Params::parse(query.as_deref());
+    if let Some(service) = params.get("service") {
+        caller.see(service)?;
+    }
     let filter = Filter {
         service: params.get("service").map(str::to_owned),
         state: params.get("state").map(parse_state).transpose()?,
@@ -36,7 +45,9 @@ pub async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> A
             Some(service) => detector.status(&*store, service)?,
             None => None,
         };
-        Ok((detector.list(&filter)?, status))
+        let mut regressions = detector.list(&filter)?;
+        regressions.retain(|r| caller.covers(&r.service));
+        Ok((regressions, status))
     })
     .await?;
     let mut body = serde_json::json!({ "regressions": regressions });
@@ -50,6 +61,7 @@ pub async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> A
 /// `open`, `resolved`).
 pub async fn set_state(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Answer {
@@ -63,17 +75,38 @@ pub async fn set_state(
         .map_err(|e| Error::bad(format!("expected {{\"state\": \"acknowledged\"}}: {e}")))?;
     let new_state = parse_state(&change.state)?;
     let detector = state.detector.clone();
-    let regression = super::handlers::blocking(move || detector.set_state(&id, new_state)).await?;
+    let regression = super::handlers::blocking(move || {
+        // Another service's regression is one the caller never saw.
+        let found = detector.get(&id)?;
+        caller.see(&found.service).map_err(|_| Error::NotFound {
+            what: "regression",
+            name: id.clone(),
+        })?;
+        detector.set_state(&id, new_state)
+    })
+    .await?;
     Ok(json(&regression))
 }
 
-/// `POST /api/v1/detect?service=`: runs detection now and reports what it did.
-pub async fn detect(State(state): State<AppState>, RawQuery(query): RawQuery) -> Answer {
+/// `POST /api/v1/detect?service=`: runs detection now (on the services
+/// the caller may see) and reports what it did.
+pub async fn detect(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
+) -> Answer {
     let params = Params::parse(query.as_deref());
     let service = params.get("service").map(str::to_owned);
+    if let Some(service) = &service {
+        caller.see(service)?;
+    }
     let (store, detector) = (state.store.clone(), state.detector.clone());
     let run = super::handlers::blocking(move || {
-        detector.run(&*store, service.as_deref(), super::handlers::now_ms())
+        let now = super::handlers::now_ms();
+        match service {
+            Some(service) => detector.run(&*store, Some(&service), now),
+            None => detector.run_where(&*store, |s| caller.covers(s), now),
+        }
     })
     .await?;
     Ok(json(&run))
@@ -81,9 +114,14 @@ pub async fn detect(State(state): State<AppState>, RawQuery(query): RawQuery) ->
 
 /// `GET /api/v1/sensitivity?service=&deploy=`: how small a rise the
 /// comparison of `deploy` with the deploy before it could have shown.
-pub async fn sensitivity(State(state): State<AppState>, RawQuery(query): RawQuery) -> Answer {
+pub async fn sensitivity(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
+) -> Answer {
     let params = Params::parse(query.as_deref());
     let service = params.required("service")?.to_owned();
+    caller.see(&service)?;
     let deploy = params.required("deploy")?.to_owned();
     let (store, detector) = (state.store.clone(), state.detector.clone());
     let found = super::handlers::blocking(move || detector.sensitivity(&*store, &service, &deploy)).await?;
