@@ -27,6 +27,7 @@ mod sampling;
 mod series;
 mod serve;
 mod signals;
+mod token;
 mod top;
 mod webhook;
 
@@ -70,6 +71,8 @@ enum Command {
     Regressions(regressions::RegressionsArgs),
     /// CI gate: exit 1 when the candidate's profiles show a function meaningfully more expensive than the baseline's.
     Gate(gate::GateArgs),
+    /// Make tokens for `serve --auth FILE` (scoped, stored as hashes).
+    Token(token::TokenArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
     /// Write the man pages.
@@ -90,6 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Changepoints(args) => changepoints::run(args),
         Command::Regressions(args) => regressions::run(args),
         Command::Gate(args) => gate::run(args),
+        Command::Token(args) => token::run(args),
         Command::Completions(args) => completions::completions(args),
         Command::Manpage(args) => completions::manpage(args),
     }

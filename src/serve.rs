@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use flameshift_analyzer::access::Keys;
 use flameshift_analyzer::ingest::Limits;
 use flameshift_analyzer::server::{self, ServeConfig};
 use flameshift_analyzer::store::{Backend, ClickHouseConfig, StoreConfig, StoreLocation};
@@ -56,9 +57,16 @@ pub struct ServeArgs {
     /// windows, for producers that push often, at the cost of more rows.
     #[arg(long, default_value = "10s", value_parser = parse::duration)]
     bucket: Duration,
-    /// Require `Authorization: Bearer TOKEN` on every route but /healthz.
+    /// Require `Authorization: Bearer TOKEN` on every route but /healthz
+    /// (one token that may do everything; see --auth for more).
     #[arg(long, env = "FLAMESHIFT_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Tokens with scopes (ingest, read, admin) and services, from a JSON
+    /// access file that holds their SHA-256 hashes (docs/operations.md,
+    /// "Access"; `flameshift token new` makes entries). SIGHUP reads it
+    /// again. Takes the place of --token (and of FLAMESHIFT_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    auth: Option<PathBuf>,
     /// Delete samples and request statistics older than this (`14d`, `12h`; `forever` keeps all).
     #[arg(long, default_value = "14d", value_parser = parse::retention)]
     retention: Retention,
@@ -152,6 +160,14 @@ pub fn run(options: ServeArgs) -> anyhow::Result<ExitCode> {
     let backend = open_backend(&location, &backend_options, &config.limits)?;
     config.listen = options.place.listen;
     config.token = options.token;
+    if let Some(path) = &options.auth {
+        let keys = Keys::load(path)?;
+        tracing::info!(file = %path.display(), "access file loaded");
+        if config.token.take().is_some() {
+            tracing::warn!("--token (or FLAMESHIFT_TOKEN) is ignored: the access file holds the tokens");
+        }
+        config.keys = Some(Arc::new(keys));
+    }
     config.otlp = server::OtlpConfig {
         deploy_attribute: options.otlp_deploy_attribute,
         wall_as_cpu: options.otlp_wall_as_cpu,

@@ -53,6 +53,7 @@ async fn load(url: &str) {
     let uncounted = FleetUpload {
         service: Some("uncounted".to_owned()),
         requests: false,
+        ..FleetUpload::default()
     };
     upload_fleet(url, &fleet, &uncounted).await;
     let folded = format!("main;{XSS};<script>window.__xss=2</script> 700\nmain;render 300\n");

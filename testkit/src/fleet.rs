@@ -16,6 +16,8 @@ pub struct FleetUpload {
     /// Whether request statistics are sent: without them the analyzer
     /// compares shares, as for a Pyroscope SDK or OTLP producer.
     pub requests: bool,
+    /// The bearer token to send, if the server wants one.
+    pub token: Option<String>,
 }
 
 impl Default for FleetUpload {
@@ -23,6 +25,7 @@ impl Default for FleetUpload {
         FleetUpload {
             service: None,
             requests: true,
+            token: None,
         }
     }
 }
@@ -33,6 +36,7 @@ pub async fn upload_fleet(url: &str, fleet: &Fleet, how: &FleetUpload) {
     let c = fleet.config();
     let service = how.service.clone().unwrap_or_else(|| c.service.clone());
     let client = client();
+    let bearer = how.token.as_ref().map(|t| format!("Bearer {t}")).unwrap_or_default();
     for d in 0..c.deploys {
         for w in 0..c.windows_per_deploy {
             let mut pending = Vec::new();
@@ -51,16 +55,24 @@ pub async fn upload_fleet(url: &str, fleet: &Fleet, how: &FleetUpload) {
                     .requests
                     .then(|| serde_json::to_vec(&window.requests_body(&service)).unwrap());
                 let requests_url = format!("{url}{}", routes::REQUESTS);
-                let client = client.clone();
+                let (client, bearer) = (client.clone(), bearer.clone());
                 pending.push(tokio::spawn(async move {
-                    let sent = client.post(&profile_url).body(profile).send().await.unwrap();
+                    let post = |url: &str, body: Vec<u8>| {
+                        let request = client.post(url).body(body);
+                        if bearer.is_empty() {
+                            request
+                        } else {
+                            request.header("authorization", &bearer)
+                        }
+                    };
+                    let sent = post(&profile_url, profile).send().await.unwrap();
                     assert!(
                         sent.status().is_success(),
                         "{profile_url}: {}",
                         sent.text().await.unwrap()
                     );
                     if let Some(requests) = requests {
-                        let sent = client.post(&requests_url).body(requests).send().await.unwrap();
+                        let sent = post(&requests_url, requests).send().await.unwrap();
                         assert!(
                             sent.status().is_success(),
                             "{requests_url}: {}",

@@ -17,12 +17,12 @@ use super::{Grant, Keyring, Scope, Scopes};
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
     /// The file could not be read.
-    #[error("access file {}: {source}", path.display())]
+    #[error("access file {}: {error}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// What the system said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file was read but is not a valid access file.
     #[error("access file {}: {why}", path.display())]
@@ -52,9 +52,9 @@ struct Entry {
 
 /// Reads and checks the access file at `path`.
 pub fn load(path: &Path) -> Result<Keyring, AccessError> {
-    let text = std::fs::read(path).map_err(|source| AccessError::Read {
+    let text = std::fs::read(path).map_err(|error| AccessError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     parse(&text).map_err(|why| AccessError::Invalid {
         path: path.to_owned(),

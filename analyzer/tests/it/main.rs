@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
+mod access;
 mod bad_input;
 mod clickhouse;
 mod detection;
