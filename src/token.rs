@@ -77,7 +77,10 @@ fn new_entry(args: NewArgs) -> anyhow::Result<ExitCode> {
         entry.push_str(&format!(", \"services\": {}", json(args.services)));
     }
     entry.push('}');
-    #[allow(clippy::print_stdout, reason = "the token and its entry are the command's output")]
+    #[allow(
+        clippy::print_stdout,
+        reason = "the token and its entry are the command's output"
+    )]
     {
         println!("{token}");
         println!("{entry}");

@@ -577,6 +577,9 @@ mod producers;
 #[path = "cli/tls.rs"]
 mod tls;
 
+#[path = "cli/access.rs"]
+mod access;
+
 #[test]
 fn changepoints_finds_a_step_in_a_csv_column_and_refuses_bad_series() {
     let dir = tempfile::tempdir().unwrap();

@@ -36,7 +36,11 @@ pub async fn upload_fleet(url: &str, fleet: &Fleet, how: &FleetUpload) {
     let c = fleet.config();
     let service = how.service.clone().unwrap_or_else(|| c.service.clone());
     let client = client();
-    let bearer = how.token.as_ref().map(|t| format!("Bearer {t}")).unwrap_or_default();
+    let bearer = how
+        .token
+        .as_ref()
+        .map(|t| format!("Bearer {t}"))
+        .unwrap_or_default();
     for d in 0..c.deploys {
         for w in 0..c.windows_per_deploy {
             let mut pending = Vec::new();

@@ -91,7 +91,12 @@ async fn send_as(url: &str, call: &Call, name: &str) -> (u16, String) {
 }
 
 fn fixture(path: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(path)).unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures")
+            .join(path),
+    )
+    .unwrap()
 }
 
 fn one_profile(function: &str) -> Vec<u8> {
@@ -108,9 +113,18 @@ fn one_profile(function: &str) -> Vec<u8> {
 fn every_route() -> Vec<(&'static str, Call)> {
     let folded = b"main;parse 10\n".to_vec();
     vec![
-        ("ingest", post_call("/api/v1/profiles?service=a&deploy=v1", one_profile("f"), "")),
-        ("ingest", post_call("/api/v1/profiles?service=a&deploy=v2", one_profile("g"), "")),
-        ("ingest", post_call("/api/v1/requests", b"{}".to_vec(), "application/json")),
+        (
+            "ingest",
+            post_call("/api/v1/profiles?service=a&deploy=v1", one_profile("f"), ""),
+        ),
+        (
+            "ingest",
+            post_call("/api/v1/profiles?service=a&deploy=v2", one_profile("g"), ""),
+        ),
+        (
+            "ingest",
+            post_call("/api/v1/requests", b"{}".to_vec(), "application/json"),
+        ),
         (
             "ingest",
             post_call(
@@ -119,7 +133,10 @@ fn every_route() -> Vec<(&'static str, Call)> {
                 "application/json",
             ),
         ),
-        ("ingest", post_call("/ingest?name=a.cpu%7Bdeploy%3Dv1%7D&format=folded", folded, "")),
+        (
+            "ingest",
+            post_call("/ingest?name=a.cpu%7Bdeploy%3Dv1%7D&format=folded", folded, ""),
+        ),
         (
             "ingest",
             post_call(
@@ -246,17 +263,29 @@ async fn a_token_limited_to_services_sees_writes_and_acts_on_those_only(place: P
     let (status, all) = send_as(&url, &get_call("/api/v1/regressions"), "ops").await;
     assert_eq!(status, 200);
     let all: serde_json::Value = serde_json::from_str(&all).unwrap();
-    assert_eq!(names(&all, "regressions", "service"), ["a", "a-api", "b"], "{all}");
+    assert_eq!(
+        names(&all, "regressions", "service"),
+        ["a", "a-api", "b"],
+        "{all}"
+    );
 
     // Lists: only the token's services.
     let (_, services) = send_as(&url, &get_call("/api/v1/services"), "team-a").await;
     let services: serde_json::Value = serde_json::from_str(&services).unwrap();
-    assert_eq!(names(&services, "services", "service"), ["a", "a-api"], "{services}");
+    assert_eq!(
+        names(&services, "services", "service"),
+        ["a", "a-api"],
+        "{services}"
+    );
     for path in ["/api/v1/regressions", "/api/v1/regressions?state=open"] {
         let (status, listing) = send_as(&url, &get_call(path), "team-a").await;
         assert_eq!(status, 200, "{listing}");
         let listing: serde_json::Value = serde_json::from_str(&listing).unwrap();
-        assert_eq!(names(&listing, "regressions", "service"), ["a", "a-api"], "{path}");
+        assert_eq!(
+            names(&listing, "regressions", "service"),
+            ["a", "a-api"],
+            "{path}"
+        );
     }
 
     // Queries naming another service: answered as for a service that
@@ -280,7 +309,11 @@ async fn a_token_limited_to_services_sees_writes_and_acts_on_those_only(place: P
         let (hidden, hidden_body) = send_as(&url, &get_call(&query.replace("SERVICE", "b")), "team-a").await;
         let (absent, absent_body) = send_as(&url, &get_call(&query.replace("SERVICE", "zz")), "team-a").await;
         assert_eq!(hidden, 404, "{query}: {hidden_body}");
-        assert_eq!((absent, absent_body.replace("zz", "b")), (hidden, hidden_body), "{query}");
+        assert_eq!(
+            (absent, absent_body.replace("zz", "b")),
+            (hidden, hidden_body),
+            "{query}"
+        );
     }
     // /metrics covers every service.
     let (status, body) = send_as(&url, &get_call("/metrics"), "team-a").await;
@@ -303,7 +336,11 @@ async fn a_token_limited_to_services_sees_writes_and_acts_on_those_only(place: P
         fixture("pyroscope-push/pyspy-python.pb.gz"),
         "application/proto",
     );
-    assert_eq!(send_as(&url, &push, "a-agent").await.0, 403, "a push of service pyapp");
+    assert_eq!(
+        send_as(&url, &push, "a-agent").await.0,
+        403,
+        "a push of service pyapp"
+    );
     let (_, deploys) = send_as(&url, &get_call("/api/v1/services/b/deploys"), "ops").await;
     assert!(!deploys.contains("v9"), "{deploys}");
     let (_, services) = send_as(&url, &get_call("/api/v1/services"), "ops").await;
@@ -336,7 +373,12 @@ async fn a_token_limited_to_services_sees_writes_and_acts_on_those_only(place: P
     assert_eq!(status, 404, "{body}");
     let (status, body) = send_as(&url, &acknowledge(id_of("a")), "a-admin").await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = send_as(&url, &post_call("/api/v1/detect?service=b", Vec::new(), ""), "a-admin").await;
+    let (status, body) = send_as(
+        &url,
+        &post_call("/api/v1/detect?service=b", Vec::new(), ""),
+        "a-admin",
+    )
+    .await;
     assert_eq!(status, 404, "{body}");
     let (status, body) = send_as(&url, &post_call("/api/v1/detect", Vec::new(), ""), "a-admin").await;
     assert_eq!(status, 200, "{body}");
