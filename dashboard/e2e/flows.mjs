@@ -3,41 +3,13 @@
 // services → service → regression → differential flame graph; zoom and
 // search; the endpoint filter; HTML names render as text; unknown
 // service; no console errors. Exits non-zero on the first failure.
-import { chromium } from "playwright-core";
-import path from "node:path";
+import { check, run, start } from "./harness.mjs";
 
 const [url, shots] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+const session = await start(url, shots);
+const { page, problems, open, shot } = session;
 
-function check(condition, what) {
-  if (!condition) throw new Error(`FAILED: ${what}`);
-  console.log(`ok: ${what}`);
-}
-
-const browser = await chromium.launch({ executablePath, args: ["--no-sandbox"] });
-// Playwright's waits evaluate strings, which the page's CSP forbids; with
-// the CSP bypassed, the XSS checks below test the escaping alone.
-const page = await browser.newPage({ viewport: { width: 1400, height: 1000 }, bypassCSP: true });
-const problems = [];
-page.on("console", (m) => {
-  if (m.type() === "error") problems.push(`console: ${m.text()}`);
-});
-page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-page.on("dialog", (d) => {
-  problems.push(`dialog: ${d.message()}`);
-  d.dismiss();
-});
-
-// Waits until the app has rendered `hash` (it sets data-ready when done).
-async function open(hash) {
-  await page.goto(`${url}/${hash}`);
-  await page.waitForFunction((h) => document.getElementById("app").dataset.ready === h.replace(/^#/, ""), hash);
-}
-async function shot(name) {
-  await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
-}
-
-try {
+await run(session, async () => {
   // 1. Services.
   await open("#/");
   const services = await page.locator("tr[data-service]").allTextContents();
@@ -171,12 +143,4 @@ try {
   // 404s of the API for unknown names are expected; anything else is not.
   const unexpected = problems.filter((p) => !/404 \(Not Found\)/.test(p));
   check(unexpected.length === 0, `no console errors (${unexpected.join("; ")})`);
-  console.log("all flows passed");
-} catch (e) {
-  console.error(e.message);
-  console.error(problems.join("\n"));
-  await shot("failure").catch(() => {});
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+});

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use flameshift_analyzer::access::{sha256_hex, Keys};
 use flameshift_client::routes::encode_component;
 use flameshift_detect::sim::{Fleet, FleetConfig};
 use flameshift_testkit::{client, disk, now_ms, post, test_config, upload_fleet, FleetUpload, TestServer};
@@ -73,6 +74,30 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
 
+/// Runs `node dashboard/e2e/SCRIPT URL SHOTS ARGS…`, which must pass.
+async fn run_flows(script: &str, mut args: Vec<String>) {
+    let e2e = workspace().join("dashboard/e2e");
+    assert!(
+        e2e.join("node_modules/playwright-core").exists(),
+        "run `npm ci --prefix dashboard/e2e` (scripts/test.sh does) to install Playwright"
+    );
+    let shots = workspace().join("target/dashboard-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    args.insert(1, shots.display().to_string());
+    let script = e2e.join(script);
+    let out =
+        tokio::task::spawn_blocking(move || Command::new("node").arg(script).args(args).output().unwrap())
+            .await
+            .unwrap();
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("all flows passed"), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assets_are_embedded_and_the_api_still_answers_json() {
     let dir = tempfile::tempdir().unwrap();
@@ -112,29 +137,65 @@ async fn in_chromium_service_to_regression_to_diff_flame_graph() {
     let server = start(dir.path()).await;
     let url = server.url.clone();
     load(&url).await;
-    let e2e = workspace().join("dashboard/e2e");
-    assert!(
-        e2e.join("node_modules/playwright-core").exists(),
-        "run `npm ci --prefix dashboard/e2e` (scripts/test.sh does) to install Playwright"
-    );
-    let shots = workspace().join("target/dashboard-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(e2e.join("flows.mjs"))
-            .arg(&url)
-            .arg(&shots)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{log}");
-    assert!(log.contains("all flows passed"), "{log}");
+    run_flows("flows.mjs", vec![url]).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_a_read_token_sees_only_its_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ops, team) = ("ops-secret", "team-secret");
+    let auth = dir.path().join("auth.json");
+    let entries = serde_json::json!({"tokens": [
+        {"name": "ops", "sha256": sha256_hex(ops), "scopes": ["ingest", "read", "admin"]},
+        {"name": "team", "sha256": sha256_hex(team), "scopes": ["read"], "services": ["shop", "shop-*"]},
+    ]});
+    std::fs::write(&auth, entries.to_string()).unwrap();
+    let mut config = test_config();
+    config.ui = Some(flameshift_dashboard::router());
+    config.keys = Some(std::sync::Arc::new(Keys::load(&auth).unwrap()));
+    let server = TestServer::start(config, disk(&dir.path().join("data"))).await;
+    let url = server.url.clone();
+    let fleet = Fleet::new(FleetConfig {
+        seed: 5,
+        deploys: 2,
+        hosts: 1,
+        functions: 60,
+        endpoints: 2,
+        windows_per_deploy: 10,
+        regression_chance: 1.0,
+        regression_sizes: vec![0.3],
+        start_ms: now_ms() - 3 * 3_600_000,
+        ..FleetConfig::default()
+    });
+    for service in ["shop", "shop-api", "billing"] {
+        let how = FleetUpload {
+            service: Some(service.to_owned()),
+            token: Some(ops.to_owned()),
+            ..FleetUpload::default()
+        };
+        upload_fleet(&url, &fleet, &how).await;
+    }
+    let run = client()
+        .post(format!("{url}/api/v1/detect"))
+        .bearer_auth(ops)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(run.status(), 200);
+    let listing: serde_json::Value = client()
+        .get(format!("{url}/api/v1/regressions?service=billing"))
+        .bearer_auth(ops)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hidden = listing["regressions"][0]["id"]
+        .as_str()
+        .expect("billing has a regression")
+        .to_owned();
+    run_flows("scoped.mjs", vec![url, team.to_owned(), hidden]).await;
     server.stop().await;
 }
