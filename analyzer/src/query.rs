@@ -14,9 +14,11 @@ use crate::model::Unit;
 use crate::store::{Frames, Selection, StackSeriesRow, Store};
 use crate::{Error, Result};
 
+mod capacity;
 mod diff;
 mod endpoints;
 
+pub use capacity::{deploy_capacity, DeployCapacity};
 pub use diff::{diff_tree, DiffNode, DiffTree};
 pub use endpoints::{endpoint_series, EndpointLine, EndpointSeries};
 

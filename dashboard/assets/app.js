@@ -229,9 +229,10 @@ async function servicePage(service, params) {
   setTitle(service);
   const s = encodeURIComponent(service);
   const { deploys } = await api(`/api/v1/services/${s}/deploys`);
+  const windowLength = params.get("window") || "5m";
   const [{ regressions, comparison }, series] = await Promise.all([
     api(`/api/v1/regressions?service=${s}`),
-    api(`/api/v1/endpoints${query({ service, window: params.get("window") || "5m" })}`),
+    api(`/api/v1/endpoints${query({ service, window: windowLength })}`),
   ]);
   const format = formatValue(series.unit);
   const endpoint = params.get("endpoint");
@@ -261,6 +262,12 @@ async function servicePage(service, params) {
       .filter((e) => e.requests > 0)
       .map((e) => el("option", { value: e.endpoint, selected: e.endpoint === endpoint }, e.endpoint)),
   );
+  // Cores: the selected endpoint's, else the whole service's (CPU time only).
+  const capacityOf = new Map(((endpoint != null ? (series.endpoints.find((e) => e.endpoint === endpoint) || {}).capacity : series.capacity) || []).map((c) => [c.deploy, c]));
+  const cores = (d) => {
+    const c = capacityOf.get(d.deploy);
+    return c ? `${c.cores_at_peak.toFixed(c.cores_at_peak >= 10 ? 0 : 2)} at ${c.peak_rps.toFixed(0)} req/s · ${c.core_hours_per_day.toFixed(1)} core-h/day` : "—";
+  };
   const deployRows = deploys.map((d, k) =>
     el(
       "tr",
@@ -270,6 +277,7 @@ async function servicePage(service, params) {
       el("td", {}, when(d.last_seen_ms)),
       el("td", {}, String(d.requests)),
       el("td", {}, d.requests > 0 ? format(d.weight / d.requests) : "—"),
+      el("td", { class: "cores" }, cores(d)),
       el("td", {}, d.event && d.event.commit ? d.event.commit : ""),
       el(
         "td",
@@ -292,7 +300,7 @@ async function servicePage(service, params) {
     shown.length ? table(REGRESSION_HEADERS, regressionRows(shown, format), { class: "regressions" }) : message("empty", "No regression found. Detection runs every minute and after each deploy."),
     notCompared(comparison),
     el("h2", {}, "Deploys"),
-    table(["deploy", "first seen", "last seen", "requests", "cost per request", "commit", ""], deployRows),
+    table(["deploy", "first seen", "last seen", "requests", "cost per request", `cores at peak (${windowLength} windows)`, "commit", ""], deployRows),
   ];
 }
 

@@ -24,6 +24,24 @@ await run(session, async () => {
   check(await page.locator("#endpoint-chart line.marker.deploy").count() === 3, "a marker per deploy");
   const regressions = await page.locator("tr[data-regression]").count();
   check(regressions >= 1, `regressions listed (${regressions})`);
+  // Each deploy's cores at peak: the busiest 5-minute window's CPU over
+  // its length, as the plain cost series (another query) gives it.
+  const coresCells = await page.locator("tr[data-deploy] td.cores").allTextContents();
+  check(
+    coresCells.length === 3 && coresCells.every((t) => /^\d+(\.\d\d)? at \d+ req\/s · \d+\.\d core-h\/day$/.test(t)),
+    `each deploy's cores at peak (${coresCells.join(" | ")})`,
+  );
+  const peaks = await page.evaluate(async () => {
+    const series = await (await fetch("/api/v1/series?service=fleet&window=5m")).json();
+    const peak = {};
+    for (const p of series.points) peak[p.deploy] = Math.max(peak[p.deploy] || 0, p.cost / 300 / 1e9);
+    return Object.keys(peak).sort().map((d) => peak[d]);
+  });
+  const shown = coresCells.map((t) => parseFloat(t));
+  check(
+    peaks.length === 3 && shown.every((c, i) => Math.abs(c - peaks[i]) <= Math.max(0.005, peaks[i] * 0.003)),
+    `cores at peak agree with the cost series (${shown} vs ${peaks.map((p) => p.toFixed(2))})`,
+  );
   await shot("service");
 
   // 3. Filter by endpoint: one line, the URL says so.

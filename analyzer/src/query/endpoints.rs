@@ -1,10 +1,11 @@
-//! Cost per request per endpoint over time: the service page's chart.
+//! Cost per request per endpoint over time: the service page's chart;
+//! and each deploy's cores, per endpoint and for the whole service.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use super::SeriesPoint;
+use super::{deploy_capacity, DeployCapacity, SeriesPoint};
 use crate::model::Unit;
 use crate::store::{Selection, Store};
 use crate::{Error, Result};
@@ -22,6 +23,8 @@ pub struct EndpointLine {
     pub cost: i64,
     /// The windows, in time order.
     pub points: Vec<SeriesPoint>,
+    /// Each deploy's cores at peak and core-hours a day (CPU time only).
+    pub capacity: Vec<DeployCapacity>,
 }
 
 /// Cost per request of every endpoint of a selection.
@@ -33,6 +36,9 @@ pub struct EndpointSeries {
     pub window_ms: i64,
     /// The endpoints, busiest first.
     pub endpoints: Vec<EndpointLine>,
+    /// The whole service's cores per deploy (every endpoint, and work
+    /// outside requests, summed per window; CPU time only).
+    pub capacity: Vec<DeployCapacity>,
 }
 
 /// Sampled cost and requests per endpoint, window and deploy.
@@ -77,16 +83,22 @@ pub fn endpoint_series(store: &dyn Store, sel: &Selection, window_ms: i64) -> Re
             requests: 0,
             cost: 0,
             points: Vec::new(),
+            capacity: Vec::new(),
         });
         line.requests += p.requests;
         line.cost += p.cost;
         line.points.push(p);
     }
     let mut endpoints: Vec<EndpointLine> = lines.into_values().collect();
+    for line in &mut endpoints {
+        line.capacity = deploy_capacity(&line.points, window_ms, stacks.unit);
+    }
+    let capacity = deploy_capacity(endpoints.iter().flat_map(|e| &e.points), window_ms, stacks.unit);
     endpoints.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| b.cost.cmp(&a.cost)));
     Ok(EndpointSeries {
         unit: stacks.unit,
         window_ms,
         endpoints,
+        capacity,
     })
 }
