@@ -357,3 +357,95 @@ fn a_bad_range_or_a_shallow_clone_is_named_and_changes_nothing() {
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains("shallow clone"), "{report}");
 }
+
+/// A real project's history (fixtures/cjson-history: cJSON, April 2017,
+/// ten commits): the commit that made `print_number` check every
+/// number's round trip with `sscanf` is ranked first, above another
+/// change to the same file and changes to other files.
+#[test]
+fn in_cjsons_real_history_the_print_number_change_is_ranked_first() {
+    let _turn = alone();
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cjson-history");
+    let repo = dir.path().join("cjson");
+    let cloned = Command::new("git")
+        .args(["clone", "-q"])
+        .arg(fixture.join("cjson.bundle"))
+        .arg(&repo)
+        .status()
+        .unwrap();
+    assert!(cloned.success());
+    let root = git(&repo, &["rev-list", "--max-parents=0", "HEAD"]);
+    let range = format!("{root}..HEAD");
+    assert_eq!(git(&repo, &["rev-list", "--count", &range]), "10");
+    let mut runs = Vec::new();
+    for (side, commit) in [("base", root.as_str()), ("head", "HEAD")] {
+        let tree = dir.path().join(side);
+        std::fs::create_dir_all(&tree).unwrap();
+        for file in ["cJSON.c", "cJSON.h"] {
+            std::fs::write(
+                tree.join(file),
+                git(&repo, &["show", &format!("{commit}:{file}")]) + "\n",
+            )
+            .unwrap();
+        }
+        let program = tree.join("bench");
+        let cc = Command::new("gcc")
+            .args(["-O1", "-g", "-fno-omit-frame-pointer", "-I"])
+            .arg(&tree)
+            .arg("-o")
+            .arg(&program)
+            .arg(fixture.join("bench.c"))
+            .arg(tree.join("cJSON.c"))
+            .arg("-lm")
+            .status()
+            .unwrap();
+        assert!(cc.success());
+        let out = dir.path().join(format!("runs-{side}"));
+        for run in 0..5 {
+            // libc has no frame pointers: DWARF unwinding reaches
+            // `print_number` from inside sprintf and sscanf.
+            record(
+                &["-F", "999", "--call-graph", "dwarf"],
+                &out.join(format!("{run}.pb.gz")),
+                &program,
+                &["300"],
+            );
+        }
+        runs.push(out);
+    }
+    let json = dir.path().join("gate.json");
+    let out = gate(&[
+        "--baseline",
+        runs[0].to_str().unwrap(),
+        "--candidate",
+        runs[1].to_str().unwrap(),
+        "--commits",
+        &range,
+        "--repo",
+        repo.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let parsed: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let suspects = parsed["suspects"]["commits"].as_array().unwrap();
+    let titles: Vec<&str> = suspects.iter().map(|s| s["title"].as_str().unwrap()).collect();
+    assert_eq!(
+        titles.first().copied(),
+        Some("cJSON: Fix print_number to print significant digits of doubles"),
+        "{report}"
+    );
+    let first = &suspects[0];
+    assert_eq!(first["author"], "Debora Grosse <dygrosse@gmail.com>");
+    assert!(
+        first["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["changed"] == "print_number"),
+        "{first}"
+    );
+    assert!(!report.contains("inf%"), "{report}");
+}
