@@ -23,10 +23,12 @@ use serde::{Deserialize, Serialize};
 
 pub use flameshift_profile::wire::{DeployBody, EndpointRequests, RequestsBody};
 
+use crate::detect::suspects;
 use crate::model::{
     bucket, stack_node_id, Batch, DeployEvent, RequestAgg, RequestKey, SampleKey, StackNode, Unit, Weight,
     SAMPLE_BUCKET_MS,
 };
+use crate::store::facts;
 use crate::{Error, Result};
 
 /// Which API an upload came through.
@@ -101,6 +103,8 @@ impl Default for Limits {
 const MAX_NAME: usize = 200;
 /// Longest accepted label value or endpoint.
 const MAX_VALUE: usize = 2_000;
+/// Most commits one deploy event may carry.
+const MAX_COMMITS: usize = 1_000;
 /// How far in the future an upload's time may be (clock skew).
 const MAX_FUTURE_MS: i64 = 3_600_000;
 
@@ -144,6 +148,7 @@ fn add_profile_rows(out: &mut Option<Batch>, batch: Batch) -> Result<()> {
         Some(all) if all.service == batch.service => {
             all.samples.extend(batch.samples);
             all.stack_nodes.extend(batch.stack_nodes);
+            all.facts.extend(batch.facts);
         }
         Some(all) => {
             return Err(Error::bad(format!(
@@ -529,6 +534,7 @@ fn profile_rows(profile: &Profile, id: &Identity, limits: &Limits) -> Result<Bat
         stack_nodes: stacks.nodes.into_values().collect(),
         requests: Vec::new(),
         deploys: Vec::new(),
+        facts: facts::source_facts(suspects::frame_spans(profile), &id.deploy, id.time_ms),
     })
 }
 
@@ -612,9 +618,37 @@ fn deploy_upload(upload: &Upload) -> Result<Batch> {
             }
         }
     }
+    if body.commits.len() > MAX_COMMITS {
+        return Err(Error::bad(format!(
+            "{} commits in one deploy event; at most {MAX_COMMITS}",
+            body.commits.len()
+        )));
+    }
+    for commit in &body.commits {
+        if commit.sha.is_empty()
+            || commit.sha.len() > 64
+            || !commit.sha.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(Error::bad(format!(
+                "commit {:?}: `sha` must be 1 to 64 hex digits",
+                commit.sha
+            )));
+        }
+        if commit
+            .files
+            .iter()
+            .any(|f| f.lines.iter().any(|&(a, b)| a == 0 || b < a))
+        {
+            return Err(Error::bad(format!(
+                "commit {}: line ranges are [first, last], 1-based, first ≤ last",
+                commit.sha
+            )));
+        }
+    }
     let time_ms = check_time(body.time_ms.unwrap_or(upload.received_ms), upload.received_ms)?;
     Ok(Batch {
         service: body.service,
+        facts: facts::commit_facts(&body.commits, &body.deploy, upload.received_ms),
         deploys: vec![DeployEvent {
             deploy: body.deploy,
             time_ms,

@@ -154,6 +154,54 @@ pub struct Batch {
     pub requests: Vec<(RequestKey, RequestAgg)>,
     /// Deploy events.
     pub deploys: Vec<DeployEvent>,
+    /// Facts about deploys: the commits they brought, where functions'
+    /// code is.
+    pub facts: Vec<DeployFact>,
+}
+
+/// What a [`DeployFact`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactKind {
+    /// A commit the deploy brought (`key`: its SHA; `value`: the
+    /// [`crate::detect::suspects::Commit`] as JSON).
+    Commit,
+    /// Where a function's code is in the deploy (`key`: the function;
+    /// `value`: the [`crate::detect::suspects::SourceSpan`] as JSON).
+    Source,
+}
+
+impl FactKind {
+    /// The name the stores keep.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FactKind::Commit => "commit",
+            FactKind::Source => "source",
+        }
+    }
+
+    /// The kind a stored name stands for.
+    pub fn parse(text: &str) -> Option<FactKind> {
+        [FactKind::Commit, FactKind::Source]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
+/// A fact about a deploy that detection uses beside its rows: small,
+/// keyed, kept as JSON text in both stores.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DeployFact {
+    /// The deploy.
+    pub deploy: String,
+    /// What it says.
+    pub kind: FactKind,
+    /// What it is about (a SHA, a function).
+    pub key: String,
+    /// The fact, JSON.
+    pub value: String,
+    /// When it arrived, ms since the Unix epoch.
+    pub time_ms: i64,
 }
 
 impl Batch {

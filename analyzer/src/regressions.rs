@@ -19,7 +19,9 @@ pub use crate::store::{FileBook, Node, RegressionBook, Regressions};
 
 use crate::detect::costs::{CostTable, CostTableBuilder};
 use crate::detect::regression::Links;
+use crate::detect::suspects;
 use crate::detect::{compare_deploys, drift, DetectSettings, Metric, Regression, State, Suppressed};
+use crate::store::facts::DeployChanges;
 use crate::store::{DeploySummary, Selection, Store};
 use crate::{Error, Result};
 use flameshift_client::routes;
@@ -129,7 +131,7 @@ pub struct Detector {
     notifier: Option<Arc<dyn Notifier>>,
     /// (service, deploy) → the data both deploys of its pair had when it
     /// was last compared.
-    evaluated: Mutex<HashMap<(String, String), [i64; 4]>>,
+    evaluated: Mutex<HashMap<(String, String), [i64; 5]>>,
     /// One run at a time.
     running: Mutex<()>,
     /// This process, as the lease knows it, and when it last beat.
@@ -365,7 +367,16 @@ impl Detector {
     ) -> Result<()> {
         let (before, after) = (&pair[0], &pair[1]);
         let key = (service.to_owned(), after.deploy.clone());
-        let fingerprint = [before.samples, before.requests, after.samples, after.requests];
+        // The commits the deploy event listed: they name suspects, and a
+        // list that arrives after the data is a reason to look again.
+        let changes = store.deploy_changes(service, &after.deploy)?;
+        let fingerprint = [
+            before.samples,
+            before.requests,
+            after.samples,
+            after.requests,
+            changes.commits.len() as i64,
+        ];
         if self.evaluated.lock().unwrap_or_else(|e| e.into_inner()).get(&key) == Some(&fingerprint) {
             return Ok(());
         }
@@ -402,7 +413,13 @@ impl Detector {
         let mut fresh = Vec::new();
         let mut book = self.book.all()?;
         let mut changed: Vec<String> = Vec::new();
-        for found in comparison.regressions.into_iter().chain(drifts).map(with_links) {
+        for found in comparison
+            .regressions
+            .into_iter()
+            .chain(drifts)
+            .map(with_links)
+            .map(|r| with_suspects(r, &changes))
+        {
             changed.push(found.id.clone());
             match book.get_mut(&found.id) {
                 Some(known) => {
@@ -455,6 +472,29 @@ fn with_links(mut regression: Regression) -> Regression {
             r.metric == Metric::SelfCost,
         ),
     };
+    regression
+}
+
+/// `regression` with the commits of its deploy that may have caused it,
+/// ranked (docs/detection.md, "Suspect commits"): by the function's
+/// source span and its callers'. A rise of an endpoint's total names no
+/// function, and so no suspect.
+fn with_suspects(mut regression: Regression, changes: &DeployChanges) -> Regression {
+    let Some(function) = &regression.function else {
+        return regression;
+    };
+    if changes.commits.is_empty() {
+        return regression;
+    }
+    let regressed = [suspects::Regressed {
+        function: function.clone(),
+        callers: regression
+            .call_path
+            .as_ref()
+            .map(|p| p.callers.clone())
+            .unwrap_or_default(),
+    }];
+    regression.suspects = suspects::rank(&regressed, &changes.sources, &changes.commits);
     regression
 }
 

@@ -827,6 +827,7 @@ impl Found<'_> {
             call_path,
             mde: None,
             capacity,
+            suspects: Vec::new(),
         }
     }
 }

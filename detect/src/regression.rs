@@ -235,6 +235,11 @@ pub struct Regression {
     /// What the rise costs in CPU (CPU time only; none for instructions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<Capacity>,
+    /// The commits of its deploy that may have caused it, likeliest
+    /// first (when the deploy event listed them: `flameshift deploy
+    /// --commits`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspects: Vec<crate::suspects::Suspect>,
 }
 
 /// What a rise costs in CPU: its shift times the load of the deploy

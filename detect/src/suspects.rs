@@ -40,30 +40,7 @@ use std::collections::HashMap;
 use flameshift_profile::Profile;
 use serde::{Deserialize, Serialize};
 
-/// A commit of the range and what it left in the candidate's source.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Commit {
-    /// Full SHA.
-    pub sha: String,
-    /// Short SHA.
-    pub short: String,
-    /// Its title (first line of the message).
-    pub title: String,
-    /// `Name <email>`.
-    pub author: String,
-    /// The files it changed.
-    pub files: Vec<FileChange>,
-}
-
-/// A file a commit changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileChange {
-    /// The path in the repository.
-    pub path: String,
-    /// The candidate's lines that this commit last changed (inclusive
-    /// ranges, 1-based); empty when it only deleted lines or the file.
-    pub lines: Vec<(u32, u32)>,
-}
+pub use flameshift_profile::wire::{Commit, FileChange};
 
 /// Where a function's code is, from the candidate's debug info.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +138,54 @@ pub fn same_file(profile_file: &str, path: &str) -> bool {
                 .is_some_and(|head| head.ends_with('/')))
 }
 
+/// Each function's source span in one profile, from its frames (each
+/// distinct location once, not weighted by samples): the file most of
+/// its frames name, and their first and last line. What the analyzer
+/// keeps of each upload. Functions without line info are absent.
+pub fn frame_spans(profile: &Profile) -> HashMap<String, SourceSpan> {
+    let mut seen: HashMap<String, HashMap<String, (u64, u32, u32)>> = HashMap::new();
+    for id in 0..profile.frames.len() {
+        let frame_id = flameshift_profile::FrameId(id as u32);
+        let frame = profile.frame(frame_id);
+        let file = profile.str(frame.file);
+        if frame.line == 0 || file.is_empty() {
+            continue;
+        }
+        let entry = seen
+            .entry(profile.frame_name(frame_id).into_owned())
+            .or_default()
+            .entry(file.to_owned())
+            .or_insert((0, u32::MAX, 0));
+        entry.0 += 1;
+        entry.1 = entry.1.min(frame.line);
+        entry.2 = entry.2.max(frame.line);
+    }
+    dominant_files(seen)
+}
+
+/// Each function's span in its most named file (ties: the first path).
+fn dominant_files(seen: HashMap<String, HashMap<String, (u64, u32, u32)>>) -> HashMap<String, SourceSpan> {
+    seen.into_iter()
+        .filter_map(|(function, files)| {
+            let (file, (_, first, last)) = files
+                .into_iter()
+                .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then_with(|| b.0.cmp(&a.0)))?;
+            Some((function, SourceSpan { file, first, last }))
+        })
+        .collect()
+}
+
+impl SourceSpan {
+    /// This span and `other` as one, if they are of the same file.
+    pub fn union(&self, other: &SourceSpan) -> Option<SourceSpan> {
+        (self.file == other.file).then(|| SourceSpan {
+            file: self.file.clone(),
+            first: self.first.min(other.first),
+            last: self.last.max(other.last),
+        })
+    }
+}
+
 /// Each function's source span in `profiles`: the file most of its
 /// frames name, and the first and last line of those frames. Functions
 /// without line info are absent.
@@ -190,14 +215,7 @@ pub fn spans<'a>(profiles: impl IntoIterator<Item = &'a Profile>) -> HashMap<Str
             }
         }
     }
-    seen.into_iter()
-        .filter_map(|(function, files)| {
-            let (file, (_, first, last)) = files
-                .into_iter()
-                .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then_with(|| b.0.cmp(&a.0)))?;
-            Some((function, SourceSpan { file, first, last }))
-        })
-        .collect()
+    dominant_files(seen)
 }
 
 /// How many lines of `ranges` fall in `first..=last`, and the first and

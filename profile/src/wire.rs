@@ -134,6 +134,38 @@ pub struct DeployBody {
     /// Message.
     #[serde(default)]
     pub message: Option<String>,
+    /// The commits the deploy brought, with what each changed
+    /// (`flameshift deploy --commits BASE..HEAD`): the server ranks
+    /// them as suspects of the deploy's regressions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commits: Vec<Commit>,
+}
+
+/// A commit and what it left in the source of the version it is part of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Commit {
+    /// Full SHA.
+    pub sha: String,
+    /// Short SHA.
+    pub short: String,
+    /// Its title (first line of the message).
+    pub title: String,
+    /// `Name <email>`.
+    pub author: String,
+    /// The files it changed.
+    pub files: Vec<FileChange>,
+}
+
+/// A file a commit changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileChange {
+    /// The path in the repository.
+    pub path: String,
+    /// The version's lines that this commit last changed (inclusive
+    /// ranges, 1-based); empty when it only deleted lines or the file.
+    pub lines: Vec<(u32, u32)>,
 }
 
 #[cfg(test)]

@@ -43,7 +43,8 @@ use super::{
     StackSeriesRow, StackTotals, Store,
 };
 use crate::ingest::Accepted;
-use crate::model::{DeployEvent, Unit, Weight};
+use crate::model::{DeployEvent, DeployFact, FactKind, Unit, Weight};
+use crate::store::facts::FactIndex;
 use crate::{Error, Result};
 
 /// Stack ids per lookup statement (ClickHouse's `max_query_size` is 256 KiB).
@@ -112,6 +113,8 @@ pub struct ClickHouseStore {
     writer: writer::Writer,
     config: ClickHouseConfig,
     cache: Mutex<StackCache>,
+    /// The facts this node inserted (so that each is inserted once).
+    facts: Mutex<FactIndex>,
 }
 
 #[derive(Deserialize)]
@@ -304,6 +307,7 @@ impl ClickHouseStore {
             client,
             config,
             cache: Mutex::new(StackCache::default()),
+            facts: Mutex::new(FactIndex::default()),
         })
     }
 
@@ -423,7 +427,15 @@ impl Store for ClickHouseStore {
                 hash => hash,
             }
         });
-        let mut lines = rows::lines(batch, &known, upload)?;
+        let facts: Vec<DeployFact> = {
+            let index = self.facts.lock().unwrap_or_else(|e| e.into_inner());
+            batch
+                .facts
+                .iter()
+                .filter_map(|f| index.fresh(f.clone()))
+                .collect()
+        };
+        let mut lines = rows::lines(batch, &known, upload, &facts)?;
         let new_stacks = std::mem::take(&mut lines.new_stacks);
         let outcome = self.writer.write(writer::Job {
             service: batch.service.clone(),
@@ -431,6 +443,12 @@ impl Store for ClickHouseStore {
             span: rows::span(batch),
             lines,
         })?;
+        {
+            let mut index = self.facts.lock().unwrap_or_else(|e| e.into_inner());
+            for fact in &facts {
+                index.remember(fact);
+            }
+        }
         if outcome == writer::Outcome::Duplicate {
             tracing::info!(service = %batch.service, key = ?accepted.upload.key, "upload already stored; kept once");
         }
@@ -461,6 +479,34 @@ impl Store for ClickHouseStore {
                 what: "service",
                 name: service.to_owned(),
             })
+    }
+
+    fn deploy_facts(&self, service: &str, deploy: &str) -> Result<Vec<DeployFact>> {
+        #[derive(Deserialize)]
+        struct FactRow {
+            kind: String,
+            key: String,
+            value: String,
+            time_ms: i64,
+        }
+        let rows = self.client.rows::<FactRow>(&format!(
+            "SELECT DISTINCT kind, key, value, time_ms FROM facts WHERE service = {} AND deploy = {} \
+             ORDER BY time_ms",
+            quote(service),
+            quote(deploy)
+        ))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                Some(DeployFact {
+                    deploy: deploy.to_owned(),
+                    kind: FactKind::parse(&row.kind)?,
+                    key: row.key,
+                    value: row.value,
+                    time_ms: row.time_ms,
+                })
+            })
+            .collect())
     }
 
     fn has_deploy(&self, service: &str, deploy: &str) -> Result<bool> {

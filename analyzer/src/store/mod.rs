@@ -13,6 +13,7 @@ mod book;
 mod clickhouse;
 mod days;
 pub(crate) mod disk;
+pub mod facts;
 mod location;
 
 use std::sync::Arc;
@@ -273,6 +274,16 @@ pub trait Store: Send + Sync {
     /// The frames of the stacks in `ids` of `service` that the store
     /// holds, root first (those it does not hold are left out).
     fn stack_frames(&self, service: &str, ids: &[u64]) -> Result<Frames>;
+
+    /// The facts stored about `deploy` of `service` (its commits, its
+    /// functions' source spans), as [`facts::DeployChanges`] reads them.
+    fn deploy_facts(&self, service: &str, deploy: &str) -> Result<Vec<crate::model::DeployFact>>;
+
+    /// What `deploy` of `service` brought: its commits and its
+    /// functions' source spans.
+    fn deploy_changes(&self, service: &str, deploy: &str) -> Result<facts::DeployChanges> {
+        Ok(facts::DeployChanges::of(&self.deploy_facts(service, deploy)?))
+    }
     /// The frames of every stack in `ids` of `service`, root first; a
     /// stack the store does not hold is [`crate::Error::MissingStack`].
     fn stacks(&self, service: &str, ids: &[u64]) -> Result<Frames> {

@@ -67,14 +67,14 @@ fn the_schema_is_created_once_and_a_newer_one_is_refused() {
         &endpoint.address,
         &format!("SELECT count() FROM {db}.flameshift_schema"),
     );
-    assert_eq!(versions.trim(), "2", "each of the two migrations ran once");
+    assert_eq!(versions.trim(), "3", "each of the three migrations ran once");
     execute(
         &endpoint.address,
         &format!("INSERT INTO {db}.flameshift_schema VALUES (99, 0)"),
     );
     let error = open(endpoint).unwrap_err().to_string();
     assert!(
-        error.contains("has schema version 99, newer than this flameshift's 2"),
+        error.contains("has schema version 99, newer than this flameshift's 3"),
         "{error}"
     );
 }

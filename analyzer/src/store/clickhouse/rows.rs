@@ -7,7 +7,7 @@
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
-use crate::model::{walk_stack, Batch, StackNode};
+use crate::model::{walk_stack, Batch, DeployFact, StackNode};
 use crate::store::days::{day_name, day_of};
 use crate::{Error, Result};
 
@@ -21,6 +21,8 @@ pub const REQUEST_COLUMNS: &str = "service, day, time_ms, deploy, host, endpoint
                                    histogramMap.bucket, histogramMap.requests, upload";
 /// See [`SAMPLE_COLUMNS`].
 pub const DEPLOY_COLUMNS: &str = "service, deploy, time_ms, commit, author, message";
+/// The columns of `facts` rows, in the order written.
+pub const FACT_COLUMNS: &str = "service, deploy, kind, key, value, time_ms";
 
 /// Rows of one table, encoded.
 #[derive(Debug, Default)]
@@ -71,21 +73,33 @@ pub struct Lines {
     pub requests: Rows,
     /// `deploys` rows.
     pub deploys: Rows,
+    /// `facts` rows.
+    pub facts: Rows,
 }
 
 impl Lines {
     /// Bytes of rows.
     pub fn bytes(&self) -> usize {
-        self.samples.data.len() + self.stacks.data.len() + self.requests.data.len() + self.deploys.data.len()
+        self.samples.data.len()
+            + self.stacks.data.len()
+            + self.requests.data.len()
+            + self.deploys.data.len()
+            + self.facts.data.len()
     }
 
     /// Rows of the table with the most.
     pub fn rows(&self) -> usize {
-        [&self.samples, &self.stacks, &self.requests, &self.deploys]
-            .iter()
-            .map(|r| r.count)
-            .max()
-            .unwrap_or(0)
+        [
+            &self.samples,
+            &self.stacks,
+            &self.requests,
+            &self.deploys,
+            &self.facts,
+        ]
+        .iter()
+        .map(|r| r.count)
+        .max()
+        .unwrap_or(0)
     }
 }
 
@@ -232,8 +246,9 @@ pub fn span(batch: &Batch) -> Option<Span> {
 
 /// The rows of `batch`, marked as coming from upload `upload` (the hash
 /// of its `Idempotency-Key`, 0 for none); stacks whose ids are in
-/// `known` (already inserted by this node) are left out.
-pub fn lines(batch: &Batch, known: &FxHashSet<u64>, upload: u64) -> Result<Lines> {
+/// `known` (already inserted by this node) are left out, and of its
+/// facts only `facts` (those this node has not inserted) are written.
+pub fn lines(batch: &Batch, known: &FxHashSet<u64>, upload: u64, facts: &[DeployFact]) -> Result<Lines> {
     let service = batch.service.as_str();
     let mut out = Lines::default();
     let nodes: FxHashMap<u64, &StackNode> = batch.stack_nodes.iter().map(|n| (n.id, n)).collect();
@@ -344,7 +359,36 @@ pub fn lines(batch: &Batch, known: &FxHashSet<u64>, upload: u64) -> Result<Lines
         out.deploys.count += 1;
         out.deploys.note_first(&row)?;
     }
+    for fact in facts {
+        let row = FactRow {
+            service,
+            deploy: &fact.deploy,
+            kind: fact.kind.as_str(),
+            key: &fact.key,
+            value: &fact.value,
+            time_ms: fact.time_ms,
+        };
+        let d = &mut out.facts.data;
+        d.text(row.service);
+        d.text(row.deploy);
+        d.text(row.kind);
+        d.text(row.key);
+        d.text(row.value);
+        d.int(row.time_ms);
+        out.facts.count += 1;
+        out.facts.note_first(&row)?;
+    }
     Ok(out)
+}
+
+#[derive(Serialize)]
+struct FactRow<'a> {
+    service: &'a str,
+    deploy: &'a str,
+    kind: &'a str,
+    key: &'a str,
+    value: &'a str,
+    time_ms: i64,
 }
 
 #[cfg(test)]

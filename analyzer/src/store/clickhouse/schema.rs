@@ -16,6 +16,8 @@
 //! - `requests`: request counts, costs and cost histograms, summed like
 //!   samples (`histogramMap` is summed per bucket);
 //! - `deploys`: deploy events;
+//! - `facts`: facts about deploys (the commits a deploy event listed,
+//!   each function's source span), JSON, exact copies merged away;
 //! - `regressions`: each regression's latest state as JSON, the newest
 //!   `version` winning;
 //! - `leases`: heartbeats of the nodes that want to run detection
@@ -33,7 +35,7 @@ use super::client::Client;
 use crate::{Error, Result};
 
 /// The schema version this binary writes and reads.
-pub const LATEST: u32 = 2;
+pub const LATEST: u32 = 3;
 
 /// A table: how it is made on one server, and how rows are spread over
 /// the shards of a cluster.
@@ -68,7 +70,7 @@ const REQUEST_ORDER_V2: &str = "(service, deploy, endpoint, time_ms, host, unit,
 
 /// The steps of each version, oldest first. Version 1 is the first
 /// release's schema; 2 added `upload` (exactly-once uploads) and `leases`
-/// (the detection lease).
+/// (the detection lease); 3 added `facts` (suspect commits).
 const MIGRATIONS: &[(u32, &[Step])] = &[
     (
         1,
@@ -131,6 +133,15 @@ const MIGRATIONS: &[(u32, &[Step])] = &[
                 shard_by: "0",
             }),
         ],
+    ),
+    (
+        3,
+        &[Step::Create(Table {
+            name: "facts",
+            columns: "service String, deploy String, kind String, key String, value String, time_ms Int64",
+            engine: "ReplacingMergeTree ORDER BY (service, deploy, kind, key, value)",
+            shard_by: "0",
+        })],
     ),
 ];
 

@@ -231,7 +231,7 @@ fn commit(client: &Client, jobs: &[Job]) -> Result<Vec<Outcome>> {
     // Twice in one batch (an agent gave up on an answer and sent again
     // while the first attempt was waiting here): kept once.
     let mut first_of: HashMap<(&str, u64), usize> = HashMap::new();
-    let mut tables: [Rows; 4] = Default::default();
+    let mut tables: [Rows; 5] = Default::default();
     for (n, job) in jobs.iter().enumerate() {
         if job.upload != 0 {
             let key = (job.service.as_str(), job.upload);
@@ -243,7 +243,7 @@ fn commit(client: &Client, jobs: &[Job]) -> Result<Vec<Outcome>> {
         let l = &job.lines;
         for (out, rows) in tables
             .iter_mut()
-            .zip([&l.stacks, &l.samples, &l.requests, &l.deploys])
+            .zip([&l.stacks, &l.samples, &l.requests, &l.deploys, &l.facts])
         {
             out.extend(rows);
         }
@@ -254,6 +254,7 @@ fn commit(client: &Client, jobs: &[Job]) -> Result<Vec<Outcome>> {
         ("samples", rows::SAMPLE_COLUMNS),
         ("requests", rows::REQUEST_COLUMNS),
         ("deploys", rows::DEPLOY_COLUMNS),
+        ("facts", rows::FACT_COLUMNS),
     ];
     for ((table, columns), rows) in columns.iter().zip(&tables) {
         client.insert_binary(table, columns, rows)?;

@@ -31,7 +31,9 @@ use parquet::schema::parser::parse_message_type;
 use rustc_hash::FxHashMap as HashMap;
 
 use super::tables::Table;
-use crate::model::{DeployEvent, RequestAgg, RequestKey, SampleKey, StackNode, Unit, Weight};
+use crate::model::{
+    DeployEvent, DeployFact, FactKind, RequestAgg, RequestKey, SampleKey, StackNode, Unit, Weight,
+};
 use crate::{Error, Result};
 
 /// Rows per row group: small enough that a time filter skips most of a
@@ -75,6 +77,14 @@ const DEPLOYS: &str = "message deploys {
     OPTIONAL BYTE_ARRAY message (STRING);
 }";
 
+const FACTS: &str = "message facts {
+    REQUIRED BYTE_ARRAY deploy (STRING);
+    REQUIRED BYTE_ARRAY kind (STRING);
+    REQUIRED BYTE_ARRAY key (STRING);
+    REQUIRED BYTE_ARRAY value (STRING);
+    REQUIRED INT64 time_ms;
+}";
+
 impl Table {
     fn schema(self) -> &'static str {
         match self {
@@ -82,6 +92,7 @@ impl Table {
             Table::Requests => REQUESTS,
             Table::Stacks => STACKS,
             Table::Deploys => DEPLOYS,
+            Table::Facts => FACTS,
         }
     }
 
@@ -262,6 +273,18 @@ pub fn write_deploys(file: &mut File, path: &Path, events: &[DeployEvent]) -> Re
         maybe(|e| &e.message),
     ];
     write_columns(file, path, Table::Deploys, events.len(), columns)
+}
+
+/// Writes facts about deploys.
+pub fn write_facts(file: &mut File, path: &Path, facts: &[DeployFact]) -> Result<()> {
+    let columns = vec![
+        Values::Text(facts.iter().map(|f| text(&f.deploy)).collect()),
+        Values::Text(facts.iter().map(|f| text(f.kind.as_str())).collect()),
+        Values::Text(facts.iter().map(|f| text(&f.key)).collect()),
+        Values::Text(facts.iter().map(|f| text(&f.value)).collect()),
+        Values::Int(facts.iter().map(|f| f.time_ms).collect()),
+    ];
+    write_columns(file, path, Table::Facts, facts.len(), columns)
 }
 
 /// A time range to read, ms, `from` inclusive and `until` exclusive.
@@ -711,6 +734,33 @@ pub fn read_deploys(path: &Path) -> Result<Vec<DeployEvent>> {
         }
     }
     Ok(events)
+}
+
+/// Every fact of `path` (rows of a kind this version does not know are
+/// skipped).
+pub fn read_facts(path: &Path) -> Result<Vec<DeployFact>> {
+    let file = TableFile::open(path, Table::Facts)?;
+    let mut facts = Vec::new();
+    for index in 0..file.row_groups() {
+        let group = file.group(index)?;
+        let [deploys, kinds, keys, values] = [0, 1, 2, 3].map(|c| file.texts(&*group, c));
+        let (deploys, kinds, keys, values) = (deploys?, kinds?, keys?, values?);
+        let times = file.ints(&*group, 4)?;
+        let text = |v: &Option<ByteArray>| file.utf8(v).map(str::to_owned);
+        for row in 0..times.len() {
+            let Some(kind) = FactKind::parse(&text(&kinds[row])?) else {
+                continue;
+            };
+            facts.push(DeployFact {
+                deploy: text(&deploys[row])?,
+                kind,
+                key: text(&keys[row])?,
+                value: text(&values[row])?,
+                time_ms: times[row],
+            });
+        }
+    }
+    Ok(facts)
 }
 
 /// Reads a file's footer and checks that it has the table's columns.

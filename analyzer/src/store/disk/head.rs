@@ -3,7 +3,7 @@
 
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::model::{Batch, DeployEvent, RequestAgg, RequestKey, SampleKey, StackNode, Weight};
+use crate::model::{Batch, DeployEvent, DeployFact, RequestAgg, RequestKey, SampleKey, StackNode, Weight};
 
 /// Rows of one service not yet in Parquet.
 #[derive(Debug, Default, Clone)]
@@ -16,12 +16,14 @@ pub struct Head {
     pub stacks: Vec<StackNode>,
     /// Deploy events.
     pub deploys: Vec<DeployEvent>,
+    /// Facts about deploys the service did not hold yet.
+    pub facts: Vec<DeployFact>,
 }
 
 impl Head {
-    /// Adds a batch; `new_stacks` are the batch's nodes the service did
-    /// not know yet.
-    pub fn apply(&mut self, batch: Batch, new_stacks: Vec<StackNode>) {
+    /// Adds a batch; `new_stacks` and `new_facts` are the batch's nodes
+    /// and facts the service did not hold yet.
+    pub fn apply(&mut self, batch: Batch, new_stacks: Vec<StackNode>, new_facts: Vec<DeployFact>) {
         self.samples.reserve(batch.samples.len());
         for (key, weight) in batch.samples {
             self.samples.entry(key).or_default().add(weight);
@@ -31,6 +33,7 @@ impl Head {
         }
         self.stacks.extend(new_stacks);
         self.deploys.extend(batch.deploys);
+        self.facts.extend(new_facts);
     }
 
     /// Adds another head (a flush that failed goes back in).
@@ -43,6 +46,7 @@ impl Head {
         }
         self.stacks.extend(other.stacks);
         self.deploys.extend(other.deploys);
+        self.facts.extend(other.facts);
     }
 
     /// Whether nothing is in it.
@@ -51,5 +55,6 @@ impl Head {
             && self.requests.is_empty()
             && self.stacks.is_empty()
             && self.deploys.is_empty()
+            && self.facts.is_empty()
     }
 }

@@ -36,7 +36,10 @@ use super::{
     StackTotals, Store, StoreStats,
 };
 use crate::ingest::{self, Accepted, Limits, Upload};
-use crate::model::{walk_stack, Batch, DeployEvent, RequestAgg, RequestKey, SampleKey, StackNode, Weight};
+use crate::model::{
+    walk_stack, Batch, DeployEvent, DeployFact, RequestAgg, RequestKey, SampleKey, StackNode, Weight,
+};
+use crate::store::facts::FactIndex;
 use crate::{Error, Result};
 
 /// How the embedded store behaves.
@@ -72,6 +75,9 @@ pub(super) struct ServiceState {
     pub(super) files: Vec<PartFile>,
     pub(super) stacks: HashMap<u64, (u64, Arc<str>)>,
     pub(super) deploys: Vec<DeployEvent>,
+    /// Facts about deploys, and which are held (to store only new ones).
+    pub(super) facts: Vec<DeployFact>,
+    pub(super) fact_index: FactIndex,
     /// Every deploy seen, once a query has asked (filled by one scan, then
     /// kept up to date by ingest).
     pub(super) known_deploys: Option<std::collections::HashSet<String>>,
@@ -150,6 +156,12 @@ impl DiskStore {
                 match file.table {
                     Table::Stacks => load_stacks(&file.path, &mut svc.stacks)?,
                     Table::Deploys => svc.deploys.extend(format::read_deploys(&file.path)?),
+                    Table::Facts => {
+                        for fact in format::read_facts(&file.path)? {
+                            svc.fact_index.remember(&fact);
+                            svc.facts.push(fact);
+                        }
+                    }
                     Table::Samples | Table::Requests => {}
                 }
             }
@@ -340,6 +352,16 @@ impl DiskStore {
                 |file, path| format::write_deploys(file, path, &head.deploys),
             )?);
         }
+        if !head.facts.is_empty() {
+            files.push(tables::write(
+                &self.tables,
+                Table::Facts,
+                service,
+                None,
+                range,
+                |file, path| format::write_facts(file, path, &head.facts),
+            )?);
+        }
         Ok(files)
     }
 
@@ -462,6 +484,15 @@ impl Store for DiskStore {
         self.scan_deploys(service)
     }
 
+    fn deploy_facts(&self, service: &str, deploy: &str) -> Result<Vec<DeployFact>> {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        Ok(state
+            .services
+            .get(service)
+            .map(|svc| svc.facts.iter().filter(|f| f.deploy == deploy).cloned().collect())
+            .unwrap_or_default())
+    }
+
     fn has_deploy(&self, service: &str, deploy: &str) -> Result<bool> {
         self.scan_has_deploy(service, deploy)
     }
@@ -530,6 +561,13 @@ fn apply(state: &mut State, batch: Batch) -> Receipt {
         }
     }
     svc.deploys.extend(batch.deploys.iter().cloned());
+    let mut new_facts = Vec::new();
+    for fact in &batch.facts {
+        if let Some(fact) = svc.fact_index.admit(fact.clone()) {
+            svc.facts.push(fact.clone());
+            new_facts.push(fact);
+        }
+    }
     if let Some(known) = &mut svc.known_deploys {
         let seen = batch.samples.iter().map(|(k, _)| &*k.deploy);
         let seen = seen.chain(batch.requests.iter().map(|(k, _)| &*k.deploy));
@@ -540,7 +578,7 @@ fn apply(state: &mut State, batch: Batch) -> Receipt {
         }
     }
     let receipt = Receipt::of(&batch);
-    svc.head.apply(batch, new_stacks);
+    svc.head.apply(batch, new_stacks, new_facts);
     receipt
 }
 
@@ -606,6 +644,20 @@ fn merge(root: &Path, service: &str, inputs: &[PartFile], range: (u64, u64)) -> 
             }
             tables::write(root, table, service, day, range, |file, path| {
                 format::write_deploys(file, path, &events)
+            })
+        }
+        Table::Facts => {
+            let mut seen = std::collections::HashSet::new();
+            let mut facts = Vec::new();
+            for input in inputs {
+                facts.extend(
+                    format::read_facts(&input.path)?
+                        .into_iter()
+                        .filter(|f| seen.insert(f.clone())),
+                );
+            }
+            tables::write(root, table, service, day, range, |file, path| {
+                format::write_facts(file, path, &facts)
             })
         }
     }

@@ -7,6 +7,7 @@
 //! DATA/tables/requests/SERVICE/YYYY-MM-DD/part-FROM-TO.parquet
 //! DATA/tables/stacks/SERVICE/part-FROM-TO.parquet
 //! DATA/tables/deploys/SERVICE/part-FROM-TO.parquet
+//! DATA/tables/facts/SERVICE/part-FROM-TO.parquet
 //! ```
 //!
 //! `FROM-TO` is the range of write-ahead-log segments whose rows the file
@@ -26,7 +27,7 @@ pub use crate::store::days::day_of;
 use crate::store::days::{day_name, parse_day};
 use crate::{Error, Result};
 
-/// One of the four tables.
+/// One of the five tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
     /// Sample rows, partitioned by day.
@@ -37,10 +38,18 @@ pub enum Table {
     Stacks,
     /// Deploy events.
     Deploys,
+    /// Facts about deploys (commits, source spans).
+    Facts,
 }
 
 impl Table {
-    const ALL: [Table; 4] = [Table::Samples, Table::Requests, Table::Stacks, Table::Deploys];
+    const ALL: [Table; 5] = [
+        Table::Samples,
+        Table::Requests,
+        Table::Stacks,
+        Table::Deploys,
+        Table::Facts,
+    ];
 
     fn dir_name(self) -> &'static str {
         match self {
@@ -48,6 +57,7 @@ impl Table {
             Table::Requests => "requests",
             Table::Stacks => "stacks",
             Table::Deploys => "deploys",
+            Table::Facts => "facts",
         }
     }
 
