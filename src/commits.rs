@@ -33,6 +33,16 @@ fn git(repo: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// The full SHA, author and title of `rev` in the repository at `repo`.
+pub fn describe(repo: &Path, rev: &str) -> Result<(String, String, String), String> {
+    let out = git(repo, &["log", "-1", "--format=%H%x1f%an <%ae>%x1f%s", rev, "--"])?;
+    let mut fields = out.trim_end_matches('\n').splitn(3, '\u{1f}');
+    match (fields.next(), fields.next(), fields.next()) {
+        (Some(sha), Some(author), Some(title)) => Ok((sha.to_owned(), author.to_owned(), title.to_owned())),
+        _ => Err(format!("git log did not describe {rev}")),
+    }
+}
+
 /// The commits of `range` (`BASE..HEAD`) in the repository at `repo`.
 pub fn read(repo: &Path, range: &str) -> Result<RangeChanges, String> {
     let (base, head) = range

@@ -15,6 +15,7 @@ mod completions;
 mod convert;
 mod demo;
 mod demo_service;
+mod deploy;
 mod diff;
 mod flamegraph;
 mod gate;
@@ -67,6 +68,8 @@ enum Command {
     DemoService(demo_service::DemoServiceArgs),
     /// Find change points in a numeric series (CSV with a header row, or a JSON array).
     Changepoints(changepoints::ChangepointsArgs),
+    /// Tell the analyzer a deploy happened, with the commits it brought (suspects of its regressions).
+    Deploy(deploy::DeployArgs),
     /// List the regressions an analyzer found.
     Regressions(regressions::RegressionsArgs),
     /// CI gate: exit 1 when the candidate's profiles show a function meaningfully more expensive than the baseline's.
@@ -91,6 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args),
         Command::DemoService(args) => demo_service::run(args),
         Command::Changepoints(args) => changepoints::run(args),
+        Command::Deploy(args) => deploy::run(args),
         Command::Regressions(args) => regressions::run(args),
         Command::Gate(args) => gate::run(args),
         Command::Token(args) => token::run(args),

@@ -113,6 +113,7 @@ pub fn table(regressions: &[Regression]) -> String {
         "CHANGE [95% CI]".to_owned(),
         "COST".to_owned(),
         "Q".to_owned(),
+        "SUSPECT".to_owned(),
     ]];
     for r in regressions {
         let pct = |x: f64| format!("{:+.1}%", x * 100.0);
@@ -148,6 +149,14 @@ pub fn table(regressions: &[Regression]) -> String {
             },
             r.capacity.map_or_else(|| "-".to_owned(), |c| c.describe()),
             format!("{:.1e}", r.q_value),
+            r.suspects.first().map_or_else(
+                || "-".to_owned(),
+                |s| {
+                    let title: String = s.title.chars().take(40).collect();
+                    let more = if s.title.chars().count() > 40 { "…" } else { "" };
+                    format!("{} {title}{more}", s.short)
+                },
+            ),
         ]);
     }
     let widths: Vec<usize> = (0..rows[0].len())

@@ -361,6 +361,16 @@ async function regressionPage(id) {
       r.mde != null ? [el("dt", {}, "could see"), el("dd", { class: "mde" }, `rises of ${pct(r.mde)} or more (80% power at q ≤ its threshold)`)] : [],
       r.explains.length ? [el("dt", {}, "explains"), el("dd", {}, r.explains.join(", "))] : [],
     ),
+    r.suspects && r.suspects.length
+      ? [
+          el("h2", {}, "Suspect commits"),
+          el(
+            "ol",
+            { class: "suspects" },
+            r.suspects.slice(0, 10).map((s) => el("li", { "data-sha": s.sha }, el("code", {}, s.short), ` ${s.title} — ${s.author}: `, el("span", { class: "why" }, suspectWhy(s)))),
+          ),
+        ]
+      : [],
     el("h2", {}, "Series"),
     el("div", { class: "chart-box" }, lineChart([line], markers, format)),
     el("h2", {}, "Differential flame graph ", link(`#/compare${query({ service: r.service, base: r.deploy_before, candidate: r.deploy_after, endpoint: r.endpoint, focus: r.function })}`, "open")),
@@ -375,6 +385,20 @@ async function regressionPage(id) {
   ];
   after(() => diffFlame(box, { service: r.service, base: r.deploy_before, candidate: r.deploy_after, endpoint: r.endpoint }, r.function));
   return page;
+}
+
+// "changed `parse` (parse.c:12–14)": why a commit is a suspect, as the
+// gate's report and the webhook say it.
+function suspectWhy(s) {
+  return s.reasons
+    .map((r) =>
+      r.tier === "in_function"
+        ? `changed ${r.function} (${r.at})`
+        : r.tier === "on_call_path"
+          ? `changed ${r.changed}, which calls ${r.function} (${r.at})`
+          : `changed ${r.function}'s file elsewhere (${r.at})`,
+    )
+    .join("; ");
 }
 
 // "+0.80 cores at peak (1,200 requests/s), 14 core-hours a day": what a

@@ -330,8 +330,13 @@ impl Regression {
         if let Some(capacity) = &self.capacity {
             place.push_str(&format!(", {}", capacity.describe()));
         }
+        let suspect = self
+            .suspects
+            .first()
+            .map(|s| format!(", suspect {} \"{}\" ({})", s.short, s.title, s.author))
+            .unwrap_or_default();
         format!(
-            "{service} {endpoint}: {what} {change}{place}, {deploys}, q={q:.1e}",
+            "{service} {endpoint}: {what} {change}{place}, {deploys}, q={q:.1e}{suspect}",
             service = self.service,
             endpoint = self.endpoint,
             q = self.q_value,

@@ -103,6 +103,9 @@ impl StackCache {
     }
 }
 
+/// Facts a node remembers having inserted, per service.
+const MAX_REMEMBERED_FACTS: usize = 200_000;
+
 /// The ClickHouse store. See the module documentation.
 #[derive(Debug)]
 pub struct ClickHouseStore {
@@ -113,8 +116,10 @@ pub struct ClickHouseStore {
     writer: writer::Writer,
     config: ClickHouseConfig,
     cache: Mutex<StackCache>,
-    /// The facts this node inserted (so that each is inserted once).
-    facts: Mutex<FactIndex>,
+    /// The facts this node inserted, per service, up to
+    /// [`MAX_REMEMBERED_FACTS`] a service (so that each is
+    /// inserted once).
+    facts: Mutex<FxHashMap<String, FactIndex>>,
 }
 
 #[derive(Deserialize)]
@@ -307,7 +312,7 @@ impl ClickHouseStore {
             client,
             config,
             cache: Mutex::new(StackCache::default()),
-            facts: Mutex::new(FactIndex::default()),
+            facts: Mutex::new(FxHashMap::default()),
         })
     }
 
@@ -428,12 +433,15 @@ impl Store for ClickHouseStore {
             }
         });
         let facts: Vec<DeployFact> = {
-            let index = self.facts.lock().unwrap_or_else(|e| e.into_inner());
-            batch
-                .facts
-                .iter()
-                .filter_map(|f| index.fresh(f.clone()))
-                .collect()
+            let indexes = self.facts.lock().unwrap_or_else(|e| e.into_inner());
+            match indexes.get(&batch.service) {
+                Some(index) => batch
+                    .facts
+                    .iter()
+                    .filter_map(|f| index.fresh(f.clone()))
+                    .collect(),
+                None => batch.facts.clone(),
+            }
         };
         let mut lines = rows::lines(batch, &known, upload, &facts)?;
         let new_stacks = std::mem::take(&mut lines.new_stacks);
@@ -443,8 +451,14 @@ impl Store for ClickHouseStore {
             span: rows::span(batch),
             lines,
         })?;
-        {
-            let mut index = self.facts.lock().unwrap_or_else(|e| e.into_inner());
+        if !facts.is_empty() {
+            let mut indexes = self.facts.lock().unwrap_or_else(|e| e.into_inner());
+            let index = indexes.entry(batch.service.clone()).or_default();
+            // Bounded: forgetting costs only rows written again (and
+            // merged away).
+            if index.len() > MAX_REMEMBERED_FACTS {
+                *index = FactIndex::default();
+            }
             for fact in &facts {
                 index.remember(fact);
             }

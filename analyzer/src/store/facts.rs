@@ -62,6 +62,16 @@ pub struct FactIndex {
 }
 
 impl FactIndex {
+    /// How many facts it holds.
+    pub fn len(&self) -> usize {
+        self.known.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.known.is_empty()
+    }
+
     /// Records a fact the store holds (read back on start).
     pub fn remember(&mut self, fact: &DeployFact) {
         let key = (fact.deploy.clone(), fact.kind, fact.key.clone());

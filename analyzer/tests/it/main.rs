@@ -13,6 +13,7 @@ mod otlp;
 mod push;
 mod round_trip;
 mod store;
+mod suspects;
 
 use std::path::Path;
 use std::sync::Arc;
