@@ -580,6 +580,12 @@ mod tls;
 #[path = "cli/access.rs"]
 mod access;
 
+#[path = "support/git.rs"]
+mod git_command;
+
+#[path = "cli/deploy.rs"]
+mod deploy;
+
 #[test]
 fn changepoints_finds_a_step_in_a_csv_column_and_refuses_bad_series() {
     let dir = tempfile::tempdir().unwrap();

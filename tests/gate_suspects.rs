@@ -12,6 +12,13 @@
 use std::path::Path;
 use std::process::Command;
 
+#[path = "support/serve_process.rs"]
+mod serve_process;
+
+#[path = "support/git.rs"]
+mod git_command;
+use git_command::git;
+
 #[path = "support/gate_command.rs"]
 #[allow(dead_code, reason = "shared: this binary builds its two-file program itself")]
 mod gate_command;
@@ -113,23 +120,6 @@ fn noise_function(commit: usize) -> usize {
         .map(|j| (commit + j) % 6)
         .find(|f| !near.contains(f))
         .unwrap()
-}
-
-fn git(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["-c", "user.name=Ada Dev", "-c", "user.email=ada@example.com"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 /// Writes the history; the SHA of each commit.
@@ -358,16 +348,17 @@ fn a_bad_range_or_a_shallow_clone_is_named_and_changes_nothing() {
     assert!(report.contains("shallow clone"), "{report}");
 }
 
-/// A real project's history (fixtures/cjson-history: cJSON, April 2017,
-/// ten commits): the commit that made `print_number` check every
-/// number's round trip with `sscanf` is ranked first, above another
-/// change to the same file and changes to other files.
-#[test]
-fn in_cjsons_real_history_the_print_number_change_is_ranked_first() {
-    let _turn = alone();
-    let dir = tempfile::tempdir().unwrap();
+/// The cJSON history fixture cloned into `dir`: the repository, its
+/// root commit, and `bench.c` built at the root and at the head.
+struct Cjson {
+    repo: std::path::PathBuf,
+    root: String,
+    programs: [std::path::PathBuf; 2],
+}
+
+fn cjson(dir: &Path) -> Cjson {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cjson-history");
-    let repo = dir.path().join("cjson");
+    let repo = dir.join("cjson");
     let cloned = Command::new("git")
         .args(["clone", "-q"])
         .arg(fixture.join("cjson.bundle"))
@@ -376,11 +367,12 @@ fn in_cjsons_real_history_the_print_number_change_is_ranked_first() {
         .unwrap();
     assert!(cloned.success());
     let root = git(&repo, &["rev-list", "--max-parents=0", "HEAD"]);
-    let range = format!("{root}..HEAD");
-    assert_eq!(git(&repo, &["rev-list", "--count", &range]), "10");
-    let mut runs = Vec::new();
-    for (side, commit) in [("base", root.as_str()), ("head", "HEAD")] {
-        let tree = dir.path().join(side);
+    assert_eq!(
+        git(&repo, &["rev-list", "--count", &format!("{root}..HEAD")]),
+        "10"
+    );
+    let programs = [("base", root.as_str()), ("head", "HEAD")].map(|(side, commit)| {
+        let tree = dir.join(side);
         std::fs::create_dir_all(&tree).unwrap();
         for file in ["cJSON.c", "cJSON.h"] {
             std::fs::write(
@@ -401,14 +393,33 @@ fn in_cjsons_real_history_the_print_number_change_is_ranked_first() {
             .status()
             .unwrap();
         assert!(cc.success());
+        program
+    });
+    Cjson { repo, root, programs }
+}
+
+/// libc has no frame pointers: DWARF unwinding reaches `print_number`
+/// from inside sprintf and sscanf.
+const CJSON_RECORD: [&str; 4] = ["-F", "999", "--call-graph", "dwarf"];
+
+/// A real project's history (fixtures/cjson-history: cJSON, April 2017,
+/// ten commits): the commit that made `print_number` check every
+/// number's round trip with `sscanf` is ranked first, above another
+/// change to the same file and changes to other files.
+#[test]
+fn in_cjsons_real_history_the_print_number_change_is_ranked_first() {
+    let _turn = alone();
+    let dir = tempfile::tempdir().unwrap();
+    let cjson = cjson(dir.path());
+    let range = format!("{}..HEAD", cjson.root);
+    let mut runs = Vec::new();
+    for (side, program) in ["base", "head"].iter().zip(&cjson.programs) {
         let out = dir.path().join(format!("runs-{side}"));
         for run in 0..5 {
-            // libc has no frame pointers: DWARF unwinding reaches
-            // `print_number` from inside sprintf and sscanf.
             record(
-                &["-F", "999", "--call-graph", "dwarf"],
+                &CJSON_RECORD,
                 &out.join(format!("{run}.pb.gz")),
-                &program,
+                program,
                 &["300"],
             );
         }
@@ -423,7 +434,7 @@ fn in_cjsons_real_history_the_print_number_change_is_ranked_first() {
         "--commits",
         &range,
         "--repo",
-        repo.to_str().unwrap(),
+        cjson.repo.to_str().unwrap(),
         "--json",
         json.to_str().unwrap(),
     ]);
@@ -432,11 +443,7 @@ fn in_cjsons_real_history_the_print_number_change_is_ranked_first() {
     let parsed: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let suspects = parsed["suspects"]["commits"].as_array().unwrap();
     let titles: Vec<&str> = suspects.iter().map(|s| s["title"].as_str().unwrap()).collect();
-    assert_eq!(
-        titles.first().copied(),
-        Some("cJSON: Fix print_number to print significant digits of doubles"),
-        "{report}"
-    );
+    assert_eq!(titles.first().copied(), Some(PRINT_NUMBER_COMMIT), "{report}");
     let first = &suspects[0];
     assert_eq!(first["author"], "Debora Grosse <dygrosse@gmail.com>");
     assert!(
@@ -448,4 +455,130 @@ fn in_cjsons_real_history_the_print_number_change_is_ranked_first() {
         "{first}"
     );
     assert!(!report.contains("inf%"), "{report}");
+}
+
+const PRINT_NUMBER_COMMIT: &str = "cJSON: Fix print_number to print significant digits of doubles";
+
+/// The same history through the server: `flameshift deploy --commits`
+/// posts the head deploy's commits, `record --analyzer` ships each run
+/// of each side as the service `cjson`, and the regressions serve finds
+/// name the `print_number` commit as their first suspect, with a price
+/// in cores.
+#[test]
+fn serve_names_the_print_number_commit_for_cjsons_regressions() {
+    let _turn = alone();
+    let dir = tempfile::tempdir().unwrap();
+    let cjson = cjson(dir.path());
+    let settings = dir.path().join("detect.json");
+    // One-second windows: each run is a window of its own.
+    std::fs::write(
+        &settings,
+        r#"{"window_ms": 1000, "min_windows": 4, "min_samples": 20}"#,
+    )
+    .unwrap();
+    let (_server, url) = serve_process::start_serve(
+        &dir.path().join("data"),
+        &[
+            "--bucket",
+            "1s",
+            "--detect-interval",
+            "1h",
+            "--detect-settings",
+            settings.to_str().unwrap(),
+        ],
+    );
+    let flameshift = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_flameshift"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let repo = cjson.repo.to_str().unwrap();
+    for ((deploy, program), rounds) in ["base", "head"].iter().zip(&cjson.programs).zip(["400", "150"]) {
+        if *deploy == "head" {
+            let range = format!("{}..HEAD", cjson.root);
+            let out = flameshift(&[
+                "deploy",
+                "--service",
+                "cjson",
+                "--deploy",
+                "head",
+                "--commits",
+                &range,
+                "--repo",
+                repo,
+                "--analyzer",
+                &url,
+            ]);
+            assert!(String::from_utf8_lossy(&out.stderr).contains("with 10 commit(s)"));
+        }
+        // Ten windows a side: with six, the false discovery control over
+        // a hundred functions' tests passed all or none of them.
+        for _ in 0..10 {
+            let mut args = CJSON_RECORD.to_vec();
+            args.extend(["--analyzer", &url, "--service", "cjson", "--deploy", deploy]);
+            let out = dir.path().join("unused.pb.gz");
+            record(&args, &out, program, &[rounds]);
+            std::thread::sleep(std::time::Duration::from_millis(700));
+        }
+    }
+    let out = flameshift(&["regressions", "--analyzer", &url, "--detect", "--json"]);
+    let listing: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let regressions = listing.as_array().unwrap();
+    // The rises found: print_number's own or inclusive cost, its callers'
+    // inclusive costs, the libc functions under it. Every one that names
+    // a suspect names this commit first (the callers' inclusive rises
+    // share its cause), and at least one names it for a change inside
+    // `print_number` or on the call path to it.
+    let named: Vec<&serde_json::Value> = regressions
+        .iter()
+        .filter(|r| r["suspects"].as_array().is_some_and(|s| !s.is_empty()))
+        .collect();
+    let summary: Vec<String> = regressions
+        .iter()
+        .map(|r| format!("{} {} {}", r["function"], r["metric"], r["suspects"][0]["title"]))
+        .collect();
+    if named.is_empty() {
+        let get = |path: &str| {
+            flameshift_client::http::get(&format!("{url}{path}"), &[], std::time::Duration::from_secs(30))
+                .map(|r| r.text())
+                .unwrap_or_default()
+        };
+        let run = flameshift_client::http::post(
+            &format!("{url}/api/v1/detect"),
+            &[],
+            b"",
+            std::time::Duration::from_secs(60),
+        )
+        .map(|r| r.text())
+        .unwrap_or_default();
+        panic!(
+            "no regression names a suspect: {summary:#?}\ndetect: {run}\ndeploys: {}\nregressions: {}",
+            get("/api/v1/services/cjson/deploys"),
+            get("/api/v1/regressions?service=cjson")
+        );
+    }
+    for r in &named {
+        assert_eq!(r["suspects"][0]["title"], PRINT_NUMBER_COMMIT, "{summary:#?}");
+        assert!(r["capacity"]["cores_at_peak"].as_f64().unwrap() > 0.0, "{r:#}");
+    }
+    assert!(
+        named.iter().any(|r| matches!(
+            r["suspects"][0]["tier"].as_str(),
+            Some("in_function" | "on_call_path")
+        )),
+        "{summary:#?}"
+    );
+    let table =
+        String::from_utf8_lossy(&flameshift(&["regressions", "--analyzer", &url]).stdout).into_owned();
+    assert!(
+        table.contains("SUSPECT") && table.contains("cJSON: Fix print_number"),
+        "{table}"
+    );
 }

@@ -413,12 +413,16 @@ impl Detector {
         let mut fresh = Vec::new();
         let mut book = self.book.all()?;
         let mut changed: Vec<String> = Vec::new();
-        for found in comparison
+        let found: Vec<Regression> = comparison
             .regressions
             .into_iter()
             .chain(drifts)
             .map(with_links)
-            .map(|r| with_suspects(r, &changes))
+            .collect();
+        let deploy_wide = deploy_suspects(&found, &changes);
+        for found in found
+            .into_iter()
+            .map(|r| with_suspects(r, &changes, &deploy_wide))
         {
             changed.push(found.id.clone());
             match book.get_mut(&found.id) {
@@ -475,26 +479,53 @@ fn with_links(mut regression: Regression) -> Regression {
     regression
 }
 
-/// `regression` with the commits of its deploy that may have caused it,
-/// ranked (docs/detection.md, "Suspect commits"): by the function's
-/// source span and its callers'. A rise of an endpoint's total names no
-/// function, and so no suspect.
-fn with_suspects(mut regression: Regression, changes: &DeployChanges) -> Regression {
-    let Some(function) = &regression.function else {
-        return regression;
-    };
-    if changes.commits.is_empty() {
-        return regression;
-    }
-    let regressed = [suspects::Regressed {
-        function: function.clone(),
+/// The function of a regression and its callers, for ranking suspects.
+fn regressed(regression: &Regression) -> Option<suspects::Regressed> {
+    Some(suspects::Regressed {
+        function: regression.function.clone()?,
         callers: regression
             .call_path
             .as_ref()
             .map(|p| p.callers.clone())
             .unwrap_or_default(),
-    }];
-    regression.suspects = suspects::rank(&regressed, &changes.sources, &changes.commits);
+    })
+}
+
+/// The deploy's commits ranked against all its regressions at once (as
+/// the gate ranks them): each SHA's place.
+fn deploy_suspects(found: &[Regression], changes: &DeployChanges) -> HashMap<String, usize> {
+    if changes.commits.is_empty() {
+        return HashMap::new();
+    }
+    let all: Vec<suspects::Regressed> = found.iter().filter_map(regressed).collect();
+    suspects::rank(&all, &changes.sources, &changes.commits)
+        .into_iter()
+        .enumerate()
+        .map(|(place, s)| (s.sha, place))
+        .collect()
+}
+
+/// `regression` with the commits of its deploy that may have caused it,
+/// ranked (docs/detection.md, "Suspect commits"): by how they touch the
+/// function's source span and its callers'; among equally strong ties,
+/// the commit that ranks higher against all the deploy's regressions
+/// first (a caller's inclusive rise and its callee's own rise share
+/// their cause). A rise of an endpoint's total names no function, and
+/// so no suspect.
+fn with_suspects(
+    mut regression: Regression,
+    changes: &DeployChanges,
+    deploy_wide: &HashMap<String, usize>,
+) -> Regression {
+    if changes.commits.is_empty() {
+        return regression;
+    }
+    let Some(own) = regressed(&regression) else {
+        return regression;
+    };
+    let mut ranked = suspects::rank(&[own], &changes.sources, &changes.commits);
+    ranked.sort_by_key(|s| (s.tier, deploy_wide.get(&s.sha).copied().unwrap_or(usize::MAX)));
+    regression.suspects = ranked;
     regression
 }
 

@@ -361,7 +361,8 @@ async function regressionPage(id) {
       r.mde != null ? [el("dt", {}, "could see"), el("dd", { class: "mde" }, `rises of ${pct(r.mde)} or more (80% power at q ≤ its threshold)`)] : [],
       r.explains.length ? [el("dt", {}, "explains"), el("dd", {}, r.explains.join(", "))] : [],
     ),
-    r.suspects && r.suspects.length
+    // Spread: the page is one flat list of elements.
+    ...(r.suspects && r.suspects.length
       ? [
           el("h2", {}, "Suspect commits"),
           el(
@@ -370,7 +371,7 @@ async function regressionPage(id) {
             r.suspects.slice(0, 10).map((s) => el("li", { "data-sha": s.sha }, el("code", {}, s.short), ` ${s.title} — ${s.author}: `, el("span", { class: "why" }, suspectWhy(s)))),
           ),
         ]
-      : [],
+      : []),
     el("h2", {}, "Series"),
     el("div", { class: "chart-box" }, lineChart([line], markers, format)),
     el("h2", {}, "Differential flame graph ", link(`#/compare${query({ service: r.service, base: r.deploy_before, candidate: r.deploy_after, endpoint: r.endpoint, focus: r.function })}`, "open")),

@@ -56,6 +56,21 @@ await run(session, async () => {
   check(decodeURIComponent(page.url()).includes(`endpoint=${endpoint}`.replace(/ /g, "+")), "the filter is in the URL");
   await shot("service-endpoint");
 
+  // 3b. A regression whose deploy event listed commits: its suspects,
+  // the one that changed the function first, with why.
+  const withSuspects = await page.evaluate(async () => {
+    const { regressions } = await (await fetch("/api/v1/regressions?service=fleet")).json();
+    return regressions.filter((r) => r.suspects && r.suspects.length).map((r) => ({ id: r.id, function: r.function }));
+  });
+  check(withSuspects.length >= 1, `regressions carry suspect commits (${withSuspects.length})`);
+  await open(`#/regression/${withSuspects[0].id}`);
+  const suspects = await page.locator("ol.suspects li").allTextContents();
+  check(
+    suspects.length === 1 && suspects[0].includes(`${withSuspects[0].function}: validate twice — Bo Dev`) && suspects[0].includes(`changed ${withSuspects[0].function} (work.rs:36–37)`),
+    `the suspect commit and why (${suspects.join(" | ")})`,
+  );
+  await shot("regression-suspects");
+
   // 4. Click → a regression: facts, series, differential flame graph.
   await open("#/service/fleet");
   const regressionLink = page.locator("tr[data-regression] a").first();

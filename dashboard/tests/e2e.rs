@@ -12,7 +12,9 @@ use std::process::Command;
 use flameshift_analyzer::access::{sha256_hex, Keys};
 use flameshift_client::routes::encode_component;
 use flameshift_detect::sim::{Fleet, FleetConfig};
-use flameshift_testkit::{client, disk, now_ms, post, test_config, upload_fleet, FleetUpload, TestServer};
+use flameshift_testkit::{
+    client, disk, now_ms, post, profile_with_lines, test_config, upload_fleet, FleetUpload, TestServer,
+};
 
 const XSS: &str = "<img src=x onerror=window.__xss=1>";
 
@@ -48,6 +50,31 @@ async fn load(url: &str) {
         start_ms: now_ms() - 4 * 3_600_000,
         ..FleetConfig::default()
     });
+    // Each later deploy's event lists its commits; one changed the lines
+    // of the function whose regression was injected there.
+    for injected in fleet.truth() {
+        let deploy = format!("d{:03}", injected.deploy);
+        let cause = format!("c0ffee{:034x}", injected.deploy);
+        let event = serde_json::json!({
+            "service": "fleet", "deploy": deploy,
+            "commits": [
+                {"sha": format!("d0c000{:034x}", injected.deploy), "short": "d0c0000", "title": "README: a badge",
+                 "author": "Ada Dev <ada@example.com>", "files": [{"path": "README.md", "lines": [[1, 2]]}]},
+                {"sha": cause, "short": &cause[..7], "title": format!("{}: validate twice", injected.function),
+                 "author": "Bo Dev <bo@example.com>", "files": [{"path": "src/work.rs", "lines": [[36, 37]]}]},
+            ],
+        });
+        post_ok(&format!("{url}/api/v1/deploys"), event.to_string().into_bytes()).await;
+        let lines = profile_with_lines(
+            &[(&injected.function, "/build/shop/src/work.rs", &[31, 36, 44])],
+            fleet.window_start(injected.deploy, 3),
+        );
+        post_ok(
+            &format!("{url}/api/v1/profiles?service=fleet&deploy={deploy}&host=lines"),
+            lines,
+        )
+        .await;
+    }
     upload_fleet(url, &fleet, &FleetUpload::default()).await;
     // The same profiles as a producer that counts no requests sends them
     // (a Pyroscope SDK, OTLP): compared in shares.

@@ -999,6 +999,40 @@ mod tests {
         assert!(r.explains.contains(&"total".to_owned()), "{:?}", r.explains);
         assert_eq!(r.windows, [20, 20]);
         assert!(r.summary().contains("escape (self cost) +15"), "{}", r.summary());
+        assert!(!r.summary().contains("suspect"), "{}", r.summary());
+        // With its deploy's suspects, the webhook line names the first.
+        let mut named = r.clone();
+        named.suspects = crate::suspects::rank(
+            &[crate::suspects::Regressed {
+                function: "escape".into(),
+                callers: vec![],
+            }],
+            &std::collections::HashMap::from([(
+                "escape".to_owned(),
+                crate::suspects::SourceSpan {
+                    file: "/src/render.c".into(),
+                    first: 10,
+                    last: 20,
+                },
+            )]),
+            &[crate::suspects::Commit {
+                sha: "ab12cd".into(),
+                short: "ab12cd".into(),
+                title: "escape: per character".into(),
+                author: "Ada <ada@example.com>".into(),
+                files: vec![crate::suspects::FileChange {
+                    path: "render.c".into(),
+                    lines: vec![(12, 12)],
+                }],
+            }],
+        );
+        assert!(
+            named
+                .summary()
+                .ends_with(", suspect ab12cd \"escape: per character\" (Ada <ada@example.com>)"),
+            "{}",
+            named.summary()
+        );
     }
 
     #[test]

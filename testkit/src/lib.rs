@@ -22,11 +22,13 @@
 pub mod clickhouse;
 mod fleet;
 mod http;
+mod lines;
 mod place;
 mod server;
 
 pub use fleet::{reported_regressions, upload_fleet, FleetUpload};
 pub use http::{client, get, get_text, install_tls_provider, now_ms, post};
+pub use lines::profile_with_lines;
 pub use place::Place;
 pub use server::{disk, test_config, TestServer};
 

@@ -5,9 +5,8 @@
 //! first — above one that changed its file elsewhere and one that
 //! changed other files. Facts survive a restart of the embedded store.
 
-use flameshift_analyzer::profile::{Frame, LabelSetId, Profile, SampleType};
 use flameshift_detect::sim::{Fleet, FleetConfig};
-use flameshift_testkit::{upload_fleet, FleetUpload};
+use flameshift_testkit::{profile_with_lines, upload_fleet, FleetUpload};
 
 use super::*;
 
@@ -27,36 +26,6 @@ fn fleet() -> Fleet {
         start_ms: now_ms() - 3 * 3_600_000,
         ..FleetConfig::default()
     })
-}
-
-/// One tiny profile of `deploy` whose frame of `function` carries its
-/// file and lines (what a profile with debug info says).
-fn with_lines(function: &str, time_ms: i64) -> Vec<u8> {
-    let mut p = Profile::new(vec![
-        SampleType::new("samples", "count"),
-        SampleType::new("cpu", "nanoseconds"),
-    ]);
-    p.time_nanos = time_ms * 1_000_000;
-    let file = p.intern_str("/build/shop/src/work.rs");
-    let name = p.intern_str(function);
-    let frames: Vec<_> = [31, 36, 44]
-        .into_iter()
-        .map(|line| {
-            p.intern_frame(Frame {
-                function: name,
-                file,
-                line,
-                ..Frame::default()
-            })
-        })
-        .collect();
-    for frame in frames {
-        let stack = p.intern_stack(&[frame]);
-        p.push_sample(stack, LabelSetId::EMPTY, &[1, 1]);
-    }
-    let mut out = Vec::new();
-    flameshift_analyzer::profile::format::pprof::write(&p, &mut out).unwrap();
-    out
 }
 
 fn commit(sha: &str, title: &str, files: serde_json::Value) -> serde_json::Value {
@@ -116,7 +85,10 @@ async fn the_commit_that_changed_the_regressed_function_is_its_first_suspect(pla
         upload_fleet(&url, &fleet, &how).await;
         let (status, body) = post(
             &format!("{url}/api/v1/profiles?service={service}&deploy={deploy}&host=lines"),
-            with_lines(&function, fleet.window_start(1, 3)),
+            profile_with_lines(
+                &[(&function, "/build/shop/src/work.rs", &[31, 36, 44])],
+                fleet.window_start(1, 3),
+            ),
         )
         .await;
         assert_eq!(status, 200, "{body}");
