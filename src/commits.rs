@@ -33,6 +33,16 @@ fn git(repo: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// The files of the repository at `repo` (its index: `git ls-files`).
+pub fn tracked_files(repo: &Path) -> Result<Vec<String>, String> {
+    Ok(git(repo, &["ls-files"])?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
 /// The full SHA, author and title of `rev` in the repository at `repo`.
 pub fn describe(repo: &Path, rev: &str) -> Result<(String, String, String), String> {
     let out = git(repo, &["log", "-1", "--format=%H%x1f%an <%ae>%x1f%s", rev, "--"])?;

@@ -229,7 +229,23 @@ fn compare(options: &GateArgs) -> anyhow::Result<bool> {
             })
             .collect()
     };
-    let (before, after) = (costs(&baseline)?, costs(&candidate)?);
+    let (before, mut after) = (costs(&baseline)?, costs(&candidate)?);
+    // With a repository: the program's own code is what its files hold
+    // (libraries can carry lines too), so that a rise inside a library
+    // names the repository's frame that called it.
+    if options.commits.is_some() {
+        let repo = options.repo.clone().unwrap_or_else(|| PathBuf::from("."));
+        if let Ok(tracked) = crate::commits::tracked_files(&repo) {
+            let spans = suspects::spans(candidate.iter().map(|(_, p)| p));
+            for run in &mut after {
+                run.with_source.retain(|function| {
+                    spans
+                        .get(function)
+                        .is_some_and(|span| tracked.iter().any(|path| suspects::same_file(&span.file, path)))
+                });
+            }
+        }
+    }
     let report = gate(&before, &after, &settings)?;
     let unit = unit.map(|u| u.0).unwrap_or_default();
     let mut markdown = markdown(&report, &settings, &unit);
@@ -327,12 +343,15 @@ fn suspect_commits<'a>(
                 row.function
             ));
         }
+        // The callers holding the rise, and the program's own frame that
+        // called into a library without lines (its change is the likely
+        // one).
         regressed.push(Regressed {
             function: row.function.clone(),
             callers: row
                 .call_path
                 .as_ref()
-                .map(|p| p.callers.clone())
+                .map(|p| p.callers.iter().chain(&p.code).cloned().collect())
                 .unwrap_or_default(),
         });
     }

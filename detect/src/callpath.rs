@@ -68,6 +68,12 @@ pub struct CallPath {
     /// (largest first, at most three).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub via: Vec<Via>,
+    /// When the frame holding the rise has no source lines (a library
+    /// built without debug info) and code that has them called it: the
+    /// nearest such frame that still holds the rise, where the program
+    /// asked for the work (`print_number`, above libc's float printing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 impl CallPath {
@@ -127,7 +133,12 @@ impl CallPath {
                 .collect();
             format!(" (via {})", branches.join(", "))
         };
-        format!("{share:.0}% of it under {}{via}{caller}", path.join(" ← "))
+        let code = self
+            .code
+            .as_ref()
+            .map(|c| format!(", called from {}", name(c)))
+            .unwrap_or_default();
+        format!("{share:.0}% of it under {}{via}{caller}{code}", path.join(" ← "))
     }
 }
 
@@ -156,11 +167,14 @@ pub fn short_name(name: &str) -> String {
 /// (code the change added, or a path only it takes) gives way to its
 /// caller while that caller still holds the rise, so that the frame
 /// named is the existing one that started calling the new code (the
-/// JSON encoder that now sorts, not the sort).
+/// JSON encoder that now sorts, not the sort). `code`, when given, says
+/// which frames have source lines: a holder without them names, in
+/// [`CallPath::code`], the nearest caller with them that holds the rise.
 pub fn concentrate(
     before: &ByCallers,
     after: &ByCallers,
     existed: &dyn Fn(&str) -> bool,
+    code: Option<&dyn Fn(&str) -> bool>,
 ) -> Option<CallPath> {
     let rise = after.values().sum::<f64>() - before.values().sum::<f64>();
     if rise <= 0.0 {
@@ -204,18 +218,7 @@ pub fn concentrate(
     // `b` calls `a`), a caller already passed ends the walk.
     let mut passed: Vec<&str> = vec![holder];
     while !existed(holder) {
-        let mut callers: BTreeMap<&str, f64> = BTreeMap::new();
-        for (&chain, &delta) in &deltas {
-            if let Some(at) = chain.iter().position(|f| f == holder) {
-                if let Some(caller) = chain.get(at + 1) {
-                    *callers.entry(caller.as_str()).or_default() += delta;
-                }
-            }
-        }
-        match callers
-            .into_iter()
-            .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.cmp(a.0)))
-        {
+        match dominant_caller(&deltas, holder) {
             Some((caller, r)) if r >= HOLDS * rise && !passed.contains(&caller) => {
                 holder = caller;
                 held = under.get(caller).map_or(r, |u| u.0);
@@ -224,6 +227,23 @@ pub fn concentrate(
             _ => break,
         }
     }
+    // From a holder without source lines, up to the first caller with
+    // them while the rise stays held.
+    let code = code.filter(|has| !has(holder)).and_then(|has| {
+        let mut at = holder;
+        let mut passed: Vec<&str> = vec![holder];
+        loop {
+            let caller = dominant_caller(&deltas, at)?;
+            if caller.1 < HOLDS * rise || passed.contains(&caller.0) {
+                return None;
+            }
+            if has(caller.0) {
+                return Some(caller.0.to_owned());
+            }
+            passed.push(caller.0);
+            at = caller.0;
+        }
+    });
     // The branches below the holder, by the frames between it and the
     // function (empty when it is the direct caller).
     let mut below: BTreeMap<&[String], f64> = BTreeMap::new();
@@ -267,13 +287,32 @@ pub fn concentrate(
             _ => break,
         }
     }
+    // Said once: a frame already on the path is not repeated.
+    let code = code.filter(|c| !path.contains(c));
     Some(CallPath {
         callers: path,
         share: held / rise,
         caller_before: None,
         caller_after: None,
         via,
+        code,
     })
+}
+
+/// The caller of `frame` under which most of the rise in `deltas` is,
+/// and how much.
+fn dominant_caller<'a>(deltas: &BTreeMap<&'a [String], f64>, frame: &str) -> Option<(&'a str, f64)> {
+    let mut callers: BTreeMap<&str, f64> = BTreeMap::new();
+    for (&chain, &delta) in deltas {
+        if let Some(at) = chain.iter().position(|f| f == frame) {
+            if let Some(caller) = chain.get(at + 1) {
+                *callers.entry(caller.as_str()).or_default() += delta;
+            }
+        }
+    }
+    callers
+        .into_iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.cmp(a.0)))
 }
 
 /// Adds `value` of a stack (`frames` root first) to `into`, under its
@@ -317,7 +356,7 @@ mod tests {
     fn a_rise_under_one_caller_names_it_and_its_callers() {
         let before = costs(&[("main;run;alpha;mix", 50.0), ("main;run;beta;mix", 20.0)]);
         let after = costs(&[("main;run;alpha;mix", 50.0), ("main;run;beta;mix", 25.0)]);
-        let path = concentrate(&before, &after, &|_| true).unwrap();
+        let path = concentrate(&before, &after, &|_| true, None).unwrap();
         assert_eq!(path.callers, ["beta", "run", "main"]);
         assert!((path.share - 1.0).abs() < 1e-9);
         assert_eq!(path.describe(), "100% of it under beta ← run ← main");
@@ -338,8 +377,52 @@ mod tests {
             caller_before: None,
             caller_after: None,
             via: Vec::new(),
+            code: None,
         };
         assert_eq!(path.describe(), "100% of it under {async_block#0} ← poll");
+    }
+
+    #[test]
+    fn a_holder_without_source_lines_names_the_code_that_called_it() {
+        // A library without debug info (printf's internals; `mix` is the leaf) under the
+        // program's own `print_number`, which now calls it more.
+        let deep = "main;print;print_number;sprintf;vsprintf;vfprintf;printf_fp;mix";
+        let before = costs(&[(deep, 10.0)]);
+        let after = costs(&[(deep, 30.0), ("main;parse;strtod;mix", 1.0)]);
+        let source = |f: &str| matches!(f, "main" | "print" | "print_number" | "parse");
+        let path = concentrate(&before, &after, &|_| true, Some(&source)).unwrap();
+        assert_eq!(path.callers, ["printf_fp", "vfprintf", "vsprintf"]);
+        assert_eq!(path.code.as_deref(), Some("print_number"));
+        assert!(
+            path.describe().ends_with(", called from print_number"),
+            "{}",
+            path.describe()
+        );
+        // Without line info anywhere, or with the holder's own lines: none.
+        assert_eq!(concentrate(&before, &after, &|_| true, None).unwrap().code, None);
+        let all = |_: &str| true;
+        assert_eq!(
+            concentrate(&before, &after, &|_| true, Some(&all)).unwrap().code,
+            None
+        );
+        // A rise split between two callers with source: neither holds it.
+        let split = costs(&[
+            (
+                "main;print;print_number;sprintf;vsprintf;vfprintf;printf_fp;mix",
+                20.0,
+            ),
+            (
+                "main;print;print_string;sprintf;vsprintf;vfprintf;printf_fp;mix",
+                20.0,
+            ),
+        ]);
+        let source = |f: &str| matches!(f, "main" | "print" | "print_number" | "print_string");
+        assert_eq!(
+            concentrate(&before, &split, &|_| true, Some(&source))
+                .unwrap()
+                .code,
+            None
+        );
     }
 
     #[test]
@@ -357,7 +440,10 @@ mod tests {
             ("c;beta;mix", 13.0),
             ("alpha;mix", 50.0),
         ]);
-        assert_eq!(concentrate(&before, &after, &|_| true).unwrap().callers, ["beta"]);
+        assert_eq!(
+            concentrate(&before, &after, &|_| true, None).unwrap().callers,
+            ["beta"]
+        );
     }
 
     #[test]
@@ -370,7 +456,7 @@ mod tests {
             ("main;serve;index;compare_keys;mix", 11.0),
             ("main;serve;index;compare_values;mix", 9.0),
         ]);
-        let path = concentrate(&before, &after, &|_| true).unwrap();
+        let path = concentrate(&before, &after, &|_| true, None).unwrap();
         assert_eq!(path.callers, ["index", "serve", "main"]);
         assert_eq!(path.via.len(), 2);
         assert_eq!(path.via[0].callers, ["compare_keys"]);
@@ -388,13 +474,13 @@ mod tests {
             ("main;index;d;e;f;mix", 10.0),
         ]);
         assert_eq!(
-            concentrate(&before, &after, &|_| true).unwrap().callers,
+            concentrate(&before, &after, &|_| true, None).unwrap().callers,
             ["index", "main"]
         );
         // `index` is code the change added: the frame named is the one
         // that started calling it, the branches below it the paths.
         let added = |f: &str| !matches!(f, "index" | "a" | "b" | "c" | "d" | "e" | "f");
-        let path = concentrate(&before, &after, &added).unwrap();
+        let path = concentrate(&before, &after, &added, None).unwrap();
         assert_eq!(path.callers, ["main"]);
         assert_eq!(path.via[0].callers, ["c", "b", "a", "index"]);
         assert_eq!(
@@ -409,7 +495,7 @@ mod tests {
         // and the baseline never ran either: the walk stops, not loops.
         let before = costs(&[("main;old;mix", 40.0)]);
         let after = costs(&[("main;old;mix", 40.0), ("main;obj;list;obj;list;obj;mix", 20.0)]);
-        let path = concentrate(&before, &after, &|f| !matches!(f, "obj" | "list")).unwrap();
+        let path = concentrate(&before, &after, &|f| !matches!(f, "obj" | "list"), None).unwrap();
         assert!(
             ["obj", "list", "main"].contains(&path.callers[0].as_str()),
             "{path:?}"
@@ -420,12 +506,12 @@ mod tests {
     fn no_path_for_a_fall_or_a_rise_spread_over_callers() {
         let before = costs(&[("alpha;mix", 10.0), ("beta;mix", 10.0), ("gamma;mix", 10.0)]);
         let spread = costs(&[("alpha;mix", 11.0), ("beta;mix", 11.0), ("gamma;mix", 11.0)]);
-        assert_eq!(concentrate(&before, &spread, &|_| true), None);
-        assert_eq!(concentrate(&spread, &before, &|_| true), None);
+        assert_eq!(concentrate(&before, &spread, &|_| true, None), None);
+        assert_eq!(concentrate(&spread, &before, &|_| true, None), None);
         let root = costs(&[("mix", 5.0)]);
         let more = costs(&[("mix", 9.0)]);
         assert_eq!(
-            concentrate(&root, &more, &|_| true),
+            concentrate(&root, &more, &|_| true, None),
             None,
             "a root frame has no caller"
         );

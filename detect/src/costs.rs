@@ -412,7 +412,8 @@ impl EndpointCosts {
             self.level(self.function(name), Metric::Inclusive, before, measure, settings)
                 .is_some_and(|v| v > 0.0)
         };
-        let mut path = callpath::concentrate(&side(before), &side(after), &existed)?;
+        // Cost tables hold names only: no source lines to walk to.
+        let mut path = callpath::concentrate(&side(before), &side(after), &existed, None)?;
         let caller = self.function(&path.callers[0]);
         path.caller_before = self.level(caller, Metric::Inclusive, before, measure, settings);
         path.caller_after = self.level(caller, Metric::Inclusive, after, measure, settings);

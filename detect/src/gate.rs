@@ -96,6 +96,9 @@ pub struct RunCosts {
     /// Each function's self cost by the callers above it
     /// ([`crate::callpath`]), to say where a rise is.
     pub by_callers: BTreeMap<String, ByCallers>,
+    /// The functions whose frames carry source lines (the program's own
+    /// code, built with debug info; not a library without it).
+    pub with_source: std::collections::BTreeSet<String>,
 }
 
 impl RunCosts {
@@ -134,6 +137,7 @@ impl RunCosts {
                 .iter()
                 .any(|c| c == flameshift_profile::format::callgrind::EXACT_COUNTS),
             by_callers: BTreeMap::new(),
+            with_source: crate::suspects::frame_spans(profile).into_keys().collect(),
         };
         let folded = profile.fold_sorted(&FoldOptions {
             value_index,
@@ -511,7 +515,11 @@ fn call_path(
             .iter()
             .any(|r| r.functions.get(name).is_some_and(|f| f.inclusive_value > 0.0))
     };
-    let mut path = callpath::concentrate(&side(baseline), &side(candidate), &existed)?;
+    // Where the program's own code is, if its profiles say (debug info).
+    let sourced = |name: &str| candidate.iter().any(|r| r.with_source.contains(name));
+    let any_source = candidate.iter().any(|r| !r.with_source.is_empty());
+    let code: Option<&dyn Fn(&str) -> bool> = if any_source { Some(&sourced) } else { None };
+    let mut path = callpath::concentrate(&side(baseline), &side(candidate), &existed, code)?;
     let caller = |runs: &[RunCosts]| {
         let values: Vec<f64> = runs
             .iter()
@@ -862,6 +870,7 @@ mod tests {
                 .collect(),
             exact: true,
             by_callers: BTreeMap::new(),
+            with_source: Default::default(),
         };
         let report = gate(&[exact(100_000.0)], &[exact(102_000.0)], &GateSettings::default()).unwrap();
         assert_eq!(report.regressions.len(), 1);
