@@ -557,8 +557,24 @@ fn serve_names_the_print_number_commit_for_cjsons_regressions() {
         .collect();
     let summary: Vec<String> = regressions
         .iter()
-        .map(|r| format!("{} {} {}", r["function"], r["metric"], r["suspects"][0]["title"]))
+        .map(|r| {
+            format!(
+                "{} {} {:+.1}% [{:+.1}%, {:+.1}%] {:.4} cores at peak; first suspect {}",
+                r["function"],
+                r["metric"],
+                r["relative"]["mean"].as_f64().unwrap_or(f64::NAN) * 100.0,
+                r["relative"]["low"].as_f64().unwrap_or(f64::NAN) * 100.0,
+                r["relative"]["high"].as_f64().unwrap_or(f64::NAN) * 100.0,
+                r["capacity"]["cores_at_peak"].as_f64().unwrap_or(f64::NAN),
+                r["suspects"][0]["title"]
+            )
+        })
         .collect();
+    // Kept for BENCHMARKS.md (a passing run prints nothing).
+    let _ = std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-suspects.txt"),
+        summary.join("\n"),
+    );
     if named.is_empty() {
         let get = |path: &str| {
             flameshift_client::http::get(&format!("{url}{path}"), &[], std::time::Duration::from_secs(30))
