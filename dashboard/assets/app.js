@@ -278,7 +278,7 @@ async function servicePage(service, params) {
       el("td", {}, String(d.requests)),
       el("td", {}, d.requests > 0 ? format(d.weight / d.requests) : "—"),
       el("td", { class: "cores" }, cores(d)),
-      el("td", {}, d.event && d.event.commit ? d.event.commit : ""),
+      el("td", {}, [d.event && d.event.commit ? d.event.commit : "", d.commits ? ` (${d.commits} commit${d.commits === 1 ? "" : "s"})` : ""].join("")),
       el(
         "td",
         {},

@@ -34,6 +34,18 @@ pub type ByCallers = BTreeMap<Vec<String>, f64>;
 /// A frame holds a rise when at least this share of it is under it.
 const HOLDS: f64 = 0.8;
 
+/// A frame whose cost before was under this share of its cost after is
+/// walked through like code the baseline never ran: it is what the change
+/// started calling (a sort the program called once at start-up before,
+/// and on every request after), not where the change is.
+pub const NEW_BELOW: f64 = 0.05;
+
+/// Whether a frame with these costs (inclusive, before and after, in one
+/// basis) ran before in a way that counts: see [`NEW_BELOW`].
+pub fn ran_before(before: f64, after: f64) -> bool {
+    before > 0.0 && before >= NEW_BELOW * after
+}
+
 /// How many callers a stack keeps in the gate, which has whole stacks.
 pub const GATE_DEPTH: usize = 64;
 

@@ -409,8 +409,8 @@ impl EndpointCosts {
             costs
         };
         let existed = |name: &str| {
-            self.level(self.function(name), Metric::Inclusive, before, measure, settings)
-                .is_some_and(|v| v > 0.0)
+            let level = |d: usize| self.level(self.function(name), Metric::Inclusive, d, measure, settings);
+            callpath::ran_before(level(before).unwrap_or(0.0), level(after).unwrap_or(0.0))
         };
         // Cost tables hold names only: no source lines to walk to.
         let mut path = callpath::concentrate(&side(before), &side(after), &existed, None)?;

@@ -510,11 +510,14 @@ fn call_path(
         }
         sum
     };
-    let existed = |name: &str| {
-        baseline
+    let inclusive = |runs: &[RunCosts], name: &str| {
+        let values: Vec<f64> = runs
             .iter()
-            .any(|r| r.functions.get(name).is_some_and(|f| f.inclusive_value > 0.0))
+            .map(|r| r.functions.get(name).map_or(0.0, |f| f.inclusive_value) / basis(r))
+            .collect();
+        mean(&values)
     };
+    let existed = |name: &str| callpath::ran_before(inclusive(baseline, name), inclusive(candidate, name));
     // Where the program's own code is, if its profiles say (debug info).
     let sourced = |name: &str| candidate.iter().any(|r| r.with_source.contains(name));
     let any_source = candidate.iter().any(|r| !r.with_source.is_empty());

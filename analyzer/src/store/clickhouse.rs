@@ -374,6 +374,22 @@ impl ClickHouseStore {
                 message: non_empty(row.message),
             });
         }
+        #[derive(Deserialize)]
+        struct Commits {
+            service: String,
+            deploy: String,
+            commits: u64,
+        }
+        let commits = self.client.rows::<Commits>(&format!(
+            "SELECT service, deploy, uniqExact(key) AS commits FROM facts WHERE kind = 'commit'{} \
+             GROUP BY service, deploy",
+            service.map_or_else(String::new, |s| format!(" AND service = {}", quote(s)))
+        ))?;
+        for row in commits {
+            by.entry((row.service, row.deploy.clone()))
+                .or_insert_with(|| DeploySummary::unseen(&row.deploy))
+                .commits = usize::try_from(row.commits).unwrap_or(usize::MAX);
+        }
         let mut out: BTreeMap<String, Vec<DeploySummary>> = BTreeMap::new();
         for ((service, _), summary) in by {
             out.entry(service).or_default().push(summary);

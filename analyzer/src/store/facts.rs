@@ -55,33 +55,63 @@ impl DeployChanges {
     }
 }
 
-/// The facts a store holds, by deploy, kind and key: what is new.
+/// The facts a store holds, by deploy, kind and key: what is new. Spans
+/// are kept parsed, so that the common case (an upload whose spans the
+/// store holds already) costs one parse a function and no allocation.
 #[derive(Debug, Default)]
 pub struct FactIndex {
-    known: HashMap<(String, FactKind, String), String>,
+    known: HashMap<String, HashMap<FactKind, HashMap<String, Held>>>,
+    count: usize,
+}
+
+/// What the store holds under one key.
+#[derive(Debug, Clone)]
+enum Held {
+    /// A commit (never changes).
+    Commit,
+    /// A function's span so far.
+    Span(SourceSpan),
 }
 
 impl FactIndex {
     /// How many facts it holds.
     pub fn len(&self) -> usize {
-        self.known.len()
+        self.count
     }
 
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
-        self.known.is_empty()
+        self.count == 0
     }
 
-    /// Records a fact the store holds (read back on start).
+    fn held(&self, fact: &DeployFact) -> Option<&Held> {
+        self.known.get(&fact.deploy)?.get(&fact.kind)?.get(&fact.key)
+    }
+
+    /// Records a fact the store holds (read back on start, or written).
     pub fn remember(&mut self, fact: &DeployFact) {
-        let key = (fact.deploy.clone(), fact.kind, fact.key.clone());
-        let value = match (self.known.get(&key), fact.kind) {
-            (Some(known), FactKind::Source) => {
-                widen(known, &fact.value).unwrap_or_else(|| fact.value.clone())
-            }
-            _ => fact.value.clone(),
+        let held = match fact.kind {
+            FactKind::Commit => Held::Commit,
+            FactKind::Source => match serde_json::from_str::<SourceSpan>(&fact.value) {
+                Ok(span) => match self.held(fact) {
+                    Some(Held::Span(known)) => {
+                        Held::Span(known.union(&span).unwrap_or_else(|| known.clone()))
+                    }
+                    _ => Held::Span(span),
+                },
+                Err(_) => return,
+            },
         };
-        self.known.insert(key, value);
+        let previous = self
+            .known
+            .entry(fact.deploy.clone())
+            .or_default()
+            .entry(fact.kind)
+            .or_default()
+            .insert(fact.key.clone(), held);
+        if previous.is_none() {
+            self.count += 1;
+        }
     }
 
     /// The fact to store for `fact`, if it says something new: a commit
@@ -96,27 +126,21 @@ impl FactIndex {
     /// What [`FactIndex::admit`] would store, without recording it (a
     /// store records it with [`FactIndex::remember`] once it is written).
     pub fn fresh(&self, fact: DeployFact) -> Option<DeployFact> {
-        let key = (fact.deploy.clone(), fact.kind, fact.key.clone());
-        let value = match (self.known.get(&key), fact.kind) {
-            (None, _) => fact.value.clone(),
-            (Some(_), FactKind::Commit) => return None,
-            (Some(known), FactKind::Source) => {
-                let widened = widen(known, &fact.value)?;
+        match (self.held(&fact), fact.kind) {
+            (None, _) => Some(fact),
+            (Some(_), FactKind::Commit) | (Some(Held::Commit), FactKind::Source) => None,
+            (Some(Held::Span(known)), FactKind::Source) => {
+                let span: SourceSpan = serde_json::from_str(&fact.value).ok()?;
+                // Another file under the same name: the first one stays.
+                let widened = known.union(&span)?;
                 if &widened == known {
                     return None;
                 }
-                widened
+                let value = serde_json::to_string(&widened).ok()?;
+                Some(DeployFact { value, ..fact })
             }
-        };
-        Some(DeployFact { value, ..fact })
+        }
     }
-}
-
-/// Two spans' JSON as one (the first's file wins when they differ).
-fn widen(known: &str, new: &str) -> Option<String> {
-    let known: SourceSpan = serde_json::from_str(known).ok()?;
-    let new: SourceSpan = serde_json::from_str(new).ok()?;
-    serde_json::to_string(&known.union(&new).unwrap_or(known)).ok()
 }
 
 /// The facts of a profile's spans for `deploy`.

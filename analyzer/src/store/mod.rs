@@ -147,6 +147,7 @@ impl DeploySummary {
             requests: 0,
             units: Vec::new(),
             event: None,
+            commits: 0,
         }
     }
 }
@@ -192,6 +193,14 @@ pub struct DeploySummary {
     pub units: Vec<Unit>,
     /// The deploy event, if one was posted.
     pub event: Option<DeployEvent>,
+    /// The commits its deploy events listed (`flameshift deploy
+    /// --commits`): what its regressions' suspects are drawn from.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub commits: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Counters the embedded store reports for `/metrics`.

@@ -113,6 +113,21 @@ async fn the_commit_that_changed_the_regressed_function_is_its_first_suspect(pla
             "{service}: the same file's other change comes next, no other: {shas:?}"
         );
     }
+    // The deploys say how many commits each event listed.
+    let (status, deploys) = get(&format!("{url}/api/v1/services/early/deploys")).await;
+    assert_eq!(status, 200, "{deploys}");
+    let listed: Vec<(String, u64)> = deploys["deploys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["deploy"].as_str().unwrap().to_owned(),
+                d["commits"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert!(listed.contains(&(deploy.clone(), 4)), "{listed:?}");
     server.stop().await;
 
     // The facts outlive the process (the embedded store reopens its

@@ -37,7 +37,8 @@ use super::{
 };
 use crate::ingest::{self, Accepted, Limits, Upload};
 use crate::model::{
-    walk_stack, Batch, DeployEvent, DeployFact, RequestAgg, RequestKey, SampleKey, StackNode, Weight,
+    walk_stack, Batch, DeployEvent, DeployFact, FactKind, RequestAgg, RequestKey, SampleKey, StackNode,
+    Weight,
 };
 use crate::store::facts::FactIndex;
 use crate::{Error, Result};
@@ -76,11 +77,25 @@ pub(super) struct ServiceState {
     pub(super) stacks: HashMap<u64, (u64, Arc<str>)>,
     pub(super) deploys: Vec<DeployEvent>,
     /// Facts about deploys, and which are held (to store only new ones).
-    pub(super) facts: Vec<DeployFact>,
+    pub(super) facts: HashMap<String, Vec<DeployFact>>,
     pub(super) fact_index: FactIndex,
     /// Every deploy seen, once a query has asked (filled by one scan, then
     /// kept up to date by ingest).
     pub(super) known_deploys: Option<std::collections::HashSet<String>>,
+}
+
+impl ServiceState {
+    /// How many commits each deploy's events listed.
+    pub(super) fn commit_counts(&self) -> Vec<(String, usize)> {
+        self.facts
+            .iter()
+            .map(|(deploy, facts)| {
+                let commits = facts.iter().filter(|f| f.kind == FactKind::Commit).count();
+                (deploy.clone(), commits)
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -159,7 +174,7 @@ impl DiskStore {
                     Table::Facts => {
                         for fact in format::read_facts(&file.path)? {
                             svc.fact_index.remember(&fact);
-                            svc.facts.push(fact);
+                            svc.facts.entry(fact.deploy.clone()).or_default().push(fact);
                         }
                     }
                     Table::Samples | Table::Requests => {}
@@ -489,7 +504,7 @@ impl Store for DiskStore {
         Ok(state
             .services
             .get(service)
-            .map(|svc| svc.facts.iter().filter(|f| f.deploy == deploy).cloned().collect())
+            .and_then(|svc| svc.facts.get(deploy).cloned())
             .unwrap_or_default())
     }
 
@@ -564,7 +579,10 @@ fn apply(state: &mut State, batch: Batch) -> Receipt {
     let mut new_facts = Vec::new();
     for fact in &batch.facts {
         if let Some(fact) = svc.fact_index.admit(fact.clone()) {
-            svc.facts.push(fact.clone());
+            svc.facts
+                .entry(fact.deploy.clone())
+                .or_default()
+                .push(fact.clone());
             new_facts.push(fact);
         }
     }

@@ -278,18 +278,25 @@ impl DiskStore {
                     requests: d.requests,
                     units: d.units.into_iter().collect(),
                     event: None,
+                    commits: 0,
                 };
                 (deploy.to_string(), summary)
             })
             .collect();
-        let events = {
+        let (events, commits) = {
             let state = self.state.read().unwrap_or_else(|e| e.into_inner());
             state
                 .services
                 .get(service)
-                .map(|s| s.deploys.clone())
+                .map(|s| (s.deploys.clone(), s.commit_counts()))
                 .unwrap_or_default()
         };
+        for (deploy, count) in commits {
+            by_deploy
+                .entry(deploy.clone())
+                .or_insert_with(|| DeploySummary::unseen(&deploy))
+                .commits = count;
+        }
         for event in events {
             let d = by_deploy
                 .entry(event.deploy.clone())
