@@ -266,7 +266,10 @@ async function servicePage(service, params) {
   const capacityOf = new Map(((endpoint != null ? (series.endpoints.find((e) => e.endpoint === endpoint) || {}).capacity : series.capacity) || []).map((c) => [c.deploy, c]));
   const cores = (d) => {
     const c = capacityOf.get(d.deploy);
-    return c ? `${c.cores_at_peak.toFixed(c.cores_at_peak >= 10 ? 0 : 2)} at ${c.peak_rps.toFixed(0)} req/s · ${c.core_hours_per_day.toFixed(1)} core-h/day` : "—";
+    if (!c) return "—";
+    // Without request counts there is no rate to show.
+    const rate = c.peak_rps > 0 ? ` at ${c.peak_rps.toFixed(0)} req/s` : "";
+    return `${c.cores_at_peak.toFixed(c.cores_at_peak >= 10 ? 0 : 2)}${rate} · ${c.core_hours_per_day.toFixed(1)} core-h/day`;
   };
   const deployRows = deploys.map((d, k) =>
     el(

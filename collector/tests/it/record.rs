@@ -38,7 +38,9 @@ fn records_complete_stacks_of_a_native_program() {
     let _serial = crate::serial();
     let dir = tempfile::tempdir().unwrap();
     let exe = workload(dir.path());
-    let recording = record(&args(&[exe.to_str().unwrap(), "400"]), &options()).unwrap();
+    // 1.6 s at 499 Hz, ~800 samples: with 0.4 s (~200) `add`'s ~5% was
+    // ten samples, and a fresh-clone CI run of abc8332 read 1%.
+    let recording = record(&args(&[exe.to_str().unwrap(), "1600"]), &options()).unwrap();
     assert!(recording.status.success());
     let p = &recording.profile;
     assert!(p.samples().len() > 100, "{} samples", p.samples().len());
