@@ -93,6 +93,12 @@ mod tests {
         assert!(thread_cpu_ns(current_tid()).is_some());
         done_tx.send(()).unwrap();
         worker.join().unwrap();
+        // `join` returns when the thread's code is done; the kernel task
+        // goes a moment later (a fresh-clone CI run read it once more).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while thread_cpu_ns(tid).is_some() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         assert_eq!(thread_cpu_ns(tid), None);
     }
 
