@@ -143,28 +143,36 @@ pub fn same_file(profile_file: &str, path: &str) -> bool {
 /// its frames name, and their first and last line. What the analyzer
 /// keeps of each upload. Functions without line info are absent.
 pub fn frame_spans(profile: &Profile) -> HashMap<String, SourceSpan> {
-    let mut seen: HashMap<String, HashMap<String, (u64, u32, u32)>> = HashMap::new();
+    let mut seen = FramesSeen::new();
     for id in 0..profile.frames.len() {
-        let frame_id = flameshift_profile::FrameId(id as u32);
-        let frame = profile.frame(frame_id);
-        let file = profile.str(frame.file);
-        if frame.line == 0 || file.is_empty() {
-            continue;
-        }
-        let entry = seen
-            .entry(profile.frame_name(frame_id).into_owned())
-            .or_default()
-            .entry(file.to_owned())
-            .or_insert((0, u32::MAX, 0));
-        entry.0 += 1;
-        entry.1 = entry.1.min(frame.line);
-        entry.2 = entry.2.max(frame.line);
+        count_frame(&mut seen, profile, flameshift_profile::FrameId(id as u32));
     }
     dominant_files(seen)
 }
 
+/// Function → file → (frames, first line, last line).
+type FramesSeen = HashMap<String, HashMap<String, (u64, u32, u32)>>;
+
+/// Counts one frame with a file and a line into `seen`; others are
+/// skipped.
+fn count_frame(seen: &mut FramesSeen, profile: &Profile, frame_id: flameshift_profile::FrameId) {
+    let frame = profile.frame(frame_id);
+    let file = profile.str(frame.file);
+    if frame.line == 0 || file.is_empty() {
+        return;
+    }
+    let entry = seen
+        .entry(profile.frame_name(frame_id).into_owned())
+        .or_default()
+        .entry(file.to_owned())
+        .or_insert((0, u32::MAX, 0));
+    entry.0 += 1;
+    entry.1 = entry.1.min(frame.line);
+    entry.2 = entry.2.max(frame.line);
+}
+
 /// Each function's span in its most named file (ties: the first path).
-fn dominant_files(seen: HashMap<String, HashMap<String, (u64, u32, u32)>>) -> HashMap<String, SourceSpan> {
+fn dominant_files(seen: FramesSeen) -> HashMap<String, SourceSpan> {
     seen.into_iter()
         .filter_map(|(function, files)| {
             let (file, (_, first, last)) = files
@@ -190,28 +198,11 @@ impl SourceSpan {
 /// frames name, and the first and last line of those frames. Functions
 /// without line info are absent.
 pub fn spans<'a>(profiles: impl IntoIterator<Item = &'a Profile>) -> HashMap<String, SourceSpan> {
-    // function → file → (frames, first, last)
-    let mut seen: HashMap<String, HashMap<String, (u64, u32, u32)>> = HashMap::new();
+    let mut seen = FramesSeen::new();
     for profile in profiles {
         for sample in profile.samples() {
             for &frame_id in profile.stack(sample.stack) {
-                let frame = profile.frame(frame_id);
-                if frame.line == 0 {
-                    continue;
-                }
-                let file = profile.str(frame.file);
-                if file.is_empty() {
-                    continue;
-                }
-                let name = profile.frame_name(frame_id).into_owned();
-                let entry = seen
-                    .entry(name)
-                    .or_default()
-                    .entry(file.to_owned())
-                    .or_insert((0, u32::MAX, 0));
-                entry.0 += 1;
-                entry.1 = entry.1.min(frame.line);
-                entry.2 = entry.2.max(frame.line);
+                count_frame(&mut seen, profile, frame_id);
             }
         }
     }
