@@ -243,12 +243,24 @@ fn sample(
     let mut traces = Vec::new();
     let own_tid = crate::cpu::current_tid();
     let mut ticks = 0u64;
+    // Ticks fall due at deadlines a drawn period apart, not a drawn
+    // period after the last tick's work: a sleep wakes late (the timer's
+    // slack, a busy core), and sleeping from the end of each tick made
+    // 999 Hz about 690 ticks a second here. A tick that falls due while
+    // the last one still ran starts at once; deadlines more than a
+    // period behind are given up (no burst to catch up after a stall).
+    let mut due = Instant::now();
     while !shared.stop.load(Ordering::Acquire) {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
         let jitter = 0.5 + (rng >> 11) as f64 / (1u64 << 53) as f64;
-        std::thread::sleep(period.mul_f64(jitter));
+        due += period.mul_f64(jitter);
+        let now = Instant::now();
+        if due + period < now {
+            due = now;
+        }
+        std::thread::sleep(due.saturating_duration_since(now));
         // Each known thread's CPU time just before its stack is read: a
         // thread whose CPU time moves while its stack is read is running
         // there (a thread waiting for a core, or blocked, is not).
