@@ -24,6 +24,7 @@
 mod bindings;
 pub mod cpu;
 pub mod endpoints;
+pub mod pthread;
 pub mod reader;
 pub mod runtime;
 pub mod stacks;

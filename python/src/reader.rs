@@ -11,6 +11,8 @@ use rustc_hash::FxHashMap;
 use flameshift_collector::cpython::naming::{frame_name, short_file};
 use flameshift_collector::cpython::{Thread, Walker};
 
+use crate::pthread::PthreadTids;
+
 /// A Python frame: its name ([`frame_name`]), file, line.
 pub type FrameKey = (String, String, i32);
 
@@ -48,7 +50,13 @@ pub enum Reader {
         threads: Vec<Thread>,
     },
     /// py-spy, used as a library.
-    PySpy(Box<PythonSpy>),
+    PySpy {
+        /// It.
+        spy: Box<PythonSpy>,
+        /// A thread's kernel id from its `pthread_t`, for versions whose
+        /// thread states keep no other (3.9, 3.10).
+        pthread_tids: Option<PthreadTids>,
+    },
 }
 
 /// py-spy, reading this process.
@@ -82,7 +90,7 @@ impl Reader {
     pub fn name(&self) -> &'static str {
         match self {
             Reader::Own { .. } => "flameshift",
-            Reader::PySpy(_) => "py-spy",
+            Reader::PySpy { .. } => "py-spy",
         }
     }
 
@@ -122,11 +130,15 @@ impl Reader {
                     out.push((thread.tid, read.is_ok().then_some(stack)));
                 }
             }
-            Reader::PySpy(spy) => {
+            Reader::PySpy { spy, pthread_tids } => {
                 let traces = spy.get_stack_traces().map_err(|_| ReadFailed)?;
                 let mut frames = frames.lock().unwrap_or_else(|e| e.into_inner());
                 for trace in traces {
-                    let Some(tid) = trace.os_thread_id.and_then(|t| i32::try_from(t).ok()) else {
+                    let tid = match trace.os_thread_id {
+                        Some(tid) => i32::try_from(tid).ok(),
+                        None => pthread_tids.and_then(|p| p.tid(trace.thread_id)),
+                    };
+                    let Some(tid) = tid else {
                         continue;
                     };
                     let stack = trace

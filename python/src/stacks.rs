@@ -35,6 +35,7 @@ use rustc_hash::FxHashMap;
 
 use crate::cpu::thread_cpu_ns;
 use crate::endpoints::{Endpoints, Serving};
+use crate::pthread::PthreadTids;
 use crate::reader::{py_spy_reader, FrameIds, Reader};
 use flameshift_collector::cpython::{Interpreter, Memory, Walker};
 
@@ -185,7 +186,10 @@ impl PythonSource {
                 walker: Box::new(walker),
                 threads: Vec::new(),
             },
-            None => Reader::PySpy(Box::new(py_spy_reader()?)),
+            None => Reader::PySpy {
+                spy: Box::new(py_spy_reader()?),
+                pthread_tids: PthreadTids::find(),
+            },
         };
         let reader_name = reader.name();
         let shared = Arc::new(Shared::default());

@@ -72,13 +72,6 @@ def start(service=None, deploy=None, analyzer=None, token=None, ca_cert=None,
     process holds at exit is shipped.
     """
     global _hooks_installed
-    if sys.version_info < (3, 11) and frequency != 0:
-        # Below 3.11 a Python thread's OS thread id is not in the
-        # interpreter's memory, so a sample cannot be weighed by its
-        # thread's CPU time (docs/python.md, "Versions").
-        warn_once("version", "flameshift: Python stacks need CPython 3.11 or later (this is %d.%d); "
-                  "requests are still counted and costed", *sys.version_info[:2])
-        frequency = 0
     try:
         unit, no_stacks, reader = _native.start(
             service, deploy, analyzer, token,
