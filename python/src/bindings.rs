@@ -182,29 +182,63 @@ fn requests() -> Vec<(String, u64, u64)> {
     crate::runtime::requests()
 }
 
-/// A request's step starts: the thread serves `endpoint`; the counter.
-#[pyfunction]
-fn begin(endpoint: &str) -> u64 {
-    crate::runtime::begin(endpoint)
-}
+/// One request's accounting ([`crate::request::Request`]), as the
+/// middleware sees it.
+#[pyclass(name = "Request", module = "flameshift._native")]
+struct PyRequest(crate::request::Request);
 
-/// A request's step that began at `started` ends: its cost; with
-/// `record`, the request (`cost_before` plus this step) is recorded.
-#[pyfunction]
-fn end(endpoint: &str, started: u64, cost_before: u64, record: bool) -> u64 {
-    crate::runtime::end(endpoint, started, cost_before, record)
-}
+#[pymethods]
+impl PyRequest {
+    #[new]
+    #[pyo3(signature = (method=None))]
+    fn new(method: Option<&str>) -> Self {
+        PyRequest(crate::request::Request::new(method))
+    }
 
-/// The calling thread now serves `endpoint`.
-#[pyfunction]
-fn enter(endpoint: &str) {
-    crate::runtime::enter(endpoint);
-}
+    /// The method (`GET` when the server gave none).
+    #[getter]
+    fn method(&self) -> &str {
+        self.0.method()
+    }
 
-/// One finished request of `endpoint` that cost `cost`.
-#[pyfunction]
-fn record(endpoint: &str, cost: u64) {
-    crate::runtime::record(endpoint, cost);
+    /// The route template, once known.
+    #[getter]
+    fn route(&self) -> Option<&str> {
+        self.0.route()
+    }
+
+    /// `"{METHOD} {route}"`, or `(unmatched)`.
+    #[getter]
+    fn endpoint(&self) -> &str {
+        self.0.endpoint()
+    }
+
+    /// What its steps cost so far.
+    #[getter]
+    fn cost(&self) -> u64 {
+        self.0.cost()
+    }
+
+    /// The framework matched `route`: samples from now on carry it.
+    #[pyo3(signature = (route))]
+    fn routed(&mut self, route: Option<&str>) {
+        self.0.routed(route);
+    }
+
+    /// A step starts on the calling thread.
+    fn begin(&mut self) {
+        self.0.begin();
+    }
+
+    /// The running step ends.
+    fn end(&mut self) {
+        self.0.end();
+    }
+
+    /// The running step ends and the request is recorded, once.
+    fn finish(&mut self) {
+        self.0.finish();
+    }
 }
 
 /// `os.register_at_fork(before=...)`.
@@ -236,10 +270,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stack_reader, m)?)?;
     m.add_function(wrap_pyfunction!(stack_reads, m)?)?;
     m.add_function(wrap_pyfunction!(requests, m)?)?;
-    m.add_function(wrap_pyfunction!(begin, m)?)?;
-    m.add_function(wrap_pyfunction!(end, m)?)?;
-    m.add_function(wrap_pyfunction!(enter, m)?)?;
-    m.add_function(wrap_pyfunction!(record, m)?)?;
+    m.add_class::<PyRequest>()?;
     m.add_function(wrap_pyfunction!(before_fork, m)?)?;
     m.add_function(wrap_pyfunction!(after_fork_in_parent, m)?)?;
     m.add_function(wrap_pyfunction!(after_fork_in_child, m)?)?;

@@ -26,5 +26,6 @@ pub mod cpu;
 pub mod endpoints;
 pub mod pthread;
 pub mod reader;
+pub mod request;
 pub mod runtime;
 pub mod stacks;

@@ -32,6 +32,8 @@ def _route_of(endpoint, environ):
 class Middleware:
     """Wraps a WSGI application."""
 
+    __slots__ = ("app", "endpoint")
+
     def __init__(self, app, endpoint=None):
         self.app = app
         self.endpoint = endpoint
@@ -40,7 +42,8 @@ class Middleware:
         try:
             request = Request(environ.get("REQUEST_METHOD"))
             environ[ENVIRON_KEY] = request
-            request.routed(_route_of(self.endpoint, environ))
+            if self.endpoint is not None:
+                request.routed(_route_of(self.endpoint, environ))
             request.begin()
         except Exception as error:
             warn_once("wsgi", "flameshift: request not metered: %r", error)
@@ -55,7 +58,7 @@ class Middleware:
 
 def _finish(request, endpoint, environ):
     try:
-        if request.route is None:
+        if request.route is None and endpoint is not None:
             request.routed(_route_of(endpoint, environ))
         request.finish()
     except Exception as error:

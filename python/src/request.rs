@@ -1,0 +1,145 @@
+//! One request's accounting, shared by every middleware (WSGI, Flask,
+//! Django, ASGI): its endpoint, its own cost (the thread's counter read
+//! around it, or around each step of it under ASGI) and the label the
+//! sampler reads while it runs.
+//!
+//! It is the Python class `flameshift._native.Request` (in
+//! `bindings`); its logic is here, in plain Rust, so that the request a
+//! service pays for is a few calls into Rust rather than a few Python
+//! frames each: 3.5 µs of Python glue a request went to about 1 µs
+//! (BENCHMARKS.md, "What a request pays").
+
+use crate::runtime;
+
+/// The endpoint of requests no route matched.
+pub const UNMATCHED: &str = "(unmatched)";
+
+/// A request being served. Its endpoint is `"{METHOD} {route}"`, the
+/// route being the framework's template (`/users/<int:uid>`), or
+/// [`UNMATCHED`] while no route is known.
+#[derive(Debug)]
+pub struct Request {
+    method: String,
+    route: Option<String>,
+    endpoint: String,
+    cost: u64,
+    /// The counter when the running step began.
+    started: Option<u64>,
+    done: bool,
+}
+
+impl Request {
+    /// A request of `method` (`GET` when the server gives none).
+    pub fn new(method: Option<&str>) -> Request {
+        Request {
+            method: method.filter(|m| !m.is_empty()).unwrap_or("GET").to_owned(),
+            route: None,
+            endpoint: UNMATCHED.to_owned(),
+            cost: 0,
+            started: None,
+            done: false,
+        }
+    }
+
+    /// The method.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The route template, once known.
+    pub fn route(&self) -> Option<&str> {
+        self.route.as_deref()
+    }
+
+    /// `"{METHOD} {route}"`, or [`UNMATCHED`].
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// What the request's steps cost so far.
+    pub fn cost(&self) -> u64 {
+        self.cost
+    }
+
+    /// The framework matched `route`: samples from now on carry it (an
+    /// empty or unchanged route changes nothing).
+    pub fn routed(&mut self, route: Option<&str>) {
+        let Some(route) = route.filter(|r| !r.is_empty()) else {
+            return;
+        };
+        if self.route.as_deref() == Some(route) {
+            return;
+        }
+        self.endpoint = format!("{} {route}", self.method);
+        self.route = Some(route.to_owned());
+        if self.started.is_some() {
+            runtime::enter(&self.endpoint);
+        }
+    }
+
+    /// A step starts on the calling thread.
+    pub fn begin(&mut self) {
+        self.started = Some(runtime::begin(&self.endpoint));
+    }
+
+    /// The running step ends on the calling thread.
+    pub fn end(&mut self) {
+        if let Some(started) = self.started.take() {
+            self.cost += runtime::end(&self.endpoint, started, 0, false);
+        }
+    }
+
+    /// The running step ends and the request is recorded, once (a
+    /// second call only ends a step).
+    pub fn finish(&mut self) {
+        if self.done {
+            self.end();
+            return;
+        }
+        self.done = true;
+        match self.started.take() {
+            None => runtime::record(&self.endpoint, self.cost),
+            Some(started) => self.cost += runtime::end(&self.endpoint, started, self.cost, true),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_endpoint_is_the_method_and_the_route_once_one_is_known() {
+        let mut request = Request::new(Some("POST"));
+        assert_eq!(request.endpoint(), UNMATCHED);
+        request.routed(None);
+        request.routed(Some(""));
+        assert_eq!(request.endpoint(), UNMATCHED);
+        request.routed(Some("/orders/<int:id>"));
+        assert_eq!(request.endpoint(), "POST /orders/<int:id>");
+        assert_eq!(request.route(), Some("/orders/<int:id>"));
+        assert_eq!(Request::new(None).method(), "GET");
+        assert_eq!(Request::new(Some("")).method(), "GET");
+    }
+
+    #[test]
+    fn steps_add_up_and_a_request_is_finished_once() {
+        let mut request = Request::new(Some("GET"));
+        request.begin();
+        let mut x = 1u64;
+        for i in 0..200_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+        }
+        request.end();
+        let first = request.cost();
+        assert!(first > 0, "a step that burned CPU cost nothing");
+        request.end();
+        assert_eq!(request.cost(), first, "an end without a begin adds nothing");
+        request.begin();
+        request.finish();
+        let finished = request.cost();
+        assert!(finished >= first);
+        request.finish();
+        assert_eq!(request.cost(), finished, "a second finish records nothing more");
+    }
+}
