@@ -11,17 +11,24 @@ the endpoint's cost unchanged). Expected: the regression named with its
 function, file, endpoint and deploy, its interval covering +15%; the
 refactor not flagged; the requests the analyzer counted equal to those
 wrk completed (within 1%). With --check, miscounted requests or a demo
-that did not run fail; detection's verdicts fail too only with
---strict-interval: on a shared 2-core machine the exact CPU per request
-of unchanged code moves more than the injected rise (BENCHMARKS.md,
-"Detection on the Python demo").
+that did not run fail; detection's verdicts fail too with
+--strict-interval.
+
+Unchanged functions are the run's control: on a shared 2-core machine a
+deploy's processes sometimes run slow throughout (every function of v2,
+changed or not, +35 to +45% in one run of three on 2026-12-07), which no
+detector can tell from a regression. When the median of the unchanged
+functions' cost per request moves by more than 8% from v1 to v2, the run
+is said to be disturbed and detection's verdicts are not judged (exit 3
+with --check): scripts/test.sh runs the demo again.
 
     pip install ./python && pip install -r scripts/requirements-python.txt
     cargo build --release
     python3 scripts/python-demo.py [--seconds 40] [--turn 5] [--frequency 999] [--check]
 
 Prints what it found; with --check exits 1 when an expectation failed
-(2 when the demo itself did not run). Needs wrk and gunicorn.
+(2 when the demo itself did not run, 3 when the machine disturbed it).
+Needs wrk and gunicorn.
 """
 
 import argparse
@@ -33,13 +40,20 @@ import socket
 import subprocess
 import sys
 import tempfile
+import statistics
 import time
+import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = os.path.join(ROOT, "fixtures", "python-demo")
 SERVICE = "pyshop"
 RISE = 0.15
+#: Functions v2 leaves as they are, on their endpoints: the run's control.
+UNCHANGED = [("load_feed", "GET /feed"), ("render_feed", "GET /feed"), ("price_order", "POST /orders"),
+             ("lookup_user", "GET /users/<int:uid>")]
+#: How far the control may move before the run is not judged.
+DISTURBED = 0.08
 
 
 def free_port():
@@ -152,10 +166,37 @@ def frame(name):
     return (found.group(1), found.group(2)) if found else (name, None)
 
 
+def drift(analyzer):
+    """The median change of the unchanged functions' self cost per
+    request from v1 to v2 (`None` when none was sampled in both)."""
+    ratios = []
+    for function, endpoint in UNCHANGED:
+        per_request = {}
+        for deploy in ("v1", "v2"):
+            query = urllib.parse.urlencode({"service": SERVICE, "deploy": deploy, "endpoint": endpoint,
+                                            "limit": 1000})
+            listing = api(f"{analyzer}/api/v1/functions?{query}")
+            per_request[deploy] = next((f.get("self_per_request") for f in listing.get("functions", [])
+                                        if frame(f["name"])[0] == function), None)
+        if per_request["v1"] and per_request["v2"]:
+            ratios.append(per_request["v2"] / per_request["v1"])
+    return statistics.median(ratios) - 1 if ratios else None
+
+
 def check(analyzer, completed, strict_interval=False):
-    """The expectations; a list of failures (empty: all held)."""
+    """The expectations: a list of failures (empty: all held), and
+    whether the machine disturbed the run (its verdicts not judged)."""
     failures = []
     api(f"{analyzer}/api/v1/detect", method="POST")
+    moved = drift(analyzer)
+    disturbed = moved is not None and abs(moved) > DISTURBED
+    if moved is not None:
+        print(f"unchanged functions, v1 to v2: {moved:+.1%} (median cost per request)")
+    if disturbed:
+        print(f"python-demo: the machine disturbed this run: unchanged functions moved {moved:+.1%} "
+              f"from v1 to v2 (more than {DISTURBED:.0%}); detection's verdicts are not judged",
+              file=sys.stderr)
+        strict_interval = False
     listing = api(f"{analyzer}/api/v1/regressions?service={SERVICE}")
     regressions = listing.get("regressions", [])
     for r in regressions:
@@ -179,9 +220,8 @@ def check(analyzer, completed, strict_interval=False):
         if file != "app.py":
             failures.append(f"the regression names file {file!r}, not app.py")
         if not rel.get("low", 1) <= RISE <= rel.get("high", 0):
-            # The sampled estimate runs low (+10 to +16% for +15%:
-            # BENCHMARKS.md, "Detection on the Python demo"): said, and a
-            # failure only with --strict-interval until the sampler is fixed.
+            # Said, and a failure with --strict-interval (BENCHMARKS.md,
+            # "Detection on the Python demo").
             message = f"its interval [{rel.get('low'):+.1%}, {rel.get('high'):+.1%}] misses +15%"
             if strict_interval:
                 failures.append(message)
@@ -210,7 +250,7 @@ def check(analyzer, completed, strict_interval=False):
         print(f"[{d['deploy']}] requests counted {d['requests']}, wrk completed {wrk} ({off:.2%} apart)")
         if off > 0.01:
             failures.append(f"{d['deploy']}: {d['requests']} requests counted, wrk completed {wrk}")
-    return failures
+    return failures, disturbed
 
 
 def main():
@@ -235,15 +275,19 @@ def main():
         except (RuntimeError, subprocess.SubprocessError, OSError, AttributeError) as error:
             print(f"python-demo: the demo did not run: {error}", file=sys.stderr)
             return 2
-        failures = check(analyzer, completed, args.strict_interval)
+        failures, disturbed = check(analyzer, completed, args.strict_interval)
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=60)
     for failure in failures:
         print(f"python-demo: {failure}", file=sys.stderr)
-    if not failures:
-        print("python-demo: ok")
-    return 1 if failures and args.check else 0
+    if failures:
+        return 1 if args.check else 0
+    if disturbed and args.check and args.strict_interval:
+        print("python-demo: counts ok; detection not judged (a disturbed run)")
+        return 3
+    print("python-demo: ok")
+    return 0
 
 
 if __name__ == "__main__":

@@ -80,10 +80,10 @@ for version in 3.9 3.10 3.12 3.13; do
   "$interpreter" -m pip install -q --force-reinstall --no-deps target/wheels/flameshift-*.whl
   (cd python/tests && FLAMESHIFT_BIN="$OLDPWD/target/debug/flameshift" "$interpreter" -m unittest -v test_agent.Smoke)
 done
-echo "== the Python demo end to end (gunicorn --preload, 2 workers a deploy, wrk in turns): every request counted; detection's verdicts said (they fail only with --strict-interval)"
-python3 scripts/python-demo.py --check || {
-  echo "python-demo: wrong once; running it again (a shared 2-core machine)" >&2
-  python3 scripts/python-demo.py --check
+echo "== the Python demo end to end (gunicorn --preload, 2 workers a deploy, wrk in turns): every request counted, the regression named with an interval covering +15%, the refactor not flagged"
+python3 scripts/python-demo.py --check --strict-interval || {
+  echo "python-demo: wrong or disturbed once; running it again (a shared 2-core machine)" >&2
+  python3 scripts/python-demo.py --check --strict-interval
 }
 echo "== record and attach see Python (CPython 3.11-3.13): shares within 5 points of py-spy record, C calls under their Python callers"
 python3 scripts/check-python-frames.py --flameshift target/release/flameshift --seconds 4 || {
