@@ -186,10 +186,20 @@ impl PythonSource {
                 walker: Box::new(walker),
                 threads: Vec::new(),
             },
-            None => Reader::PySpy {
-                spy: Box::new(py_spy_reader()?),
-                pthread_tids: PthreadTids::find(),
-            },
+            None => {
+                let pthread_tids = PthreadTids::find();
+                if pthread_tids.is_none() {
+                    tracing::warn!(
+                        "this C library's thread descriptors do not show where they keep their \
+                         thread ids: threads whose interpreter keeps no id of its own (CPython \
+                         3.9 and 3.10) are not sampled"
+                    );
+                }
+                Reader::PySpy {
+                    spy: Box::new(py_spy_reader()?),
+                    pthread_tids,
+                }
+            }
         };
         let reader_name = reader.name();
         let shared = Arc::new(Shared::default());
