@@ -14,13 +14,16 @@ wrk completed (within 1%). With --check, miscounted requests or a demo
 that did not run fail; detection's verdicts fail too with
 --strict-interval.
 
-Unchanged functions are the run's control: on a shared 2-core machine a
+Unchanged functions are the run's control: the median change of their
+cost per request from v1 to v2 is what the machine did to every
+function of v2. The interval must cover +15%, or the rise the machine
+delivered, (1 + 15%) × (1 + that change) − 1 (a run whose control moved
++3.1% read +18.0% [+16.6%, +19.2%]). And on a shared 2-core machine a
 deploy's processes sometimes run slow throughout (every function of v2,
-changed or not, +35 to +45% in one run of three on 2026-12-07), which no
-detector can tell from a regression. When the median of the unchanged
-functions' cost per request moves by more than 8% from v1 to v2, the run
-is said to be disturbed and detection's verdicts are not judged (exit 3
-with --check): scripts/test.sh runs the demo again.
+changed or not, +35 to +45% in one run of three on 2026-12-07): when
+the control moves by more than 8%, the run is said to be disturbed and
+detection's verdicts are not judged (exit 3 with --check):
+scripts/test.sh runs the demo again.
 
     pip install ./python && pip install -r scripts/requirements-python.txt
     cargo build --release
@@ -219,17 +222,25 @@ def check(analyzer, completed, strict_interval=False):
         rel = r.get("relative") or {}
         if file != "app.py":
             failures.append(f"the regression names file {file!r}, not app.py")
-        if not rel.get("low", 1) <= RISE <= rel.get("high", 0):
+        # The rise the machine delivered: the code's +15% times what the
+        # machine did to every function of v2 (the control). A run whose
+        # unchanged code moved +3% read +18.0% [+16.6%, +19.2%], right
+        # for what ran, though it misses +15%.
+        delivered = RISE if moved is None else (1 + RISE) * (1 + moved) - 1
+        covered = [t for t in (RISE, delivered) if rel.get("low", 1) <= t <= rel.get("high", 0)]
+        if not covered:
             # Said, and a failure with --strict-interval (BENCHMARKS.md,
             # "Detection on the Python demo").
-            message = f"its interval [{rel.get('low'):+.1%}, {rel.get('high'):+.1%}] misses +15%"
+            message = (f"its interval [{rel.get('low'):+.1%}, {rel.get('high'):+.1%}] misses +15% "
+                       f"and the {delivered:+.1%} the machine delivered")
             if strict_interval:
                 failures.append(message)
             else:
                 print(f"python-demo: warning: {message}", file=sys.stderr)
         else:
+            what = "+15%" if RISE in covered else f"{delivered:+.1%} (+15% with the control's {moved:+.1%})"
             print(f"regression found: {name} ({file}) on GET /feed in deploy v2 (vs v1), "
-                  f"{rel['mean']:+.1%} [{rel['low']:+.1%}, {rel['high']:+.1%}]: covers +15%")
+                  f"{rel['mean']:+.1%} [{rel['low']:+.1%}, {rel['high']:+.1%}]: covers {what}")
     refactor = [r for r in regressions
                 if frame(r.get("cause") or r.get("function"))[0] in ("parse_order", "validate_order")]
     if refactor:
