@@ -18,7 +18,9 @@ Unchanged functions are the run's control: the median change of their
 cost per request from v1 to v2 is what the machine did to every
 function of v2. The interval must cover +15%, or the rise the machine
 delivered, (1 + 15%) × (1 + that change) − 1 (a run whose control moved
-+3.1% read +18.0% [+16.6%, +19.2%]). And on a shared 2-core machine a
++3.1% read +18.0% [+16.6%, +19.2%]), widened by how far the farthest
+unchanged function lies from their median (at most 5 points: single
+functions move by a few points around it). And on a shared 2-core machine a
 deploy's processes sometimes run slow throughout (every function of v2,
 changed or not, +35 to +45% in one run of three on 2026-12-07): when
 the control moves by more than 8%, the run is said to be disturbed and
@@ -57,6 +59,8 @@ UNCHANGED = [("load_feed", "GET /feed"), ("render_feed", "GET /feed"), ("price_o
              ("lookup_user", "GET /users/<int:uid>")]
 #: How far the control may move before the run is not judged.
 DISTURBED = 0.08
+#: The most the interval is widened by the control's spread.
+SLACK = 0.05
 
 
 def free_port():
@@ -171,7 +175,8 @@ def frame(name):
 
 def drift(analyzer):
     """The median change of the unchanged functions' self cost per
-    request from v1 to v2 (`None` when none was sampled in both)."""
+    request from v1 to v2, and how far the farthest of them lies from it
+    (`(None, 0)` when none was sampled in both)."""
     ratios = []
     for function, endpoint in UNCHANGED:
         per_request = {}
@@ -183,7 +188,10 @@ def drift(analyzer):
                                         if frame(f["name"])[0] == function), None)
         if per_request["v1"] and per_request["v2"]:
             ratios.append(per_request["v2"] / per_request["v1"])
-    return statistics.median(ratios) - 1 if ratios else None
+    if not ratios:
+        return None, 0.0
+    median = statistics.median(ratios)
+    return median - 1, max(abs(r - median) for r in ratios)
 
 
 def check(analyzer, completed, strict_interval=False):
@@ -191,10 +199,11 @@ def check(analyzer, completed, strict_interval=False):
     whether the machine disturbed the run (its verdicts not judged)."""
     failures = []
     api(f"{analyzer}/api/v1/detect", method="POST")
-    moved = drift(analyzer)
+    moved, spread = drift(analyzer)
     disturbed = moved is not None and abs(moved) > DISTURBED
     if moved is not None:
-        print(f"unchanged functions, v1 to v2: {moved:+.1%} (median cost per request)")
+        print(f"unchanged functions, v1 to v2: {moved:+.1%} (median cost per request; "
+              f"the farthest {spread:.1%} from it)")
     if disturbed:
         print(f"python-demo: the machine disturbed this run: unchanged functions moved {moved:+.1%} "
               f"from v1 to v2 (more than {DISTURBED:.0%}); detection's verdicts are not judged",
@@ -227,18 +236,26 @@ def check(analyzer, completed, strict_interval=False):
         # unchanged code moved +3% read +18.0% [+16.6%, +19.2%], right
         # for what ran, though it misses +15%.
         delivered = RISE if moved is None else (1 + RISE) * (1 + moved) - 1
-        covered = [t for t in (RISE, delivered) if rel.get("low", 1) <= t <= rel.get("high", 0)]
+        # One function moves around the control's median by a few points
+        # too (−6.1 to +0.1% around −2.3% in a CI run of a215425, where
+        # `score_items` read +10.9%): the interval is widened by the
+        # farthest unchanged function's distance, at most SLACK.
+        slack = min(spread, SLACK)
+        low, high = rel.get("low", 1) - slack, rel.get("high", 0) + slack
+        covered = [t for t in (RISE, delivered) if low <= t <= high]
         if not covered:
             # Said, and a failure with --strict-interval (BENCHMARKS.md,
             # "Detection on the Python demo").
-            message = (f"its interval [{rel.get('low'):+.1%}, {rel.get('high'):+.1%}] misses +15% "
-                       f"and the {delivered:+.1%} the machine delivered")
+            message = (f"its interval [{rel.get('low'):+.1%}, {rel.get('high'):+.1%}], ±{slack:.1%} for the "
+                       f"control's spread, misses +15% and the {delivered:+.1%} the machine delivered")
             if strict_interval:
                 failures.append(message)
             else:
                 print(f"python-demo: warning: {message}", file=sys.stderr)
         else:
             what = "+15%" if RISE in covered else f"{delivered:+.1%} (+15% with the control's {moved:+.1%})"
+            if not rel.get("low", 1) <= covered[0] <= rel.get("high", 0):
+                what += f", within the control's spread of ±{slack:.1%}"
             print(f"regression found: {name} ({file}) on GET /feed in deploy v2 (vs v1), "
                   f"{rel['mean']:+.1%} [{rel['low']:+.1%}, {rel['high']:+.1%}]: covers {what}")
     refactor = [r for r in regressions
