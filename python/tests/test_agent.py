@@ -113,9 +113,9 @@ class Agent(unittest.TestCase):
 
     def test_two_functions_whose_cpu_stands_2_to_1_come_out_near_2_to_1(self):
         # Unbiased (docs/python.md, "Accuracy"), so what spreads the ratio
-        # is the count of samples: 20 s at 999 Hz hold ~13,000 here, whose
-        # binomial spread is 1.8% (one standard deviation) on a 2:1 ratio,
-        # so 5% is 2.8 of them.
+        # is the count of samples: 20 s at 999 Hz hold ~16,000 here, whose
+        # binomial spread is 1.7% (one standard deviation) on a 2:1 ratio,
+        # so 5% is 2.9 of them.
         scenario("attribution", self.serve.url, 20)
         values, listing = function_shares(self.serve, "ratio")
         ratio = values["a"] / values["b"]
