@@ -271,6 +271,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stack_reads, m)?)?;
     m.add_function(wrap_pyfunction!(requests, m)?)?;
     m.add_class::<PyRequest>()?;
+    m.add("UNMATCHED", crate::request::UNMATCHED)?;
     m.add_function(wrap_pyfunction!(before_fork, m)?)?;
     m.add_function(wrap_pyfunction!(after_fork_in_parent, m)?)?;
     m.add_function(wrap_pyfunction!(after_fork_in_child, m)?)?;

@@ -4,10 +4,10 @@
 //! sampler reads while it runs.
 //!
 //! It is the Python class `flameshift._native.Request` (in
-//! `bindings`); its logic is here, in plain Rust, so that the request a
-//! service pays for is a few calls into Rust rather than a few Python
-//! frames each: 3.5 µs of Python glue a request went to about 1 µs
-//! (BENCHMARKS.md, "What a request pays").
+//! `bindings`); its logic is here, in plain Rust, so that a request
+//! pays a few calls into Rust rather than a few Python frames each
+//! (with the Flask change of the same commit, 11 µs a Flask request went
+//! to 7 µs: BENCHMARKS.md, "What a request pays").
 
 use crate::runtime;
 

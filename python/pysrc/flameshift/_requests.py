@@ -11,9 +11,6 @@ few calls into it rather than a few Python frames each.
     request.finish()                     # the last step ends; recorded once
 """
 
-from ._native import Request
-
-#: The endpoint of requests no route matched.
-UNMATCHED = "(unmatched)"
+from ._native import UNMATCHED, Request  # UNMATCHED: the endpoint of requests no route matched
 
 __all__ = ["Request", "UNMATCHED"]
