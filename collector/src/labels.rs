@@ -155,6 +155,13 @@ pub(crate) fn current_for_signal() -> u32 {
     CURRENT.try_with(Cell::get).unwrap_or(0)
 }
 
+/// Makes `id` current on this thread and returns what was (for callers
+/// that restore it themselves, across calls a guard cannot span: the
+/// Python agent's requests).
+pub fn replace_current(id: LabelSetId) -> LabelSetId {
+    LabelSetId(CURRENT.with(|c| c.replace(id.0)))
+}
+
 /// Makes `id` current until the guard is dropped, then restores the
 /// previous set (also when unwinding from a panic).
 pub fn enter(id: LabelSetId) -> Entered {

@@ -32,10 +32,16 @@ fn start(
         upload_interval,
         import_paths,
         interpreter: None,
+        this_thread_state: None,
     };
     let own = own_stack_reader(py);
+    let this_thread_state = match &own {
+        Ok(interpreter) => own_thread_reader(py, interpreter),
+        Err(_) => Err(NotOwn::NotWanted(String::new())),
+    };
     let settings = crate::runtime::Settings {
         interpreter: own.as_ref().ok().copied(),
+        this_thread_state: this_thread_state.as_ref().ok().copied(),
         ..settings
     };
     let started = py.detach(|| crate::runtime::start(settings));
@@ -50,6 +56,11 @@ fn start(
             tracing::info!("Python stacks read through py-spy: {why}");
         }
         _ => {}
+    }
+    if let (Ok(started), Err(NotOwn::CheckFailed(why))) = (&started, &this_thread_state) {
+        if started.stack_reader.is_some() {
+            tracing::warn!("Python stacks read by a sampling thread: the signal handler's reader {why}");
+        }
     }
     started
         .map(|s| (s.request_unit, s.no_stacks, s.stack_reader))
@@ -71,6 +82,7 @@ mod cpython {
     unsafe extern "C" {
         pub fn PyInterpreterState_Get() -> usize;
         pub fn PyInterpreterState_ThreadHead(interp: usize) -> usize;
+        pub fn PyGILState_GetThisThreadState() -> usize;
         pub static PyCode_Type: u8;
         pub static PyUnicode_Type: u8;
     }
@@ -115,6 +127,59 @@ fn own_stack_reader(py: Python<'_>) -> Result<flameshift_collector::cpython::Int
         .check(crate::cpu::current_tid(), &expected)
         .map_err(|e| NotOwn::CheckFailed(format!("failed its check: {e}")))?;
     Ok(interpreter)
+}
+
+/// CPython's function that gives a thread its own state, once the
+/// signal handler's reader ([`flameshift_collector::cpython::current`])
+/// reads the calling thread's stack as the interpreter lists it, and
+/// `FLAMESHIFT_STACK_READER=thread` does not ask for a sampling thread;
+/// else why not.
+fn own_thread_reader(
+    py: Python<'_>,
+    interpreter: &flameshift_collector::cpython::Interpreter,
+) -> Result<flameshift_collector::cpython::current::ThisThreadState, NotOwn> {
+    use flameshift_collector::cpython::current::{CurrentStack, CurrentThreadReader};
+    if std::env::var("FLAMESHIFT_STACK_READER").is_ok_and(|v| v == "thread") {
+        return Err(NotOwn::NotWanted("FLAMESHIFT_STACK_READER=thread".to_owned()));
+    }
+    let this_thread_state =
+        cpython::PyGILState_GetThisThreadState as flameshift_collector::cpython::current::ThisThreadState;
+    let reader = CurrentThreadReader::new(interpreter.version, this_thread_state)
+        .ok_or_else(|| NotOwn::NotWanted("no layout".to_owned()))?;
+    let mut walker = flameshift_collector::cpython::Walker::new(
+        *interpreter,
+        flameshift_collector::cpython::Memory::this_process(),
+    )
+    .ok_or_else(|| NotOwn::NotWanted("no layout".to_owned()))?;
+    let expected = python_stack(py)
+        .map_err(|e| NotOwn::CheckFailed(format!("could not list the interpreter's own stack: {e}")))?;
+    let mut codes = [0u64; 128];
+    let CurrentStack::Frames(n) = reader.read(&mut codes) else {
+        return Err(NotOwn::CheckFailed(
+            "could not read the calling thread's stack".to_owned(),
+        ));
+    };
+    let mut names: Vec<(String, String)> = Vec::new();
+    let mut ids = Vec::new();
+    walker
+        .name_codes(
+            &codes[..n],
+            &mut |frame| {
+                names.push((frame.qualname.to_owned(), frame.filename.to_owned()));
+                names.len() as u32 - 1
+            },
+            &mut ids,
+        )
+        .map_err(|_| NotOwn::CheckFailed("could not name the calling thread's frames".to_owned()))?;
+    let read: Vec<&(String, String)> = ids.iter().map(|&id| &names[id as usize]).collect();
+    let expected: Vec<&(String, String)> = expected.iter().take(codes.len()).collect();
+    if read == expected {
+        Ok(this_thread_state)
+    } else {
+        Err(NotOwn::CheckFailed(format!(
+            "read {read:?} where the interpreter has {expected:?}"
+        )))
+    }
 }
 
 /// The calling thread's stack as the interpreter lists it, innermost

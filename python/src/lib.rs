@@ -3,7 +3,9 @@
 //!
 //! It runs the same agent as a Rust service's (`flameshift-collector`:
 //! request statistics, the bounded upload queue, the one HTTP client),
-//! with the interpreter's stacks as its samples ([`stacks`]), and gives
+//! with the interpreter's stacks as its samples (read by each thread in
+//! a signal handler, [`signal_stacks`]; by a sampling thread through
+//! py-spy where the agent has no layout of the version, [`stacks`]), and gives
 //! the middleware what it needs per request: the calling thread's
 //! counter (instructions where a PMU counter opens, else its CPU time),
 //! which endpoint a thread serves, and where to record a finished
@@ -24,8 +26,10 @@
 mod bindings;
 pub mod cpu;
 pub mod endpoints;
+pub mod profile;
 pub mod pthread;
 pub mod reader;
 pub mod request;
 pub mod runtime;
+pub mod signal_stacks;
 pub mod stacks;

@@ -89,7 +89,7 @@ impl Reader {
     /// What it is called in `flameshift.stats()`.
     pub fn name(&self) -> &'static str {
         match self {
-            Reader::Own { .. } => "flameshift",
+            Reader::Own { .. } => "flameshift-thread",
             Reader::PySpy { .. } => "py-spy",
         }
     }

@@ -9,6 +9,8 @@
 //! (with the Flask change of the same commit, 11 µs a Flask request went
 //! to 7 µs: BENCHMARKS.md, "What a request pays").
 
+use flameshift_collector::labels::LabelSetId;
+
 use crate::runtime;
 
 /// The endpoint of requests no route matched.
@@ -22,9 +24,12 @@ pub struct Request {
     method: String,
     route: Option<String>,
     endpoint: String,
+    /// The label set samples of it carry.
+    label: LabelSetId,
     cost: u64,
-    /// The counter when the running step began.
-    started: Option<u64>,
+    /// The counter when the running step began, and the label set
+    /// current before it (given back when it ends).
+    started: Option<(u64, LabelSetId)>,
     done: bool,
 }
 
@@ -35,6 +40,7 @@ impl Request {
             method: method.filter(|m| !m.is_empty()).unwrap_or("GET").to_owned(),
             route: None,
             endpoint: UNMATCHED.to_owned(),
+            label: runtime::endpoint_label(UNMATCHED),
             cost: 0,
             started: None,
             done: false,
@@ -72,20 +78,22 @@ impl Request {
         }
         self.endpoint = format!("{} {route}", self.method);
         self.route = Some(route.to_owned());
+        self.label = runtime::endpoint_label(&self.endpoint);
         if self.started.is_some() {
-            runtime::enter(&self.endpoint);
+            runtime::enter(&self.endpoint, self.label);
         }
     }
 
     /// A step starts on the calling thread.
     pub fn begin(&mut self) {
-        self.started = Some(runtime::begin(&self.endpoint));
+        let (outer, counter) = runtime::begin(&self.endpoint, self.label);
+        self.started = Some((counter, outer));
     }
 
     /// The running step ends on the calling thread.
     pub fn end(&mut self) {
-        if let Some(started) = self.started.take() {
-            self.cost += runtime::end(&self.endpoint, started, 0, false);
+        if let Some((started, outer)) = self.started.take() {
+            self.cost += runtime::end(&self.endpoint, outer, started, 0, false);
         }
     }
 
@@ -99,7 +107,9 @@ impl Request {
         self.done = true;
         match self.started.take() {
             None => runtime::record(&self.endpoint, self.cost),
-            Some(started) => self.cost += runtime::end(&self.endpoint, started, self.cost, true),
+            Some((started, outer)) => {
+                self.cost += runtime::end(&self.endpoint, outer, started, self.cost, true)
+            }
         }
     }
 }

@@ -10,17 +10,21 @@
 //! queues are not to be touched) and starts its own.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use flameshift_collector::agent::{Agent, AgentConfig, AgentStats, SampleSource, SourceBuilder};
 use flameshift_collector::counters::{CounterMode, ThreadCounter};
+use flameshift_collector::labels::{self, LabelSetId};
 use flameshift_collector::requests::RequestStats;
+use rustc_hash::FxHashMap;
 
 use crate::cpu::current_tid;
 use crate::endpoints::Endpoints;
 use crate::stacks::{PythonSource, ReadStats, StackSettings};
+use flameshift_collector::cpython::current::{CurrentThreadReader, ThisThreadState};
 use flameshift_collector::cpython::Interpreter;
+use flameshift_collector::sampler::Sampler;
 
 /// What `flameshift.start` was given (each `None` falls back to its
 /// `FLAMESHIFT_*` variable).
@@ -45,6 +49,10 @@ pub struct Settings {
     /// The running interpreter, where the agent's own stack reader
     /// knows its layout and checked it; else py-spy reads the stacks.
     pub interpreter: Option<Interpreter>,
+    /// CPython's `PyGILState_GetThisThreadState`, where each thread reads
+    /// its own stack in the sampler's signal handler (with
+    /// `interpreter`); `None`: a sampling thread reads them all.
+    pub this_thread_state: Option<ThisThreadState>,
 }
 
 impl Settings {
@@ -92,6 +100,12 @@ struct Running {
 
 static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
 
+/// Whether a sampling thread reads the stacks ([`crate::stacks`]), and
+/// so must be told which endpoint each thread serves ([`Endpoints`]); the
+/// signal handler ([`crate::signal_stacks`]) reads it from the thread's
+/// current label set instead.
+static THREAD_ENDPOINTS: AtomicBool = AtomicBool::new(false);
+
 /// Bumped in each child after a fork: thread counters opened before it
 /// count the parent's threads and are opened again.
 static FORKS: AtomicU64 = AtomicU64::new(0);
@@ -130,10 +144,25 @@ fn launch(settings: Settings) -> Result<Running, String> {
         );
     }
     let endpoints = Arc::new(Endpoints::default());
-    let (source, no_stacks, reader) = match (config.enabled, config.frequency) {
+    // Made here, in the process that samples (a child of fork makes its own).
+    let own_thread_reader =
+        settings
+            .interpreter
+            .zip(settings.this_thread_state)
+            .and_then(|(interpreter, state)| {
+                Some((interpreter, CurrentThreadReader::new(interpreter.version, state)?))
+            });
+    THREAD_ENDPOINTS.store(false, Ordering::Relaxed);
+    let (source, no_stacks, reader) = match (config.enabled, config.frequency, own_thread_reader) {
         // Asked for: nothing to warn about.
-        (false, _) | (true, 0) => (None, None, None),
-        (true, frequency) => match PythonSource::start(
+        (false, _, _) | (true, 0, _) => (None, None, None),
+        (true, frequency, Some((interpreter, reader))) => {
+            match crate::signal_stacks::start(frequency, interpreter, reader, settings.import_paths.clone()) {
+                Ok((builder, reads)) => (Some(builder), None, Some(("flameshift", reads))),
+                Err(why) => (None, Some(why), None),
+            }
+        }
+        (true, frequency, None) => match PythonSource::start(
             StackSettings {
                 frequency,
                 import_paths: settings.import_paths.clone(),
@@ -142,6 +171,9 @@ fn launch(settings: Settings) -> Result<Running, String> {
             endpoints.clone(),
         ) {
             Ok(source) => {
+                // The sampling thread labels what it samples from the
+                // endpoint each thread serves.
+                THREAD_ENDPOINTS.store(true, Ordering::Relaxed);
                 let reader = (source.reader(), source.read_stats());
                 let builder = SourceBuilder {
                     mode: CounterMode::ThreadCpuTime,
@@ -282,21 +314,28 @@ pub fn read_counter() -> u64 {
 }
 
 /// A step of a request starts on the calling thread: it now serves
-/// `endpoint`; the counter's value (one call where a request costs two).
-pub fn begin(endpoint: &str) -> u64 {
-    enter(endpoint);
-    read_counter()
+/// `endpoint` (whose label set is `label`); what was current before, to
+/// give back to [`end`], and the counter's value.
+pub fn begin(endpoint: &str, label: LabelSetId) -> (LabelSetId, u64) {
+    let outer = enter(endpoint, label);
+    (outer, read_counter())
 }
 
 /// A step that began at `started` ends: what it cost; the thread serves
-/// nothing now, and with `record` the request is recorded under
-/// `endpoint` with `cost_before` plus this step's cost.
-pub fn end(endpoint: &str, started: u64, cost_before: u64, record_it: bool) -> u64 {
+/// what it served before (`outer`, from [`begin`]), and with `record`
+/// the request is recorded under `endpoint` with `cost_before` plus
+/// this step's cost.
+pub fn end(endpoint: &str, outer: LabelSetId, started: u64, cost_before: u64, record_it: bool) -> u64 {
     let step = read_counter().saturating_sub(started);
-    let tid = current_tid();
+    labels::replace_current(outer);
+    if !(record_it || THREAD_ENDPOINTS.load(Ordering::Relaxed)) {
+        return step;
+    }
     let running = running();
     if let Some(running) = running.as_ref() {
-        running.endpoints.leave(tid);
+        if THREAD_ENDPOINTS.load(Ordering::Relaxed) {
+            running.endpoints.leave(current_tid());
+        }
         if record_it {
             running.stats.record(endpoint, cost_before.saturating_add(step));
         }
@@ -304,11 +343,32 @@ pub fn end(endpoint: &str, started: u64, cost_before: u64, record_it: bool) -> u
     step
 }
 
-/// The calling thread now serves `endpoint`.
-pub fn enter(endpoint: &str) {
-    if let Some(running) = running().as_ref() {
-        running.endpoints.enter(current_tid(), endpoint);
+/// The calling thread now serves `endpoint`, whose label set is `label`:
+/// what was current before.
+pub fn enter(endpoint: &str, label: LabelSetId) -> LabelSetId {
+    let outer = labels::replace_current(label);
+    if THREAD_ENDPOINTS.load(Ordering::Relaxed) {
+        if let Some(running) = running().as_ref() {
+            running.endpoints.enter(current_tid(), endpoint);
+        }
     }
+    outer
+}
+
+/// The label set of samples taken while a thread serves `endpoint`
+/// (interned once per endpoint and thread).
+pub fn endpoint_label(endpoint: &str) -> LabelSetId {
+    thread_local! {
+        static LABELS: RefCell<FxHashMap<String, LabelSetId>> = RefCell::new(FxHashMap::default());
+    }
+    LABELS.with(|cache| {
+        if let Some(&id) = cache.borrow().get(endpoint) {
+            return id;
+        }
+        let id = labels::intern(labels::LabelSet::new([("endpoint", endpoint)]));
+        cache.borrow_mut().insert(endpoint.to_owned(), id);
+        id
+    })
 }
 
 /// One finished request of `endpoint` that cost `cost`.
@@ -342,6 +402,7 @@ pub fn after_fork_in_child() -> Result<(), String> {
         Some(parent) => {
             let settings = parent.settings.clone();
             std::mem::forget(parent);
+            Sampler::forget_after_fork();
             *guard = Some(launch(settings)?);
             Ok(())
         }

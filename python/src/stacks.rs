@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use flameshift_collector::agent::SampleSource;
-use flameshift_profile::{Frame, LabelSetId, Period, Profile, SampleType};
+use flameshift_profile::{Profile, SampleType};
 use rustc_hash::FxHashMap;
 
 use crate::cpu::thread_cpu_ns;
@@ -415,56 +415,19 @@ impl SampleSource for PythonSource {
             tracing::debug!(?threads, samples, weight, "cut");
             (cut, samples)
         };
-        let cpu = SampleType::new("cpu", "nanoseconds");
-        let mut profile = Profile::new(vec![SampleType::new("samples", "count"), cpu.clone()]);
-        profile.default_sample_type = Some(1);
-        profile.period = Some(Period {
-            kind: cpu,
-            value: self.period_ns,
-        });
-        profile.comments.push(format!(
-            "flameshift Python agent: the interpreter's stacks every {} ns of wall time on average, each thread's CPU time shared among the samples that found it running",
-            self.period_ns
-        ));
         let frames = self.shared.frames.lock().unwrap_or_else(|e| e.into_inner());
-        let mut ids: FxHashMap<u32, flameshift_profile::FrameId> = FxHashMap::default();
-        let mut sets: FxHashMap<Arc<str>, LabelSetId> = FxHashMap::default();
-        let mut stack = Vec::new();
-        for ((endpoint, frame_ids), (count, weight)) in &stacks {
-            stack.clear();
-            for id in frame_ids {
-                let frame = match ids.get(id) {
-                    Some(&frame) => frame,
-                    None => {
-                        let (name, file, line) = &frames.frames[*id as usize];
-                        let frame = Frame {
-                            function: profile.intern_str(name),
-                            file: profile.intern_str(file),
-                            line: u32::try_from(*line).unwrap_or(0),
-                            ..Frame::default()
-                        };
-                        let frame = profile.intern_frame(frame);
-                        ids.insert(*id, frame);
-                        frame
-                    }
-                };
-                stack.push(frame);
-            }
-            let stack = profile.intern_stack(&stack);
-            let labels = match endpoint {
-                None => LabelSetId::EMPTY,
-                Some(endpoint) => match sets.get(endpoint) {
-                    Some(&set) => set,
-                    None => {
-                        let label = profile.str_label("endpoint", endpoint);
-                        let set = profile.intern_labels(vec![label]);
-                        sets.insert(endpoint.clone(), set);
-                        set
-                    }
-                },
-            };
-            profile.push_sample(stack, labels, &[*count, *weight]);
-        }
+        let profile = crate::profile::build(
+            stacks
+                .iter()
+                .map(|((endpoint, ids), (count, weight))| (endpoint.as_deref(), ids.as_slice(), *count, *weight)),
+            &frames,
+            SampleType::new("cpu", "nanoseconds"),
+            self.period_ns,
+            format!(
+                "flameshift Python agent: the interpreter's stacks every {} ns of wall time on average, each thread's CPU time shared among the samples that found it running",
+                self.period_ns
+            ),
+        );
         (profile, samples)
     }
 }

@@ -7,6 +7,8 @@
 //!   of faulting when a pointer leads nowhere;
 //! - [`walker`]: a thread list and each thread's frames, code objects
 //!   known by address;
+//! - [`current`]: the calling thread's own frames, from a signal handler
+//!   (named later by a [`Walker`]);
 //! - [`process`]: the interpreter of another process, found from its
 //!   libpython's or executable's symbols;
 //! - [`naming`]: how a Python frame is named in profiles.
@@ -26,6 +28,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod current;
 pub mod layout;
 pub mod memory;
 pub mod naming;

@@ -250,6 +250,34 @@ impl Walker {
             }
             at = word_at(frame, layout.frame_previous);
         }
+        self.name(intern, out)
+    }
+
+    /// The code objects at `codes` (a stack the calling thread read of
+    /// itself, [`super::current`]), as the ids `intern` gives each frame:
+    /// `Torn` when one of them is not a code object (any more).
+    pub fn name_codes(
+        &mut self,
+        codes: &[u64],
+        intern: &mut dyn FnMut(NamedFrame<'_>) -> u32,
+        out: &mut Vec<u32>,
+    ) -> Result<(), Torn> {
+        self.sweep();
+        out.clear();
+        let code_len = self.layout.code_len();
+        self.code_addrs.clear();
+        self.code_addrs
+            .extend(codes.iter().map(|&code| (code as usize, code_len)));
+        self.name(intern, out)
+    }
+
+    /// The code objects of `self.code_addrs`, named.
+    fn name(
+        &mut self,
+        intern: &mut dyn FnMut(NamedFrame<'_>) -> u32,
+        out: &mut Vec<u32>,
+    ) -> Result<(), Torn> {
+        let layout = self.layout;
         // Code objects known by their address are taken without a read
         // (the sweep checks them every second); the others' headers are
         // read in one copy and their names once.

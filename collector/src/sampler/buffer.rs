@@ -66,6 +66,10 @@ struct SlotData {
 pub struct SampleBuffer {
     slots: Box<[Slot]>,
     next: AtomicUsize,
+    /// The first slot index the next drain visits.
+    drained: AtomicUsize,
+    /// `next` when the last drain began.
+    previous_end: AtomicUsize,
     dropped: AtomicU64,
     written: AtomicU64,
 }
@@ -102,6 +106,8 @@ impl SampleBuffer {
         SampleBuffer {
             slots,
             next: AtomicUsize::new(0),
+            drained: AtomicUsize::new(0),
+            previous_end: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
             written: AtomicU64::new(0),
         }
@@ -147,22 +153,43 @@ impl SampleBuffer {
 
     /// Hands each sample taken so far to `f`, in place (nothing is
     /// allocated), and frees its slot.
+    ///
+    /// It visits the slots writers were given since the last drain, not
+    /// all of them: a drain of a buffer of a thousand slots, cold in the
+    /// cache, cost ~90 µs every 100 ms (0.09% of a core) on this
+    /// project's VM. A slot given out but not ready yet (its writer
+    /// mid-way) is visited again by the next drain; one not ready then
+    /// either (a sample dropped, or a writer gone with a `fork`) is
+    /// passed, and what is in it is taken a lap later.
     pub fn drain_each(&self, mut f: impl FnMut(SampleRef<'_>)) {
-        for slot in self.slots.iter() {
-            if slot.state.load(Ordering::Acquire) != READY {
-                continue;
-            }
-            // SAFETY: READY (acquired) means the writer is done and the
-            // data is ours until we store FREE.
-            let data = unsafe { &*slot.data.get() };
-            f(SampleRef {
-                tid: data.tid,
-                labels: data.labels,
-                weight: data.weight,
-                frames: &data.frames[..data.depth as usize],
-            });
-            slot.state.store(FREE, Ordering::Release);
+        let end = self.next.load(Ordering::Acquire);
+        let len = self.slots.len();
+        let previous_end = self.previous_end.swap(end, Ordering::Relaxed);
+        let mut index = self.drained.load(Ordering::Relaxed);
+        if end.wrapping_sub(index) > len {
+            index = end.wrapping_sub(len);
         }
+        let mut revisit = None;
+        while index != end {
+            let slot = &self.slots[index % len];
+            if slot.state.load(Ordering::Acquire) == READY {
+                // SAFETY: READY (acquired) means the writer is done and
+                // the data is ours until we store FREE.
+                let data = unsafe { &*slot.data.get() };
+                f(SampleRef {
+                    tid: data.tid,
+                    labels: data.labels,
+                    weight: data.weight,
+                    frames: &data.frames[..data.depth as usize],
+                });
+                slot.state.store(FREE, Ordering::Release);
+            } else if revisit.is_none() && index.wrapping_sub(previous_end) < len {
+                // Given out since the last drain: its writer may be mid-way.
+                revisit = Some(index);
+            }
+            index = index.wrapping_add(1);
+        }
+        self.drained.store(revisit.unwrap_or(end), Ordering::Relaxed);
     }
 
     /// Samples dropped because the buffer was full.
@@ -185,9 +212,68 @@ mod tests {
         assert_eq!(buffer.dropped(), 2);
         let mut out = Vec::new();
         buffer.drain(&mut out);
-        assert_eq!(out.len(), 4);
-        assert_eq!(out[0].frames, [0, 2, 3]);
+        let mut firsts: Vec<u64> = out.iter().map(|s| s.frames[0]).collect();
+        firsts.sort_unstable();
+        assert_eq!(firsts, [0, 1, 2, 3], "the first four written are kept");
         assert!(buffer.push(1, 0, 10, &[9]));
+        buffer.drain(&mut out);
+        assert_eq!(out.len(), 5);
+        assert_eq!(out[4].frames, [9]);
+    }
+
+    #[test]
+    fn a_slot_given_out_but_not_written_yet_is_visited_again_then_passed() {
+        let buffer = SampleBuffer::new(8);
+        buffer.push(1, 0, 1, &[1]);
+        // A writer that took index 1 and has not claimed its slot yet.
+        buffer.next.fetch_add(1, Ordering::Relaxed);
+        buffer.push(1, 0, 1, &[3]);
+        let mut out = Vec::new();
+        buffer.drain(&mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            buffer.drained.load(Ordering::Relaxed),
+            1,
+            "index 1 is visited again"
+        );
+        // Its writer finishes: the next drain takes it.
+        let slot = &buffer.slots[1];
+        slot.state.store(WRITING, Ordering::Relaxed);
+        // SAFETY: WRITING: this test is its writer.
+        unsafe { (*slot.data.get()).depth = 1 };
+        unsafe { (*slot.data.get()).frames[0] = 2 };
+        slot.state.store(READY, Ordering::Release);
+        buffer.drain(&mut out);
+        assert_eq!(out.iter().map(|s| s.frames[0]).collect::<Vec<_>>(), [1, 3, 2]);
+        // A slot never written (a dropped sample's) is passed by the
+        // drain after the one that first saw it, not waited for.
+        buffer.next.fetch_add(1, Ordering::Relaxed);
+        buffer.drain(&mut out);
+        assert_eq!(buffer.drained.load(Ordering::Relaxed), 3);
+        buffer.push(1, 0, 1, &[5]);
+        buffer.drain(&mut out);
+        assert_eq!(buffer.drained.load(Ordering::Relaxed), 5);
+        assert_eq!(out.last().unwrap().frames, [5]);
+    }
+
+    #[test]
+    fn a_drain_visits_the_slots_written_since_the_last_not_all() {
+        let buffer = SampleBuffer::new(1024);
+        for i in 0..10 {
+            buffer.push(1, 0, 1, &[i]);
+        }
+        let mut out = Vec::new();
+        buffer.drain(&mut out);
+        assert_eq!(out.len(), 10);
+        assert_eq!(buffer.drained.load(Ordering::Relaxed), 10);
+        // More than a lap since: every slot once.
+        for i in 0..3000 {
+            buffer.push(1, 0, 1, &[i]);
+        }
+        out.clear();
+        buffer.drain(&mut out);
+        assert_eq!(out.len(), 1024);
+        assert_eq!(buffer.dropped(), 3000 - 1024);
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //! sample weighs the nominal period, the mean of the draws; a timer
 //! sample the thread's CPU time since its previous one (timers fire on
 //! scheduler ticks, 4 ms apart at 250 Hz, whatever period was asked).
-//! `errno` is preserved.
+//! `errno` is preserved. For the Python agent ([`PYTHON`]) it reads the
+//! thread's Python frames instead of its native ones
+//! ([`crate::cpython::current`], as async-signal-safe).
 
 #![allow(unsafe_code)]
 
@@ -24,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use perf_event_open_sys as sys;
 
 use super::buffer::{SampleBuffer, MAX_FRAMES};
+use crate::cpython::current::{CurrentStack, CurrentThreadReader};
 
 /// The signal every sampled thread receives.
 pub const SIGNAL: libc::c_int = libc::SIGPROF;
@@ -44,15 +47,26 @@ pub static PERIOD: AtomicU64 = AtomicU64::new(0);
 pub static REARM: AtomicBool = AtomicBool::new(false);
 /// Samples whose stack walk stopped at an unreadable frame pointer.
 pub static WALK_FAULTS: AtomicU64 = AtomicU64::new(0);
+/// Where the Python agent has the handler read each thread's Python
+/// stack (code-object addresses) instead of its native frames; null:
+/// native frames. Set to a reader that is never freed.
+pub static PYTHON: AtomicPtr<CurrentThreadReader> = AtomicPtr::new(std::ptr::null_mut());
+/// Python reads: signals of threads without a Python thread state, and
+/// reads torn by the instant of the signal (neither makes a sample).
+pub static PYTHON_NOT_PYTHON: AtomicU64 = AtomicU64::new(0);
+/// See [`PYTHON_NOT_PYTHON`].
+pub static PYTHON_TORN: AtomicU64 = AtomicU64::new(0);
 static PID: AtomicU64 = AtomicU64::new(0);
 
-/// Installs the handler (once per process; later calls are no-ops).
+/// Installs the handler (once per process; later calls only note the
+/// process id, which a child of `fork` changes).
 pub fn install() -> std::io::Result<()> {
     static INSTALLED: AtomicBool = AtomicBool::new(false);
+    // Every start: the child of a fork reads its own memory, not its parent's.
+    PID.store(u64::from(std::process::id()), Ordering::Relaxed);
     if INSTALLED.swap(true, Ordering::AcqRel) {
         return Ok(());
     }
-    PID.store(u64::from(std::process::id()), Ordering::Relaxed);
     // SAFETY: a zeroed sigaction with our handler, SA_SIGINFO (three
     // arguments), SA_RESTART (interrupted syscalls resume) and an empty
     // mask is valid; `handle` is async-signal-safe.
@@ -310,7 +324,23 @@ extern "C" fn handle(_signal: libc::c_int, info: *mut libc::siginfo_t, context: 
         // SAFETY: as above.
         let (ip, fp, sp) = unsafe { registers(context) };
         let mut frames = [0u64; MAX_FRAMES];
-        let depth = walk(ip, fp, sp, &mut frames);
+        let python = PYTHON.load(Ordering::Acquire);
+        let depth = if python.is_null() {
+            walk(ip, fp, sp, &mut frames)
+        } else {
+            // SAFETY: PYTHON only ever points at a reader that is never freed.
+            match unsafe { &*python }.read(&mut frames) {
+                CurrentStack::Frames(n) => n,
+                CurrentStack::NotPython => {
+                    PYTHON_NOT_PYTHON.fetch_add(1, Ordering::Relaxed);
+                    0
+                }
+                CurrentStack::Torn => {
+                    PYTHON_TORN.fetch_add(1, Ordering::Relaxed);
+                    0
+                }
+            }
+        };
         let tid = current_tid();
         let labels = crate::labels::current_for_signal();
         let period = PERIOD.load(Ordering::Relaxed);
@@ -318,9 +348,13 @@ extern "C" fn handle(_signal: libc::c_int, info: *mut libc::siginfo_t, context: 
             SI_TIMER => timer_weight(period),
             _ => period,
         };
-        // SAFETY: BUFFER is only set to a buffer that outlives the sampler
-        // (it is leaked, never freed).
-        unsafe { &*buffer }.push(tid, labels, weight, &frames[..depth]);
+        // A Python stack not read makes no sample (its CPU is left out,
+        // not put on the thread's next sample).
+        if depth > 0 {
+            // SAFETY: BUFFER is only set to a buffer that outlives the
+            // sampler (it is leaked, never freed).
+            unsafe { &*buffer }.push(tid, labels, weight, &frames[..depth]);
+        }
         if REARM.load(Ordering::Relaxed) {
             arm_next(code, fd, timer, jittered(period, next_random(tid, sp ^ ip)));
         }

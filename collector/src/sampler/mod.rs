@@ -32,6 +32,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::counters::{choose_counter, CounterMode, CounterSource};
+use crate::cpython::current::CurrentThreadReader;
 use crate::{Error, Result};
 use arm::Armed;
 use buffer::SampleBuffer;
@@ -43,10 +44,16 @@ pub struct SamplerConfig {
     pub frequency: u64,
     /// Slots in the sample buffer (default 8,192, about 8 MiB).
     pub buffer_slots: usize,
-    /// How often new threads are looked for (default 100 ms).
+    /// How often new threads are looked for (default 100 ms); zero: by
+    /// no thread of the sampler's own, the owner calls [`Sampler::scan`]
+    /// (one thread less to wake up).
     pub scan_interval: Duration,
     /// Force a counter instead of the automatic choice.
     pub mode: Option<CounterMode>,
+    /// Read each thread's Python frames (code-object addresses, innermost
+    /// first) instead of its native ones: the Python agent. Threads
+    /// without a Python thread state make no samples.
+    pub python: Option<CurrentThreadReader>,
 }
 
 impl Default for SamplerConfig {
@@ -56,6 +63,7 @@ impl Default for SamplerConfig {
             buffer_slots: 8_192,
             scan_interval: Duration::from_millis(100),
             mode: None,
+            python: None,
         }
     }
 }
@@ -154,12 +162,19 @@ fn is_agent_thread(tid: i32) -> bool {
 
 fn scan(shared: &Shared, mode: CounterMode, period: u64) {
     let live: HashSet<i32> = list_threads().into_iter().collect();
-    let excluded = shared.excluded.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut excluded = shared.excluded.lock().unwrap_or_else(|e| e.into_inner());
+    // Threads gone are forgotten; the agent's own are found once (not by
+    // reading their names at every scan).
+    excluded.retain(|tid| live.contains(tid));
     let mut armed = shared.armed.lock().unwrap_or_else(|e| e.into_inner());
     armed.retain(|tid, _| live.contains(tid));
     let mut stacks_read = false;
     for &tid in &live {
-        if armed.contains_key(&tid) || excluded.contains(&tid) || is_agent_thread(tid) {
+        if armed.contains_key(&tid) || excluded.contains(&tid) {
+            continue;
+        }
+        if is_agent_thread(tid) {
+            excluded.insert(tid);
             continue;
         }
         if !stacks_read {
@@ -211,6 +226,12 @@ impl Sampler {
         // The buffer outlives samplers: samples a previous one took after
         // its last drain (another period, maybe) are not ours.
         buffer.drain(&mut Vec::new());
+        // What the handler reads. A reader, once the handler may hold it,
+        // is never freed (a few dozen bytes per start).
+        let python = config
+            .python
+            .map_or(std::ptr::null_mut(), |reader| Box::into_raw(Box::new(reader)));
+        handler::PYTHON.store(python, Ordering::Release);
         handler::PERIOD.store(period, Ordering::Relaxed);
         handler::GENERATION.fetch_add(1, Ordering::Relaxed);
         handler::REARM.store(true, Ordering::Relaxed);
@@ -224,10 +245,12 @@ impl Sampler {
             excluded: Mutex::new(HashSet::new()),
         });
         scan(&shared, mode, period);
-        let scanner = {
+        let scanner = if config.scan_interval.is_zero() {
+            None
+        } else {
             let shared = shared.clone();
             let interval = config.scan_interval;
-            std::thread::Builder::new()
+            let scanner = std::thread::Builder::new()
                 .name("flameshift-scan".into())
                 .spawn(move || {
                     shared
@@ -244,14 +267,15 @@ impl Sampler {
                         std::thread::sleep(interval);
                         scan(&shared, mode, period);
                     }
-                })?
+                })?;
+            Some(scanner)
         };
         tracing::info!(?mode, period, "in-process sampler started");
         Ok(Sampler {
             mode,
             period,
             shared,
-            scanner: Some(scanner),
+            scanner,
             buffer,
         })
     }
@@ -281,6 +305,12 @@ impl Sampler {
             .remove(&tid);
     }
 
+    /// Arms the threads started since the last scan (what the scanner
+    /// thread does every `scan_interval`).
+    pub fn scan(&self) {
+        scan(&self.shared, self.mode, self.period);
+    }
+
     /// Threads currently armed.
     pub fn threads(&self) -> usize {
         self.shared.armed.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -299,6 +329,24 @@ impl Sampler {
     /// Samples dropped because the buffer was full, since the process started.
     pub fn dropped(&self) -> u64 {
         self.buffer.dropped()
+    }
+
+    /// Python reads that made no sample, since the process started:
+    /// signals of threads without a Python thread state, and torn reads.
+    pub fn python_misses(&self) -> (u64, u64) {
+        (
+            handler::PYTHON_NOT_PYTHON.load(Ordering::Relaxed),
+            handler::PYTHON_TORN.load(Ordering::Relaxed),
+        )
+    }
+
+    /// In the child of a `fork`: the parent's sampler (its scanner thread
+    /// and its timers) did not come along, and its `Sampler` is not to be
+    /// dropped there (its threads cannot be joined); a new one may start.
+    pub fn forget_after_fork() {
+        handler::REARM.store(false, Ordering::Relaxed);
+        handler::BUFFER.store(std::ptr::null_mut(), Ordering::Release);
+        RUNNING.store(false, Ordering::Release);
     }
 }
 
