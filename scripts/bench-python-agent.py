@@ -31,7 +31,7 @@ Two designs:
   than on the whole run. `--aa` adds a second service without an agent,
   compared as the others: the method's own floor.
 
-    scripts/bench-python-agent.py [--rounds 5] [--seconds 10] [--warmup 12] [--turn S --epochs E] [--requests-only] [--aa] [--json FILE]
+    scripts/bench-python-agent.py [--rounds 5] [--seconds 10] [--warmup 12] [--turn S --epochs E] [--requests-only] [--thread-sampler] [--aa] [--json FILE]
 
 Needs wrk, gunicorn, Flask, pyroscope-io and the flameshift package
 (`pip install ./python`); builds nothing (uses target/release/flameshift).
@@ -97,8 +97,15 @@ def threads_cpu(pid):
 
 
 def worker_of(master):
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return int(children[0])
+    """gunicorn's worker (the master listens before it forks it)."""
+    deadline = time.monotonic() + 30
+    while True:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        if children:
+            return int(children[0])
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gunicorn {master} started no worker")
+        time.sleep(0.05)
 
 
 def wrk(port, seconds):
@@ -113,10 +120,16 @@ class Service:
     def __init__(self, agent, analyzer):
         self.port = free_port()
         # `flameshift-0`: the agent counting and costing requests, no
-        # stacks; `none-aa`: a second service without one (A/A).
-        agent, frequency = {"flameshift-0": ("flameshift", "0"), "none-aa": ("none", "99")}.get(agent, (agent, "99"))
+        # stacks; `flameshift-thread`: its stacks read by a sampling
+        # thread (the design before signal handlers, docs/python.md);
+        # `none-aa`: a second service without one (A/A).
+        agent, frequency, reader = {
+            "flameshift-0": ("flameshift", "0", ""),
+            "flameshift-thread": ("flameshift", "99", "thread"),
+            "none-aa": ("none", "99", ""),
+        }.get(agent, (agent, "99", ""))
         env = dict(os.environ, DEMO_AGENT=agent, FLAMESHIFT_SERVICE="pybench", FLAMESHIFT_DEPLOY="v1",
-                   FLAMESHIFT_ANALYZER=analyzer, FLAMESHIFT_FREQUENCY=frequency)
+                   FLAMESHIFT_ANALYZER=analyzer, FLAMESHIFT_FREQUENCY=frequency, FLAMESHIFT_STACK_READER=reader)
         self.master = subprocess.Popen([sys.executable, "-m", "gunicorn", "--workers", "1", "--bind",
                                         f"127.0.0.1:{self.port}", "--chdir", str(APP), "app:app"], env=env,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -203,6 +216,8 @@ def main():
                         help="every configuration up at once, loaded in shuffled turns of this many seconds")
     parser.add_argument("--requests-only", action="store_true",
                         help="a fourth configuration: the agent counting and costing requests, no stacks")
+    parser.add_argument("--thread-sampler", action="store_true",
+                        help="another configuration: flameshift with its stacks read by a sampling thread")
     parser.add_argument("--epochs", type=int, default=1,
                         help="with --turn: start every service anew this many times (the interval is over epochs)")
     parser.add_argument("--aa", action="store_true",
@@ -216,6 +231,8 @@ def main():
     labels = {"none": "no agent", "flameshift": "flameshift 99 Hz", "pyroscope": "pyroscope-io 100 Hz"}
     if args.requests_only:
         labels["flameshift-0"] = "flameshift, requests only (no stacks)"
+    if args.thread_sampler:
+        labels["flameshift-thread"] = "flameshift 99 Hz, sampling thread"
     if args.aa:
         labels["none-aa"] = "no agent, a second service (A/A)"
     rounds = []

@@ -250,7 +250,7 @@ fn requests() -> Vec<(String, u64, u64)> {
 /// One request's accounting ([`crate::request::Request`]), as the
 /// middleware sees it.
 #[pyclass(name = "Request", module = "flameshift._native")]
-struct PyRequest(crate::request::Request);
+pub struct PyRequest(pub crate::request::Request);
 
 #[pymethods]
 impl PyRequest {
@@ -336,6 +336,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stack_reads, m)?)?;
     m.add_function(wrap_pyfunction!(requests, m)?)?;
     m.add_class::<PyRequest>()?;
+    m.add_class::<crate::middleware::WsgiMiddleware>()?;
+    m.add_class::<crate::middleware::WsgiBody>()?;
+    m.add_class::<crate::middleware::FlaskPreprocess>()?;
+    m.add("ENVIRON_KEY", crate::middleware::ENVIRON_KEY)?;
     m.add("UNMATCHED", crate::request::UNMATCHED)?;
     m.add_function(wrap_pyfunction!(before_fork, m)?)?;
     m.add_function(wrap_pyfunction!(after_fork_in_parent, m)?)?;

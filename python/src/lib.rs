@@ -26,6 +26,8 @@
 mod bindings;
 pub mod cpu;
 pub mod endpoints;
+#[cfg(feature = "extension-module")]
+mod middleware;
 pub mod profile;
 pub mod pthread;
 pub mod reader;

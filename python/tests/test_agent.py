@@ -54,10 +54,11 @@ class Serve:
         self.dir.cleanup()
 
 
-def scenario(name, url, arg="0", timeout=120):
-    """Runs a scenario; its JSON line and its standard error."""
+def scenario(name, url, arg="0", timeout=120, env=None):
+    """Runs a scenario (with `env` added to the environment); its JSON
+    line and its standard error."""
     done = subprocess.run([sys.executable, os.path.join(HERE, "scenarios.py"), name, url, str(arg)],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env=dict(os.environ, **(env or {})))
     if done.returncode != 0:
         raise AssertionError(f"scenario {name} failed ({done.returncode}): {done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
@@ -72,9 +73,20 @@ class Smoke(unittest.TestCase):
     """What every supported CPython version runs."""
 
     def test_requests_are_counted_and_stacks_carry_qualified_names_and_files(self):
+        # Each thread reads its own stack in its signal handler where the
+        # agent has the version's layout (checked against the interpreter
+        # when it started), else a sampling thread reads them with py-spy.
+        self.check_smoke({}, "flameshift", "py-spy")
+
+    def test_a_sampling_thread_reads_the_same_stacks_where_asked(self):
+        # FLAMESHIFT_STACK_READER=thread: the sampling thread, with the
+        # agent's own reader where it has the layout (docs/python.md).
+        self.check_smoke({"FLAMESHIFT_STACK_READER": "thread"}, "flameshift-thread", "py-spy")
+
+    def check_smoke(self, env, own_reader, else_reader):
         serve = Serve()
         try:
-            seen, _ = scenario("smoke", serve.url)
+            seen, _ = scenario("smoke", serve.url, env=env)
             self.assertTrue(seen["started"], seen)
             count, cost = seen["requests"]["GET /a"]
             self.assertGreater(count, 10)
@@ -94,9 +106,7 @@ class Smoke(unittest.TestCase):
             self.assertGreater(inclusive.get("drive (scenarios.py)", 0), 0, inclusive)
             reads = seen["stats"]["stack_reads"]
             self.assertGreater(reads["running"], 100, reads)
-            # The agent's own reader where it has the version's layout
-            # (checked against the interpreter when it started), else py-spy.
-            expected = "flameshift" if [3, 11] <= seen["version"] <= [3, 13] else "py-spy"
+            expected = own_reader if [3, 11] <= seen["version"] <= [3, 13] else else_reader
             self.assertEqual(seen["stats"]["stack_reader"], expected, seen["stats"])
         finally:
             serve.close()
@@ -217,6 +227,56 @@ class Integrations(unittest.TestCase):
         self.assertEqual(seen["GET /users/<int:uid>"][0], 5)
         self.assertEqual(seen[flameshift.UNMATCHED][0], 2)
         self.assertEqual(set(seen), {"GET /users/<int:uid>", flameshift.UNMATCHED})
+
+    def test_the_wsgi_middleware_serves_through_its_own_failures_and_the_apps(self):
+        import flameshift
+        from flameshift.wsgi import ENVIRON_KEY, Middleware
+
+        closed = []
+
+        class Body:
+            def __iter__(self):
+                return iter([b"streamed"])
+
+            def close(self):
+                closed.append(True)
+
+        def app(environ, start_response):
+            if environ["PATH_INFO"] == "/raise":
+                raise KeyError("the app's own error")
+            # Routed by the time the request ends, not when it starts.
+            environ["route"] = "/late/<id>"
+            start_response("200 OK", [])
+            assert environ[ENVIRON_KEY].endpoint == flameshift.UNMATCHED
+            return Body() if environ["PATH_INFO"] == "/body" else [b"ok"]
+
+        def endpoint(environ):
+            if environ["PATH_INFO"] == "/broken-endpoint":
+                raise ValueError("the endpoint function's own error")
+            return environ.get("route")
+
+        wsgi = Middleware(app, endpoint=endpoint)
+        self.assertIs(wsgi.app, app)
+
+        def call(path):
+            body = wsgi({"REQUEST_METHOD": "POST", "PATH_INFO": path}, lambda status, headers: None)
+            out = b"".join(body)
+            body.close()
+            return out
+
+        def calls():
+            self.assertEqual(call("/plain"), b"ok")
+            self.assertEqual(call("/body"), b"streamed")
+            self.assertEqual(closed, [True], "the app's body is closed when the server closes ours")
+            with self.assertRaises(KeyError):
+                call("/raise")
+            # The endpoint function's failure is logged, never raised.
+            with self.assertLogs("flameshift", "WARNING"):
+                self.assertEqual(call("/broken-endpoint"), b"ok")
+
+        seen = self.delta(calls)
+        self.assertEqual(seen["POST /late/<id>"][0], 2)
+        self.assertEqual(seen[flameshift.UNMATCHED][0], 2, "the app's failure and the endpoint's are counted")
 
     def test_django_routes_are_resolved_patterns(self):
         import django

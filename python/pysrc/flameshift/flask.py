@@ -14,30 +14,23 @@ request pays").
 """
 
 from . import warn_once
+from ._native import FlaskPreprocess
 from .wsgi import ENVIRON_KEY, Middleware
 
 try:  # Flask 2.2 and later: the request context's own variable
     from flask.globals import _cv_request
-
-    def _current_request():
-        context = _cv_request.get(None)
-        return None if context is None else context.request
 except ImportError:  # pragma: no cover - older Flask
-    def _current_request():
-        from flask import has_request_context, request
-
-        return request._get_current_object() if has_request_context() else None
+    _cv_request = None
 
 
-def instrument(app):
-    """Meters every request of the Flask application `app`; returns it."""
-    app.wsgi_app = Middleware(app.wsgi_app)
-    preprocess = app.preprocess_request
+def _preprocess_with_route(preprocess):
+    """Flask before 2.2: `preprocess` after the rule is named, in Python."""
+    from flask import has_request_context, request as current
 
     def preprocess_request():
         try:
-            request = _current_request()
-            if request is not None:
+            if has_request_context():
+                request = current._get_current_object()
                 rule = request.url_rule
                 metered = request.environ.get(ENVIRON_KEY)
                 if rule is not None and metered is not None:
@@ -46,5 +39,15 @@ def instrument(app):
             warn_once("flask", "flameshift: route not named: %r", error)
         return preprocess()
 
-    app.preprocess_request = preprocess_request
+    return preprocess_request
+
+
+def instrument(app):
+    """Meters every request of the Flask application `app`; returns it."""
+    app.wsgi_app = Middleware(app.wsgi_app)
+    if _cv_request is not None:
+        # In Rust (python/src/middleware.rs): the same, through the C API.
+        app.preprocess_request = FlaskPreprocess(app.preprocess_request, _cv_request)
+    else:  # pragma: no cover - older Flask
+        app.preprocess_request = _preprocess_with_route(app.preprocess_request)
     return app

@@ -10,79 +10,14 @@ request starts and, if it had no answer then, when it ends (a framework
 may have routed by then). Requests it has no template for go under
 ``(unmatched)``. Frameworks with an integration (flameshift.flask,
 flameshift.django) name their routes themselves.
+
+The middleware and the body it wraps are written in Rust
+(`python/src/middleware.rs`): a request pays calls through the C API
+rather than Python frames. A failure of the metering is logged once and
+the request served as if no middleware were there.
 """
 
-from . import warn_once
-from ._requests import Request
+from ._native import ENVIRON_KEY  # where a request's accounting sits in its environ
+from ._native import WsgiMiddleware as Middleware
 
-#: Where the request's accounting waits in the WSGI environ.
-ENVIRON_KEY = "flameshift.request"
-
-
-def _route_of(endpoint, environ):
-    if endpoint is None:
-        return None
-    try:
-        return endpoint(environ)
-    except Exception as error:  # the caller's function: never into the app
-        warn_once("wsgi-endpoint", "flameshift: the endpoint function failed: %r", error)
-        return None
-
-
-class Middleware:
-    """Wraps a WSGI application."""
-
-    __slots__ = ("app", "endpoint")
-
-    def __init__(self, app, endpoint=None):
-        self.app = app
-        self.endpoint = endpoint
-
-    def __call__(self, environ, start_response):
-        try:
-            request = Request(environ.get("REQUEST_METHOD"))
-            environ[ENVIRON_KEY] = request
-            if self.endpoint is not None:
-                request.routed(_route_of(self.endpoint, environ))
-            request.begin()
-        except Exception as error:
-            warn_once("wsgi", "flameshift: request not metered: %r", error)
-            return self.app(environ, start_response)
-        try:
-            body = self.app(environ, start_response)
-        except BaseException:
-            _finish(request, self.endpoint, environ)
-            raise
-        return _Body(body, request, self.endpoint, environ)
-
-
-def _finish(request, endpoint, environ):
-    try:
-        if request.route is None and endpoint is not None:
-            request.routed(_route_of(endpoint, environ))
-        request.finish()
-    except Exception as error:
-        warn_once("wsgi-finish", "flameshift: request not recorded: %r", error)
-
-
-class _Body:
-    """The application's body; the request ends when the server closes it."""
-
-    __slots__ = ("body", "request", "endpoint", "environ")
-
-    def __init__(self, body, request, endpoint, environ):
-        self.body = body
-        self.request = request
-        self.endpoint = endpoint
-        self.environ = environ
-
-    def __iter__(self):
-        return iter(self.body)
-
-    def close(self):
-        try:
-            close = getattr(self.body, "close", None)
-            if close is not None:
-                close()
-        finally:
-            _finish(self.request, self.endpoint, self.environ)
+__all__ = ["Middleware", "ENVIRON_KEY"]
