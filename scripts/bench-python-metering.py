@@ -9,6 +9,8 @@ the calling thread per call, the median of 7 alternating runs:
 - a Flask application with one route (`/users/<int:uid>`, 20,000 calls
   of a prepared request a run), bare and through
   `flameshift.flask.instrument` (the same, and the rule named);
+- the peer: the same middleware and Flask hook written in Python, as
+  they were before 0fef2c1 (Rust since), in the same runs;
 - the pair of counter reads alone (`time.thread_time_ns()` twice, the
   same system call the agent makes where no PMU counter opens), around
   the bare Flask call.
@@ -24,7 +26,8 @@ import time
 
 import flameshift
 import flameshift.flask
-from flameshift.wsgi import Middleware
+from flameshift._requests import Request
+from flameshift.wsgi import ENVIRON_KEY, Middleware
 
 
 def app(environ, start_response):
@@ -55,6 +58,72 @@ def flask_app(instrumented):
     return flameshift.flask.instrument(application) if instrumented else application
 
 
+class PythonMiddleware:
+    """The peer: the same WSGI middleware written in Python, as
+    flameshift.wsgi had it before 0fef2c1 (Rust since)."""
+
+    __slots__ = ("app", "endpoint")
+
+    def __init__(self, app, endpoint=None):
+        self.app = app
+        self.endpoint = endpoint
+
+    def __call__(self, environ, start_response):
+        request = Request(environ.get("REQUEST_METHOD"))
+        environ[ENVIRON_KEY] = request
+        if self.endpoint is not None:
+            request.routed(self.endpoint(environ))
+        request.begin()
+        try:
+            body = self.app(environ, start_response)
+        except BaseException:
+            request.finish()
+            raise
+        return _PythonBody(body, request, self.endpoint, environ)
+
+
+class _PythonBody:
+    __slots__ = ("body", "request", "endpoint", "environ")
+
+    def __init__(self, body, request, endpoint, environ):
+        self.body, self.request, self.endpoint, self.environ = body, request, endpoint, environ
+
+    def __iter__(self):
+        return iter(self.body)
+
+    def close(self):
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if self.request.route is None and self.endpoint is not None:
+                self.request.routed(self.endpoint(self.environ))
+            self.request.finish()
+
+
+def python_instrumented_flask_app():
+    """The peer for Flask: flameshift.flask.instrument as it was in Python."""
+    from flask.globals import _cv_request
+
+    application = flask_app(False)
+    application.wsgi_app = PythonMiddleware(application.wsgi_app)
+    preprocess = application.preprocess_request
+
+    def preprocess_request():
+        context = _cv_request.get(None)
+        request = None if context is None else context.request
+        if request is not None:
+            rule = request.url_rule
+            metered = request.environ.get(ENVIRON_KEY)
+            if rule is not None and metered is not None:
+                metered.routed(rule.rule)
+        return preprocess()
+
+    application.preprocess_request = preprocess_request
+    return application
+
+
 class ReadsAround:
     """Only the two counter reads around a WSGI application."""
 
@@ -83,10 +152,13 @@ def main():
     from werkzeug.test import EnvironBuilder
 
     flameshift.start(service="bench", deploy="v1", analyzer="http://127.0.0.1:9", frequency=0)
-    compare("WSGI", {"bare": app, "metered": Middleware(app, endpoint=lambda environ: "/x")},
+    compare("WSGI", {"bare": app, "metered": Middleware(app, endpoint=lambda environ: "/x"),
+                     "metered in Python": PythonMiddleware(app, endpoint=lambda environ: "/x")},
             {"REQUEST_METHOD": "GET", "PATH_INFO": "/x"}, 200_000)
     bare = flask_app(False)
-    compare("Flask", {"bare": bare, "instrumented": flask_app(True), "two counter reads": ReadsAround(bare)},
+    compare("Flask", {"bare": bare, "instrumented": flask_app(True),
+                      "instrumented in Python": python_instrumented_flask_app(),
+                      "two counter reads": ReadsAround(bare)},
             EnvironBuilder(path="/users/7").get_environ(), 20_000)
     flameshift.stop()
 

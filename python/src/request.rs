@@ -1,13 +1,15 @@
 //! One request's accounting, shared by every middleware (WSGI, Flask,
 //! Django, ASGI): its endpoint, its own cost (the thread's counter read
-//! around it, or around each step of it under ASGI) and the label the
-//! sampler reads while it runs.
+//! around it, or around each step of it under ASGI) and the label set
+//! samples taken while it runs carry (made current on the thread for
+//! each step, the one before given back after it).
 //!
 //! It is the Python class `flameshift._native.Request` (in
 //! `bindings`); its logic is here, in plain Rust, so that a request
 //! pays a few calls into Rust rather than a few Python frames each
 //! (with the Flask change of the same commit, 11 µs a Flask request went
-//! to 7 µs: BENCHMARKS.md, "What a request pays").
+//! to 7 µs; with the middleware in Rust, `middleware.rs`, to about 5:
+//! BENCHMARKS.md, "What a request pays").
 
 use flameshift_collector::labels::LabelSetId;
 

@@ -2,7 +2,8 @@
 
 Counts and costs every request per endpoint (instructions where a
 hardware counter opens, else the thread's CPU time), samples the
-interpreter's stacks from a Rust thread, and ships both to
+interpreter's stacks (each thread reads its own in a signal handler
+written in Rust, CPython 3.11 to 3.13), and ships both to
 ``flameshift serve``, which compares each endpoint's and function's cost
 per request across deploys.
 
@@ -128,12 +129,14 @@ def stats():
         return None
     names = ("profiles", "samples", "uploads", "failures", "dropped_uploads", "dropped_samples")
     stats = dict(zip(names, numbers))
-    # What reads the Python stacks: "flameshift" (the agent's own reader,
-    # CPython 3.11 to 3.13), "py-spy", or None when none are sampled.
+    # What reads the Python stacks: "flameshift" (each thread its own, in
+    # its SIGPROF handler: CPython 3.11 to 3.13), "flameshift-thread" or
+    # "py-spy" (a sampling thread), or None when none are sampled.
     stats["stack_reader"] = _native.stack_reader()
     # What became of the reads: ticks, failed, interrupted (the sampling
-    # thread was preempted), running (the samples), idle, torn and
-    # straddled (a thread found running mid-change: its share left out).
+    # thread was preempted), running (the samples), idle (no Python
+    # stack there), torn and straddled (a thread found mid-change: its
+    # share left out).
     reads = _native.stack_reads()
     stats["stack_reads"] = None if reads is None else dict(reads)
     return stats
