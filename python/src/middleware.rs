@@ -48,15 +48,25 @@ fn route_of(py: Python<'_>, endpoint: &Py<PyAny>, environ: &Bound<'_, PyAny>) ->
 /// The request ends: routed by `endpoint` if nothing routed it yet, and
 /// recorded.
 fn finish(py: Python<'_>, request: &Py<PyRequest>, endpoint: Option<&Py<PyAny>>, environ: &Bound<'_, PyAny>) {
-    let unrouted = request.borrow(py).0.route().is_none();
+    let unrouted = request.try_borrow(py).is_ok_and(|r| r.0.route().is_none());
     // The endpoint function is Python code: no borrow is held across it.
     let route = match endpoint {
         Some(endpoint) if unrouted => route_of(py, endpoint, environ),
         _ => None,
     };
-    let mut request = request.borrow_mut(py);
-    request.0.routed(route.as_deref());
-    request.0.finish();
+    match request.try_borrow_mut(py) {
+        Ok(mut request) => {
+            request.0.routed(route.as_deref());
+            request.0.finish();
+        }
+        // Only the application could hold it (through its environ).
+        Err(error) => warn_once(
+            py,
+            "wsgi-finish",
+            "flameshift: request not recorded: %r",
+            &error.into(),
+        ),
+    }
 }
 
 /// `flameshift.wsgi.Middleware(app, endpoint=None)`: each request of
@@ -122,7 +132,7 @@ impl WsgiMiddleware {
         request.routed(route.as_deref());
         let request = Py::new(py, PyRequest(request))?;
         environ.set_item(intern!(py, ENVIRON_KEY), &request)?;
-        request.borrow_mut(py).0.begin();
+        request.try_borrow_mut(py)?.0.begin();
         Ok(request)
     }
 }
@@ -208,7 +218,7 @@ impl FlaskPreprocess {
             return Ok(());
         };
         let rule: String = rule.getattr(intern!(py, "rule"))?.extract()?;
-        metered.borrow_mut().0.routed(Some(&rule));
+        metered.try_borrow_mut()?.0.routed(Some(&rule));
         Ok(())
     }
 }
