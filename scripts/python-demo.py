@@ -20,7 +20,8 @@ function of v2. The interval must cover +15%, or the rise the machine
 delivered, (1 + 15%) × (1 + that change) − 1 (a run whose control moved
 +3.1% read +18.0% [+16.6%, +19.2%]), widened by how far the farthest
 unchanged function lies from their median (at most 5 points: single
-functions move by a few points around it). And on a shared 2-core machine a
+functions move by a few points around it); a flag on the refactor
+whose interval reaches down into that drift is said, not failed. And on a shared 2-core machine a
 deploy's processes sometimes run slow throughout (every function of v2,
 changed or not, +35 to +45% in one run of three on 2026-12-07): when
 the control moves by more than 8%, the run is said to be disturbed and
@@ -260,6 +261,21 @@ def check(analyzer, completed, strict_interval=False):
                   f"{rel['mean']:+.1%} [{rel['low']:+.1%}, {rel['high']:+.1%}]: covers {what}")
     refactor = [r for r in regressions
                 if frame(r.get("cause") or r.get("function"))[0] in ("parse_order", "validate_order")]
+    # A flag on the refactor whose rise the machine's own drift explains
+    # (its interval reaches down to the control's change, widened by the
+    # control's spread) is said, not failed: a CI run of 96382a8 flagged
+    # `validate_order` at +3.2% [+1.1%, +4.6%] on POST /orders while the
+    # unchanged functions moved +1.1%, one of them 3.8% from that. A
+    # detector that mistook the refactor (validate_order doubled,
+    # parse_order a third down) would read far above that.
+    machine, slack = (0.0 if moved is None else moved), min(spread, SLACK)
+    within = [r for r in refactor if (r.get("relative") or {}).get("low", 1) - slack <= machine]
+    for r in within:
+        rel = r.get("relative") or {}
+        print(f"python-demo: warning: {frame(r.get('cause') or r.get('function'))[0]} flagged at "
+              f"{rel.get('mean', 0):+.1%} [{rel.get('low', 0):+.1%}, {rel.get('high', 0):+.1%}], within the "
+              f"machine's drift ({machine:+.1%}, ±{slack:.1%}): not counted against the refactor", file=sys.stderr)
+    refactor = [r for r in refactor if r not in within]
     if refactor:
         message = "the refactor was flagged: " + ", ".join(
             frame(r.get("cause") or r.get("function"))[0] for r in refactor)
@@ -268,7 +284,7 @@ def check(analyzer, completed, strict_interval=False):
         else:
             print(f"python-demo: warning: {message}", file=sys.stderr)
     else:
-        print("refactor not flagged")
+        print("refactor not flagged" + (" beyond the machine's drift" if within else ""))
     deploys = api(f"{analyzer}/api/v1/services/{SERVICE}/deploys")["deploys"]
     for d in deploys:
         wrk = completed.get(d["deploy"])
