@@ -50,8 +50,9 @@ pub struct SignalSource {
     stacks: FxHashMap<(u32, Vec<u32>), (i64, i64)>,
     samples: u64,
     reads: Arc<ReadStats>,
-    /// The handler's counts of reads that made no sample, when started.
-    misses_at_start: (u64, u64),
+    /// The handler's counts of reads that made no sample, as last counted
+    /// into `reads` (process-wide since the process started).
+    misses_counted: (u64, u64),
     ids: Vec<u32>,
 }
 
@@ -90,7 +91,7 @@ pub fn start(
     let reads = Arc::new(ReadStats::default());
     let mode = sampler.mode();
     let source = SignalSource {
-        misses_at_start: sampler.python_misses(),
+        misses_counted: sampler.python_misses(),
         sampler,
         walker,
         import_paths,
@@ -112,11 +113,11 @@ impl SignalSource {
     fn count_misses(&mut self) {
         let (not_python, torn) = self.sampler.python_misses();
         let (not_python, torn) = (
-            not_python.saturating_sub(self.misses_at_start.0),
-            torn.saturating_sub(self.misses_at_start.1),
+            not_python.saturating_sub(self.misses_counted.0),
+            torn.saturating_sub(self.misses_counted.1),
         );
-        self.misses_at_start.0 += not_python;
-        self.misses_at_start.1 += torn;
+        self.misses_counted.0 += not_python;
+        self.misses_counted.1 += torn;
         self.reads.ticks.fetch_add(not_python + torn, Ordering::Relaxed);
         self.reads.idle.fetch_add(not_python, Ordering::Relaxed);
         self.reads.torn.fetch_add(torn, Ordering::Relaxed);
