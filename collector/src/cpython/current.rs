@@ -25,7 +25,7 @@
 
 #![allow(unsafe_code)]
 
-use super::layout::{CurrentFrame, Layout};
+use super::layout::Layout;
 use super::memory::{word_at, Memory};
 
 /// `PyGILState_GetThisThreadState`: the calling thread's
@@ -92,18 +92,8 @@ impl CurrentThreadReader {
         if !self.memory.read(tstate, state) {
             return CurrentStack::Torn;
         }
-        let mut at = match layout.current_frame {
-            CurrentFrame::Direct(offset) => word_at(state, offset),
-            CurrentFrame::ThroughCFrame {
-                cframe,
-                current_frame,
-            } => match word_at(state, cframe) {
-                0 => 0,
-                cframe => match self.memory.word(cframe.wrapping_add(current_frame)) {
-                    Some(frame) => frame,
-                    None => return CurrentStack::Torn,
-                },
-            },
+        let Some(mut at) = layout.innermost_frame(state, &self.memory) else {
+            return CurrentStack::Torn;
         };
         let in_place = self.chunk_in_use(
             word_at(state, layout.thread_chunk),

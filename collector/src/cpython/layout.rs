@@ -145,6 +145,22 @@ impl Layout {
         }
     }
 
+    /// A thread's innermost frame (0: no Python code running), from a
+    /// copy of its `PyThreadState` (3.11, 3.12: one more copy, through
+    /// its `_PyCFrame`); `None` when that copy fails.
+    pub fn innermost_frame(&self, state: &[u8], memory: &super::memory::Memory) -> Option<usize> {
+        match self.current_frame {
+            CurrentFrame::Direct(offset) => Some(super::memory::word_at(state, offset)),
+            CurrentFrame::ThroughCFrame {
+                cframe,
+                current_frame,
+            } => match super::memory::word_at(state, cframe) {
+                0 => Some(0),
+                cframe => memory.word(cframe.wrapping_add(current_frame)),
+            },
+        }
+    }
+
     /// Bytes of a `PyThreadState` a read needs.
     pub fn thread_len(&self) -> usize {
         let frame = match self.current_frame {

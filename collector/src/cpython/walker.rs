@@ -21,7 +21,7 @@
 
 use rustc_hash::FxHashMap;
 
-use super::layout::{CurrentFrame, Layout, OBJECT_TYPE, STRING_LENGTH, STRING_STATE};
+use super::layout::{Layout, OBJECT_TYPE, STRING_LENGTH, STRING_STATE};
 use super::memory::{i32_at, word_at, Memory};
 
 /// Where an interpreter's first thread is found.
@@ -165,16 +165,7 @@ impl Walker {
                 return Err(Torn);
             }
             let state = &self.state;
-            let frame = match self.layout.current_frame {
-                CurrentFrame::Direct(offset) => word_at(state, offset),
-                CurrentFrame::ThroughCFrame {
-                    cframe,
-                    current_frame,
-                } => match word_at(state, cframe) {
-                    0 => 0,
-                    cframe => self.memory.word(cframe.wrapping_add(current_frame)).ok_or(Torn)?,
-                },
-            };
+            let frame = self.layout.innermost_frame(state, &self.memory).ok_or(Torn)?;
             out.push(Thread {
                 tid: word_at(state, self.layout.thread_native_id) as i32,
                 frame,
