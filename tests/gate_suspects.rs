@@ -456,12 +456,16 @@ fn in_cjsons_real_history_the_print_number_change_is_ranked_first() {
     );
     assert!(!report.contains("inf%"), "{report}");
     // The library upgrade's rises inside libc's number formatting are
-    // placed under the repository's frame that asked for them (rises in
-    // strtod split between printing, through sscanf, and parsing longer
-    // numbers: no one frame holds them).
+    // placed under the repository's frame that asked for them. Only the
+    // rises whose shared chain of callers runs through printf are
+    // checked: a rise split between printing and parsing (strtod through
+    // sscanf and through `parse_number`; `strlen` under all three) has
+    // `main` as its one shared caller, which the report says with the
+    // split, and names no `print_number` (a 2026-12-07 CI run flagged
+    // `__strlen_evex`, split 30/30/30 that way).
     let in_printf: Vec<&str> = report
         .lines()
-        .filter(|l| l.starts_with("- `") && l.contains("% of it under") && l.contains("printf"))
+        .filter(|l| l.starts_with("- `") && shared_callers(l).is_some_and(|c| c.contains("printf")))
         .collect();
     assert!(!in_printf.is_empty(), "{report}");
     for line in &in_printf {
@@ -470,6 +474,14 @@ fn in_cjsons_real_history_the_print_number_change_is_ranked_first() {
             "{line}\n{report}"
         );
     }
+}
+
+/// The chain of callers a "where the rise is" line says all of the rise
+/// is under: from "of it under" to the first parenthesis (the split by
+/// caller, or the inclusive change).
+fn shared_callers(line: &str) -> Option<&str> {
+    let (_, rest) = line.split_once("% of it under ")?;
+    Some(rest.split(" (").next().unwrap_or(rest))
 }
 
 const PRINT_NUMBER_COMMIT: &str = "cJSON: Fix print_number to print significant digits of doubles";
