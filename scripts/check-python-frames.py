@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`flameshift record` and `attach` on CPython, against `py-spy record`.
 
-For each CPython 3.11-3.13 found (pyenv's, else `python3`), on the
+For each CPython 3.9-3.13 found (pyenv's, else `python3`), on the
 standard-library workload `fixtures/python-frames/work.py` (json's C
 accelerator, re, hashlib, `sorted` with a key function):
 
@@ -16,7 +16,7 @@ accelerator, re, hashlib, `sorted` with a key function):
   `_sre_SRE_Pattern_findall` under `findall`, `_hashlib_openssl_sha256`
   under `digest`).
 
-    python3 scripts/check-python-frames.py [--flameshift BIN] [--seconds S] [--json OUT]
+    python3 scripts/check-python-frames.py [--flameshift BIN] [--seconds S] [--json OUT] [--versions 3.9,3.10]
 
 Exits 1 when a check fails. py-spy comes from PyPI
 (scripts/requirements-python.txt).
@@ -64,26 +64,37 @@ MAX_POINTS = 5.0
 MIN_UNDER = 0.90
 MIN_UNDER_EACH = 0.80
 
+
+def named(function, version):
+    """`function` as CPython `version` names it: before 3.11 a code object
+    has no qualified name (both tools show `co_name`) and `re` is a module,
+    not a package."""
+    if version >= (3, 11):
+        return function
+    name, file = function.rsplit(" (", 1)
+    return f"{name.rsplit('.', 1)[-1]} ({file.replace('re/__init__.py', 're.py')}"
+
+
 PY_FRAME = re.compile(r"^(?P<name>.+) \((?P<file>[^()]*?\.py|<[^()]*>)(?::\d+)?\)$")
 
 
 def interpreters():
-    """(version, path) of CPython 3.11-3.13: pyenv's, else python3."""
+    """((major, minor), path) of CPython 3.9-3.13: pyenv's, else python3."""
     found = {}
     try:
         root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=True).stdout.strip()
-        for minor in (11, 12, 13):
+        for minor in (9, 10, 11, 12, 13):
             versions = sorted(v for v in os.listdir(f"{root}/versions") if v.startswith(f"3.{minor}."))
             if versions:
-                found[f"3.{minor}"] = f"{root}/versions/{versions[-1]}/bin/python3.{minor}"
+                found[(3, minor)] = f"{root}/versions/{versions[-1]}/bin/python3.{minor}"
     except (OSError, subprocess.CalledProcessError):
         pass
     if not found:
         version = subprocess.run(
-            ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            ["python3", "-c", "import sys; print('%d %d' % sys.version_info[:2])"],
             capture_output=True, text=True, check=True,
-        ).stdout.strip()
-        found[version] = shutil.which("python3")
+        ).stdout.split()
+        found[tuple(map(int, version))] = shutil.which("python3")
     return sorted(found.items())
 
 
@@ -103,26 +114,26 @@ def function_of(frame):
     return f"{m['name']} ({m['file']})" if m else None
 
 
-def shares(stacks):
-    """Inclusive share (%) of each Python function among the samples
-    that ran the workload."""
+def shares(stacks, functions):
+    """Inclusive share (%) of each of `functions` among the samples that
+    ran the workload."""
     total = 0
     inclusive = Counter()
     for frames, weight in stacks:
-        functions = {function_of(f) for f in frames} - {None}
-        if not any(f.endswith("(work.py)") for f in functions):
+        seen = {function_of(f) for f in frames} - {None}
+        if not any(f.endswith("(work.py)") for f in seen):
             continue
         total += weight
-        for f in functions:
+        for f in seen:
             inclusive[f] += weight
-    return {f: 100.0 * inclusive[f] / total for f in FUNCTIONS} if total else {}, total
+    return {f: 100.0 * inclusive[f] / total for f in functions} if total else {}, total
 
 
-def under_callers(stacks):
+def under_callers(stacks, accelerated):
     """Per accelerated C function: samples, and the share whose nearest
     Python ancestor is its caller."""
     result = {}
-    for native, caller in ACCELERATED.items():
+    for native, caller in accelerated.items():
         seen = right = 0
         for frames, _ in stacks:
             at = next((i for i, f in enumerate(frames) if f == native), None)
@@ -149,25 +160,27 @@ def start_workload(python):
     return proc
 
 
-def compare(label, ours, theirs, failures):
-    our_shares, our_total = shares(read_folded(ours))
-    their_shares, their_total = shares(read_folded(theirs))
+def compare(label, version, ours, theirs, failures):
+    functions = [named(f, version) for f in FUNCTIONS]
+    accelerated = {native: named(caller, version) for native, caller in ACCELERATED.items()}
+    our_shares, our_total = shares(read_folded(ours), functions)
+    their_shares, their_total = shares(read_folded(theirs), functions)
     if not our_shares or not their_shares:
         failures.append(f"{label}: no samples of the workload (flameshift {our_total}, py-spy {their_total})")
         return {}
     print(f"  {'function':<45} {'flameshift':>10} {'py-spy':>8} {'points':>7}")
     rows = {}
-    for f in FUNCTIONS:
+    for f in functions:
         a, b = our_shares[f], their_shares[f]
         ok = abs(a - b) <= MAX_POINTS
         print(f"  {f:<45} {a:9.1f}% {b:7.1f}% {a - b:+7.1f}{'' if ok else '  <-- over 5 points'}")
         if not ok:
             failures.append(f"{label}: {f} {a:.1f}% vs py-spy {b:.1f}%")
         rows[f] = {"flameshift": round(a, 2), "py_spy": round(b, 2)}
-        under = under_callers(read_folded(ours))
+    under = under_callers(read_folded(ours), accelerated)
     for native, (seen, right) in under.items():
         ok = seen >= 5 and right >= MIN_UNDER_EACH
-        print(f"  {native} under {ACCELERATED[native]}: {right:.0%} of {seen} samples{'' if ok else '  <-- FAIL'}")
+        print(f"  {native} under {accelerated[native]}: {right:.0%} of {seen} samples{'' if ok else '  <-- FAIL'}")
         if not ok:
             failures.append(f"{label}: {native} under its caller in {right:.0%} of {seen} samples")
         rows[native] = {"samples": seen, "under_caller": round(right, 4)}
@@ -188,6 +201,7 @@ def main():
     parser.add_argument("--frequency", default="499", help="both tools' rate (Hz; 499: enough samples that 5 points is past chance)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--json", help="write the shares here")
+    parser.add_argument("--versions", help="only these CPython versions, e.g. 3.9,3.10 (default: every one found)")
     args = parser.parse_args()
     if not shutil.which("py-spy"):
         sys.exit("py-spy is not installed: python3 -m pip install -r scripts/requirements-python.txt")
@@ -195,14 +209,17 @@ def main():
     report = {}
     seconds = str(args.seconds)
     with tempfile.TemporaryDirectory() as tmp:
-        for version, python in interpreters():
+        for (major, minor), python in interpreters():
+            version = f"{major}.{minor}"
+            if args.versions and version not in args.versions.split(","):
+                continue
             ours, theirs = f"{tmp}/fs.folded", f"{tmp}/spy.txt"
             print(f"== CPython {version} ({python}): record")
             done = run_quiet([str(Path(args.flameshift).resolve()), "record", "-F", args.frequency, "--python", "on", "-o", ours, "--",
                               python, str(WORKLOAD), seconds])
             print("  " + next((l for l in done.stderr.splitlines() if "python:" in l), "(no python line)"))
             run_quiet(["py-spy", "record", "-r", args.frequency, "-f", "raw", "-o", theirs, "--", python, str(WORKLOAD), seconds])
-            report[f"{version} record"] = compare(f"{version} record", ours, theirs, failures)
+            report[f"{version} record"] = compare(f"{version} record", (major, minor), ours, theirs, failures)
 
             print(f"== CPython {version}: attach --pid")
             target = start_workload(python)
@@ -215,7 +232,7 @@ def main():
             finally:
                 target.kill()
                 target.wait()
-            report[f"{version} attach"] = compare(f"{version} attach", ours, theirs, failures)
+            report[f"{version} attach"] = compare(f"{version} attach", (major, minor), ours, theirs, failures)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     if failures:

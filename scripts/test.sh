@@ -85,7 +85,7 @@ python3 scripts/python-demo.py --check --strict-interval || {
   echo "python-demo: wrong or disturbed once; running it again (a shared 2-core machine)" >&2
   python3 scripts/python-demo.py --check --strict-interval
 }
-echo "== record and attach see Python (CPython 3.11-3.13): shares within 5 points of py-spy record, C calls under their Python callers"
+echo "== record and attach see Python (CPython 3.9-3.13): shares within 5 points of py-spy record, C calls under their Python callers"
 python3 scripts/check-python-frames.py --flameshift target/release/flameshift --seconds 4 || {
   echo "check-python-frames: wrong once; running it again (sampled shares on a shared 2-core machine)" >&2
   python3 scripts/check-python-frames.py --flameshift target/release/flameshift --seconds 4

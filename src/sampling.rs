@@ -58,7 +58,7 @@ pub struct SamplingArgs {
     /// copy (code without frame pointers), or per sample whichever works.
     #[arg(long, value_enum, default_value_t = CallGraphChoice::Auto)]
     call_graph: CallGraphChoice,
-    /// Python frames: in CPython 3.11–3.13 processes, each call of the
+    /// Python frames: in CPython 3.9–3.13 processes, each call of the
     /// interpreter's evaluator is replaced by the Python functions it ran
     /// (`auto`); `on` also fails `attach` when the target is not such a
     /// CPython; `off` keeps native stacks.
@@ -91,7 +91,7 @@ pub enum CallGraphChoice {
 /// `--python`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PythonChoice {
-    /// Python frames wherever a CPython 3.11–3.13 is found.
+    /// Python frames wherever a CPython 3.9–3.13 is found.
     Auto,
     /// The same, and `attach` fails when its target is not one.
     On,

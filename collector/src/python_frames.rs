@@ -1,5 +1,5 @@
 //! Python frames in `record` and `attach` (feature `record`): each
-//! sampled thread of a CPython 3.11–3.13 process has its Python stack
+//! sampled thread of a CPython 3.9–3.13 process has its Python stack
 //! read ([`crate::cpython`]) as soon as its sample is drained from the
 //! ring, and each call of the evaluator in the native stack
 //! (`_PyEval_EvalFrameDefault`) is replaced by the Python frames it was
@@ -30,7 +30,7 @@ use crate::cpython::{Thread, Walker};
 /// Whether `record` and `attach` read Python frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PythonMode {
-    /// In every CPython 3.11–3.13 process found; other processes keep
+    /// In every CPython 3.9–3.13 process found; other processes keep
     /// native stacks, and a CPython of another version is named once.
     #[default]
     Auto,
@@ -379,7 +379,7 @@ impl PythonFrames {
             return None;
         }
         if self.mode == PythonMode::On && self.found.is_empty() {
-            tracing::warn!("--python on: no CPython 3.11–3.13 was found among the processes sampled");
+            tracing::warn!("--python on: no CPython 3.9–3.13 was found among the processes sampled");
         }
         let c = self.counts;
         Some(if self.found.is_empty() {
@@ -387,7 +387,7 @@ impl PythonFrames {
             if self.mode == PythonMode::Auto {
                 return None;
             }
-            "python: no CPython 3.11–3.13 found".to_owned()
+            "python: no CPython 3.9–3.13 found".to_owned()
         } else {
             let mut lags = self.lags.clone();
             lags.sort_unstable();

@@ -183,16 +183,18 @@ fn own_thread_reader(
 }
 
 /// The calling thread's stack as the interpreter lists it, innermost
-/// frame first: each frame's qualified name and file.
+/// frame first: each frame's qualified name (3.9, 3.10: its name) and
+/// file.
 fn python_stack(py: Python<'_>) -> PyResult<Vec<(String, String)>> {
     let mut frame = py.import("sys")?.call_method1("_getframe", (0,))?;
     let mut stack = Vec::new();
     while !frame.is_none() {
         let code = frame.getattr("f_code")?;
-        stack.push((
-            code.getattr("co_qualname")?.extract()?,
-            code.getattr("co_filename")?.extract()?,
-        ));
+        let name = match code.getattr("co_qualname") {
+            Ok(qualname) => qualname,
+            Err(_) => code.getattr("co_name")?,
+        };
+        stack.push((name.extract()?, code.getattr("co_filename")?.extract()?));
         frame = frame.getattr("f_back")?;
     }
     Ok(stack)

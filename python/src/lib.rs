@@ -29,7 +29,6 @@ pub mod endpoints;
 #[cfg(feature = "extension-module")]
 mod middleware;
 pub mod profile;
-pub mod pthread;
 pub mod reader;
 pub mod request;
 pub mod runtime;

@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 use flameshift_collector::cpython::naming::{frame_name, short_file};
 use flameshift_collector::cpython::{Thread, Walker};
 
-use crate::pthread::PthreadTids;
+use flameshift_collector::cpython::pthread::PthreadTids;
 
 /// A Python frame: its name ([`frame_name`]), file, line.
 pub type FrameKey = (String, String, i32);
@@ -38,7 +38,7 @@ impl FrameIds {
     }
 }
 
-/// What reads the stacks: the agent's own reader (CPython 3.11 to 3.13,
+/// What reads the stacks: the agent's own reader (CPython 3.9 to 3.13,
 /// a few copies per thread) or py-spy (every version it knows, several
 /// copies per frame).
 pub enum Reader {

@@ -1,5 +1,5 @@
 //! The interpreter's stacks sampled by the threads themselves (CPython
-//! 3.11 to 3.13): every thread gets `SIGPROF` about every period of its
+//! 3.9 to 3.13): every thread gets `SIGPROF` about every period of its
 //! own CPU time (a POSIX CPU-clock timer at up to 250 Hz, a task-clock
 //! or instructions perf event above or where a PMU counts), as the Rust
 //! agent's threads do ([`flameshift_collector::sampler`]); the signal

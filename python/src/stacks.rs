@@ -1,8 +1,8 @@
 //! The interpreter's stacks, sampled from a Rust thread: every Python
 //! thread's frames read from this process's own memory without the GIL
 //! and without pausing anything, by the agent's own reader on CPython
-//! 3.11 to 3.13 ([`flameshift_collector::cpython`]), else by py-spy used as a
-//! library (`LockingStrategy::NonBlocking`). A stack read while it
+//! 3.9 to 3.13 ([`flameshift_collector::cpython`]), else by py-spy used as
+//! a library (`LockingStrategy::NonBlocking`). A stack read while it
 //! changes can come out torn: such a sample is dropped.
 //!
 //! What each sample weighs: at every tick, a thread counts as found
@@ -35,8 +35,8 @@ use rustc_hash::FxHashMap;
 
 use crate::cpu::thread_cpu_ns;
 use crate::endpoints::{Endpoints, Serving};
-use crate::pthread::PthreadTids;
 use crate::reader::{py_spy_reader, FrameIds, Reader};
+use flameshift_collector::cpython::pthread::PthreadTids;
 use flameshift_collector::cpython::{Interpreter, Memory, Walker};
 
 /// A stack (root first, as frame ids) a thread was found running,
@@ -187,7 +187,7 @@ impl PythonSource {
                 threads: Vec::new(),
             },
             None => {
-                let pthread_tids = PthreadTids::find();
+                let pthread_tids = PthreadTids::of(Memory::this_process());
                 if pthread_tids.is_none() {
                     tracing::warn!(
                         "this C library's thread descriptors do not show where they keep their \

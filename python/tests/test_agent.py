@@ -106,7 +106,7 @@ class Smoke(unittest.TestCase):
             self.assertGreater(inclusive.get("drive (scenarios.py)", 0), 0, inclusive)
             reads = seen["stats"]["stack_reads"]
             self.assertGreater(reads["running"], 100, reads)
-            expected = own_reader if [3, 11] <= seen["version"] <= [3, 13] else else_reader
+            expected = own_reader if [3, 9] <= seen["version"] <= [3, 13] else else_reader
             self.assertEqual(seen["stats"]["stack_reader"], expected, seen["stats"])
         finally:
             serve.close()

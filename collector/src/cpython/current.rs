@@ -17,15 +17,18 @@
 //! older chunks') is copied, so a pointer torn by the instant of the
 //! signal costs a failed copy, never a fault.
 //!
+//! CPython 3.9 and 3.10 have no such chunk: each frame is an object of
+//! its own, linked to its caller by `f_back`, and each is copied.
+//!
 //! A read costs one or two copies and one more per frame outside the
-//! chunk: no thread switch, no wake-up of another thread (the sampling
-//! thread this replaces for CPython 3.11–3.13 cost ~60 µs of a core a
-//! tick at 99 Hz on this project's VM, ~30 µs of it its own wake-up:
-//! BENCHMARKS.md, "The Python agent").
+//! chunk (3.9, 3.10: per frame): no thread switch, no wake-up of
+//! another thread (the sampling thread this replaces cost ~60 µs of a
+//! core a tick at 99 Hz on CPython 3.11 on this project's VM, ~30 µs of
+//! it its own wake-up: BENCHMARKS.md, "The Python agent").
 
 #![allow(unsafe_code)]
 
-use super::layout::Layout;
+use super::layout::{FrameKind, Layout};
 use super::memory::{word_at, Memory};
 
 /// `PyGILState_GetThisThreadState`: the calling thread's
@@ -95,10 +98,8 @@ impl CurrentThreadReader {
         let Some(mut at) = layout.innermost_frame(state, &self.memory) else {
             return CurrentStack::Torn;
         };
-        let in_place = self.chunk_in_use(
-            word_at(state, layout.thread_chunk),
-            word_at(state, layout.thread_chunk_top),
-        );
+        let (chunk, top) = layout.chunk_in_use(state);
+        let in_place = self.chunk_in_use(chunk, top);
         let frame_len = layout.frame_len();
         let mut frame = [0u8; MAX_FRAME_LEN];
         let frame = &mut frame[..frame_len];
@@ -115,7 +116,7 @@ impl CurrentThreadReader {
             } else if !self.memory.read(at, frame) {
                 return CurrentStack::Torn;
             }
-            if Some(frame[layout.frame_owner]) != layout.cstack_owner {
+            if layout.frame_kind(frame) != FrameKind::CStack {
                 out[n] = word_at(frame, layout.frame_code) as u64;
                 n += 1;
             }
@@ -228,7 +229,29 @@ mod tests {
     fn a_thread_without_python_state_is_not_python() {
         let reader = CurrentThreadReader::new((3, 13), this_thread_state).unwrap();
         assert_eq!(reader.read(&mut [0u64; 4]), CurrentStack::NotPython);
-        assert!(CurrentThreadReader::new((3, 10), this_thread_state).is_none());
+        assert!(CurrentThreadReader::new((3, 8), this_thread_state).is_none());
+    }
+
+    #[test]
+    fn frames_linked_as_objects_are_each_copied_3_9_and_3_10() {
+        // `PyFrameObject`s: `f_back` at 24, `f_code` at 32; the thread
+        // state's `frame` at 24.
+        let mut outer = vec![0u8; 48];
+        put(&mut outer, 32, OUTER);
+        let mut inner = vec![0u8; 48];
+        put(&mut inner, 24, outer.as_ptr() as usize);
+        put(&mut inner, 32, INNER);
+        let mut thread = vec![0u8; 192];
+        put(&mut thread, 24, inner.as_ptr() as usize);
+        let reader = CurrentThreadReader::new((3, 10), this_thread_state).unwrap();
+        TSTATE.with(|t| t.set(thread.as_ptr() as usize));
+        let mut out = [0u64; 8];
+        assert_eq!(reader.read(&mut out), CurrentStack::Frames(2));
+        assert_eq!(&out[..2], &[INNER as u64, OUTER as u64]);
+        // A torn `f_back` is a failed copy.
+        put(&mut inner, 24, 0x1000);
+        assert_eq!(reader.read(&mut out), CurrentStack::Torn);
+        TSTATE.with(|t| t.set(0));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! or taking its lock: by the Python agent in its own process, and by
 //! `record` and `attach` in processes they sample.
 //!
-//! - [`layout`]: where each version (3.11–3.13) keeps what a read needs;
+//! - [`layout`]: where each version (3.9–3.13) keeps what a read needs;
 //! - [`memory`]: copies through `process_vm_readv`, which fail instead
 //!   of faulting when a pointer leads nowhere;
 //! - [`walker`]: a thread list and each thread's frames, code objects
@@ -33,6 +33,7 @@ pub mod layout;
 pub mod memory;
 pub mod naming;
 pub mod process;
+pub mod pthread;
 pub mod walker;
 
 pub use memory::Memory;

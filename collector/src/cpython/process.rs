@@ -31,7 +31,7 @@ pub enum NotRead {
     #[error("process {0} runs no CPython (no `_PyRuntime` in its executable or libraries)")]
     NotPython(u32),
     /// A CPython whose layout flameshift does not know.
-    #[error("process {pid} runs CPython {}.{} (from {path}): Python frames are read on 3.11 to 3.13; its stacks stay native", version.0, version.1)]
+    #[error("process {pid} runs CPython {}.{} (from {path}): Python frames are read on 3.9 to 3.13; its stacks stay native", version.0, version.1)]
     Unsupported {
         /// The process.
         pid: u32,
@@ -41,8 +41,8 @@ pub enum NotRead {
         path: String,
     },
     /// A CPython whose version could not be read (before 3.11 there is
-    /// no `Py_Version`; the file's name did not say).
-    #[error("process {pid} runs a CPython of unknown version (from {path}): Python frames are read on 3.11 to 3.13; its stacks stay native")]
+    /// no `Py_Version`, and the file's name did not say).
+    #[error("process {pid} runs a CPython of unknown version (from {path}): Python frames are read on 3.9 to 3.13; its stacks stay native")]
     UnknownVersion {
         /// The process.
         pid: u32,

@@ -1,13 +1,13 @@
-//! flameshift's reader of CPython's stacks (3.11 to 3.13), in its own
+//! flameshift's reader of CPython's stacks (3.9 to 3.13), in its own
 //! process (the Python agent) or another (`record`, `attach`): a few
 //! copies per thread instead of several per frame.
 //!
 //! Per thread and tick: its `PyThreadState` (one copy, which also gives
 //! the next thread), its innermost frame's address (3.11, 3.12: one more
-//! copy), the chunk of the thread's frame stack in use (one copy of a
-//! few kilobytes, which holds every frame of plain calls; frames of
+//! copy), the chunk of the thread's frame stack in use (3.11+: one copy
+//! of a few kilobytes, which holds every frame of plain calls; frames of
 //! generators and coroutines live in their objects and are copied one
-//! by one). A code object is known by its address: its header (names'
+//! by one, as every frame of 3.9 and 3.10 is). A code object is known by its address: its header (names'
 //! addresses, first line) and names are read the first time it is seen
 //! (the headers of a stack's new code objects in one copy of many
 //! ranges), and every second the headers of those seen are read again,
@@ -21,8 +21,9 @@
 
 use rustc_hash::FxHashMap;
 
-use super::layout::{Layout, OBJECT_TYPE, STRING_LENGTH, STRING_STATE};
+use super::layout::{FrameKind, Layout, ThreadId, OBJECT_TYPE, STRING_LENGTH, STRING_STATE};
 use super::memory::{i32_at, word_at, Memory};
+use super::pthread::PthreadTids;
 
 /// Where an interpreter's first thread is found.
 #[derive(Debug, Clone, Copy)]
@@ -112,6 +113,8 @@ pub struct Walker {
     interpreter: Interpreter,
     layout: Layout,
     memory: Memory,
+    /// Kernel ids of threads named by their `pthread_t` (3.9, 3.10).
+    pthread_tids: Option<PthreadTids>,
     codes: FxHashMap<usize, Code>,
     swept: std::time::Instant,
     state: Vec<u8>,
@@ -125,13 +128,20 @@ pub struct Walker {
 
 impl Walker {
     /// A reader of `interpreter`'s stacks in `memory`; `None` for a
-    /// version it has no layout of.
+    /// version it has no layout of, or one that names threads by their
+    /// `pthread_t` where this C library's descriptors do not show their
+    /// kernel ids ([`super::pthread`]).
     pub fn new(interpreter: Interpreter, memory: Memory) -> Option<Walker> {
         let layout = Layout::of(interpreter.version.0, interpreter.version.1)?;
+        let pthread_tids = match layout.thread_id {
+            ThreadId::Native(_) => None,
+            ThreadId::Pthread(_) => Some(PthreadTids::of(memory)?),
+        };
         Some(Walker {
             interpreter,
             layout,
             memory,
+            pthread_tids,
             codes: FxHashMap::default(),
             swept: std::time::Instant::now(),
             state: vec![0; layout.thread_len()],
@@ -166,13 +176,19 @@ impl Walker {
             }
             let state = &self.state;
             let frame = self.layout.innermost_frame(state, &self.memory).ok_or(Torn)?;
+            let tid = match self.layout.thread_id {
+                ThreadId::Native(at) => word_at(state, at) as i32,
+                // A thread whose descriptor no longer reads (it exited)
+                // is 0: named by no sample, weighed by no clock.
+                ThreadId::Pthread(at) => self
+                    .pthread_tids
+                    .and_then(|tids| tids.tid(word_at(state, at) as u64))
+                    .unwrap_or(0),
+            };
             out.push(Thread {
-                tid: word_at(state, self.layout.thread_native_id) as i32,
+                tid,
                 frame,
-                chunk: (
-                    word_at(state, self.layout.thread_chunk),
-                    word_at(state, self.layout.thread_chunk_top),
-                ),
+                chunk: self.layout.chunk_in_use(state),
             });
             at = word_at(state, self.layout.thread_next);
         }
@@ -225,18 +241,22 @@ impl Walker {
                 }
                 &self.frame
             };
-            let owner = frame[layout.frame_owner];
-            if Some(owner) != layout.cstack_owner {
-                self.code_addrs
-                    .push((word_at(frame, layout.frame_code), layout.code_len()));
-                if layout.frame_is_entry.is_some_and(|at| frame[at] != 0) {
-                    self.entries.push(self.code_addrs.len() - 1);
+            match layout.frame_kind(frame) {
+                FrameKind::Python { entry } => {
+                    self.code_addrs
+                        .push((word_at(frame, layout.frame_code), layout.code_len()));
+                    if entry {
+                        self.entries.push(self.code_addrs.len() - 1);
+                    }
                 }
-            } else if let Some(last) = self.code_addrs.len().checked_sub(1) {
-                // The frames read so far were one call's: the next ones
-                // are its caller's.
-                if self.entries.last() != Some(&last) {
-                    self.entries.push(last);
+                FrameKind::CStack => {
+                    // The frames read so far were one call's: the next
+                    // ones are its caller's.
+                    if let Some(last) = self.code_addrs.len().checked_sub(1) {
+                        if self.entries.last() != Some(&last) {
+                            self.entries.push(last);
+                        }
+                    }
                 }
             }
             at = word_at(frame, layout.frame_previous);
@@ -616,6 +636,83 @@ mod tests {
             let mut threads = Vec::new();
             assert_eq!(walker(&f).threads(&mut threads), Err(Torn));
         }
+    }
+
+    /// A 3.10 string: `PyASCIIObject` is 48 bytes there (it has `wstr`).
+    fn ascii_310(text: &str) -> Block {
+        let mut s = Block::new(48 + text.len() + 1);
+        s.put(OBJECT_TYPE, &STRING_TYPE as *const u8 as usize);
+        s.put(STRING_LENGTH, text.len());
+        s.put(STRING_STATE, (1 << 2) | (1 << 5) | (1 << 6));
+        s.0[48..48 + text.len()].copy_from_slice(text.as_bytes());
+        s
+    }
+
+    #[test]
+    fn frames_of_3_10_are_objects_linked_by_f_back_each_its_own_evaluator_call() {
+        let file = ascii_310("/srv/app.py");
+        let names = ["inner", "outer"].map(ascii_310);
+        let codes: Vec<Block> = names
+            .iter()
+            .zip([10, 20])
+            .map(|(name, line)| {
+                let mut c = Block::new(120);
+                c.put(OBJECT_TYPE, &CODE_TYPE as *const u8 as usize);
+                c.put(40, line);
+                c.put(104, file.at());
+                c.put(112, name.at());
+                c
+            })
+            .collect();
+        let mut outer = Block::new(40);
+        outer.put(32, codes[1].at());
+        let mut inner = Block::new(40);
+        inner.put(24, outer.at());
+        inner.put(32, codes[0].at());
+        // The thread: this test's own, named by its `pthread_t`.
+        let mut thread = Block::new(192);
+        thread.put(24, inner.at());
+        // SAFETY: pthread_self takes nothing and cannot fail.
+        thread.put(176, unsafe { libc::pthread_self() } as usize);
+        let mut walker = Walker::new(
+            Interpreter {
+                version: (3, 10),
+                state: thread.at(),
+                thread_head: ThreadHead::Function(head),
+                code_type: &CODE_TYPE as *const u8 as usize,
+                string_type: &STRING_TYPE as *const u8 as usize,
+            },
+            Memory::this_process(),
+        )
+        .unwrap();
+        let mut threads = Vec::new();
+        walker.threads(&mut threads).unwrap();
+        // SAFETY: gettid takes nothing and cannot fail.
+        assert_eq!(threads[0].tid, unsafe { libc::gettid() });
+        let mut names = Vec::new();
+        let mut ids = Vec::new();
+        walker
+            .stack(
+                &threads[0],
+                &mut |f| {
+                    names.push(format!("{} {}:{}", f.qualname, f.filename, f.line));
+                    names.len() as u32 - 1
+                },
+                &mut ids,
+            )
+            .unwrap();
+        let read: Vec<&str> = ids.iter().map(|&id| names[id as usize].as_str()).collect();
+        assert_eq!(read, ["inner /srv/app.py:10", "outer /srv/app.py:20"]);
+        assert_eq!(walker.entries(), [0, 1]);
+        // A thread whose descriptor does not read is nobody's (0), its
+        // stack still read.
+        thread.put(176, 8);
+        walker.threads(&mut threads).unwrap();
+        assert_eq!(threads[0].tid, 0);
+        // A torn `f_back`: a failed read.
+        outer.put(24, 0x1000);
+        assert_eq!(walker.stack(&threads[0], &mut |_| 0, &mut ids), Err(Torn));
+        assert!(!names.is_empty() && !file.0.is_empty());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 Counts and costs every request per endpoint (instructions where a
 hardware counter opens, else the thread's CPU time), samples the
 interpreter's stacks (each thread reads its own in a signal handler
-written in Rust, CPython 3.11 to 3.13), and ships both to
+written in Rust, CPython 3.9 to 3.13), and ships both to
 ``flameshift serve``, which compares each endpoint's and function's cost
 per request across deploys.
 
@@ -130,7 +130,7 @@ def stats():
     names = ("profiles", "samples", "uploads", "failures", "dropped_uploads", "dropped_samples")
     stats = dict(zip(names, numbers))
     # What reads the Python stacks: "flameshift" (each thread its own, in
-    # its SIGPROF handler: CPython 3.11 to 3.13), "flameshift-thread" or
+    # its SIGPROF handler: CPython 3.9 to 3.13), "flameshift-thread" or
     # "py-spy" (a sampling thread), or None when none are sampled.
     stats["stack_reader"] = _native.stack_reader()
     # What became of the reads: ticks, failed, interrupted (the sampling
