@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """What a sample costs the thread it is taken on, where each thread reads
-its own stack in the agent's SIGPROF handler (CPython 3.11-3.13): the
+its own stack in the agent's SIGPROF handler (CPython 3.9-3.13): the
 calling thread, DEPTH frames deep, sends itself SIGPROF with
 `signal.pthread_kill` CALLS times a run (a pause between runs lets the
 agent drain its buffer: every signal is a sample), its CPU time per

@@ -7,10 +7,10 @@ samples at FREQUENCY; the sampling thread's CPU (its `sum_exec_runtime`,
     FLAMESHIFT_STACK_READER=thread python3 scripts/bench-python-sampler.py [FREQUENCY=999] [DEPTH=30] [SECONDS=5]
     FLAMESHIFT_STACK_READER=py-spy python3 scripts/bench-python-sampler.py ...   # the peer reader
 
-On CPython 3.11-3.13 the threads read their own stacks in a signal
+On CPython 3.9-3.13 the threads read their own stacks in a signal
 handler unless FLAMESHIFT_STACK_READER asks for a sampling thread (there
 is then no sampling thread to measure: scripts/bench-python-handler.py
-measures the handler); 3.9 and 3.10 always have one (py-spy's).
+measures the handler).
 
 Needs the flameshift package (`pip install ./python`); uploads go to a
 closed port (nothing listens: the cost measured is the sampler's).

@@ -111,15 +111,21 @@ fn own_stack_reader(py: Python<'_>) -> Result<flameshift_collector::cpython::Int
     let version = py.version_info();
     let version = (version.major, version.minor);
     let interpreter = cpython::interpreter(version);
+    if flameshift_collector::cpython::layout::Layout::of(version.0, version.1).is_none() {
+        return Err(NotOwn::NotWanted(format!(
+            "the agent has no layout of CPython {}.{}",
+            version.0, version.1
+        )));
+    }
     let mut walker = flameshift_collector::cpython::Walker::new(
         interpreter,
         flameshift_collector::cpython::Memory::this_process(),
     )
     .ok_or_else(|| {
-        NotOwn::NotWanted(format!(
-            "the agent has no layout of CPython {}.{}",
-            version.0, version.1
-        ))
+        // The one other reason (3.9, 3.10 name threads by `pthread_t`).
+        NotOwn::CheckFailed(
+            "could not find where this C library's thread descriptors keep a thread's kernel id".to_owned(),
+        )
     })?;
     let expected = python_stack(py)
         .map_err(|e| NotOwn::CheckFailed(format!("could not list the interpreter's own stack: {e}")))?;

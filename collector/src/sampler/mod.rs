@@ -224,8 +224,10 @@ impl Sampler {
         handler::install()?;
         let buffer = BUFFER.get_or_init(|| SampleBuffer::new(config.buffer_slots));
         // The buffer outlives samplers: samples a previous one took after
-        // its last drain (another period, maybe) are not ours.
-        buffer.drain(&mut Vec::new());
+        // its last drain (another period, maybe) are not ours, nor are
+        // pushes of threads a `fork` left behind. No handler writes yet
+        // (`handler::BUFFER` is set below).
+        buffer.restart();
         // What the handler reads. A reader, once the handler may hold it,
         // is never freed (a few dozen bytes per start).
         let python = config
