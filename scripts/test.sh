@@ -5,7 +5,7 @@
 # ClickHouse store on a real clickhouse-server with its SQL replayed on a
 # current ClickHouse through chdb, the demo end to end on the release
 # build, the change-point corpus check, the Python agent (its wheel, its
-# tests on CPython 3.11 and its smoke test on 3.12 and 3.13, the Python
+# tests on CPython 3.11 and its smoke test on 3.9, 3.10, 3.12 and 3.13, the Python
 # demo end to end under gunicorn and wrk), `record` and `attach` on
 # CPython against py-spy, then the interoperability
 # check against Go's own pprof tool.

@@ -96,7 +96,7 @@ class Smoke(unittest.TestCase):
             inclusive = {f["name"]: f["inclusive_value"] for f in functions}
             self.assertGreater(inclusive.get("a (scenarios.py)", 0), 0, inclusive)
             # Qualified names from 3.11 (`co_qualname`); the bare name
-            # before (read by py-spy there, docs/python.md, "Versions").
+            # before (docs/python.md, "Versions").
             heavy = "smoke.<locals>.Work.heavy" if seen["version"] >= [3, 11] else "heavy"
             self.assertGreater(inclusive.get(f"{heavy} (scenarios.py)", 0), 0, inclusive)
             # Frames in generator and coroutine objects, off the thread's
