@@ -9,10 +9,10 @@
 //! and `pycore_interp.h` of 3.9.18, 3.10.13, 3.11.7, 3.12.1 and 3.13.0,
 //! compiled with `Py_BUILD_CORE`; 3.9's and 3.10's by
 //! `scripts/cpython-offsets.c`); these structures keep their layout
-//! within a minor version (extensions built against one patch release run on the
-//! others). The agent checks them on the running interpreter before it
-//! uses them ([`super::walker::Walker::check`]); a reader of another
-//! process checks that the threads it finds are that process's.
+//! within a minor version (extensions built against one patch release
+//! run on the others). The agent checks them on the running interpreter
+//! before it uses them ([`super::walker::Walker::check`]); a reader of
+//! another process checks that the threads it finds are that process's.
 
 /// Where a thread's innermost frame is found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,8 +7,9 @@
 //! copy), the chunk of the thread's frame stack in use (3.11+: one copy
 //! of a few kilobytes, which holds every frame of plain calls; frames of
 //! generators and coroutines live in their objects and are copied one
-//! by one, as every frame of 3.9 and 3.10 is). A code object is known by its address: its header (names'
-//! addresses, first line) and names are read the first time it is seen
+//! by one, as every frame of 3.9 and 3.10 is). A code object is known
+//! by its address: its header (names' addresses, first line) and names
+//! are read the first time it is seen
 //! (the headers of a stack's new code objects in one copy of many
 //! ranges), and every second the headers of those seen are read again,
 //! so that a code object freed and another made at its address is read
@@ -484,12 +485,20 @@ mod tests {
         state
     }
 
+    /// A compact ASCII string of 3.12 (its characters past a 40-byte
+    /// header).
     fn ascii(text: &str) -> Block {
-        let mut s = Block::new(40 + text.len() + 1);
+        ascii_after(40, text)
+    }
+
+    /// A compact ASCII string whose characters follow a `header`-byte
+    /// `PyASCIIObject`.
+    fn ascii_after(header: usize, text: &str) -> Block {
+        let mut s = Block::new(header + text.len() + 1);
         s.put(OBJECT_TYPE, &STRING_TYPE as *const u8 as usize);
         s.put(STRING_LENGTH, text.len());
         s.put(STRING_STATE, (1 << 2) | (1 << 5) | (1 << 6));
-        s.0[40..40 + text.len()].copy_from_slice(text.as_bytes());
+        s.0[header..header + text.len()].copy_from_slice(text.as_bytes());
         s
     }
 
@@ -638,20 +647,11 @@ mod tests {
         }
     }
 
-    /// A 3.10 string: `PyASCIIObject` is 48 bytes there (it has `wstr`).
-    fn ascii_310(text: &str) -> Block {
-        let mut s = Block::new(48 + text.len() + 1);
-        s.put(OBJECT_TYPE, &STRING_TYPE as *const u8 as usize);
-        s.put(STRING_LENGTH, text.len());
-        s.put(STRING_STATE, (1 << 2) | (1 << 5) | (1 << 6));
-        s.0[48..48 + text.len()].copy_from_slice(text.as_bytes());
-        s
-    }
-
     #[test]
     fn frames_of_3_10_are_objects_linked_by_f_back_each_its_own_evaluator_call() {
-        let file = ascii_310("/srv/app.py");
-        let names = ["inner", "outer"].map(ascii_310);
+        // `PyASCIIObject` is 48 bytes on 3.10 (it has `wstr`).
+        let file = ascii_after(48, "/srv/app.py");
+        let names = ["inner", "outer"].map(|name| ascii_after(48, name));
         let codes: Vec<Block> = names
             .iter()
             .zip([10, 20])
