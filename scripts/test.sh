@@ -35,7 +35,7 @@ if ! python3 -c "import pyroscope" >/dev/null 2>&1; then
   echo "== pip install pyroscope-io and OpenTelemetry's profiling SDK (real producers push to flameshift serve in the tests)"
   python3 -m pip install -q -r scripts/requirements-producers.txt
 fi
-if ! python3 -c "import flask, gunicorn, django, starlette, maturin" >/dev/null 2>&1 || ! command -v py-spy >/dev/null 2>&1; then
+if ! python3 -c "import flask, gunicorn, django, starlette, maturin" >/dev/null 2>&1 || ! command -v py-spy >/dev/null 2>&1 || ! command -v uwsgi >/dev/null 2>&1; then
   echo "== pip install the Python agent's frameworks and maturin (scripts/requirements-python.txt)"
   python3 -m pip install -q -r scripts/requirements-python.txt
 fi

@@ -435,11 +435,9 @@ impl Agent {
         let mut threads = Vec::new();
         {
             let (shared, stats, config) = (shared.clone(), stats.clone(), config.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name("flameshift-agent".into())
-                    .spawn(move || collect(source, shared, stats, config, request_unit))?,
-            );
+            threads.push(crate::quiet_thread::spawn("flameshift-agent", move || {
+                collect(source, shared, stats, config, request_unit)
+            })?);
         }
         if let Some(analyzer) = config.analyzer.clone() {
             let mut dest = Destination::new(analyzer, config.service.clone(), config.deploy.clone());
@@ -448,16 +446,15 @@ impl Agent {
             dest.ca_cert = config.ca_cert.clone();
             dest.attempts = 1; // the queue retries, a round later
             let shared = shared.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name("flameshift-upload".into())
-                    .spawn(move || match Exporter::new(dest) {
-                        Ok(exporter) => upload(exporter, shared),
-                        Err(e) => {
-                            tracing::error!(error = %e, "the agent cannot upload; profiles stay in memory")
-                        }
-                    })?,
-            );
+            threads.push(crate::quiet_thread::spawn(
+                "flameshift-upload",
+                move || match Exporter::new(dest) {
+                    Ok(exporter) => upload(exporter, shared),
+                    Err(e) => {
+                        tracing::error!(error = %e, "the agent cannot upload; profiles stay in memory")
+                    }
+                },
+            )?);
         }
         tracing::info!(service = %config.service, deploy = %config.deploy, ?mode, "flameshift agent started");
         Ok(Agent {

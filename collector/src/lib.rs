@@ -59,6 +59,7 @@ pub mod layer;
 pub mod perf;
 #[cfg(feature = "record")]
 pub mod python_frames;
+pub mod quiet_thread;
 #[cfg(feature = "record")]
 pub mod recorder;
 pub mod requests;

@@ -314,20 +314,9 @@ impl PyRequest {
     }
 }
 
-/// `os.register_at_fork(before=...)`.
-#[pyfunction]
-fn before_fork() {
-    crate::runtime::before_fork();
-}
-
-/// `os.register_at_fork(after_in_parent=...)`.
-#[pyfunction]
-fn after_fork_in_parent() {
-    crate::runtime::after_fork_in_parent();
-}
-
 /// `os.register_at_fork(after_in_child=...)`: the child's own agent;
-/// `None`, or why it has none.
+/// `None`, or why it has none. (The lock is held across the fork by
+/// `pthread_atfork` handlers, [`crate::runtime`].)
 #[pyfunction]
 fn after_fork_in_child() -> Option<String> {
     crate::runtime::after_fork_in_child().err()
@@ -349,8 +338,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<crate::middleware::FlaskPreprocess>()?;
     m.add("ENVIRON_KEY", crate::middleware::ENVIRON_KEY)?;
     m.add("UNMATCHED", crate::request::UNMATCHED)?;
-    m.add_function(wrap_pyfunction!(before_fork, m)?)?;
-    m.add_function(wrap_pyfunction!(after_fork_in_parent, m)?)?;
     m.add_function(wrap_pyfunction!(after_fork_in_child, m)?)?;
     Ok(())
 }

@@ -3,11 +3,14 @@
 //! stopped (its last interval shipped) at exit.
 //!
 //! Its state sits behind one lock. A fork happens while the forking
-//! thread holds it (taken in the interpreter's before-fork hook, given
-//! back in both after-fork hooks), so that the child never inherits it
-//! locked by a thread that does not exist there. The child leaks the
-//! parent's agent (its threads did not survive the fork; its locks and
-//! queues are not to be touched) and starts its own.
+//! thread holds it (taken and given back by `pthread_atfork` handlers,
+//! which run for the interpreter's `os.fork` and for servers that fork
+//! from C without the interpreter's hooks, as uWSGI's master does), so
+//! that the child never inherits it locked by a thread that does not
+//! exist there. The child leaks the parent's agent (its threads did not
+//! survive the fork; its locks and queues are not to be touched) and
+//! starts its own: at once from the interpreter's after-fork hook, else
+//! at its first use of the agent (a request, `stop`).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -110,6 +113,10 @@ static THREAD_ENDPOINTS: AtomicBool = AtomicBool::new(false);
 /// count the parent's threads and are opened again.
 static FORKS: AtomicU64 = AtomicU64::new(0);
 
+/// Set in the child of a fork until it starts an agent of its own
+/// ([`after_fork_in_child`]): the agent it holds is the parent's.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
 thread_local! {
     /// The lock held across a fork by the forking thread.
     static HELD_FOR_FORK: RefCell<Option<MutexGuard<'static, Option<Running>>>> = const { RefCell::new(None) };
@@ -117,7 +124,18 @@ thread_local! {
     static COUNTER: RefCell<Option<(u64, ThreadCounter)>> = const { RefCell::new(None) };
 }
 
+/// The agent of this process: in the child of a fork that the
+/// interpreter's hooks did not see (uWSGI), started anew first.
 fn running() -> MutexGuard<'static, Option<Running>> {
+    if FORKED.load(Ordering::Acquire) {
+        if let Err(why) = after_fork_in_child() {
+            tracing::warn!("flameshift agent not restarted after fork: {why}");
+        }
+    }
+    locked()
+}
+
+fn locked() -> MutexGuard<'static, Option<Running>> {
     RUNNING.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -228,6 +246,7 @@ fn log_to_stderr() {
 pub fn start(settings: Settings) -> Result<Started, String> {
     static LOGGING: std::sync::Once = std::sync::Once::new();
     LOGGING.call_once(log_to_stderr);
+    watch_forks();
     let mut running = running();
     if running.is_none() {
         *running = Some(launch(settings)?);
@@ -246,8 +265,10 @@ pub fn start(settings: Settings) -> Result<Started, String> {
 /// Stops the agent, shipping what it holds (bounded by the upload
 /// timeout). Nothing running: nothing to do.
 pub fn stop() {
-    let stopped = running().take();
-    if let Some(running) = stopped {
+    let Some(running) = running().take() else {
+        return;
+    };
+    let shut_down = move || {
         if let Some(reads) = &running.read_stats {
             let counts = reads.snapshot();
             let said: Vec<String> = ReadStats::NAMES
@@ -258,7 +279,13 @@ pub fn stop() {
             tracing::info!(reader = running.stack_reader, "stack reads: {}", said.join(" "));
         }
         running.agent.shutdown();
-    }
+    };
+    // On a thread of its own: `stop` runs at exit, and uWSGI finalizes
+    // the interpreter (so runs its exit functions) from a C `atexit`
+    // handler, which glibc runs after the exiting thread's thread-local
+    // destructors: logging and the shutdown would find theirs gone.
+    let _ =
+        flameshift_collector::quiet_thread::spawn("flameshift-stop", shut_down).map(|thread| thread.join());
 }
 
 /// Whether the agent runs.
@@ -379,24 +406,48 @@ pub fn record(endpoint: &str, cost: u64) {
     }
 }
 
+/// Installs the `pthread_atfork` handlers (once): every `fork` of this
+/// process, the interpreter's or a C server's, runs them.
+fn watch_forks() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[allow(unsafe_code)]
+        // SAFETY: the handlers are plain functions that live as long as
+        // the process (the extension is never unloaded).
+        let _ = unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_in_parent), Some(forked)) };
+    });
+}
+
 /// Before a fork: the forking thread holds the lock across it.
-pub fn before_fork() {
-    let guard = running();
+extern "C" fn before_fork() {
+    let guard = locked();
     HELD_FOR_FORK.with(|held| *held.borrow_mut() = Some(guard));
 }
 
 /// After a fork, in the parent: the lock is given back.
-pub fn after_fork_in_parent() {
+extern "C" fn after_fork_in_parent() {
     HELD_FOR_FORK.with(|held| drop(held.borrow_mut().take()));
 }
 
-/// After a fork, in the child: the parent's agent is left alone (leaked)
-/// and a new one started with the same settings. An error says why the
-/// child runs without one.
-pub fn after_fork_in_child() -> Result<(), String> {
+/// After a fork, in the child (its only thread, the forking one): the
+/// lock is given back, and the agent is marked as the parent's. Starting
+/// the child's own is left to [`after_fork_in_child`] (threads are not
+/// started from here).
+extern "C" fn forked() {
     FORKS.fetch_add(1, Ordering::Relaxed);
-    let guard = HELD_FOR_FORK.with(|held| held.borrow_mut().take());
-    let mut guard = guard.unwrap_or_else(running);
+    HELD_FOR_FORK.with(|held| drop(held.borrow_mut().take()));
+    FORKED.store(true, Ordering::Release);
+}
+
+/// In the child of a fork (from the interpreter's after-fork hook, or at
+/// the first use of the agent after a fork it did not see): the
+/// parent's agent is left alone (leaked) and a new one started with the
+/// same settings, once. An error says why the child runs without one.
+pub fn after_fork_in_child() -> Result<(), String> {
+    if !FORKED.swap(false, Ordering::AcqRel) {
+        return Ok(());
+    }
+    let mut guard = locked();
     match guard.take() {
         None => Ok(()),
         Some(parent) => {

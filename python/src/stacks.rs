@@ -207,10 +207,10 @@ impl PythonSource {
         let period = Duration::from_nanos(1_000_000_000 / frequency);
         let thread = {
             let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("flameshift-python-stacks".into())
-                .spawn(move || sample(reader, period, &shared, &endpoints, &settings.import_paths))
-                .map_err(|e| format!("cannot start the sampling thread: {e}"))?
+            flameshift_collector::quiet_thread::spawn("flameshift-python-stacks", move || {
+                sample(reader, period, &shared, &endpoints, &settings.import_paths)
+            })
+            .map_err(|e| format!("cannot start the sampling thread: {e}"))?
         };
         Ok(PythonSource {
             shared,

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -147,6 +148,45 @@ class Agent(unittest.TestCase):
         # thread id cached in the parent would label none).
         labelled = self.serve.get("/api/v1/functions?service=forked&deploy=v1&endpoint=GET%20%2Fa")
         self.assertGreater(labelled["samples"], 0, labelled)
+
+    def test_uwsgi_workers_forked_from_c_run_their_own_agents_and_ship_at_exit(self):
+        # uWSGI's master loads the app (and starts the agent) once and
+        # forks its workers from C: no os.register_at_fork hook runs
+        # there. Each worker must still start its own agent (at its first
+        # request), count every request, and ship what it holds when the
+        # master stops it; a signal sent to a worker must reach uWSGI's
+        # handler on its main thread, never an agent's thread.
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        log = self.enterContext(tempfile.TemporaryFile(mode="w+"))
+        master = subprocess.Popen(
+            ["uwsgi", "--master", "--processes", "2", "--http", f"127.0.0.1:{port}",
+             "--wsgi-file", os.path.join(HERE, "uwsgi_app.py"), "--die-on-term", "--disable-logging"],
+            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, ANALYZER=self.serve.url),
+        )
+        try:
+            pids = []
+            deadline = time.time() + 60
+            while len(pids) < 200 and time.time() < deadline:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+                        pids.append(response.read())
+                except OSError:
+                    time.sleep(0.1)
+            self.assertEqual(len(pids), 200)
+        finally:
+            master.send_signal(signal.SIGTERM)
+            master.wait(timeout=60)
+        log.seek(0)
+        output = log.read()
+        self.assertNotIn("panicked", output)
+        self.assertIn("goodbye to uWSGI", output)
+        self.assertEqual(len(set(pids)), 2, "both workers served")
+        deploys = self.serve.get("/api/v1/services/uwsgi/deploys")["deploys"]
+        self.assertEqual(sum(d["requests"] for d in deploys), 200, deploys)
+        values, _ = function_shares(self.serve, "uwsgi")
+        self.assertGreater(values.get("burn", 0), 0, f"the workers' stacks: {values}")
 
     def test_a_dead_analyzer_never_holds_up_a_request(self):
         seen, _ = scenario("unreachable", "http://127.0.0.1:9", 4)

@@ -74,13 +74,11 @@ fn find_offset() -> Option<usize> {
     }
     let (sent, seen) = std::sync::mpsc::channel();
     let (done, wait) = std::sync::mpsc::channel::<()>();
-    let other = std::thread::Builder::new()
-        .name("flameshift-pthread-probe".into())
-        .spawn(move || {
-            let _ = sent.send((own_pthread(), own_tid()));
-            let _ = wait.recv();
-        })
-        .ok()?;
+    let other = crate::quiet_thread::spawn("flameshift-pthread-probe", move || {
+        let _ = sent.send((own_pthread(), own_tid()));
+        let _ = wait.recv();
+    })
+    .ok()?;
     let offsets = seen
         .recv()
         .ok()

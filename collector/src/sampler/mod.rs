@@ -252,24 +252,22 @@ impl Sampler {
         } else {
             let shared = shared.clone();
             let interval = config.scan_interval;
-            let scanner = std::thread::Builder::new()
-                .name("flameshift-scan".into())
-                .spawn(move || {
-                    shared
-                        .excluded
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(gettid());
-                    shared
-                        .armed
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&gettid());
-                    while !shared.stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(interval);
-                        scan(&shared, mode, period);
-                    }
-                })?;
+            let scanner = crate::quiet_thread::spawn("flameshift-scan", move || {
+                shared
+                    .excluded
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(gettid());
+                shared
+                    .armed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&gettid());
+                while !shared.stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(interval);
+                    scan(&shared, mode, period);
+                }
+            })?;
             Some(scanner)
         };
         tracing::info!(?mode, period, "in-process sampler started");

@@ -88,11 +88,11 @@ def start(service=None, deploy=None, analyzer=None, token=None, ca_cert=None,
     if not _hooks_installed:
         _hooks_installed = True
         atexit.register(stop)
-        os.register_at_fork(
-            before=_native.before_fork,
-            after_in_parent=_native.after_fork_in_parent,
-            after_in_child=_after_fork_in_child,
-        )
+        # The agent's lock is held across every fork by its own
+        # pthread_atfork handlers; a child of os.fork starts its agent
+        # here, one of a fork the interpreter did not see (uWSGI's
+        # workers) at its first request.
+        os.register_at_fork(after_in_child=_after_fork_in_child)
     log.info("flameshift agent started (requests costed in %s, stacks read by %s)", unit, reader or "nothing")
     return True
 
@@ -107,7 +107,9 @@ def stop():
     """Stops the agent, shipping what it holds (bounded by the upload timeout)."""
     try:
         _native.stop()
-    except Exception as error:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:  # a Rust panic is a BaseException
         warn_once("stop", "flameshift agent did not stop cleanly: %s", error)
 
 
