@@ -418,15 +418,20 @@ fn watch_forks() {
     });
 }
 
-/// Before a fork: the forking thread holds the lock across it.
+/// Before a fork: the forking thread holds the lock across it (not a
+/// thread being torn down, whose thread-locals are gone: a panic here
+/// would abort the process).
 extern "C" fn before_fork() {
-    let guard = locked();
-    HELD_FOR_FORK.with(|held| *held.borrow_mut() = Some(guard));
+    let _ = HELD_FOR_FORK.try_with(|held| {
+        if let Ok(mut held) = held.try_borrow_mut() {
+            *held = Some(locked());
+        }
+    });
 }
 
 /// After a fork, in the parent: the lock is given back.
 extern "C" fn after_fork_in_parent() {
-    HELD_FOR_FORK.with(|held| drop(held.borrow_mut().take()));
+    give_back_for_fork();
 }
 
 /// After a fork, in the child (its only thread, the forking one): the
@@ -435,8 +440,16 @@ extern "C" fn after_fork_in_parent() {
 /// started from here).
 extern "C" fn forked() {
     FORKS.fetch_add(1, Ordering::Relaxed);
-    HELD_FOR_FORK.with(|held| drop(held.borrow_mut().take()));
+    give_back_for_fork();
     FORKED.store(true, Ordering::Release);
+}
+
+fn give_back_for_fork() {
+    let _ = HELD_FOR_FORK.try_with(|held| {
+        if let Ok(mut held) = held.try_borrow_mut() {
+            drop(held.take());
+        }
+    });
 }
 
 /// In the child of a fork (from the interpreter's after-fork hook, or at
