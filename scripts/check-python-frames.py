@@ -233,6 +233,8 @@ def main():
                 target.kill()
                 target.wait()
             report[f"{version} attach"] = compare(f"{version} attach", (major, minor), ours, theirs, failures)
+    if not report:
+        sys.exit(f"no CPython {args.versions or '3.9-3.13'} found here")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     if failures:
